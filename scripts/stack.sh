@@ -1,0 +1,88 @@
+# shellcheck shell=bash
+# Starting and stopping the local stack (both workers in one `wrangler dev`), shared by
+# scripts/dev, scripts/test and scripts/bench. Sourced after env.sh.
+
+# One root secret per checkout, generated on first use and kept in the git-ignored .edgeplane/.
+# The review worker reads its copy from workers/review/.dev.vars (wrangler loads a secondary
+# worker's vars only from its own directory); the gateway gets it through a per-run env file.
+ep_local_secrets() {
+  mkdir -p "$EP_ROOT/.edgeplane"
+  local f="$EP_ROOT/.edgeplane/root_secret"
+  if [ ! -s "$f" ]; then
+    python3 -c 'import secrets; print(secrets.token_hex(32))' > "$f"
+    chmod 600 "$f"
+  fi
+  EP_ROOT_SECRET="$(cat "$f")"
+  local review_vars="$EP_ROOT/workers/review/.dev.vars"
+  local want
+  want=$(printf '%s\n' \
+    "# Written by scripts (stack.sh); local development only." \
+    "ROOT_SECRET=$EP_ROOT_SECRET" \
+    "QUEUE_RETRY_BASE_SECONDS=1" \
+    "ALLOW_LOOPBACK_EGRESS=true")
+  if [ ! -f "$review_vars" ] || [ "$(cat "$review_vars")" != "$want" ]; then
+    printf '%s\n' "$want" > "$review_vars"
+    chmod 600 "$review_vars"
+  fi
+}
+
+# ep_stack_env_file STATE_DIR PORT SETUP_TOKEN [KEY=VALUE ...]: the gateway's secrets and vars.
+ep_stack_env_file() {
+  local state="$1" port="$2" token="$3"; shift 3
+  {
+    echo "ROOT_SECRET=$EP_ROOT_SECRET"
+    echo "SETUP_TOKEN=$token"
+    echo "PUBLIC_BASE_URL=http://127.0.0.1:$port"
+    echo "ALLOW_LOOPBACK_EGRESS=true"
+    for kv in "$@"; do echo "$kv"; done
+  } > "$state/gateway.env"
+  chmod 600 "$state/gateway.env"
+}
+
+ep_apply_migrations() {
+  local state="$1"
+  (cd "$EP_ROOT" && wrangler d1 migrations apply DB --local --persist-to "$state" >"$state/migrations.log" 2>&1) \
+    || { cat "$state/migrations.log" >&2; ep_die "applying D1 migrations failed"; }
+}
+
+# ep_stack_start STATE_DIR PORT LOGFILE|-  : starts wrangler dev in its own process group.
+# Sets EP_STACK_PID. With LOGFILE "-" output goes to this terminal.
+ep_stack_start() {
+  local state="$1" port="$2" log="$3"
+  local args=(dev -c wrangler.toml -c workers/review/wrangler.toml
+    --ip 127.0.0.1 --port "$port" --persist-to "$state" --env-file "$state/gateway.env"
+    --test-scheduled --show-interactive-dev-session=false)
+  cd "$EP_ROOT"
+  if [ "$log" = "-" ]; then
+    setsid wrangler "${args[@]}" &
+  else
+    setsid wrangler "${args[@]}" >"$log" 2>&1 &
+  fi
+  EP_STACK_PID=$!
+}
+
+ep_stack_stop() {
+  if [ -n "${EP_STACK_PID:-}" ] && kill -0 "$EP_STACK_PID" 2>/dev/null; then
+    kill -TERM -- "-$EP_STACK_PID" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$EP_STACK_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL -- "-$EP_STACK_PID" 2>/dev/null || true
+  fi
+  EP_STACK_PID=
+}
+
+# ep_wait_ready URL TIMEOUT_SECONDS: waits for /healthz to answer 200.
+ep_wait_ready() {
+  local url="$1" timeout="$2" i
+  for ((i = 0; i < timeout * 2; i++)); do
+    if [ -n "${EP_STACK_PID:-}" ] && ! kill -0 "$EP_STACK_PID" 2>/dev/null; then
+      return 1
+    fi
+    curl -sf -o /dev/null "$url/healthz" && return 0
+    sleep 0.5
+  done
+  return 1
+}
+
+ep_free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}

@@ -1,0 +1,17 @@
+//! edgeplane-core: the logic of edgeplane, free of any Workers runtime dependency so that it is
+//! tested natively and shared by every worker. Workers parse requests, call into here, and bind
+//! storage; decisions live here.
+#![forbid(unsafe_code)]
+
+pub mod audit;
+pub mod auth;
+pub mod crypto;
+pub mod error;
+pub mod http;
+pub mod ids;
+pub mod queue;
+pub mod ratelimit;
+pub mod time;
+pub mod validate;
+
+pub use error::{ApiError, ApiResult, ErrorCode};

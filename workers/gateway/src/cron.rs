@@ -1,0 +1,62 @@
+//! Scheduled maintenance. Each task is idempotent and bounded, so a missed or doubled run is
+//! harmless; each run is recorded in `cron_runs` (visible in `/healthz`).
+
+use edgeplane_core::ids::new_id;
+use serde_json::json;
+use worker::Env;
+
+use crate::http::ctx::now_ms;
+use crate::http::log;
+use edgeplane_runtime::args;
+use edgeplane_runtime::db::Db;
+
+/// Queue probes are diagnostics; a week is plenty to look at one.
+const PROBE_RETENTION_MS: i64 = 7 * 24 * 3600 * 1000;
+
+pub async fn run(env: &Env, cron: &str) {
+    let Ok(db) = Db::from_env(env) else {
+        log::error("cron", "no D1 binding");
+        return;
+    };
+    let started = now_ms();
+    let Ok(run_id) = new_id("crn", started) else {
+        return;
+    };
+    let mut tasks = serde_json::Map::new();
+
+    let pruned = db
+        .run_unaudited(
+            "DELETE FROM queue_probes WHERE created_at_ms < ?",
+            args![started - PROBE_RETENTION_MS],
+        )
+        .await;
+    tasks.insert(
+        "prune_queue_probes".into(),
+        match pruned {
+            Ok(w) => json!({"deleted": w.changes}),
+            Err(_) => json!({"error": true}),
+        },
+    );
+
+    let finished = now_ms();
+    let record = db
+        .run_unaudited(
+            "INSERT INTO cron_runs (id, cron, started_at_ms, finished_at_ms, tasks) \
+             VALUES (?, ?, ?, ?, ?)",
+            args![
+                &run_id,
+                cron,
+                started,
+                finished,
+                serde_json::Value::Object(tasks.clone()).to_string()
+            ],
+        )
+        .await;
+    if record.is_err() {
+        log::error("cron", "could not record the run");
+    }
+    log::info(
+        "cron run",
+        json!({"cron": cron, "tasks": tasks, "duration_ms": finished - started}),
+    );
+}

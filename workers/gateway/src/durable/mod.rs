@@ -1,0 +1,4 @@
+//! Durable Object classes. Each is a thin wrapper: parse the internal request, call the pure
+//! logic in `edgeplane-core`, persist.
+
+pub mod rate_limiter;

@@ -1,0 +1,8 @@
+//! The HTTP shell around handlers: request context, bodies, responses, logs.
+
+pub mod body;
+pub mod ctx;
+pub mod log;
+pub mod respond;
+
+pub use ctx::RequestCtx;

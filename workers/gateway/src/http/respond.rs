@@ -1,0 +1,51 @@
+//! Building responses: JSON bodies, errors in the one documented shape, common headers.
+
+use edgeplane_core::ApiError;
+use serde::Serialize;
+use worker::{Headers, Response, ResponseBuilder};
+
+use edgeplane_runtime::db::OrInternal;
+
+pub type HttpResult = Result<Response, ApiError>;
+
+pub fn json<T: Serialize>(status: u16, body: &T) -> HttpResult {
+    Ok(Response::from_json(body)
+        .or_internal("serialize response")?
+        .with_status(status))
+}
+
+pub fn ok<T: Serialize>(body: &T) -> HttpResult {
+    json(200, body)
+}
+
+pub fn created<T: Serialize>(body: &T) -> HttpResult {
+    json(201, body)
+}
+
+pub fn no_content() -> HttpResult {
+    Ok(Response::empty()
+        .or_internal("empty response")?
+        .with_status(204))
+}
+
+/// `{"error": {"code", "message", "request_id"}}`, plus `Retry-After` when the error has one.
+pub fn error(err: &ApiError, request_id: &str) -> Response {
+    let body = serde_json::to_vec(&err.body(request_id)).unwrap_or_default();
+    let headers = Headers::new();
+    let _ = headers.set("content-type", "application/json");
+    if let Some(s) = err.retry_after {
+        let _ = headers.set("retry-after", &s.to_string());
+    }
+    ResponseBuilder::new()
+        .with_status(err.status())
+        .with_headers(headers)
+        .fixed(body)
+}
+
+/// Headers on every response.
+pub fn finish(resp: &mut Response, request_id: &str) {
+    let h = resp.headers_mut();
+    let _ = h.set("x-request-id", request_id);
+    let _ = h.set("x-content-type-options", "nosniff");
+    let _ = h.set("cache-control", "no-store");
+}

@@ -1,0 +1,57 @@
+//! The edgeplane gateway Worker: every HTTP surface, the Durable Object classes, and cron.
+//!
+//! This crate is a thin shell. It parses requests, asks `edgeplane-core` for decisions, and binds
+//! D1, Durable Objects, Queues and R2. See ARCHITECTURE.md for the request path.
+#![forbid(unsafe_code)]
+
+pub mod authn;
+pub mod config;
+pub mod cron;
+pub mod durable;
+pub mod http;
+pub mod ratelimit;
+pub mod routes;
+
+use worker::{event, Context, Env, Request, Response, ScheduleContext, ScheduledEvent};
+
+pub use durable::rate_limiter::RateLimiter;
+
+use http::log::{self, AccessLine};
+use http::respond;
+use http::RequestCtx;
+
+#[event(fetch)]
+async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
+    let mut rc = RequestCtx::new(&req);
+    let method = rc.method.clone();
+    let (mut resp, error_code) = match routes::dispatch(req, &env, &ctx, &mut rc).await {
+        Ok(resp) => (resp, None),
+        Err(err) => (
+            respond::error(&err, &rc.request_id),
+            Some(err.code.as_str()),
+        ),
+    };
+    respond::finish(&mut resp, &rc.request_id);
+    log::access(&AccessLine {
+        level: if resp.status_code() >= 500 {
+            "error"
+        } else {
+            "info"
+        },
+        msg: "request",
+        request_id: &rc.request_id,
+        method: &method,
+        route: rc.route,
+        status: resp.status_code(),
+        duration_ms: http::ctx::now_ms() - rc.started_ms,
+        principal: rc.principal_kind.as_str(),
+        org_id: rc.org_id.as_deref(),
+        error_code,
+    });
+    Ok(resp)
+}
+
+#[event(scheduled)]
+async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    cron::run(&env, &event.cron()).await;
+}

@@ -1,0 +1,306 @@
+//! The route table and dispatch. Adding an endpoint is one row in [`ROUTES`] (method, pattern,
+//! body limit, who may call it) and one arm in [`dispatch`]; authentication, tenancy and scope
+//! checks happen here, before any handler runs, so a handler cannot forget them.
+
+pub mod diagnostics;
+pub mod meta;
+pub mod orgs;
+pub mod setup;
+
+use std::rc::Rc;
+
+use edgeplane_core::auth::{authorize, Action, OrgAccess, Principal, PrincipalKind};
+use edgeplane_core::http::{match_route, BodyLimit, Method, Params, RouteMatch, RouteSpec};
+use edgeplane_core::{ApiError, ErrorCode};
+use serde::de::DeserializeOwned;
+use worker::{Context, Env, Request};
+
+use crate::authn;
+use crate::config::{self, Config};
+use crate::http::body;
+use crate::http::respond::HttpResult;
+use crate::http::RequestCtx;
+use edgeplane_runtime::db::Db;
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone; a presented credential is still verified (a bad one is 401).
+    Public,
+    /// Any authenticated principal.
+    Authenticated,
+    /// A principal with access to the `{org}` in the path, holding the action's scope.
+    Org(Action),
+    /// Authenticates itself inside the handler (setup token, OAuth client, webhook signature).
+    SelfAuthenticated,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteId {
+    Livez,
+    Healthz,
+    Version,
+    OpenApi,
+    Jwks,
+    Setup,
+    GetOrg,
+    CreateQueueProbe,
+    GetQueueProbe,
+}
+
+pub type Route = RouteSpec<RouteId, Access>;
+
+const fn route(
+    id: RouteId,
+    method: Method,
+    pattern: &'static str,
+    body_limit: BodyLimit,
+    auth: Access,
+) -> Route {
+    RouteSpec {
+        id,
+        method,
+        pattern,
+        body_limit,
+        auth,
+    }
+}
+
+use Method::*;
+use RouteId as R;
+
+pub const ROUTES: &[Route] = &[
+    route(R::Livez, Get, "/livez", BodyLimit::NONE, Access::Public),
+    route(R::Healthz, Get, "/healthz", BodyLimit::NONE, Access::Public),
+    route(
+        R::Version,
+        Get,
+        "/v1/version",
+        BodyLimit::NONE,
+        Access::Public,
+    ),
+    route(
+        R::OpenApi,
+        Get,
+        "/openapi.json",
+        BodyLimit::NONE,
+        Access::Public,
+    ),
+    route(
+        R::Jwks,
+        Get,
+        "/.well-known/jwks.json",
+        BodyLimit::NONE,
+        Access::Public,
+    ),
+    route(
+        R::Setup,
+        Post,
+        "/v1/setup",
+        BodyLimit::SMALL,
+        Access::SelfAuthenticated,
+    ),
+    route(
+        R::GetOrg,
+        Get,
+        "/v1/orgs/{org}",
+        BodyLimit::NONE,
+        Access::Org(Action::ReadOrg),
+    ),
+    route(
+        R::CreateQueueProbe,
+        Post,
+        "/v1/orgs/{org}/diagnostics/queue-probes",
+        BodyLimit::SMALL,
+        Access::Org(Action::ManageOrg),
+    ),
+    route(
+        R::GetQueueProbe,
+        Get,
+        "/v1/orgs/{org}/diagnostics/queue-probes/{probe}",
+        BodyLimit::NONE,
+        Access::Org(Action::ManageOrg),
+    ),
+];
+
+/// Everything a handler gets. Built by [`dispatch`] after authentication and authorization.
+pub struct Cx<'a> {
+    pub env: &'a Env,
+    pub ctx: &'a Context,
+    pub cfg: Rc<Config>,
+    pub rc: &'a RequestCtx,
+    pub req: Request,
+    pub params: Params,
+    pub principal: Principal,
+    org: Option<OrgAccess>,
+    limit: BodyLimit,
+    db: Db,
+}
+
+impl<'a> Cx<'a> {
+    /// A path parameter. Route patterns guarantee presence; absence means a table/handler
+    /// mismatch, reported as 404 rather than a panic.
+    pub fn param(&self, name: &str) -> Result<&str, ApiError> {
+        self.params
+            .get(name)
+            .ok_or_else(|| ApiError::new(ErrorCode::RouteNotFound, "no such route"))
+    }
+
+    /// The org this request acts in (only on `Access::Org` routes).
+    pub fn org(&self) -> Result<&OrgAccess, ApiError> {
+        self.org.as_ref().ok_or_else(ApiError::internal)
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    pub async fn json<T: DeserializeOwned>(&mut self) -> Result<T, ApiError> {
+        body::json(&mut self.req, self.limit).await
+    }
+
+    pub async fn json_or_default<T: DeserializeOwned + Default>(&mut self) -> Result<T, ApiError> {
+        body::json_or_default(&mut self.req, self.limit).await
+    }
+
+    pub async fn raw_body(&mut self) -> Result<Vec<u8>, ApiError> {
+        body::read_limited(&mut self.req, self.limit).await
+    }
+
+    /// Asks the policy about an action beyond the route's own (e.g. a second scope).
+    pub fn authorize(&self, action: Action) -> Result<(), ApiError> {
+        authorize(self.org()?, action)
+    }
+}
+
+fn route_not_found() -> ApiError {
+    ApiError::new(ErrorCode::RouteNotFound, "no route matches this path")
+}
+
+pub async fn dispatch(req: Request, env: &Env, ctx: &Context, rc: &mut RequestCtx) -> HttpResult {
+    let method = Method::parse(req.method().as_ref())
+        .ok_or_else(|| ApiError::new(ErrorCode::MethodNotAllowed, "unsupported method"))?;
+    let path = req.path();
+    let (route, params) = match match_route(ROUTES, method, &path) {
+        RouteMatch::Found(r, p) => (r, p),
+        RouteMatch::MethodNotAllowed(allowed) => {
+            let names: Vec<&str> = allowed.iter().map(|m| m.as_str()).collect();
+            return Err(ApiError::new(
+                ErrorCode::MethodNotAllowed,
+                format!("this path answers only {}", names.join(", ")),
+            ));
+        }
+        RouteMatch::NotFound => return Err(route_not_found()),
+    };
+    rc.route = route.pattern;
+
+    // The floor of every benchmark: no config, no storage, no credential.
+    if route.id == R::Livez {
+        return meta::livez();
+    }
+
+    let cfg = config::load(env)?;
+    let db = Db::from_env(env)?;
+    let token = authn::bearer(&req)?;
+    let (principal, followups) = match route.auth {
+        Access::SelfAuthenticated => (Principal::anonymous(), authn::Followups::default()),
+        _ => authn::resolve(&db, token.as_deref()).await?,
+    };
+    rc.principal_kind = principal.kind;
+
+    let org = match route.auth {
+        Access::Public | Access::SelfAuthenticated => None,
+        Access::Authenticated | Access::Org(_) if principal.kind == PrincipalKind::Anonymous => {
+            return Err(ApiError::unauthenticated(
+                "this route requires a bearer credential",
+            ));
+        }
+        Access::Authenticated => None,
+        Access::Org(action) => {
+            let org_ref = params.get("org").ok_or_else(route_not_found)?;
+            let access = authn::org_access(&db, &principal, org_ref).await?;
+            rc.org_id = Some(access.org_id.clone());
+            authorize(&access, action)?;
+            Some(access)
+        }
+    };
+
+    let mut cx = Cx {
+        env,
+        ctx,
+        cfg,
+        rc,
+        req,
+        params,
+        principal,
+        org,
+        limit: route.body_limit,
+        db,
+    };
+    let result = match route.id {
+        R::Livez => meta::livez(),
+        R::Healthz => meta::healthz(&mut cx).await,
+        R::Version => meta::version(&cx),
+        R::OpenApi => meta::openapi(),
+        R::Jwks => meta::jwks(&cx),
+        R::Setup => setup::setup(&mut cx).await,
+        R::GetOrg => orgs::get(&mut cx).await,
+        R::CreateQueueProbe => diagnostics::create_queue_probe(&mut cx).await,
+        R::GetQueueProbe => diagnostics::get_queue_probe(&mut cx).await,
+    };
+    authn::run_followups(&cx.db, followups).await;
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every route in the table is documented in the committed OpenAPI document with the same
+    /// method, and every documented operation exists in the table.
+    #[test]
+    fn openapi_document_matches_route_table() {
+        let doc: serde_json::Value =
+            serde_json::from_str(include_str!("../../../../openapi.json")).expect("openapi parses");
+        assert_eq!(
+            doc["openapi"].as_str().map(|v| v.starts_with("3.1")),
+            Some(true)
+        );
+        let paths = doc["paths"].as_object().expect("paths");
+        for r in ROUTES {
+            let op = paths
+                .get(r.pattern)
+                .and_then(|p| p.get(r.method.as_str().to_ascii_lowercase()));
+            assert!(
+                op.is_some(),
+                "{} {} is not in openapi.json",
+                r.method.as_str(),
+                r.pattern
+            );
+        }
+        for (path, item) in paths {
+            for (method, _) in item.as_object().expect("path item") {
+                if method == "parameters" {
+                    continue;
+                }
+                let m = Method::parse(&method.to_ascii_uppercase()).expect("method");
+                assert!(
+                    ROUTES.iter().any(|r| r.pattern == path && r.method == m),
+                    "openapi.json documents {method} {path}, which the router does not serve"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn org_routes_capture_org() {
+        for r in ROUTES {
+            if matches!(r.auth, Access::Org(_)) {
+                assert!(r.pattern.contains("{org}"), "{}", r.pattern);
+            }
+            if matches!(r.method, Method::Get | Method::Delete | Method::Head) {
+                assert_eq!(r.body_limit, BodyLimit::NONE, "{}", r.pattern);
+            }
+        }
+    }
+}
