@@ -1,6 +1,7 @@
 //! Who is calling and what they may do. Every request resolves to one [`Principal`] before a
 //! handler runs; handlers then ask [`policy`] and nothing else.
 
+pub mod access_token;
 pub mod credential;
 pub mod policy;
 pub mod principal;

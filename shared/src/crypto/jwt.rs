@@ -135,12 +135,13 @@ impl KeySet {
         serde_json::json!({ "keys": self.keys.iter().map(JwtKey::jwk).collect::<Vec<_>>() })
     }
 
-    /// Verifies signature, issuer, audience and time; returns the claims only if all hold.
+    /// Verifies signature, issuer, audience (one of `audiences`) and time; returns the claims only
+    /// if all hold. Callers dispatch on `claims.aud` afterwards.
     pub fn verify<T: DeserializeOwned>(
         &self,
         token: &str,
         issuer: &str,
-        audience: &str,
+        audiences: &[&str],
         now: i64,
     ) -> Result<Claims<T>, JwtError> {
         let mut parts = token.split('.');
@@ -170,7 +171,7 @@ impl KeySet {
         let claim_bytes = URL_SAFE_NO_PAD.decode(c64).map_err(|_| JwtError::Invalid)?;
         let claims: Claims<T> =
             serde_json::from_slice(&claim_bytes).map_err(|_| JwtError::Invalid)?;
-        if claims.iss != issuer || claims.aud != audience {
+        if claims.iss != issuer || !audiences.contains(&claims.aud.as_str()) {
             return Err(JwtError::WrongAudience);
         }
         if now > claims.exp + LEEWAY_SECONDS || now + LEEWAY_SECONDS < claims.nbf {
@@ -213,7 +214,7 @@ mod tests {
         let ks = KeySet::derive(&root(), 1, 0);
         let t = ks.signing_key().sign(&claims(1000)).unwrap();
         let back: Claims<Extra> = ks
-            .verify(&t, "https://ep.test", "edgeplane:user", 1001)
+            .verify(&t, "https://ep.test", &["edgeplane:user"], 1001)
             .unwrap();
         assert_eq!(back, claims(1000));
     }
@@ -223,7 +224,7 @@ mod tests {
         let ks = KeySet::derive(&root(), 1, 0);
         let t = ks.signing_key().sign(&claims(1000)).unwrap();
         let v = |tok: &str, aud: &str, now| {
-            ks.verify::<Extra>(tok, "https://ep.test", aud, now)
+            ks.verify::<Extra>(tok, "https://ep.test", &[aud], now)
                 .map(|_| ())
         };
         assert_eq!(
@@ -267,7 +268,7 @@ mod tests {
         );
         let forged = format!("{header}.{body}.");
         assert_eq!(
-            ks.verify::<Extra>(&forged, "https://ep.test", "edgeplane:user", 1001)
+            ks.verify::<Extra>(&forged, "https://ep.test", &["edgeplane:user"], 1001)
                 .map(|_| ()),
             Err(JwtError::Invalid)
         );
@@ -280,11 +281,11 @@ mod tests {
         let new = KeySet::derive(&root(), 2, 1);
         assert_ne!(new.signing_key().kid(), old.signing_key().kid());
         assert!(new
-            .verify::<Extra>(&t, "https://ep.test", "edgeplane:user", 1001)
+            .verify::<Extra>(&t, "https://ep.test", &["edgeplane:user"], 1001)
             .is_ok());
         let newer = KeySet::derive(&root(), 3, 0);
         assert!(newer
-            .verify::<Extra>(&t, "https://ep.test", "edgeplane:user", 1001)
+            .verify::<Extra>(&t, "https://ep.test", &["edgeplane:user"], 1001)
             .is_err());
         assert_eq!(new.jwks()["keys"].as_array().unwrap().len(), 2);
     }

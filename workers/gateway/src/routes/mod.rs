@@ -1,11 +1,12 @@
-//! The route table and dispatch. Adding an endpoint is one row in [`ROUTES`] (method, pattern,
-//! body limit, who may call it) and one arm in [`dispatch`]; authentication, tenancy and scope
-//! checks happen here, before any handler runs, so a handler cannot forget them.
+//! Dispatch. Each area (`core`, `identity`, `federation`, `review`) owns a route table and its
+//! handlers; a route is one row (method, pattern, body limit, who may call it) and one handler
+//! arm. Authentication, tenancy and scope checks happen here, before any handler runs, so a
+//! handler cannot forget them.
 
-pub mod diagnostics;
-pub mod meta;
-pub mod orgs;
-pub mod setup;
+pub mod core;
+pub mod federation;
+pub mod identity;
+pub mod review;
 
 use std::rc::Rc;
 
@@ -35,22 +36,18 @@ pub enum Access {
     SelfAuthenticated,
 }
 
+/// A route's identity: the area it belongs to and the area's own id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RouteId {
-    Livez,
-    Healthz,
-    Version,
-    OpenApi,
-    Jwks,
-    Setup,
-    GetOrg,
-    CreateQueueProbe,
-    GetQueueProbe,
+    Core(core::Id),
+    Identity(identity::Id),
+    Federation(federation::Id),
+    Review(review::Id),
 }
 
 pub type Route = RouteSpec<RouteId, Access>;
 
-const fn route(
+pub const fn route(
     id: RouteId,
     method: Method,
     pattern: &'static str,
@@ -66,62 +63,34 @@ const fn route(
     }
 }
 
-use Method::*;
-use RouteId as R;
-
-pub const ROUTES: &[Route] = &[
-    route(R::Livez, Get, "/livez", BodyLimit::NONE, Access::Public),
-    route(R::Healthz, Get, "/healthz", BodyLimit::NONE, Access::Public),
-    route(
-        R::Version,
-        Get,
-        "/v1/version",
-        BodyLimit::NONE,
-        Access::Public,
-    ),
-    route(
-        R::OpenApi,
-        Get,
-        "/openapi.json",
-        BodyLimit::NONE,
-        Access::Public,
-    ),
-    route(
-        R::Jwks,
-        Get,
-        "/.well-known/jwks.json",
-        BodyLimit::NONE,
-        Access::Public,
-    ),
-    route(
-        R::Setup,
-        Post,
-        "/v1/setup",
-        BodyLimit::SMALL,
-        Access::SelfAuthenticated,
-    ),
-    route(
-        R::GetOrg,
-        Get,
-        "/v1/orgs/{org}",
-        BodyLimit::NONE,
-        Access::Org(Action::ReadOrg),
-    ),
-    route(
-        R::CreateQueueProbe,
-        Post,
-        "/v1/orgs/{org}/diagnostics/queue-probes",
-        BodyLimit::SMALL,
-        Access::Org(Action::ManageOrg),
-    ),
-    route(
-        R::GetQueueProbe,
-        Get,
-        "/v1/orgs/{org}/diagnostics/queue-probes/{probe}",
-        BodyLimit::NONE,
-        Access::Org(Action::ManageOrg),
-    ),
+/// Every area's table. Each area owns its routes and handlers in its own module.
+pub const TABLES: &[&[Route]] = &[
+    core::ROUTES,
+    identity::ROUTES,
+    federation::ROUTES,
+    review::ROUTES,
 ];
+
+/// All routes, in matching order.
+pub fn all_routes() -> impl Iterator<Item = &'static Route> {
+    TABLES.iter().flat_map(|t| t.iter())
+}
+
+fn find_route(method: Method, path: &str) -> RouteMatch<'static, RouteId, Access> {
+    let mut allowed = Vec::new();
+    for table in TABLES {
+        match match_route(table, method, path) {
+            found @ RouteMatch::Found(..) => return found,
+            RouteMatch::MethodNotAllowed(m) => allowed.extend(m),
+            RouteMatch::NotFound => {}
+        }
+    }
+    if allowed.is_empty() {
+        RouteMatch::NotFound
+    } else {
+        RouteMatch::MethodNotAllowed(allowed)
+    }
+}
 
 /// Everything a handler gets. Built by [`dispatch`] after authentication and authorization.
 pub struct Cx<'a> {
@@ -181,7 +150,7 @@ pub async fn dispatch(req: Request, env: &Env, ctx: &Context, rc: &mut RequestCt
     let method = Method::parse(req.method().as_ref())
         .ok_or_else(|| ApiError::new(ErrorCode::MethodNotAllowed, "unsupported method"))?;
     let path = req.path();
-    let (route, params) = match match_route(ROUTES, method, &path) {
+    let (route, params) = match find_route(method, &path) {
         RouteMatch::Found(r, p) => (r, p),
         RouteMatch::MethodNotAllowed(allowed) => {
             let names: Vec<&str> = allowed.iter().map(|m| m.as_str()).collect();
@@ -195,8 +164,8 @@ pub async fn dispatch(req: Request, env: &Env, ctx: &Context, rc: &mut RequestCt
     rc.route = route.pattern;
 
     // The floor of every benchmark: no config, no storage, no credential.
-    if route.id == R::Livez {
-        return meta::livez();
+    if route.id == RouteId::Core(core::Id::Livez) {
+        return core::meta::livez();
     }
 
     let cfg = config::load(env)?;
@@ -204,7 +173,7 @@ pub async fn dispatch(req: Request, env: &Env, ctx: &Context, rc: &mut RequestCt
     let token = authn::bearer(&req)?;
     let (principal, followups) = match route.auth {
         Access::SelfAuthenticated => (Principal::anonymous(), authn::Followups::default()),
-        _ => authn::resolve(&db, token.as_deref()).await?,
+        _ => authn::resolve(&db, &cfg, token.as_deref()).await?,
     };
     rc.principal_kind = principal.kind;
 
@@ -238,15 +207,10 @@ pub async fn dispatch(req: Request, env: &Env, ctx: &Context, rc: &mut RequestCt
         db,
     };
     let result = match route.id {
-        R::Livez => meta::livez(),
-        R::Healthz => meta::healthz(&mut cx).await,
-        R::Version => meta::version(&cx),
-        R::OpenApi => meta::openapi(),
-        R::Jwks => meta::jwks(&cx),
-        R::Setup => setup::setup(&mut cx).await,
-        R::GetOrg => orgs::get(&mut cx).await,
-        R::CreateQueueProbe => diagnostics::create_queue_probe(&mut cx).await,
-        R::GetQueueProbe => diagnostics::get_queue_probe(&mut cx).await,
+        RouteId::Core(id) => core::handle(id, &mut cx).await,
+        RouteId::Identity(id) => identity::handle(id, &mut cx).await,
+        RouteId::Federation(id) => federation::handle(id, &mut cx).await,
+        RouteId::Review(id) => review::handle(id, &mut cx).await,
     };
     authn::run_followups(&cx.db, followups).await;
     result
@@ -267,7 +231,7 @@ mod tests {
             Some(true)
         );
         let paths = doc["paths"].as_object().expect("paths");
-        for r in ROUTES {
+        for r in all_routes() {
             let op = paths
                 .get(r.pattern)
                 .and_then(|p| p.get(r.method.as_str().to_ascii_lowercase()));
@@ -285,7 +249,7 @@ mod tests {
                 }
                 let m = Method::parse(&method.to_ascii_uppercase()).expect("method");
                 assert!(
-                    ROUTES.iter().any(|r| r.pattern == path && r.method == m),
+                    all_routes().any(|r| r.pattern == path && r.method == m),
                     "openapi.json documents {method} {path}, which the router does not serve"
                 );
             }
@@ -294,7 +258,7 @@ mod tests {
 
     #[test]
     fn org_routes_capture_org() {
-        for r in ROUTES {
+        for r in all_routes() {
             if matches!(r.auth, Access::Org(_)) {
                 assert!(r.pattern.contains("{org}"), "{}", r.pattern);
             }

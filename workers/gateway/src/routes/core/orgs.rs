@@ -2,8 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::Cx;
 use crate::http::respond::{self, HttpResult};
+use crate::routes::Cx;
 use edgeplane_core::time::rfc3339_millis;
 use edgeplane_core::ApiError;
 use edgeplane_runtime::args;

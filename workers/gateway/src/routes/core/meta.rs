@@ -3,12 +3,12 @@
 use serde::{Deserialize, Serialize};
 use worker::Response;
 
-use super::Cx;
 use crate::http::respond::{self, HttpResult};
+use crate::routes::Cx;
 use edgeplane_runtime::args;
 use edgeplane_runtime::db::OrInternal;
 
-pub const OPENAPI: &str = include_str!("../../../../openapi.json");
+pub const OPENAPI: &str = include_str!("../../../../../openapi.json");
 
 /// Shallow: the isolate runs and routes. For load balancers, and the benchmark floor.
 pub fn livez() -> HttpResult {

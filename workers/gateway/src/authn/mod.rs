@@ -1,18 +1,24 @@
 //! Resolving the caller: a bearer credential becomes exactly one [`Principal`], and an `{org}`
 //! path segment becomes [`OrgAccess`] only if that principal is tied to the org.
 
-use edgeplane_core::auth::credential::{hash_presented, CredentialKind};
-use edgeplane_core::auth::{OrgAccess, Principal, PrincipalKind, Role, Scopes};
+mod api_key;
+mod device;
+mod session;
+
+use edgeplane_core::auth::access_token::{
+    looks_like_jwt, API_AUDIENCES, AUD_CLI, AUD_DEVICE, AUD_USER,
+};
+use edgeplane_core::auth::credential::CredentialKind;
+use edgeplane_core::auth::{OrgAccess, Principal, PrincipalKind, Role};
+use edgeplane_core::crypto::jwt::{Claims, JwtError};
 use edgeplane_core::{ApiError, ErrorCode};
+use edgeplane_runtime::args;
+use edgeplane_runtime::db::Db;
 use serde::Deserialize;
 use worker::Request;
 
-use crate::http::ctx::now_ms;
-use edgeplane_runtime::args;
-use edgeplane_runtime::db::Db;
-
-/// `last_used_at` is refreshed at most this often per credential, to keep reads read-only.
-const LAST_USED_GRANULARITY_MS: i64 = 60_000;
+use crate::config::Config;
+use crate::http::ctx::{now_ms, now_secs};
 
 /// A bearer token from `Authorization`, if one was sent. A malformed header is an error, not
 /// "anonymous": a client that meant to authenticate should hear why it did not.
@@ -44,15 +50,15 @@ pub fn invalid_token() -> ApiError {
     )
 }
 
-#[derive(Deserialize)]
-struct ApiKeyRow {
-    id: String,
-    org_id: String,
-    scopes: String,
-    created_by: Option<String>,
-    expires_at_ms: Option<i64>,
-    revoked_at_ms: Option<i64>,
-    last_used_at_ms: Option<i64>,
+pub async fn run_followups(db: &Db, f: Followups) {
+    if let Some(id) = f.touch_api_key {
+        let _ = db
+            .run_unaudited(
+                "UPDATE api_keys SET last_used_at_ms = ? WHERE id = ?",
+                args![now_ms(), id],
+            )
+            .await;
+    }
 }
 
 /// Side effects a resolution wants done after the response (e.g. `last_used_at`).
@@ -63,58 +69,47 @@ pub struct Followups {
 
 /// Resolves the credential on a request. No credential: anonymous. Any presented credential that
 /// does not verify: 401 (never silently anonymous).
-pub async fn resolve(db: &Db, token: Option<&str>) -> Result<(Principal, Followups), ApiError> {
+pub async fn resolve(
+    db: &Db,
+    cfg: &Config,
+    token: Option<&str>,
+) -> Result<(Principal, Followups), ApiError> {
     let Some(token) = token else {
         return Ok((Principal::anonymous(), Followups::default()));
     };
     match CredentialKind::of(token) {
-        Some(CredentialKind::ApiKey) => resolve_api_key(db, token).await,
-        _ => Err(invalid_token()),
+        Some(CredentialKind::ApiKey) => api_key::resolve(db, token).await,
+        // Refresh tokens, bootstrap tokens, device codes and the like are exchanged at their own
+        // endpoints; they are never API bearers.
+        Some(_) => Err(invalid_token()),
+        None if looks_like_jwt(token) => access_token(db, cfg, token).await,
+        None => Err(invalid_token()),
     }
 }
 
-async fn resolve_api_key(db: &Db, token: &str) -> Result<(Principal, Followups), ApiError> {
-    let hash = hash_presented(CredentialKind::ApiKey, token).ok_or_else(invalid_token)?;
-    let row: ApiKeyRow = db
-        .first(
-            "SELECT id, org_id, scopes, created_by, expires_at_ms, revoked_at_ms, last_used_at_ms \
-             FROM api_keys WHERE key_hash = ?",
-            args![hash],
-        )
-        .await?
-        .ok_or_else(invalid_token)?;
-    let now = now_ms();
-    if row.revoked_at_ms.is_some() || row.expires_at_ms.is_some_and(|e| e <= now) {
-        return Err(invalid_token());
-    }
-    let scopes = Scopes::parse_list(row.scopes.split_whitespace()).map_err(|_| invalid_token())?;
-    let touch = row
-        .last_used_at_ms
-        .is_none_or(|t| now - t > LAST_USED_GRANULARITY_MS)
-        .then(|| row.id.clone());
-    Ok((
-        Principal {
-            kind: PrincipalKind::ApiKey,
-            id: row.id,
-            user_id: row.created_by,
-            session_id: None,
-            bound: Some(OrgAccess::for_credential(row.org_id, scopes, None)),
-        },
-        Followups {
-            touch_api_key: touch,
-        },
-    ))
-}
-
-pub async fn run_followups(db: &Db, f: Followups) {
-    if let Some(id) = f.touch_api_key {
-        let _ = db
-            .run_unaudited(
-                "UPDATE api_keys SET last_used_at_ms = ? WHERE id = ?",
-                args![now_ms(), id],
-            )
-            .await;
-    }
+/// A JWT access token: signature, issuer, expiry and audience first, then the kind-specific
+/// revocation check chosen by audience.
+async fn access_token(
+    db: &Db,
+    cfg: &Config,
+    token: &str,
+) -> Result<(Principal, Followups), ApiError> {
+    let claims: Claims<serde_json::Value> = cfg
+        .jwt_keys
+        .verify(token, &cfg.issuer, API_AUDIENCES, now_secs())
+        .map_err(|e| match e {
+            JwtError::Expired => {
+                ApiError::new(ErrorCode::TokenExpired, "the access token has expired")
+            }
+            JwtError::Invalid | JwtError::WrongAudience => invalid_token(),
+        })?;
+    let principal = match claims.aud.as_str() {
+        AUD_USER => session::resolve_user(db, &claims).await?,
+        AUD_CLI => session::resolve_cli(db, &claims).await?,
+        AUD_DEVICE => device::resolve(db, &claims).await?,
+        _ => return Err(invalid_token()),
+    };
+    Ok((principal, Followups::default()))
 }
 
 #[derive(Deserialize)]

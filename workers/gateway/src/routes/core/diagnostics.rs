@@ -8,10 +8,10 @@ use edgeplane_core::time::rfc3339_millis;
 use edgeplane_core::{ApiError, ErrorCode};
 use serde::{Deserialize, Serialize};
 
-use super::Cx;
 use crate::http::ctx::now_ms;
 use crate::http::log;
 use crate::http::respond::{self, HttpResult};
+use crate::routes::Cx;
 use edgeplane_runtime::args;
 use edgeplane_runtime::db::Stmt;
 

@@ -12,10 +12,10 @@ use edgeplane_core::ids::new_id;
 use edgeplane_core::{validate, ApiError, ErrorCode};
 use serde::Deserialize;
 
-use super::Cx;
 use crate::authn;
 use crate::http::ctx::now_ms;
 use crate::http::respond::{self, HttpResult};
+use crate::routes::Cx;
 use edgeplane_runtime::args;
 use edgeplane_runtime::db::Stmt;
 

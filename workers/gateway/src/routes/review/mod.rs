@@ -1,0 +1,13 @@
+//! Code review: integrations, LLM providers, webhook intake, review status.
+
+use super::{Cx, Route};
+use crate::http::respond::HttpResult;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Id {}
+
+pub const ROUTES: &[Route] = &[];
+
+pub async fn handle(id: Id, _cx: &mut Cx<'_>) -> HttpResult {
+    match id {}
+}
