@@ -7,7 +7,7 @@
 //! it for local development (`ALLOW_LOOPBACK_EGRESS=true`); private, link-local and unspecified
 //! addresses never are.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use url::{Host, Url};
 

@@ -6,3 +6,5 @@ pub mod byok;
 pub mod config;
 pub mod egress;
 pub mod sealed;
+pub mod diff;
+pub mod ignore;
