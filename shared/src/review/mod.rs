@@ -8,3 +8,5 @@ pub mod egress;
 pub mod sealed;
 pub mod diff;
 pub mod ignore;
+pub mod index;
+pub mod select;
