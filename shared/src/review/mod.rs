@@ -10,3 +10,5 @@ pub mod diff;
 pub mod ignore;
 pub mod index;
 pub mod select;
+pub mod findings;
+pub mod prompt;
