@@ -12,3 +12,7 @@ pub mod index;
 pub mod select;
 pub mod findings;
 pub mod prompt;
+pub mod http;
+pub mod provider;
+pub mod platform;
+pub mod render;
