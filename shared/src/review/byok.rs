@@ -96,7 +96,13 @@ impl ByokPublicKey {
         let cipher = seal_key(shared.as_ref(), epk.as_ref(), self.pk.as_ref());
         let nonce = random_bytes::<12>()?;
         let ct = cipher
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad: aad.as_bytes() })
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: aad.as_bytes(),
+                },
+            )
             .map_err(|_| ApiError::internal())?;
         let mut out = Vec::with_capacity(HEADER_LEN + ct.len());
         out.push(VERSION);
@@ -113,7 +119,8 @@ pub struct SealedKeyInfo;
 
 impl SealedKeyInfo {
     pub fn kid(sealed: &[u8]) -> Option<String> {
-        (sealed.len() > HEADER_LEN && sealed[0] == VERSION).then(|| hex::encode(&sealed[1..1 + KID_LEN]))
+        (sealed.len() > HEADER_LEN && sealed[0] == VERSION)
+            .then(|| hex::encode(&sealed[1..1 + KID_LEN]))
     }
 }
 
@@ -136,10 +143,18 @@ impl ReviewSecret {
         if bytes.len() < 32 {
             return None;
         }
-        let seed = hkdf32(&bytes, b"edgeplane-review-v1", "edgeplane/v1/x25519/byok-keys");
+        let seed = hkdf32(
+            &bytes,
+            b"edgeplane-review-v1",
+            "edgeplane/v1/x25519/byok-keys",
+        );
         let sk = x25519::SecretKey::new(seed);
         let pk = sk.recover_public_key().ok()?;
-        let work = hkdf32(&bytes, b"edgeplane-review-v1", "edgeplane/v1/aead/review-work");
+        let work = hkdf32(
+            &bytes,
+            b"edgeplane-review-v1",
+            "edgeplane/v1/aead/review-work",
+        );
         Some(Self {
             sk,
             pk,
@@ -152,15 +167,25 @@ impl ReviewSecret {
     }
 
     pub fn open(&self, aad: &str, sealed: &[u8]) -> Result<Vec<u8>, OpenError> {
-        if sealed.len() < HEADER_LEN + 16 || sealed[0] != VERSION || sealed[1..1 + KID_LEN] != kid_of(&self.pk) {
+        if sealed.len() < HEADER_LEN + 16
+            || sealed[0] != VERSION
+            || sealed[1..1 + KID_LEN] != kid_of(&self.pk)
+        {
             return Err(OpenError);
         }
-        let epk = x25519::PublicKey::from_slice(&sealed[1 + KID_LEN..1 + KID_LEN + 32]).map_err(|_| OpenError)?;
+        let epk = x25519::PublicKey::from_slice(&sealed[1 + KID_LEN..1 + KID_LEN + 32])
+            .map_err(|_| OpenError)?;
         let shared = epk.dh(&self.sk).map_err(|_| OpenError)?;
         let cipher = seal_key(shared.as_ref(), epk.as_ref(), self.pk.as_ref());
         let nonce = &sealed[1 + KID_LEN + 32..HEADER_LEN];
         cipher
-            .decrypt(Nonce::from_slice(nonce), Payload { msg: &sealed[HEADER_LEN..], aad: aad.as_bytes() })
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: &sealed[HEADER_LEN..],
+                    aad: aad.as_bytes(),
+                },
+            )
             .map_err(|_| OpenError)
     }
 
@@ -171,7 +196,13 @@ impl ReviewSecret {
         let nonce = random_bytes::<12>()?;
         let ct = self
             .work
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad: review_id.as_bytes() })
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: review_id.as_bytes(),
+                },
+            )
             .map_err(|_| ApiError::internal())?;
         Ok([nonce.as_slice(), &ct].concat())
     }
@@ -181,7 +212,13 @@ impl ReviewSecret {
             return Err(OpenError);
         }
         self.work
-            .decrypt(Nonce::from_slice(&sealed[..12]), Payload { msg: &sealed[12..], aad: review_id.as_bytes() })
+            .decrypt(
+                Nonce::from_slice(&sealed[..12]),
+                Payload {
+                    msg: &sealed[12..],
+                    aad: review_id.as_bytes(),
+                },
+            )
             .map_err(|_| OpenError)
     }
 }
@@ -198,10 +235,15 @@ mod tests {
     fn seal_to_public_open_with_private() {
         let rs = secret(1);
         let public = ByokPublicKey::parse(&rs.public_key().encode()).unwrap();
-        let sealed = public.seal("llm_1/api_key", b"sk-ant-api03-secret").unwrap();
+        let sealed = public
+            .seal("llm_1/api_key", b"sk-ant-api03-secret")
+            .unwrap();
         assert!(!sealed.windows(6).any(|w| w == b"secret"));
         assert_eq!(SealedKeyInfo::kid(&sealed), Some(public.kid()));
-        assert_eq!(rs.open("llm_1/api_key", &sealed).unwrap(), b"sk-ant-api03-secret");
+        assert_eq!(
+            rs.open("llm_1/api_key", &sealed).unwrap(),
+            b"sk-ant-api03-secret"
+        );
         // Bound to the row.
         assert_eq!(rs.open("llm_2/api_key", &sealed), Err(OpenError));
         // Another review secret cannot open it.
@@ -212,7 +254,10 @@ mod tests {
         t[n] ^= 1;
         assert_eq!(rs.open("llm_1/api_key", &t), Err(OpenError));
         // Every seal uses a fresh ephemeral key.
-        assert_ne!(public.seal("a", b"x").unwrap(), public.seal("a", b"x").unwrap());
+        assert_ne!(
+            public.seal("a", b"x").unwrap(),
+            public.seal("a", b"x").unwrap()
+        );
     }
 
     #[test]
@@ -237,6 +282,9 @@ mod tests {
         // The public key scripts compute from a REVIEW_SECRET must match (scripts/review-public-key).
         let rs = ReviewSecret::from_hex(&"11".repeat(32)).unwrap();
         assert_eq!(rs.public_key(), secret(0x11).public_key());
-        assert_eq!(rs.public_key().encode(), "XUdJabEucjTya8Y6zOfruPVAA8DWGLRsktL5CL965ng");
+        assert_eq!(
+            rs.public_key().encode(),
+            "XUdJabEucjTya8Y6zOfruPVAA8DWGLRsktL5CL965ng"
+        );
     }
 }

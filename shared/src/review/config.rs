@@ -126,7 +126,8 @@ pub fn base_url(
 pub fn model_name(s: &str, what: &str) -> Result<String, ApiError> {
     let t = s.trim();
     let ok = (1..=200).contains(&t.len())
-        && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:/@-".contains(&b))
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:/@-".contains(&b))
         && !t.split('/').any(|seg| seg.is_empty() || seg == "..");
     if ok {
         Ok(t.to_owned())
@@ -160,7 +161,9 @@ pub fn in_range(v: u32, (lo, hi): (u32, u32), what: &str) -> Result<u32, ApiErro
     if (lo..=hi).contains(&v) {
         Ok(v)
     } else {
-        Err(ApiError::validation(format!("{what} must be between {lo} and {hi}")))
+        Err(ApiError::validation(format!(
+            "{what} must be between {lo} and {hi}"
+        )))
     }
 }
 
@@ -175,10 +178,22 @@ mod tests {
     #[test]
     fn defaults_and_validation() {
         assert_eq!(
-            base_url(None, PlatformApi::GitHub.default_base_url(), false, "api_base_url").unwrap(),
+            base_url(
+                None,
+                PlatformApi::GitHub.default_base_url(),
+                false,
+                "api_base_url"
+            )
+            .unwrap(),
             "https://api.github.com"
         );
-        assert!(base_url(None, PlatformApi::BitbucketDataCenter.default_base_url(), false, "api_base_url").is_err());
+        assert!(base_url(
+            None,
+            PlatformApi::BitbucketDataCenter.default_base_url(),
+            false,
+            "api_base_url"
+        )
+        .is_err());
         assert!(base_url(Some("http://127.0.0.1:1"), None, false, "x").is_err());
         assert!(model_name("claude-sonnet-4-5", "model").is_ok());
         assert!(model_name("openai/gpt-4o-mini", "model").is_ok());
@@ -188,7 +203,10 @@ mod tests {
         assert!(secret(&"x".repeat(16), "webhook_secret", 16).is_ok());
         let e = secret("has space inside it", "access_token", 1).unwrap_err();
         assert!(!e.message.contains("inside"));
-        assert_eq!(ProviderKind::parse("openai_compatible"), Some(ProviderKind::OpenAiCompatible));
+        assert_eq!(
+            ProviderKind::parse("openai_compatible"),
+            Some(ProviderKind::OpenAiCompatible)
+        );
         assert!(!ProviderKind::Anthropic.offers_embeddings());
     }
 }

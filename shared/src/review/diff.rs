@@ -26,7 +26,8 @@ impl Side {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LineKind {
     Context,
     Added,
@@ -135,10 +136,19 @@ pub fn parse_hunks(patch: &str) -> Result<Vec<Hunk>, DiffError> {
     let (mut old, mut new) = (0u32, 0u32);
     for raw in patch.lines() {
         if raw.starts_with("@@") {
-            let (o, n) = parse_hunk_header(raw).ok_or_else(|| DiffError(format!("bad hunk header `{}`", raw.chars().take(60).collect::<String>())))?;
+            let (o, n) = parse_hunk_header(raw).ok_or_else(|| {
+                DiffError(format!(
+                    "bad hunk header `{}`",
+                    raw.chars().take(60).collect::<String>()
+                ))
+            })?;
             old = o;
             new = n;
-            hunks.push(Hunk { old_start: o, new_start: n, lines: Vec::new() });
+            hunks.push(Hunk {
+                old_start: o,
+                new_start: n,
+                lines: Vec::new(),
+            });
             continue;
         }
         let Some(h) = hunks.last_mut() else { continue };
@@ -155,16 +165,31 @@ pub fn parse_hunks(patch: &str) -> Result<Vec<Hunk>, DiffError> {
         let line = match kind {
             LineKind::Added => {
                 new += 1;
-                DiffLine { kind, old: None, new: Some(new - 1), text: text.to_owned() }
+                DiffLine {
+                    kind,
+                    old: None,
+                    new: Some(new - 1),
+                    text: text.to_owned(),
+                }
             }
             LineKind::Removed => {
                 old += 1;
-                DiffLine { kind, old: Some(old - 1), new: None, text: text.to_owned() }
+                DiffLine {
+                    kind,
+                    old: Some(old - 1),
+                    new: None,
+                    text: text.to_owned(),
+                }
             }
             LineKind::Context => {
                 old += 1;
                 new += 1;
-                DiffLine { kind, old: Some(old - 1), new: Some(new - 1), text: text.to_owned() }
+                DiffLine {
+                    kind,
+                    old: Some(old - 1),
+                    new: Some(new - 1),
+                    text: text.to_owned(),
+                }
             }
         };
         h.lines.push(line);
@@ -177,7 +202,10 @@ fn strip_side(p: &str, prefix: &str) -> Option<String> {
     if p == "/dev/null" {
         return None;
     }
-    let p = p.strip_prefix('"').and_then(|q| q.strip_suffix('"')).unwrap_or(p);
+    let p = p
+        .strip_prefix('"')
+        .and_then(|q| q.strip_suffix('"'))
+        .unwrap_or(p);
     Some(p.strip_prefix(prefix).unwrap_or(p).to_owned())
 }
 
@@ -271,17 +299,29 @@ mod tests {
         assert_eq!(hunks.len(), 2);
         let l = &hunks[0].lines;
         assert_eq!((l[0].old, l[0].new), (Some(1), Some(1)));
-        assert_eq!((l[1].kind, l[1].old, l[1].new), (LineKind::Removed, Some(2), None));
+        assert_eq!(
+            (l[1].kind, l[1].old, l[1].new),
+            (LineKind::Removed, Some(2), None)
+        );
         assert_eq!((l[2].kind, l[2].new), (LineKind::Added, Some(2)));
         assert_eq!((l[3].new, l[4].old, l[4].new), (Some(3), Some(3), Some(4)));
         assert_eq!(hunks[1].lines[1].new, Some(22));
         assert_eq!(hunks[1].lines.len(), 3);
         assert_eq!(hunks[0].new_range(), Some((1, 5)));
-        let f = FileDiff { path: "m.rs".into(), old_path: None, status: FileStatus::Modified, binary: false, hunks };
+        let f = FileDiff {
+            path: "m.rs".into(),
+            old_path: None,
+            status: FileStatus::Modified,
+            binary: false,
+            hunks,
+        };
         assert!(f.locate(Side::Right, 2).is_some());
         assert!(f.locate(Side::Left, 2).is_some());
         assert!(f.locate(Side::Right, 10).is_none());
-        assert!(f.locate(Side::Left, 21).is_some(), "context line on the old side");
+        assert!(
+            f.locate(Side::Left, 21).is_some(),
+            "context line on the old side"
+        );
         assert_eq!(f.changed_lines(), 4);
         assert!(parse_hunks("@@ nonsense @@").is_err());
     }
@@ -295,11 +335,23 @@ diff --git a/img.png b/img.png\nBinary files a/img.png and b/img.png differ\n\
 diff --git a/old name.rs b/new name.rs\nsimilarity index 90%\nrename from old name.rs\nrename to new name.rs\n";
         let files = parse_unified(d).unwrap();
         assert_eq!(files.len(), 5);
-        assert_eq!((files[0].path.as_str(), files[0].status), ("src/a.rs", FileStatus::Modified));
-        assert_eq!((files[1].path.as_str(), files[1].status), ("new.txt", FileStatus::Added));
+        assert_eq!(
+            (files[0].path.as_str(), files[0].status),
+            ("src/a.rs", FileStatus::Modified)
+        );
+        assert_eq!(
+            (files[1].path.as_str(), files[1].status),
+            ("new.txt", FileStatus::Added)
+        );
         assert_eq!(files[1].hunks[0].lines[1].new, Some(2));
-        assert_eq!((files[2].path.as_str(), files[2].status), ("gone.txt", FileStatus::Removed));
+        assert_eq!(
+            (files[2].path.as_str(), files[2].status),
+            ("gone.txt", FileStatus::Removed)
+        );
         assert!(files[3].binary);
-        assert_eq!((files[4].path.as_str(), files[4].old_path.as_deref()), ("new name.rs", Some("old name.rs")));
+        assert_eq!(
+            (files[4].path.as_str(), files[4].old_path.as_deref()),
+            ("new name.rs", Some("old name.rs"))
+        );
     }
 }

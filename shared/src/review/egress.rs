@@ -45,7 +45,9 @@ fn is_loopback_host(host: &Host<&str>) -> bool {
             d == "localhost" || d.ends_with(".localhost")
         }
         Host::Ipv4(ip) => ip.is_loopback(),
-        Host::Ipv6(ip) => ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
+        Host::Ipv6(ip) => {
+            ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
     }
 }
 
@@ -213,7 +215,8 @@ mod tests {
         assert!(p.check("http://api.github.com/x").is_err());
         // Userinfo tricks do not smuggle a host.
         assert_eq!(
-            p.check("https://api.github.com@evil.example.com/").unwrap_err(),
+            p.check("https://api.github.com@evil.example.com/")
+                .unwrap_err(),
             EgressDenied::Credentials
         );
         assert!(p.check("http://127.0.0.1:9000/").is_err());

@@ -83,13 +83,28 @@ pub struct ParseError;
 pub fn parse_output(text: &str) -> Result<ModelOutput, ParseError> {
     let candidates = [
         Some(text.trim()),
-        text.split("```").nth(1).map(|b| b.trim_start_matches("json").trim()),
-        text.find('{').zip(text.rfind('}')).filter(|(a, b)| a < b).map(|(a, b)| &text[a..=b]),
+        text.split("```")
+            .nth(1)
+            .map(|b| b.trim_start_matches("json").trim()),
+        text.find('{')
+            .zip(text.rfind('}'))
+            .filter(|(a, b)| a < b)
+            .map(|(a, b)| &text[a..=b]),
     ];
     for c in candidates.into_iter().flatten() {
         if let Ok(Value::Object(o)) = serde_json::from_str::<Value>(c) {
-            let summary = o.get("summary").and_then(Value::as_str).unwrap_or("").chars().take(MAX_BODY).collect();
-            let findings = o.get("findings").and_then(Value::as_array).cloned().unwrap_or_default();
+            let summary = o
+                .get("summary")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .chars()
+                .take(MAX_BODY)
+                .collect();
+            let findings = o
+                .get("findings")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
             return Ok(ModelOutput { summary, findings });
         }
     }
@@ -132,7 +147,12 @@ pub fn validate(raw: &[Value], reviewed: &[&FileDiff]) -> (Vec<Finding>, Vec<Dro
     let mut dropped = Vec::new();
     for v in raw {
         let parsed = (|| {
-            let path = v.get("path")?.as_str()?.trim().trim_start_matches("./").to_owned();
+            let path = v
+                .get("path")?
+                .as_str()?
+                .trim()
+                .trim_start_matches("./")
+                .to_owned();
             let line = as_u32(v.get("line"))?;
             let side = match v.get("side") {
                 None | Some(Value::Null) => Side::Right,
@@ -142,10 +162,25 @@ pub fn validate(raw: &[Value], reviewed: &[&FileDiff]) -> (Vec<Finding>, Vec<Dro
                 None | Some(Value::Null) => None,
                 s => Some(as_u32(s)?),
             };
-            let severity = Severity::parse(v.get("severity").and_then(Value::as_str).unwrap_or("medium"))?;
+            let severity = Severity::parse(
+                v.get("severity")
+                    .and_then(Value::as_str)
+                    .unwrap_or("medium"),
+            )?;
             let title = truncate(v.get("title")?.as_str()?, MAX_TITLE);
-            let body = truncate(v.get("body").and_then(Value::as_str).unwrap_or(""), MAX_BODY);
-            (!title.is_empty()).then_some(Finding { path, line, side, start_line, severity, title, body })
+            let body = truncate(
+                v.get("body").and_then(Value::as_str).unwrap_or(""),
+                MAX_BODY,
+            );
+            (!title.is_empty()).then_some(Finding {
+                path,
+                line,
+                side,
+                start_line,
+                severity,
+                title,
+                body,
+            })
         })();
         let Some(mut f) = parsed else {
             dropped.push(DropReason::Malformed);
@@ -169,15 +204,26 @@ pub fn validate(raw: &[Value], reviewed: &[&FileDiff]) -> (Vec<Finding>, Vec<Dro
                 continue;
             }
         }
-        if ok.iter().any(|o| o.path == f.path && o.line == f.line && o.side == f.side && o.title == f.title) {
+        if ok
+            .iter()
+            .any(|o| o.path == f.path && o.line == f.line && o.side == f.side && o.title == f.title)
+        {
             dropped.push(DropReason::Duplicate);
             continue;
         }
         ok.push(f);
     }
-    ok.sort_by(|a, b| a.severity.cmp(&b.severity).then(a.path.cmp(&b.path)).then(a.line.cmp(&b.line)));
+    ok.sort_by(|a, b| {
+        a.severity
+            .cmp(&b.severity)
+            .then(a.path.cmp(&b.path))
+            .then(a.line.cmp(&b.line))
+    });
     if ok.len() > MAX_FINDINGS {
-        dropped.extend(std::iter::repeat_n(DropReason::OverLimit, ok.len() - MAX_FINDINGS));
+        dropped.extend(std::iter::repeat_n(
+            DropReason::OverLimit,
+            ok.len() - MAX_FINDINGS,
+        ));
         ok.truncate(MAX_FINDINGS);
     }
     (ok, dropped)
@@ -195,7 +241,10 @@ mod tests {
             old_path: None,
             status: FileStatus::Modified,
             binary: false,
-            hunks: parse_hunks("@@ -10,4 +10,5 @@\n a\n-b\n+c\n+d\n e\n f\n@@ -40,2 +41,2 @@\n x\n-y\n+z").unwrap(),
+            hunks: parse_hunks(
+                "@@ -10,4 +10,5 @@\n a\n-b\n+c\n+d\n e\n f\n@@ -40,2 +41,2 @@\n x\n-y\n+z",
+            )
+            .unwrap(),
         }
     }
 
@@ -229,7 +278,13 @@ mod tests {
         assert_eq!(ok[1].start_line, Some(11));
         assert_eq!(
             dropped,
-            vec![DropReason::NotOnDiff, DropReason::UnknownFile, DropReason::BadRange, DropReason::Malformed, DropReason::Duplicate]
+            vec![
+                DropReason::NotOnDiff,
+                DropReason::UnknownFile,
+                DropReason::BadRange,
+                DropReason::Malformed,
+                DropReason::Duplicate
+            ]
         );
         // The removed line 11 on the left is "b" (old line 11).
         assert!(d.locate(Side::Left, 11).is_some());
@@ -237,7 +292,15 @@ mod tests {
 
     #[test]
     fn findings_round_trip_for_sealed_storage() {
-        let f = Finding { path: "a".into(), line: 1, side: Side::Left, start_line: None, severity: Severity::Low, title: "t".into(), body: "b".into() };
+        let f = Finding {
+            path: "a".into(),
+            line: 1,
+            side: Side::Left,
+            start_line: None,
+            severity: Severity::Low,
+            title: "t".into(),
+            body: "b".into(),
+        };
         let s = serde_json::to_string(&f).unwrap();
         assert!(s.contains("\"LEFT\""));
         assert_eq!(serde_json::from_str::<Finding>(&s).unwrap(), f);

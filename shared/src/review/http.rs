@@ -14,7 +14,12 @@ pub struct Call {
 
 impl Call {
     pub fn get(url: String) -> Self {
-        Self { method: "GET", url, headers: Vec::new(), body: None }
+        Self {
+            method: "GET",
+            url,
+            headers: Vec::new(),
+            body: None,
+        }
     }
 
     pub fn post_json(url: String, body: &serde_json::Value) -> Self {
@@ -77,7 +82,10 @@ pub fn encode_segment(s: &str) -> String {
 
 /// Encodes each `/`-separated segment of a path, keeping the separators.
 pub fn encode_path(p: &str) -> String {
-    p.split('/').map(encode_segment).collect::<Vec<_>>().join("/")
+    p.split('/')
+        .map(encode_segment)
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 #[cfg(test)]
@@ -86,15 +94,31 @@ mod tests {
 
     #[test]
     fn classification_and_retry_after() {
-        assert_eq!(classify_status(503, None), Failure::Transient { retry_after: None });
-        assert_eq!(classify_status(429, Some(7)), Failure::Transient { retry_after: Some(7) });
+        assert_eq!(
+            classify_status(503, None),
+            Failure::Transient { retry_after: None }
+        );
+        assert_eq!(
+            classify_status(429, Some(7)),
+            Failure::Transient {
+                retry_after: Some(7)
+            }
+        );
         assert_eq!(classify_status(403, None), Failure::Permanent);
-        assert_eq!(classify_status(403, Some(60)), Failure::Transient { retry_after: Some(60) });
+        assert_eq!(
+            classify_status(403, Some(60)),
+            Failure::Transient {
+                retry_after: Some(60)
+            }
+        );
         assert_eq!(classify_status(401, None), Failure::Permanent);
         assert_eq!(classify_status(422, None), Failure::Permanent);
         assert_eq!(retry_after_seconds(Some("12"), 0), Some(12));
         assert_eq!(retry_after_seconds(Some("999999"), 0), Some(3600));
-        assert_eq!(retry_after_seconds(Some("Wed, 21 Oct 2015 07:28:00 GMT"), 1_445_412_470), Some(10));
+        assert_eq!(
+            retry_after_seconds(Some("Wed, 21 Oct 2015 07:28:00 GMT"), 1_445_412_470),
+            Some(10)
+        );
         assert_eq!(retry_after_seconds(Some("soon"), 0), None);
         assert_eq!(retry_after_seconds(None, 0), None);
     }

@@ -199,7 +199,10 @@ mod tests {
         assert!(f.is_ignored("docs/readme.md"));
         assert!(!f.is_ignored("src/docs/readme.md"), "anchored to the root");
         assert!(f.is_ignored("a/fixtures/x.json"));
-        assert!(f.is_ignored("fixtures/keep.json"), "a parent directory is excluded");
+        assert!(
+            f.is_ignored("fixtures/keep.json"),
+            "a parent directory is excluded"
+        );
         assert!(f.is_ignored("src/gen_a.rs"));
         assert!(f.is_ignored("src/x/y/gen_b.rs"));
         assert!(!f.is_ignored("src/x/y/real.rs"));

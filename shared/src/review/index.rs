@@ -59,9 +59,10 @@ pub fn chunk_file(path: &str, content: &str) -> Vec<Chunk> {
 }
 
 const STOPWORDS: &[&str] = &[
-    "the", "and", "for", "let", "mut", "fn", "if", "else", "return", "use", "pub", "self", "this", "def", "var",
-    "const", "new", "in", "of", "to", "is", "it", "as", "be", "or", "not", "from", "import", "function", "class",
-    "int", "str", "string", "true", "false", "none", "null", "nil", "void", "end", "do", "then", "with",
+    "the", "and", "for", "let", "mut", "fn", "if", "else", "return", "use", "pub", "self", "this",
+    "def", "var", "const", "new", "in", "of", "to", "is", "it", "as", "be", "or", "not", "from",
+    "import", "function", "class", "int", "str", "string", "true", "false", "none", "null", "nil",
+    "void", "end", "do", "then", "with",
 ];
 
 /// Identifier tokens, lower-cased, with compound names also split into their parts
@@ -74,7 +75,11 @@ pub fn tokenize(text: &str) -> Vec<String> {
             let whole = word.to_ascii_lowercase();
             let parts = split_identifier(word);
             if parts.len() > 1 {
-                out.extend(parts.into_iter().filter(|p| p.len() >= 2 && !STOPWORDS.contains(&p.as_str())));
+                out.extend(
+                    parts
+                        .into_iter()
+                        .filter(|p| p.len() >= 2 && !STOPWORDS.contains(&p.as_str())),
+                );
             }
             if !STOPWORDS.contains(&whole.as_str()) {
                 out.push(whole);
@@ -106,7 +111,9 @@ fn split_identifier(w: &str) -> Vec<String> {
         }
         let boundary = c.is_ascii_uppercase()
             && i > 0
-            && (chars[i - 1].is_ascii_lowercase() || chars.get(i + 1).is_some_and(|n| n.is_ascii_lowercase()) && chars[i - 1].is_ascii_uppercase());
+            && (chars[i - 1].is_ascii_lowercase()
+                || chars.get(i + 1).is_some_and(|n| n.is_ascii_lowercase())
+                    && chars[i - 1].is_ascii_uppercase());
         if boundary && !cur.is_empty() {
             parts.push(std::mem::take(&mut cur).to_ascii_lowercase());
         }
@@ -146,7 +153,11 @@ impl Bm25 {
             }
             docs.push((toks.len() as u32, tf));
         }
-        let avgdl = if docs.is_empty() { 1.0 } else { (total as f32 / docs.len() as f32).max(1.0) };
+        let avgdl = if docs.is_empty() {
+            1.0
+        } else {
+            (total as f32 / docs.len() as f32).max(1.0)
+        };
         Self { docs, df, avgdl }
     }
 
@@ -173,7 +184,10 @@ impl Bm25 {
                         let f = *tf.get(t)? as f32;
                         let df = *self.df.get(t)? as f32;
                         let idf = ((n - df + 0.5) / (df + 0.5) + 1.0).ln();
-                        Some(idf * f * (K1 + 1.0) / (f + K1 * (1.0 - B + B * *dl as f32 / self.avgdl)))
+                        Some(
+                            idf * f * (K1 + 1.0)
+                                / (f + K1 * (1.0 - B + B * *dl as f32 / self.avgdl)),
+                        )
                     })
                     .sum();
                 (i, s)
@@ -225,13 +239,29 @@ pub struct Query<'a> {
 
 /// The best `per_query` chunks for each query, in query order, without repeats and without
 /// chunks that only restate the hunk itself.
-pub fn retrieve(chunks: &[Chunk], bm25: &Bm25, chunk_vecs: Option<&[Vec<f32>]>, queries: &[Query<'_>], per_query: usize) -> Vec<usize> {
+pub fn retrieve(
+    chunks: &[Chunk],
+    bm25: &Bm25,
+    chunk_vecs: Option<&[Vec<f32>]>,
+    queries: &[Query<'_>],
+    per_query: usize,
+) -> Vec<usize> {
     let mut picked: Vec<usize> = Vec::new();
     for q in queries {
-        let lexical: Vec<usize> = bm25.search(&q.text).into_iter().map(|(i, _)| i).take(50).collect();
+        let lexical: Vec<usize> = bm25
+            .search(&q.text)
+            .into_iter()
+            .map(|(i, _)| i)
+            .take(50)
+            .collect();
         let mut rankings = vec![lexical];
         if let (Some(vecs), Some(qv)) = (chunk_vecs, q.embedding.as_deref()) {
-            let mut sem: Vec<(usize, f32)> = vecs.iter().enumerate().map(|(i, v)| (i, cosine(v, qv))).filter(|(_, s)| *s > 0.0).collect();
+            let mut sem: Vec<(usize, f32)> = vecs
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (i, cosine(v, qv)))
+                .filter(|(_, s)| *s > 0.0)
+                .collect();
             sem.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
             rankings.push(sem.into_iter().map(|(i, _)| i).take(50).collect());
         }
@@ -241,7 +271,9 @@ pub fn retrieve(chunks: &[Chunk], bm25: &Bm25, chunk_vecs: Option<&[Vec<f32>]>, 
                 break;
             }
             let c = &chunks[id];
-            let overlaps_hunk = c.path == q.path && q.covers.is_some_and(|(a, b)| c.start_line <= b && a <= c.end_line);
+            let overlaps_hunk = c.path == q.path
+                && q.covers
+                    .is_some_and(|(a, b)| c.start_line <= b && a <= c.end_line);
             if overlaps_hunk || picked.contains(&id) {
                 continue;
             }
@@ -258,7 +290,11 @@ pub fn vector_to_bytes(v: &[f32]) -> Vec<u8> {
 }
 
 pub fn vector_from_bytes(b: &[u8]) -> Option<Vec<f32>> {
-    (b.len() % 4 == 0).then(|| b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+    (b.len() % 4 == 0).then(|| {
+        b.chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    })
 }
 
 #[cfg(test)]
@@ -268,7 +304,17 @@ mod tests {
     #[test]
     fn tokens_split_compound_identifiers() {
         let t = tokenize("let parseHttpRequest = read_config(HTTPServer);");
-        for want in ["parsehttprequest", "parse", "http", "request", "read_config", "read", "config", "httpserver", "server"] {
+        for want in [
+            "parsehttprequest",
+            "parse",
+            "http",
+            "request",
+            "read_config",
+            "read",
+            "config",
+            "httpserver",
+            "server",
+        ] {
             assert!(t.contains(&want.to_owned()), "{want} in {t:?}");
         }
         assert!(!t.contains(&"let".to_owned()));
@@ -288,15 +334,38 @@ mod tests {
     #[test]
     fn bm25_ranks_the_relevant_chunk_first_and_retrieve_skips_the_hunk() {
         let chunks = vec![
-            Chunk { path: "a.rs".into(), start_line: 1, end_line: 10, text: "fn validate_token(token: &str) -> bool { verify_signature(token) }".into(), sha256: "1".into() },
-            Chunk { path: "b.rs".into(), start_line: 1, end_line: 10, text: "fn render_page(html: &str) {}".into(), sha256: "2".into() },
-            Chunk { path: "c.rs".into(), start_line: 1, end_line: 10, text: "fn verify_signature(token: &str) -> bool { hmac(token) }".into(), sha256: "3".into() },
+            Chunk {
+                path: "a.rs".into(),
+                start_line: 1,
+                end_line: 10,
+                text: "fn validate_token(token: &str) -> bool { verify_signature(token) }".into(),
+                sha256: "1".into(),
+            },
+            Chunk {
+                path: "b.rs".into(),
+                start_line: 1,
+                end_line: 10,
+                text: "fn render_page(html: &str) {}".into(),
+                sha256: "2".into(),
+            },
+            Chunk {
+                path: "c.rs".into(),
+                start_line: 1,
+                end_line: 10,
+                text: "fn verify_signature(token: &str) -> bool { hmac(token) }".into(),
+                sha256: "3".into(),
+            },
         ];
         let idx = Bm25::build(chunks.iter().map(|c| c.text.as_str()));
         let hits = idx.search("if !verify_signature(token) { return }");
         assert!(matches!(hits.first(), Some((0, _)) | Some((2, _))));
         assert!(!hits.iter().any(|(i, _)| *i == 1));
-        let q = Query { path: "c.rs", text: "verify_signature token".into(), covers: Some((1, 5)), embedding: None };
+        let q = Query {
+            path: "c.rs",
+            text: "verify_signature token".into(),
+            covers: Some((1, 5)),
+            embedding: None,
+        };
         let got = retrieve(&chunks, &idx, None, &[q], 2);
         assert_eq!(got, vec![0], "c.rs 1-10 overlaps the hunk itself");
     }

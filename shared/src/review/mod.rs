@@ -4,15 +4,15 @@
 
 pub mod byok;
 pub mod config;
-pub mod egress;
-pub mod sealed;
 pub mod diff;
+pub mod egress;
+pub mod findings;
+pub mod http;
 pub mod ignore;
 pub mod index;
-pub mod select;
-pub mod findings;
-pub mod prompt;
-pub mod http;
-pub mod provider;
 pub mod platform;
+pub mod prompt;
+pub mod provider;
 pub mod render;
+pub mod sealed;
+pub mod select;

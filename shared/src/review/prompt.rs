@@ -57,20 +57,36 @@ pub fn render_file(f: &FileDiff) -> String {
                 LineKind::Removed => '-',
                 LineKind::Context => ' ',
             };
-            s.push_str(&format!("{:>5} {:>5} {mark} {}\n", num(l.new), num(l.old), l.text));
+            s.push_str(&format!(
+                "{:>5} {:>5} {mark} {}\n",
+                num(l.new),
+                num(l.old),
+                l.text
+            ));
         }
     }
     s
 }
 
 fn render_chunk(c: &Chunk) -> String {
-    format!("--- {} lines {}-{} ---\n{}\n", c.path, c.start_line, c.end_line, c.text.trim_end())
+    format!(
+        "--- {} lines {}-{} ---\n{}\n",
+        c.path,
+        c.start_line,
+        c.end_line,
+        c.text.trim_end()
+    )
 }
 
 /// Builds the prompt. `files` come in review priority order; `context` in retrieval order.
 pub fn build(title: &str, files: &[&FileDiff], context: &[&Chunk], budget: &Budget) -> Prompt {
-    let limit = budget.max_input_tokens.saturating_sub(OVERHEAD_TOKENS + estimate_tokens(SYSTEM_PROMPT));
-    let header = format!("Pull request: {}\n\n## Diff\n", title.chars().take(300).collect::<String>());
+    let limit = budget
+        .max_input_tokens
+        .saturating_sub(OVERHEAD_TOKENS + estimate_tokens(SYSTEM_PROMPT));
+    let header = format!(
+        "Pull request: {}\n\n## Diff\n",
+        title.chars().take(300).collect::<String>()
+    );
     let mut used = estimate_tokens(&header);
     let mut user = header;
     let mut included = Vec::new();
@@ -127,7 +143,13 @@ mod tests {
         for i in 0..n {
             patch.push_str(&format!("+let value_{i} = compute({i});\n"));
         }
-        FileDiff { path: path.into(), old_path: None, status: FileStatus::Added, binary: false, hunks: parse_hunks(&patch).unwrap() }
+        FileDiff {
+            path: path.into(),
+            old_path: None,
+            status: FileStatus::Added,
+            binary: false,
+            hunks: parse_hunks(&patch).unwrap(),
+        }
     }
 
     #[test]
@@ -135,7 +157,14 @@ mod tests {
         let small = file("src/small.rs", 5);
         let big = file("src/big.rs", 2000);
         let tail = file("src/tail.rs", 3);
-        let p = build("Fix", &[&small, &big, &tail], &[], &Budget { max_input_tokens: 3000 });
+        let p = build(
+            "Fix",
+            &[&small, &big, &tail],
+            &[],
+            &Budget {
+                max_input_tokens: 3000,
+            },
+        );
         assert_eq!(p.included, vec!["src/small.rs", "src/tail.rs"]);
         assert_eq!(p.omitted, vec!["src/big.rs"]);
         assert!(p.estimated_tokens <= 3000);
@@ -145,9 +174,25 @@ mod tests {
     #[test]
     fn context_is_added_only_while_room_remains() {
         let f = file("a.rs", 3);
-        let chunk = Chunk { path: "b.rs".into(), start_line: 1, end_line: 2, text: "fn helper() {}\n".into(), sha256: "x".into() };
-        let huge = Chunk { text: "x".repeat(100_000), ..chunk.clone() };
-        let p = build("T", &[&f], &[&huge, &chunk], &Budget { max_input_tokens: 4000 });
+        let chunk = Chunk {
+            path: "b.rs".into(),
+            start_line: 1,
+            end_line: 2,
+            text: "fn helper() {}\n".into(),
+            sha256: "x".into(),
+        };
+        let huge = Chunk {
+            text: "x".repeat(100_000),
+            ..chunk.clone()
+        };
+        let p = build(
+            "T",
+            &[&f],
+            &[&huge, &chunk],
+            &Budget {
+                max_input_tokens: 4000,
+            },
+        );
         assert_eq!(p.context_chunks, 1);
         assert!(p.user.contains("fn helper()"));
         assert!(p.estimated_tokens <= 4000);

@@ -37,7 +37,13 @@ pub struct Summary<'a> {
 }
 
 fn counts(findings: &[Finding]) -> String {
-    let order = [Severity::Critical, Severity::High, Severity::Medium, Severity::Low, Severity::Info];
+    let order = [
+        Severity::Critical,
+        Severity::High,
+        Severity::Medium,
+        Severity::Low,
+        Severity::Info,
+    ];
     let parts: Vec<String> = order
         .iter()
         .filter_map(|s| {
@@ -61,17 +67,28 @@ pub fn summary(s: &Summary<'_>) -> String {
     }
     out.push_str(&format!("**Findings:** {}", counts(s.findings)));
     if s.dropped > 0 {
-        out.push_str(&format!(" ({} discarded: not on the diff or malformed)", s.dropped));
+        out.push_str(&format!(
+            " ({} discarded: not on the diff or malformed)",
+            s.dropped
+        ));
     }
     out.push('\n');
     if !s.fallback.is_empty() {
         out.push_str("\n**Findings that could not be placed inline:**\n");
         for f in s.fallback {
-            out.push_str(&format!("- `{}:{}` {}\n", f.path, f.line, comment_body(f).replace('\n', " ")));
+            out.push_str(&format!(
+                "- `{}:{}` {}\n",
+                f.path,
+                f.line,
+                comment_body(f).replace('\n', " ")
+            ));
         }
     }
     if !s.not_reviewed.is_empty() {
-        out.push_str(&format!("\n**Not reviewed ({} files):**\n", s.not_reviewed.len()));
+        out.push_str(&format!(
+            "\n**Not reviewed ({} files):**\n",
+            s.not_reviewed.len()
+        ));
         for n in s.not_reviewed.iter().take(100) {
             out.push_str(&format!("- `{}` — {}\n", n.path, n.reason));
         }
@@ -89,9 +106,27 @@ mod tests {
 
     #[test]
     fn summary_names_everything() {
-        let f = Finding { path: "a.rs".into(), line: 3, side: Side::Right, start_line: None, severity: Severity::High, title: "Leak".into(), body: "Closes nothing.".into() };
-        let nr = [NotReviewed { path: "big.rs", reason: "did not fit the model's token budget" }];
-        let s = summary(&Summary { review_id: "rev_1", model_summary: "Looks mostly fine.", findings: std::slice::from_ref(&f), fallback: &[&f], not_reviewed: &nr, dropped: 2 });
+        let f = Finding {
+            path: "a.rs".into(),
+            line: 3,
+            side: Side::Right,
+            start_line: None,
+            severity: Severity::High,
+            title: "Leak".into(),
+            body: "Closes nothing.".into(),
+        };
+        let nr = [NotReviewed {
+            path: "big.rs",
+            reason: "did not fit the model's token budget",
+        }];
+        let s = summary(&Summary {
+            review_id: "rev_1",
+            model_summary: "Looks mostly fine.",
+            findings: std::slice::from_ref(&f),
+            fallback: &[&f],
+            not_reviewed: &nr,
+            dropped: 2,
+        });
         assert!(s.starts_with("<!-- edgeplane:review:rev_1 -->"));
         assert!(s.contains("1 high"));
         assert!(s.contains("2 discarded"));

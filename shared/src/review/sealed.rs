@@ -47,7 +47,10 @@ mod tests {
     #[test]
     fn aad_binds_row_and_field() {
         assert_eq!(aad("int_1", Field::AccessToken), "int_1/access_token");
-        assert_ne!(aad("int_1", Field::AccessToken), aad("int_1", Field::WebhookSecret));
+        assert_ne!(
+            aad("int_1", Field::AccessToken),
+            aad("int_1", Field::WebhookSecret)
+        );
         assert_eq!(decode(&encode(b"\x00\x01xyz")).unwrap(), b"\x00\x01xyz");
         assert!(decode("!!").is_none());
     }

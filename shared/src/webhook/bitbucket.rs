@@ -40,14 +40,18 @@ mod tests {
             .with("X-Request-UUID", "7b1c2d3e")
             .with("X-Event-Key", "pullrequest:created");
         let v = verify(&cloud, body.clone(), &s).unwrap();
-        assert_eq!((v.delivery_id(), v.event()), ("7b1c2d3e", "pullrequest:created"));
+        assert_eq!(
+            (v.delivery_id(), v.event()),
+            ("7b1c2d3e", "pullrequest:created")
+        );
         let dc = Headers::new()
             .with("X-Hub-Signature", &sign_hex_sha256(b"bb-secret", &body))
             .with("X-Request-Id", "dc-1")
             .with("X-Event-Key", "pr:opened");
         assert_eq!(verify(&dc, body.clone(), &s).unwrap().delivery_id(), "dc-1");
         // GitHub's header name is not Bitbucket's.
-        let wrong = Headers::new().with("X-Hub-Signature-256", &sign_hex_sha256(b"bb-secret", &body));
+        let wrong =
+            Headers::new().with("X-Hub-Signature-256", &sign_hex_sha256(b"bb-secret", &body));
         assert_eq!(verify(&wrong, body, &s).unwrap_err(), VerifyError::Missing);
     }
 }

@@ -62,7 +62,9 @@ pub fn classify(w: &VerifiedWebhook) -> Result<Disposition, ClassifyError> {
     let body: Value = serde_json::from_slice(w.body())
         .map_err(|_| ClassifyError("the webhook body is not valid JSON".into()))?;
     if !body.is_object() {
-        return Err(ClassifyError("the webhook body is not a JSON object".into()));
+        return Err(ClassifyError(
+            "the webhook body is not a JSON object".into(),
+        ));
     }
     match w.platform() {
         Platform::GitHub => github(w.event(), &body),
@@ -106,11 +108,15 @@ fn repo_name(v: Option<String>) -> Result<String, ClassifyError> {
     let ok = !s.is_empty()
         && s.len() <= 300
         && !s.chars().any(|c| c.is_control() || c.is_whitespace())
-        && !s.split('/').any(|seg| seg.is_empty() || seg == "." || seg == "..");
+        && !s
+            .split('/')
+            .any(|seg| seg.is_empty() || seg == "." || seg == "..");
     if ok {
         Ok(s)
     } else {
-        Err(ClassifyError("the repository name is not a valid path".into()))
+        Err(ClassifyError(
+            "the repository name is not a valid path".into(),
+        ))
     }
 }
 
@@ -217,12 +223,16 @@ fn bitbucket(event: &str, body: &Value) -> Result<Disposition, ClassifyError> {
             }
             Ok(Disposition::Review(PullRequestRef {
                 repo_id: need(
-                    id_at(body, &["repository", "uuid"]).or_else(|| id_at(pr, &["destination", "repository", "uuid"])),
+                    id_at(body, &["repository", "uuid"])
+                        .or_else(|| id_at(pr, &["destination", "repository", "uuid"])),
                     "repository.uuid",
                 )?,
                 repo_name: repo_name(str_at(body, &["repository", "full_name"]))?,
                 number: number(pr.get("id"), "pullrequest.id")?,
-                head_sha: sha(str_at(pr, &["source", "commit", "hash"]), "pullrequest.source.commit.hash")?,
+                head_sha: sha(
+                    str_at(pr, &["source", "commit", "hash"]),
+                    "pullrequest.source.commit.hash",
+                )?,
                 base_sha: Some(sha(
                     str_at(pr, &["destination", "commit", "hash"]),
                     "pullrequest.destination.commit.hash",
@@ -250,7 +260,10 @@ fn bitbucket(event: &str, body: &Value) -> Result<Disposition, ClassifyError> {
                 repo_id: need(id_at(to, &["repository", "id"]), "toRef.repository.id")?,
                 repo_name: repo_name(project.zip(slug).map(|(p, s)| format!("{p}/{s}")))?,
                 number: number(pr.get("id"), "pullRequest.id")?,
-                head_sha: sha(str_at(pr, &["fromRef", "latestCommit"]), "fromRef.latestCommit")?,
+                head_sha: sha(
+                    str_at(pr, &["fromRef", "latestCommit"]),
+                    "fromRef.latestCommit",
+                )?,
                 base_sha: Some(sha(str_at(to, &["latestCommit"]), "toRef.latestCommit")?),
                 trigger: match event {
                     "pr:opened" => Trigger::Opened,
@@ -261,7 +274,10 @@ fn bitbucket(event: &str, body: &Value) -> Result<Disposition, ClassifyError> {
         }
         "diagnostics:ping" => Ok(Disposition::Ignore("ping")),
         "repo:push" | "repo:refs_changed" => Ok(Disposition::Ignore("push_without_pull_request")),
-        "pullrequest:fulfilled" | "pullrequest:rejected" | "pr:merged" | "pr:declined"
+        "pullrequest:fulfilled"
+        | "pullrequest:rejected"
+        | "pr:merged"
+        | "pr:declined"
         | "pr:deleted" => Ok(Disposition::Ignore("pull_request_closed")),
         _ => Ok(Disposition::Ignore("event_not_reviewed")),
     }
@@ -269,7 +285,9 @@ fn bitbucket(event: &str, body: &Value) -> Result<Disposition, ClassifyError> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{bitbucket as bb, github as gh, gitlab as gl, sign_hex_sha256, Headers, Secrets};
+    use super::super::{
+        bitbucket as bb, github as gh, gitlab as gl, sign_hex_sha256, Headers, Secrets,
+    };
     use super::*;
     use serde_json::json;
 
@@ -300,23 +318,49 @@ mod tests {
 
     #[test]
     fn github_triggers_and_ignores() {
-        let Disposition::Review(r) = gh_hook("pull_request", &gh_pr("opened", false)).unwrap() else {
+        let Disposition::Review(r) = gh_hook("pull_request", &gh_pr("opened", false)).unwrap()
+        else {
             panic!()
         };
-        assert_eq!((r.repo_id.as_str(), r.repo_name.as_str(), r.number), ("1296269", "octo/hello", 7));
+        assert_eq!(
+            (r.repo_id.as_str(), r.repo_name.as_str(), r.number),
+            ("1296269", "octo/hello", 7)
+        );
         assert_eq!(r.head_sha, "a".repeat(40));
-        for (action, trigger) in [("synchronize", Trigger::Updated), ("reopened", Trigger::Reopened), ("ready_for_review", Trigger::ReadyForReview)] {
+        for (action, trigger) in [
+            ("synchronize", Trigger::Updated),
+            ("reopened", Trigger::Reopened),
+            ("ready_for_review", Trigger::ReadyForReview),
+        ] {
             match gh_hook("pull_request", &gh_pr(action, false)).unwrap() {
                 Disposition::Review(r) => assert_eq!(r.trigger, trigger),
                 other => panic!("{other:?}"),
             }
         }
-        assert_eq!(gh_hook("pull_request", &gh_pr("opened", true)).unwrap(), Disposition::Ignore("draft"));
-        assert_eq!(gh_hook("pull_request", &gh_pr("closed", false)).unwrap(), Disposition::Ignore("pull_request_closed"));
-        assert_eq!(gh_hook("pull_request", &gh_pr("labeled", false)).unwrap(), Disposition::Ignore("action_not_reviewed"));
-        assert_eq!(gh_hook("ping", &json!({"zen": "x"})).unwrap(), Disposition::Ignore("ping"));
-        assert_eq!(gh_hook("push", &json!({"ref": "refs/heads/x"})).unwrap(), Disposition::Ignore("push_without_pull_request"));
-        assert_eq!(gh_hook("issues", &json!({})).unwrap(), Disposition::Ignore("event_not_reviewed"));
+        assert_eq!(
+            gh_hook("pull_request", &gh_pr("opened", true)).unwrap(),
+            Disposition::Ignore("draft")
+        );
+        assert_eq!(
+            gh_hook("pull_request", &gh_pr("closed", false)).unwrap(),
+            Disposition::Ignore("pull_request_closed")
+        );
+        assert_eq!(
+            gh_hook("pull_request", &gh_pr("labeled", false)).unwrap(),
+            Disposition::Ignore("action_not_reviewed")
+        );
+        assert_eq!(
+            gh_hook("ping", &json!({"zen": "x"})).unwrap(),
+            Disposition::Ignore("ping")
+        );
+        assert_eq!(
+            gh_hook("push", &json!({"ref": "refs/heads/x"})).unwrap(),
+            Disposition::Ignore("push_without_pull_request")
+        );
+        assert_eq!(
+            gh_hook("issues", &json!({})).unwrap(),
+            Disposition::Ignore("event_not_reviewed")
+        );
         let mut bad = gh_pr("opened", false);
         bad["pull_request"]["head"]["sha"] = json!("not-a-sha; rm -rf");
         assert!(gh_hook("pull_request", &bad).is_err());
@@ -329,7 +373,9 @@ mod tests {
     fn gitlab_merge_request_hooks() {
         let hook = |body: Value| {
             let raw = serde_json::to_vec(&body).unwrap();
-            let h = Headers::new().with("x-gitlab-token", "k").with("x-gitlab-event", "Merge Request Hook");
+            let h = Headers::new()
+                .with("x-gitlab-token", "k")
+                .with("x-gitlab-event", "Merge Request Hook");
             classify(&gl::verify(&h, raw, &SECRETS, 0).unwrap())
         };
         let mr = |action: &str, extra: Value| {
@@ -344,21 +390,36 @@ mod tests {
         };
         match hook(mr("open", json!({}))).unwrap() {
             Disposition::Review(r) => {
-                assert_eq!((r.repo_id.as_str(), r.repo_name.as_str(), r.number), ("15", "group/proj", 3));
+                assert_eq!(
+                    (r.repo_id.as_str(), r.repo_name.as_str(), r.number),
+                    ("15", "group/proj", 3)
+                );
                 assert_eq!(r.base_sha, None);
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(hook(mr("update", json!({"oldrev": "d".repeat(40)}))).unwrap(), Disposition::Review(_)));
-        assert_eq!(hook(mr("update", json!({}))).unwrap(), Disposition::Ignore("action_not_reviewed"));
-        assert_eq!(hook(mr("open", json!({"draft": true}))).unwrap(), Disposition::Ignore("draft"));
+        assert!(matches!(
+            hook(mr("update", json!({"oldrev": "d".repeat(40)}))).unwrap(),
+            Disposition::Review(_)
+        ));
+        assert_eq!(
+            hook(mr("update", json!({}))).unwrap(),
+            Disposition::Ignore("action_not_reviewed")
+        );
+        assert_eq!(
+            hook(mr("open", json!({"draft": true}))).unwrap(),
+            Disposition::Ignore("draft")
+        );
         let mut ready = mr("update", json!({}));
         ready["changes"] = json!({"draft": {"previous": true, "current": false}});
         match hook(ready).unwrap() {
             Disposition::Review(r) => assert_eq!(r.trigger, Trigger::ReadyForReview),
             other => panic!("{other:?}"),
         }
-        assert_eq!(hook(mr("merge", json!({"state": "merged"}))).unwrap(), Disposition::Ignore("pull_request_closed"));
+        assert_eq!(
+            hook(mr("merge", json!({"state": "merged"}))).unwrap(),
+            Disposition::Ignore("pull_request_closed")
+        );
     }
 
     #[test]
@@ -378,18 +439,30 @@ mod tests {
         });
         match hook("pullrequest:created", cloud.clone()).unwrap() {
             Disposition::Review(r) => {
-                assert_eq!((r.repo_name.as_str(), r.number, r.head_sha.as_str()), ("ws/repo", 9, "abcdef012345"));
+                assert_eq!(
+                    (r.repo_name.as_str(), r.number, r.head_sha.as_str()),
+                    ("ws/repo", 9, "abcdef012345")
+                );
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(hook("pullrequest:fulfilled", cloud).unwrap(), Disposition::Ignore("pull_request_closed"));
+        assert_eq!(
+            hook("pullrequest:fulfilled", cloud).unwrap(),
+            Disposition::Ignore("pull_request_closed")
+        );
         let dc = json!({"eventKey": "pr:opened", "pullRequest": {"id": 4, "state": "OPEN", "draft": false,
             "fromRef": {"latestCommit": "e".repeat(40)},
             "toRef": {"latestCommit": "f".repeat(40), "repository": {"id": 84, "slug": "app", "project": {"key": "PRJ"}}}}});
         match hook("pr:opened", dc).unwrap() {
-            Disposition::Review(r) => assert_eq!((r.repo_name.as_str(), r.repo_id.as_str()), ("PRJ/app", "84")),
+            Disposition::Review(r) => assert_eq!(
+                (r.repo_name.as_str(), r.repo_id.as_str()),
+                ("PRJ/app", "84")
+            ),
             other => panic!("{other:?}"),
         }
-        assert_eq!(hook("diagnostics:ping", json!({})).unwrap(), Disposition::Ignore("ping"));
+        assert_eq!(
+            hook("diagnostics:ping", json!({})).unwrap(),
+            Disposition::Ignore("ping")
+        );
     }
 }

@@ -38,8 +38,12 @@ mod tests {
             "X-Hub-Signature-256",
             "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
         );
-        let v = verify(&h, b"Hello, World!".to_vec(), &secrets(b"It's a Secret to Everybody", None))
-            .unwrap();
+        let v = verify(
+            &h,
+            b"Hello, World!".to_vec(),
+            &secrets(b"It's a Secret to Everybody", None),
+        )
+        .unwrap();
         assert_eq!(v.platform(), Platform::GitHub);
     }
 
@@ -84,8 +88,14 @@ mod tests {
         let old = Headers::new().with("x-hub-signature-256", &sign_hex_sha256(b"old", &body));
         let new = Headers::new().with("x-hub-signature-256", &sign_hex_sha256(b"new", &body));
         let s = secrets(b"new", Some(b"old"));
-        assert_eq!(verify(&old, body.clone(), &s).unwrap().slot(), super::super::Slot::Previous);
-        assert_eq!(verify(&new, body.clone(), &s).unwrap().slot(), super::super::Slot::Current);
+        assert_eq!(
+            verify(&old, body.clone(), &s).unwrap().slot(),
+            super::super::Slot::Previous
+        );
+        assert_eq!(
+            verify(&new, body.clone(), &s).unwrap().slot(),
+            super::super::Slot::Current
+        );
         // After the window closes the caller stops passing `previous`.
         assert!(verify(&old, body, &secrets(b"new", None)).is_err());
     }

@@ -56,7 +56,10 @@ pub fn signing_key(token: &[u8]) -> Vec<u8> {
 pub fn sign_standard_webhook(token: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
     let mut msg = format!("{id}.{timestamp}.").into_bytes();
     msg.extend_from_slice(body);
-    format!("v1,{}", STANDARD.encode(hmac_sha256(&signing_key(token), &msg)))
+    format!(
+        "v1,{}",
+        STANDARD.encode(hmac_sha256(&signing_key(token), &msg))
+    )
 }
 
 fn verify_standard_webhook(
@@ -66,8 +69,12 @@ fn verify_standard_webhook(
     now_secs: i64,
 ) -> Result<(), VerifyError> {
     let id = headers.get("webhook-id").ok_or(VerifyError::Missing)?;
-    let ts_raw = headers.get("webhook-timestamp").ok_or(VerifyError::Missing)?;
-    let sigs = headers.get("webhook-signature").ok_or(VerifyError::Missing)?;
+    let ts_raw = headers
+        .get("webhook-timestamp")
+        .ok_or(VerifyError::Missing)?;
+    let sigs = headers
+        .get("webhook-signature")
+        .ok_or(VerifyError::Missing)?;
     let ts: i64 = ts_raw.parse().map_err(|_| VerifyError::Malformed)?;
     if (now_secs - ts).abs() > TOLERANCE_SECONDS {
         return Err(VerifyError::StaleTimestamp);
@@ -117,7 +124,10 @@ mod tests {
             .with("X-Gitlab-Event", "Merge Request Hook")
             .with("webhook-id", "msg_1")
             .with("webhook-timestamp", &ts.to_string())
-            .with("webhook-signature", &sign_standard_webhook(signing, "msg_1", ts, body))
+            .with(
+                "webhook-signature",
+                &sign_standard_webhook(signing, "msg_1", ts, body),
+            )
     }
 
     #[test]
@@ -129,10 +139,21 @@ mod tests {
         let v = verify(&h, body.clone(), &secrets(None), NOW).unwrap();
         assert_eq!(v.delivery_id(), "uuid-1");
         let old = Headers::new().with("X-Gitlab-Token", "gl-old");
-        assert_eq!(verify(&old, body.clone(), &secrets(None), NOW).unwrap().slot(), Slot::Previous);
+        assert_eq!(
+            verify(&old, body.clone(), &secrets(None), NOW)
+                .unwrap()
+                .slot(),
+            Slot::Previous
+        );
         let bad = Headers::new().with("X-Gitlab-Token", "gl-tokem");
-        assert_eq!(verify(&bad, body.clone(), &secrets(None), NOW).unwrap_err(), VerifyError::Mismatch);
-        assert_eq!(verify(&Headers::new(), body, &secrets(None), NOW).unwrap_err(), VerifyError::Missing);
+        assert_eq!(
+            verify(&bad, body.clone(), &secrets(None), NOW).unwrap_err(),
+            VerifyError::Mismatch
+        );
+        assert_eq!(
+            verify(&Headers::new(), body, &secrets(None), NOW).unwrap_err(),
+            VerifyError::Missing
+        );
     }
 
     #[test]
@@ -145,7 +166,10 @@ mod tests {
         // Tampered body.
         let mut t = body.clone();
         t[2] ^= 1;
-        assert_eq!(verify(&signed(&body, NOW, key), t, &s, NOW).unwrap_err(), VerifyError::Mismatch);
+        assert_eq!(
+            verify(&signed(&body, NOW, key), t, &s, NOW).unwrap_err(),
+            VerifyError::Mismatch
+        );
         // Stale and future timestamps.
         for ts in [NOW - TOLERANCE_SECONDS - 1, NOW + TOLERANCE_SECONDS + 1] {
             assert_eq!(
@@ -155,7 +179,10 @@ mod tests {
         }
         // Token right, signature missing.
         let h = Headers::new().with("X-Gitlab-Token", "gl-token");
-        assert_eq!(verify(&h, body.clone(), &s, NOW).unwrap_err(), VerifyError::Missing);
+        assert_eq!(
+            verify(&h, body.clone(), &s, NOW).unwrap_err(),
+            VerifyError::Missing
+        );
         // Several signatures: one valid is enough.
         let good = sign_standard_webhook(key, "msg_1", NOW, &body);
         let h = signed(&body, NOW, key).with("webhook-signature", "");

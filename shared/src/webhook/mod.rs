@@ -204,7 +204,11 @@ impl VerifiedWebhook {
 
 /// `sha256=<hex>` HMAC-SHA256 over the raw body, checked against each candidate secret in
 /// constant time. Shared by GitHub (`X-Hub-Signature-256`) and Bitbucket (`X-Hub-Signature`).
-fn verify_hex_hmac(header: Option<&str>, body: &[u8], secrets: &Secrets<'_>) -> Result<Slot, VerifyError> {
+fn verify_hex_hmac(
+    header: Option<&str>,
+    body: &[u8],
+    secrets: &Secrets<'_>,
+) -> Result<Slot, VerifyError> {
     let header = header.ok_or(VerifyError::Missing)?;
     let (algo, hex_sig) = header.split_once('=').ok_or(VerifyError::Malformed)?;
     if !algo.trim().eq_ignore_ascii_case("sha256") {
@@ -235,7 +239,9 @@ mod tests {
 
     #[test]
     fn headers_are_case_insensitive_and_blank_is_absent() {
-        let h = Headers::new().with("X-GitHub-Event", "ping").with("X-Empty", "  ");
+        let h = Headers::new()
+            .with("X-GitHub-Event", "ping")
+            .with("X-Empty", "  ");
         assert_eq!(h.get("x-github-event"), Some("ping"));
         assert_eq!(h.get("x-empty"), None);
     }
@@ -245,7 +251,13 @@ mod tests {
         let v = VerifiedWebhook::new(Platform::GitLab, None, None, b"{}".to_vec(), Slot::Current);
         assert!(v.delivery_id().starts_with("sha256:"));
         let long = "x".repeat(500);
-        let v = VerifiedWebhook::new(Platform::GitLab, Some(&long), None, b"{}".to_vec(), Slot::Current);
+        let v = VerifiedWebhook::new(
+            Platform::GitLab,
+            Some(&long),
+            None,
+            b"{}".to_vec(),
+            Slot::Current,
+        );
         assert!(v.delivery_id().starts_with("sha256:"));
     }
 }

@@ -10,7 +10,9 @@ use edgeplane_core::ids::{looks_like_id, new_id};
 use edgeplane_core::queue::ReviewQueueMessage;
 use edgeplane_core::review::sealed::Field;
 use edgeplane_core::webhook::event::{classify, Disposition, PullRequestRef};
-use edgeplane_core::webhook::{bitbucket, github, gitlab, Headers, Platform, Secrets, VerifiedWebhook};
+use edgeplane_core::webhook::{
+    bitbucket, github, gitlab, Headers, Platform, Secrets, VerifiedWebhook,
+};
 use edgeplane_core::{ApiError, ErrorCode};
 use serde::Deserialize;
 use serde_json::json;
@@ -39,7 +41,10 @@ fn not_found() -> ApiError {
 }
 
 fn unauthorized() -> ApiError {
-    ApiError::new(ErrorCode::InvalidSignature, "the webhook signature is missing or does not verify")
+    ApiError::new(
+        ErrorCode::InvalidSignature,
+        "the webhook signature is missing or does not verify",
+    )
 }
 
 pub async fn receive(cx: &mut Cx<'_>, platform: Platform) -> HttpResult {
@@ -68,20 +73,33 @@ pub async fn receive(cx: &mut Cx<'_>, platform: Platform) -> HttpResult {
     }
     let disposition = classify(&verified).map_err(|e| ApiError::validation(e.0))?;
     match disposition {
-        Disposition::Ignore(reason) => record_ignored(cx, &id, &row.org_id, &verified, reason, now).await,
+        Disposition::Ignore(reason) => {
+            record_ignored(cx, &id, &row.org_id, &verified, reason, now).await
+        }
         Disposition::Review(pr) => record_review(cx, &id, &row.org_id, &verified, &pr, now).await,
     }
 }
 
-fn verify(cx: &Cx<'_>, id: &str, row: &HookRow, platform: Platform, body: Vec<u8>) -> Result<VerifiedWebhook, ApiError> {
+fn verify(
+    cx: &Cx<'_>,
+    id: &str,
+    row: &HookRow,
+    platform: Platform,
+    body: Vec<u8>,
+) -> Result<VerifiedWebhook, ApiError> {
     let key = secrets::integration_key(cx);
     let current = match &row.webhook_secret_sealed {
         Some(s) => secrets::open(&key, id, Field::WebhookSecret, s)?,
         None => return Err(unauthorized()),
     };
     let now = now_ms();
-    let previous = match (&row.previous_secret_sealed, row.previous_secret_expires_at_ms) {
-        (Some(s), Some(until)) if until > now => Some(secrets::open(&key, id, Field::WebhookSecret, s)?),
+    let previous = match (
+        &row.previous_secret_sealed,
+        row.previous_secret_expires_at_ms,
+    ) {
+        (Some(s), Some(until)) if until > now => {
+            Some(secrets::open(&key, id, Field::WebhookSecret, s)?)
+        }
         _ => None,
     };
     let signing = row
@@ -106,7 +124,10 @@ fn verify(cx: &Cx<'_>, id: &str, row: &HookRow, platform: Platform, body: Vec<u8
         Platform::Bitbucket => bitbucket::verify(&headers, body, &secrets),
     };
     result.map_err(|e| {
-        log::warn("webhook refused", &format!("integration {id}: {}", e.as_str()));
+        log::warn(
+            "webhook refused",
+            &format!("integration {id}: {}", e.as_str()),
+        );
         unauthorized()
     })
 }
@@ -140,9 +161,19 @@ async fn record_ignored(
     now: i64,
 ) -> HttpResult {
     let row_id = new_id("whd", now)?;
-    let stmt = delivery_insert(&row_id, org_id, integration_id, w, "ignored", Some(reason), now);
+    let stmt = delivery_insert(
+        &row_id,
+        org_id,
+        integration_id,
+        w,
+        "ignored",
+        Some(reason),
+        now,
+    );
     match cx.db().commit_audited(vec![stmt], vec![], now).await {
-        Ok(_) => respond::ok(&json!({"status": "ignored", "reason": reason, "delivery_id": w.delivery_id()})),
+        Ok(_) => respond::ok(
+            &json!({"status": "ignored", "reason": reason, "delivery_id": w.delivery_id()}),
+        ),
         Err(e) if e.code == ErrorCode::AlreadyExists => duplicate(w),
         Err(e) => Err(e),
     }
@@ -229,8 +260,10 @@ async fn record_review(
                 args![integration_id, &pr.repo_id, number, &pr.head_sha],
             )
             .await?;
-        return respond::ok(&json!({"status": "duplicate_head", "delivery_id": w.delivery_id(),
-                                    "review_id": existing.map(|e| e.id)}));
+        return respond::ok(
+            &json!({"status": "duplicate_head", "delivery_id": w.delivery_id(),
+                                    "review_id": existing.map(|e| e.id)}),
+        );
     }
     let msg = ReviewQueueMessage::Review {
         org_id: org_id.to_owned(),
@@ -246,11 +279,21 @@ async fn record_review(
         let _ = cx
             .db()
             .batch_unaudited(vec![
-                Stmt::new("DELETE FROM webhook_deliveries WHERE id = ?", args![&row_id]),
-                Stmt::new("DELETE FROM reviews WHERE id = ? AND status = 'queued'", args![&review_id]),
+                Stmt::new(
+                    "DELETE FROM webhook_deliveries WHERE id = ?",
+                    args![&row_id],
+                ),
+                Stmt::new(
+                    "DELETE FROM reviews WHERE id = ? AND status = 'queued'",
+                    args![&review_id],
+                ),
             ])
             .await;
-        return Err(ApiError::new(ErrorCode::Unavailable, "the review queue did not accept the job").with_retry_after(30));
+        return Err(ApiError::new(
+            ErrorCode::Unavailable,
+            "the review queue did not accept the job",
+        )
+        .with_retry_after(30));
     }
     respond::json(
         202,

@@ -18,7 +18,9 @@ use edgeplane_runtime::args;
 use edgeplane_runtime::db::{Stmt, Val};
 
 /// Distinguishes "field absent" (`None`) from "field set to null" (`Some(None)`).
-pub fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+pub fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
 }
 
@@ -91,7 +93,8 @@ pub const COLUMNS: &str = "id, platform, deployment, name, api_base_url, llm_pro
     secret_rotated_at_ms";
 
 fn view(cx: &Cx<'_>, r: &IntegrationRow, now: i64) -> serde_json::Value {
-    let overlap = r.previous_secret_sealed.is_some() && r.previous_secret_expires_at_ms.is_some_and(|t| t > now);
+    let overlap = r.previous_secret_sealed.is_some()
+        && r.previous_secret_expires_at_ms.is_some_and(|t| t > now);
     json!({
         "id": r.id,
         "name": r.name,
@@ -132,7 +135,9 @@ pub async fn load(cx: &Cx<'_>, id: &str) -> Result<IntegrationRow, ApiError> {
 
 fn provider_guard(org_id: &str, provider_id: &str) -> Result<Stmt, ApiError> {
     if !looks_like_id(provider_id, "llm") {
-        return Err(ApiError::validation("llm_provider_id does not name a provider of this organization"));
+        return Err(ApiError::validation(
+            "llm_provider_id does not name a provider of this organization",
+        ));
     }
     Ok(Stmt::guard(
         "EXISTS (SELECT 1 FROM llm_providers WHERE id = ? AND org_id = ?)",
@@ -147,17 +152,25 @@ pub async fn create(cx: &mut Cx<'_>) -> HttpResult {
         .ok_or_else(|| ApiError::validation("platform must be one of github, gitlab, bitbucket"))?;
     let deployment = match body.deployment.as_deref() {
         None => Deployment::Cloud,
-        Some(d) => Deployment::parse(d).ok_or_else(|| ApiError::validation("deployment must be cloud or datacenter"))?,
+        Some(d) => Deployment::parse(d)
+            .ok_or_else(|| ApiError::validation("deployment must be cloud or datacenter"))?,
     };
     let api = PlatformApi::of(platform, deployment);
     let loopback = secrets::allow_loopback(cx.env);
-    let base = config::base_url(body.api_base_url.as_deref(), api.default_base_url(), loopback, "api_base_url")?;
+    let base = config::base_url(
+        body.api_base_url.as_deref(),
+        api.default_base_url(),
+        loopback,
+        "api_base_url",
+    )?;
     let name = validate::display_name(&body.name, "name")?;
     let token = config::secret(&body.access_token, "access_token", 1)?;
     let hook_secret = config::secret(&body.webhook_secret, "webhook_secret", 16)?;
     let signing = match body.signing_token.as_deref() {
         Some(_) if platform != Platform::GitLab => {
-            return Err(ApiError::validation("signing_token applies to GitLab integrations only"))
+            return Err(ApiError::validation(
+                "signing_token applies to GitLab integrations only",
+            ))
         }
         Some(s) => Some(config::secret(s, "signing_token", 16)?),
         None => None,
@@ -247,7 +260,12 @@ pub async fn update(cx: &mut Cx<'_>) -> HttpResult {
     }
     if let Some(b) = &body.api_base_url {
         let api = PlatformApi::of(platform, deployment);
-        let base = config::base_url(Some(b), api.default_base_url(), secrets::allow_loopback(cx.env), "api_base_url")?;
+        let base = config::base_url(
+            Some(b),
+            api.default_base_url(),
+            secrets::allow_loopback(cx.env),
+            "api_base_url",
+        )?;
         // The token would follow the URL: moving it to another host requires re-entering it.
         if base != row.api_base_url && body.access_token.is_none() {
             return Err(ApiError::validation(
@@ -266,11 +284,19 @@ pub async fn update(cx: &mut Cx<'_>) -> HttpResult {
     }
     if let Some(s) = &body.signing_token {
         if platform != Platform::GitLab {
-            return Err(ApiError::validation("signing_token applies to GitLab integrations only"));
+            return Err(ApiError::validation(
+                "signing_token applies to GitLab integrations only",
+            ));
         }
         sets.push("signing_token_sealed = ?");
         vals.push(match s {
-            Some(s) => Some(secrets::seal(&key, &id, Field::SigningToken, &config::secret(s, "signing_token", 16)?)?).into(),
+            Some(s) => Some(secrets::seal(
+                &key,
+                &id,
+                Field::SigningToken,
+                &config::secret(s, "signing_token", 16)?,
+            )?)
+            .into(),
             None => Val::Null,
         });
         changed.push("signing_token");
@@ -296,10 +322,17 @@ pub async fn update(cx: &mut Cx<'_>) -> HttpResult {
     vals.push(id.clone().into());
     vals.push(org_id.clone().into());
     stmts.push(Stmt::new(
-        format!("UPDATE integrations SET {} WHERE id = ? AND org_id = ? AND deleted_at_ms IS NULL", sets.join(", ")),
+        format!(
+            "UPDATE integrations SET {} WHERE id = ? AND org_id = ? AND deleted_at_ms IS NULL",
+            sets.join(", ")
+        ),
         vals,
     ));
-    let action = if changed == ["access_token"] { "integration.access_token_rotated" } else { "integration.updated" };
+    let action = if changed == ["access_token"] {
+        "integration.access_token_rotated"
+    } else {
+        "integration.updated"
+    };
     let event = cx.rc.audit(
         &cx.principal,
         Some(&org_id),
@@ -343,7 +376,9 @@ pub async fn rotate_webhook_secret(cx: &mut Cx<'_>) -> HttpResult {
     let id = integration_id(cx)?;
     let body: RotateSecret = cx.json().await?;
     let secret = config::secret(&body.webhook_secret, "webhook_secret", 16)?;
-    let overlap = body.overlap_seconds.unwrap_or(config::DEFAULT_OVERLAP_SECONDS);
+    let overlap = body
+        .overlap_seconds
+        .unwrap_or(config::DEFAULT_OVERLAP_SECONDS);
     if overlap > config::MAX_OVERLAP_SECONDS {
         return Err(ApiError::validation(format!(
             "overlap_seconds must be at most {}",

@@ -130,7 +130,10 @@ fn embedding_model(kind: ProviderKind, m: Option<&str>) -> Result<Option<String>
 fn seal_key(cx: &Cx<'_>, id: &str, api_key: &str) -> Result<(String, String), ApiError> {
     let public = secrets::byok_public_key(cx.env)?;
     let key = config::secret(api_key, "api_key", 8)?;
-    Ok((sealed::encode(&public.seal(&sealed::aad(id, Field::ApiKey), key.as_bytes())?), public.kid()))
+    Ok((
+        sealed::encode(&public.seal(&sealed::aad(id, Field::ApiKey), key.as_bytes())?),
+        public.kid(),
+    ))
 }
 
 pub async fn create(cx: &mut Cx<'_>) -> HttpResult {
@@ -139,11 +142,26 @@ pub async fn create(cx: &mut Cx<'_>) -> HttpResult {
         ApiError::validation("kind must be one of anthropic, openai, gemini, openai_compatible")
     })?;
     let name = validate::display_name(&body.name, "name")?;
-    let base = config::base_url(body.base_url.as_deref(), kind.default_base_url(), secrets::allow_loopback(cx.env), "base_url")?;
+    let base = config::base_url(
+        body.base_url.as_deref(),
+        kind.default_base_url(),
+        secrets::allow_loopback(cx.env),
+        "base_url",
+    )?;
     let model = config::model_name(&body.model, "model")?;
     let embedding = embedding_model(kind, body.embedding_model.as_deref())?;
-    let max_in = config::in_range(body.max_input_tokens.unwrap_or(config::DEFAULT_MAX_INPUT_TOKENS), config::INPUT_TOKENS_RANGE, "max_input_tokens")?;
-    let max_out = config::in_range(body.max_output_tokens.unwrap_or(config::DEFAULT_MAX_OUTPUT_TOKENS), config::OUTPUT_TOKENS_RANGE, "max_output_tokens")?;
+    let max_in = config::in_range(
+        body.max_input_tokens
+            .unwrap_or(config::DEFAULT_MAX_INPUT_TOKENS),
+        config::INPUT_TOKENS_RANGE,
+        "max_input_tokens",
+    )?;
+    let max_out = config::in_range(
+        body.max_output_tokens
+            .unwrap_or(config::DEFAULT_MAX_OUTPUT_TOKENS),
+        config::OUTPUT_TOKENS_RANGE,
+        "max_output_tokens",
+    )?;
     let org_id = cx.org()?.org_id.clone();
     let now = now_ms();
     let id = new_id("llm", now)?;
@@ -152,7 +170,10 @@ pub async fn create(cx: &mut Cx<'_>) -> HttpResult {
     // The first provider of an org becomes its default; an explicit default takes over.
     let make_default = body.is_default.unwrap_or(false);
     if make_default {
-        stmts.push(Stmt::new("UPDATE llm_providers SET is_default = 0 WHERE org_id = ? AND is_default = 1", args![&org_id]));
+        stmts.push(Stmt::new(
+            "UPDATE llm_providers SET is_default = 0 WHERE org_id = ? AND is_default = 1",
+            args![&org_id],
+        ));
     }
     stmts.push(Stmt::new(
         "INSERT INTO llm_providers (id, org_id, name, kind, base_url, model, embedding_model, \
@@ -214,7 +235,9 @@ pub async fn update(cx: &mut Cx<'_>) -> HttpResult {
         let base = config::base_url(Some(b), None, secrets::allow_loopback(cx.env), "base_url")?;
         // The key is sent to this URL: pointing it elsewhere requires re-entering the key.
         if base != row.base_url && body.api_key.is_none() {
-            return Err(ApiError::validation("changing base_url requires api_key in the same request"));
+            return Err(ApiError::validation(
+                "changing base_url requires api_key in the same request",
+            ));
         }
         sets.push("base_url = ?");
         vals.push(base.into());
@@ -269,7 +292,13 @@ pub async fn update(cx: &mut Cx<'_>) -> HttpResult {
     vals.push(now.into());
     vals.push(id.clone().into());
     vals.push(org_id.clone().into());
-    stmts.push(Stmt::new(format!("UPDATE llm_providers SET {} WHERE id = ? AND org_id = ?", sets.join(", ")), vals));
+    stmts.push(Stmt::new(
+        format!(
+            "UPDATE llm_providers SET {} WHERE id = ? AND org_id = ?",
+            sets.join(", ")
+        ),
+        vals,
+    ));
     let mut events = Vec::new();
     if kid.is_some() {
         events.push(cx.rc.audit(
@@ -281,7 +310,11 @@ pub async fn update(cx: &mut Cx<'_>) -> HttpResult {
             json!({"name": row.name, "sealed_to": kid}),
         ));
     }
-    let other: Vec<&str> = changed.iter().copied().filter(|c| *c != "api_key").collect();
+    let other: Vec<&str> = changed
+        .iter()
+        .copied()
+        .filter(|c| *c != "api_key")
+        .collect();
     if !other.is_empty() {
         events.push(cx.rc.audit(
             &cx.principal,

@@ -14,7 +14,16 @@ use crate::routes::Cx;
 use edgeplane_runtime::args;
 use edgeplane_runtime::db::{Stmt, Val};
 
-const STATUSES: &[&str] = &["queued", "fetching", "indexing", "reviewing", "commenting", "done", "failed", "skipped"];
+const STATUSES: &[&str] = &[
+    "queued",
+    "fetching",
+    "indexing",
+    "reviewing",
+    "commenting",
+    "done",
+    "failed",
+    "skipped",
+];
 
 #[derive(Deserialize)]
 struct ReviewRow {
@@ -69,7 +78,13 @@ fn span(from: Option<i64>, to: Option<i64>) -> Option<i64> {
 
 fn view(r: ReviewRow) -> serde_json::Value {
     // Each phase lasts until the next one started (or the review ended).
-    let phases = [r.fetching_at_ms, r.indexing_at_ms, r.reviewing_at_ms, r.commenting_at_ms, r.finished_at_ms];
+    let phases = [
+        r.fetching_at_ms,
+        r.indexing_at_ms,
+        r.reviewing_at_ms,
+        r.commenting_at_ms,
+        r.finished_at_ms,
+    ];
     let next = |i: usize| phases[i + 1..].iter().copied().flatten().next();
     let skipped_files: serde_json::Value = r
         .skipped_files
@@ -136,14 +151,23 @@ fn review_id(cx: &Cx<'_>) -> Result<String, ApiError> {
 
 async fn load(cx: &Cx<'_>, id: &str) -> Result<ReviewRow, ApiError> {
     cx.db()
-        .first(&format!("SELECT {COLUMNS} FROM reviews WHERE id = ? AND org_id = ?"), args![id, &cx.org()?.org_id])
+        .first(
+            &format!("SELECT {COLUMNS} FROM reviews WHERE id = ? AND org_id = ?"),
+            args![id, &cx.org()?.org_id],
+        )
         .await?
         .ok_or_else(|| ApiError::not_found("review"))
 }
 
 fn query_params(cx: &Cx<'_>) -> Result<Vec<(String, String)>, ApiError> {
-    let url = cx.req.url().map_err(|_| ApiError::new(ErrorCode::InvalidQuery, "invalid query string"))?;
-    Ok(url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
+    let url = cx
+        .req
+        .url()
+        .map_err(|_| ApiError::new(ErrorCode::InvalidQuery, "invalid query string"))?;
+    Ok(url
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect())
 }
 
 pub async fn list(cx: &mut Cx<'_>) -> HttpResult {
@@ -187,7 +211,9 @@ pub async fn list(cx: &mut Cx<'_>) -> HttpResult {
     } else {
         None
     };
-    respond::ok(&json!({"reviews": rows.into_iter().map(view).collect::<Vec<_>>(), "next_cursor": next}))
+    respond::ok(
+        &json!({"reviews": rows.into_iter().map(view).collect::<Vec<_>>(), "next_cursor": next}),
+    )
 }
 
 pub async fn get(cx: &mut Cx<'_>) -> HttpResult {
@@ -222,14 +248,21 @@ pub async fn requeue(cx: &mut Cx<'_>) -> HttpResult {
         json!({"previous_status": row.status, "restarted": restart}),
     );
     cx.db().commit_audited(stmts, vec![event], now).await?;
-    let msg = ReviewQueueMessage::Review { org_id: org_id.clone(), review_id: id.clone() };
+    let msg = ReviewQueueMessage::Review {
+        org_id: org_id.clone(),
+        review_id: id.clone(),
+    };
     let sent = match cx.env.queue("REVIEW_QUEUE") {
         Ok(q) => q.send(&msg).await,
         Err(e) => Err(e),
     };
     if let Err(e) = sent {
         log::error("enqueue review", &e.to_string());
-        return Err(ApiError::new(ErrorCode::Unavailable, "the review queue did not accept the job").with_retry_after(30));
+        return Err(ApiError::new(
+            ErrorCode::Unavailable,
+            "the review queue did not accept the job",
+        )
+        .with_retry_after(30));
     }
     let row = load(cx, &id).await?;
     respond::json(202, &json!({"review": view(row)}))
