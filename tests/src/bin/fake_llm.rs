@@ -49,6 +49,10 @@ fn handle(state: &Mutex<State>, req: Request) -> Response {
                 st.faults.push(req.json());
                 Response::json(200, &json!({"ok": true}))
             }
+            ("POST", "faults/clear") => {
+                st.faults.clear();
+                Response::json(200, &json!({"ok": true}))
+            }
             ("GET", "requests") => Response::json(200, &Value::Array(st.requests.clone())),
             _ => Response::json(404, &json!({"error": "not found"})),
         };

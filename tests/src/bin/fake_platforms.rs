@@ -229,6 +229,9 @@ fn handle(state: &Mutex<State>, req: Request) -> Response {
             if let Some(s) = f["retry_after"].as_u64() {
                 r = r.with_header("retry-after", &s.to_string());
             }
+            if let Some(l) = f["location"].as_str() {
+                r = r.with_header("location", l);
+            }
             return r;
         }
     }

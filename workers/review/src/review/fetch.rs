@@ -79,8 +79,9 @@ pub async fn fetch(job: &Job) -> Result<Fetched, Stop> {
     let mut selected = Vec::new();
     let mut skipped = Vec::new();
     for (diff, platform_skip) in files {
-        let reason = platform_skip
-            .or_else(|| select::by_path(&diff.path, &ignore))
+        // The ignore file first: it is the org's explicit say, and names the reason it gives.
+        let reason = select::by_path(&diff.path, &ignore)
+            .or(platform_skip)
             .or_else(|| select::by_diff(&diff))
             .or_else(|| (selected.len() >= MAX_FILES).then_some(SkipReason::TooManyFiles));
         match reason {
