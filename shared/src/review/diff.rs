@@ -54,7 +54,7 @@ impl Hunk {
     pub fn new_range(&self) -> Option<(u32, u32)> {
         let mut it = self.lines.iter().filter_map(|l| l.new);
         let first = it.next()?;
-        Some((first, it.last().unwrap_or(first)))
+        Some((first, it.next_back().unwrap_or(first)))
     }
 }
 

@@ -198,7 +198,7 @@ pub async fn run(env: &Env, org_id: &str, review_id: &str) -> Outcome {
     };
     let now = now_ms();
     let row = match store::claim(&db, org_id, review_id, now).await {
-        Ok(Claim::Claimed(r)) => r,
+        Ok(Claim::Claimed(r)) => *r,
         Ok(Claim::Finished) | Ok(Claim::Missing) => return Outcome::Done,
         Ok(Claim::Busy { retry_in_secs }) => {
             return Outcome::Retry {

@@ -29,7 +29,7 @@ const COLUMNS: &str =
 
 pub enum Claim {
     /// This delivery owns the review now.
-    Claimed(ReviewRow),
+    Claimed(Box<ReviewRow>),
     /// Already ended (done, failed, skipped): a redelivery, nothing to do.
     Finished,
     /// Another delivery holds the lease; try again after it.
@@ -59,7 +59,7 @@ pub async fn claim(db: &Db, org_id: &str, review_id: &str, now: i64) -> Result<C
         )
         .await?;
     if let Some(r) = row {
-        return Ok(Claim::Claimed(r));
+        return Ok(Claim::Claimed(Box::new(r)));
     }
     let s: Option<StatusRow> = db
         .first(
