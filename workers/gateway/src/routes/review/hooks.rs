@@ -18,6 +18,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::secrets;
+use super::update::enqueue;
 use crate::http::ctx::{now_ms, now_secs};
 use crate::http::log;
 use crate::http::respond::{self, HttpResult};
@@ -269,12 +270,7 @@ async fn record_review(
         org_id: org_id.to_owned(),
         review_id: review_id.clone(),
     };
-    let sent = match cx.env.queue("REVIEW_QUEUE") {
-        Ok(q) => q.send(&msg).await,
-        Err(e) => Err(e),
-    };
-    if let Err(e) = sent {
-        log::error("enqueue review", &e.to_string());
+    if let Err(e) = enqueue(cx, &msg).await {
         // Undo, so the platform's retry of this delivery is not taken for a duplicate.
         let _ = cx
             .db()
@@ -289,11 +285,7 @@ async fn record_review(
                 ),
             ])
             .await;
-        return Err(ApiError::new(
-            ErrorCode::Unavailable,
-            "the review queue did not accept the job",
-        )
-        .with_retry_after(30));
+        return Err(e);
     }
     respond::json(
         202,

@@ -11,6 +11,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::json;
 
 use super::secrets;
+use super::update::Update;
 use crate::http::ctx::now_ms;
 use crate::http::respond::{self, HttpResult};
 use crate::routes::Cx;
@@ -249,14 +250,14 @@ pub async fn update(cx: &mut Cx<'_>) -> HttpResult {
     let deployment = Deployment::parse(&row.deployment).ok_or_else(ApiError::internal)?;
     let key = secrets::integration_key(cx);
     let now = now_ms();
-    let mut sets: Vec<&str> = Vec::new();
-    let mut vals: Vec<Val> = Vec::new();
-    let mut changed: Vec<&str> = Vec::new();
+    let mut u = Update::default();
     let mut stmts = Vec::new();
     if let Some(n) = &body.name {
-        sets.push("name = ?");
-        vals.push(validate::display_name(n, "name")?.into());
-        changed.push("name");
+        u.set(
+            "name",
+            "name = ?",
+            vec![validate::display_name(n, "name")?.into()],
+        );
     }
     if let Some(b) = &body.api_base_url {
         let api = PlatformApi::of(platform, deployment);
@@ -272,15 +273,15 @@ pub async fn update(cx: &mut Cx<'_>) -> HttpResult {
                 "changing api_base_url requires access_token in the same request",
             ));
         }
-        sets.push("api_base_url = ?");
-        vals.push(base.into());
-        changed.push("api_base_url");
+        u.set("api_base_url", "api_base_url = ?", vec![base.into()]);
     }
     if let Some(t) = &body.access_token {
         let t = config::secret(t, "access_token", 1)?;
-        sets.push("access_token_sealed = ?");
-        vals.push(secrets::seal(&key, &id, Field::AccessToken, &t)?.into());
-        changed.push("access_token");
+        u.set(
+            "access_token",
+            "access_token_sealed = ?",
+            vec![secrets::seal(&key, &id, Field::AccessToken, &t)?.into()],
+        );
     }
     if let Some(s) = &body.signing_token {
         if platform != Platform::GitLab {
@@ -288,46 +289,38 @@ pub async fn update(cx: &mut Cx<'_>) -> HttpResult {
                 "signing_token applies to GitLab integrations only",
             ));
         }
-        sets.push("signing_token_sealed = ?");
-        vals.push(match s {
-            Some(s) => Some(secrets::seal(
+        let sealed = match s {
+            Some(s) => Val::from(secrets::seal(
                 &key,
                 &id,
                 Field::SigningToken,
                 &config::secret(s, "signing_token", 16)?,
-            )?)
-            .into(),
+            )?),
             None => Val::Null,
-        });
-        changed.push("signing_token");
+        };
+        u.set("signing_token", "signing_token_sealed = ?", vec![sealed]);
     }
     if let Some(p) = &body.llm_provider_id {
         if let Some(p) = p {
             stmts.push(provider_guard(&org_id, p)?);
         }
-        sets.push("llm_provider_id = ?");
-        vals.push(p.clone().into());
-        changed.push("llm_provider_id");
+        u.set(
+            "llm_provider_id",
+            "llm_provider_id = ?",
+            vec![p.clone().into()],
+        );
     }
     if let Some(e) = body.enabled {
-        sets.push("enabled = ?");
-        vals.push(e.into());
-        changed.push("enabled");
+        u.set("enabled", "enabled = ?", vec![e.into()]);
     }
-    if sets.is_empty() {
-        return Err(ApiError::validation("nothing to update"));
-    }
-    sets.push("updated_at_ms = ?");
-    vals.push(now.into());
-    vals.push(id.clone().into());
-    vals.push(org_id.clone().into());
-    stmts.push(Stmt::new(
-        format!(
-            "UPDATE integrations SET {} WHERE id = ? AND org_id = ? AND deleted_at_ms IS NULL",
-            sets.join(", ")
-        ),
-        vals,
-    ));
+    let (stmt, changed) = u.statement(
+        "integrations",
+        " AND deleted_at_ms IS NULL",
+        now,
+        &id,
+        &org_id,
+    )?;
+    stmts.push(stmt);
     let action = if changed == ["access_token"] {
         "integration.access_token_rotated"
     } else {

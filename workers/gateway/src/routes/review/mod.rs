@@ -5,6 +5,7 @@ mod integrations;
 mod providers;
 mod reviews;
 mod secrets;
+mod update;
 
 use edgeplane_core::auth::Action;
 use edgeplane_core::http::{BodyLimit, Method::*};

@@ -12,11 +12,12 @@ use serde_json::json;
 
 use super::integrations::nullable;
 use super::secrets;
+use super::update::Update;
 use crate::http::ctx::now_ms;
 use crate::http::respond::{self, HttpResult};
 use crate::routes::Cx;
 use edgeplane_runtime::args;
-use edgeplane_runtime::db::{Stmt, Val};
+use edgeplane_runtime::db::Stmt;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -223,13 +224,13 @@ pub async fn update(cx: &mut Cx<'_>) -> HttpResult {
     let kind = ProviderKind::parse(&row.kind).ok_or_else(ApiError::internal)?;
     let org_id = cx.org()?.org_id.clone();
     let now = now_ms();
-    let mut sets: Vec<&str> = Vec::new();
-    let mut vals: Vec<Val> = Vec::new();
-    let mut changed: Vec<&str> = Vec::new();
+    let mut u = Update::default();
     if let Some(n) = &body.name {
-        sets.push("name = ?");
-        vals.push(validate::display_name(n, "name")?.into());
-        changed.push("name");
+        u.set(
+            "name",
+            "name = ?",
+            vec![validate::display_name(n, "name")?.into()],
+        );
     }
     if let Some(b) = &body.base_url {
         let base = config::base_url(Some(b), None, secrets::allow_loopback(cx.env), "base_url")?;
@@ -239,39 +240,39 @@ pub async fn update(cx: &mut Cx<'_>) -> HttpResult {
                 "changing base_url requires api_key in the same request",
             ));
         }
-        sets.push("base_url = ?");
-        vals.push(base.into());
-        changed.push("base_url");
+        u.set("base_url", "base_url = ?", vec![base.into()]);
     }
     if let Some(m) = &body.model {
-        sets.push("model = ?");
-        vals.push(config::model_name(m, "model")?.into());
-        changed.push("model");
+        u.set(
+            "model",
+            "model = ?",
+            vec![config::model_name(m, "model")?.into()],
+        );
     }
     if let Some(m) = &body.embedding_model {
-        sets.push("embedding_model = ?");
-        vals.push(embedding_model(kind, m.as_deref())?.into());
-        changed.push("embedding_model");
+        u.set(
+            "embedding_model",
+            "embedding_model = ?",
+            vec![embedding_model(kind, m.as_deref())?.into()],
+        );
     }
     if let Some(v) = body.max_input_tokens {
-        sets.push("max_input_tokens = ?");
-        vals.push(config::in_range(v, config::INPUT_TOKENS_RANGE, "max_input_tokens")?.into());
-        changed.push("max_input_tokens");
+        let v = config::in_range(v, config::INPUT_TOKENS_RANGE, "max_input_tokens")?;
+        u.set("max_input_tokens", "max_input_tokens = ?", vec![v.into()]);
     }
     if let Some(v) = body.max_output_tokens {
-        sets.push("max_output_tokens = ?");
-        vals.push(config::in_range(v, config::OUTPUT_TOKENS_RANGE, "max_output_tokens")?.into());
-        changed.push("max_output_tokens");
+        let v = config::in_range(v, config::OUTPUT_TOKENS_RANGE, "max_output_tokens")?;
+        u.set("max_output_tokens", "max_output_tokens = ?", vec![v.into()]);
     }
     let mut kid = None;
     if let Some(k) = &body.api_key {
         let (sealed_key, k) = seal_key(cx, &id, k)?;
-        sets.push("api_key_sealed = ?, key_kid = ?, key_set_at_ms = ?");
-        vals.push(sealed_key.into());
-        vals.push(k.clone().into());
-        vals.push(now.into());
+        u.set(
+            "api_key",
+            "api_key_sealed = ?, key_kid = ?, key_set_at_ms = ?",
+            vec![sealed_key.into(), k.clone().into(), now.into()],
+        );
         kid = Some(k);
-        changed.push("api_key");
     }
     let mut stmts = Vec::new();
     if let Some(d) = body.is_default {
@@ -281,24 +282,10 @@ pub async fn update(cx: &mut Cx<'_>) -> HttpResult {
                 args![&org_id, &id],
             ));
         }
-        sets.push("is_default = ?");
-        vals.push(d.into());
-        changed.push("is_default");
+        u.set("is_default", "is_default = ?", vec![d.into()]);
     }
-    if sets.is_empty() {
-        return Err(ApiError::validation("nothing to update"));
-    }
-    sets.push("updated_at_ms = ?");
-    vals.push(now.into());
-    vals.push(id.clone().into());
-    vals.push(org_id.clone().into());
-    stmts.push(Stmt::new(
-        format!(
-            "UPDATE llm_providers SET {} WHERE id = ? AND org_id = ?",
-            sets.join(", ")
-        ),
-        vals,
-    ));
+    let (stmt, changed) = u.statement("llm_providers", "", now, &id, &org_id)?;
+    stmts.push(stmt);
     let mut events = Vec::new();
     if kid.is_some() {
         events.push(cx.rc.audit(

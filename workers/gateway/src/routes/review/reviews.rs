@@ -7,8 +7,8 @@ use edgeplane_core::{ApiError, ErrorCode};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::update::enqueue;
 use crate::http::ctx::now_ms;
-use crate::http::log;
 use crate::http::respond::{self, HttpResult};
 use crate::routes::Cx;
 use edgeplane_runtime::args;
@@ -252,18 +252,7 @@ pub async fn requeue(cx: &mut Cx<'_>) -> HttpResult {
         org_id: org_id.clone(),
         review_id: id.clone(),
     };
-    let sent = match cx.env.queue("REVIEW_QUEUE") {
-        Ok(q) => q.send(&msg).await,
-        Err(e) => Err(e),
-    };
-    if let Err(e) = sent {
-        log::error("enqueue review", &e.to_string());
-        return Err(ApiError::new(
-            ErrorCode::Unavailable,
-            "the review queue did not accept the job",
-        )
-        .with_retry_after(30));
-    }
+    enqueue(cx, &msg).await?;
     let row = load(cx, &id).await?;
     respond::json(202, &json!({"review": view(row)}))
 }
