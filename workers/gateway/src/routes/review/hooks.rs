@@ -8,16 +8,15 @@
 
 use edgeplane_core::ids::{looks_like_id, new_id};
 use edgeplane_core::queue::ReviewQueueMessage;
-use edgeplane_core::review::sealed::Field;
 use edgeplane_core::webhook::event::{classify, Disposition, PullRequestRef};
 use edgeplane_core::webhook::{
-    bitbucket, github, gitlab, Headers, Platform, Secrets, VerifiedWebhook,
+    bitbucket, github, gitlab, Headers, Platform, VerifiedWebhook, VerifyError,
 };
 use edgeplane_core::{ApiError, ErrorCode};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::secrets;
+use super::hook_secrets::{self, HookSecrets};
 use super::update::enqueue;
 use crate::http::ctx::{now_ms, now_secs};
 use crate::http::log;
@@ -25,17 +24,6 @@ use crate::http::respond::{self, HttpResult};
 use crate::routes::Cx;
 use edgeplane_runtime::args;
 use edgeplane_runtime::db::Stmt;
-
-#[derive(Deserialize)]
-struct HookRow {
-    org_id: String,
-    platform: String,
-    webhook_secret_sealed: Option<String>,
-    previous_secret_sealed: Option<String>,
-    previous_secret_expires_at_ms: Option<i64>,
-    signing_token_sealed: Option<String>,
-    enabled: i64,
-}
 
 fn not_found() -> ApiError {
     ApiError::not_found("webhook endpoint")
@@ -53,84 +41,86 @@ pub async fn receive(cx: &mut Cx<'_>, platform: Platform) -> HttpResult {
     if !looks_like_id(&id, "int") {
         return Err(not_found());
     }
-    let row: HookRow = cx
-        .db()
-        .first(
-            "SELECT org_id, platform, webhook_secret_sealed, previous_secret_sealed, \
-             previous_secret_expires_at_ms, signing_token_sealed, enabled \
-             FROM integrations WHERE id = ? AND deleted_at_ms IS NULL",
-            args![&id],
-        )
+    let (hook, cached) = hook_secrets::load(cx, &id, true)
         .await?
         .ok_or_else(not_found)?;
-    if row.platform != platform.as_str() {
+    if hook.platform != platform.as_str() {
         return Err(not_found());
     }
-    let body = cx.raw_body().await?;
-    let verified = verify(cx, &id, &row, platform, body)?;
+    let mut body = cx.raw_body().await?;
+    let headers = wanted_headers(cx);
+    let first = if cached {
+        body.clone()
+    } else {
+        std::mem::take(&mut body)
+    };
+    let verified = match verify(&headers, &hook, platform, first) {
+        Ok(v) => (v, hook),
+        // Cached secrets may be stale (just rotated): re-read once before refusing.
+        Err(_) if cached => {
+            let (fresh, _) = hook_secrets::load(cx, &id, false)
+                .await?
+                .ok_or_else(not_found)?;
+            if fresh.platform != platform.as_str() {
+                return Err(not_found());
+            }
+            let v = verify(&headers, &fresh, platform, body).map_err(|e| refused(&id, e))?;
+            (v, fresh)
+        }
+        Err(e) => return Err(refused(&id, e)),
+    };
+    let (verified, hook) = verified;
     let now = now_ms();
-    if row.enabled == 0 {
-        return record_ignored(cx, &id, &row.org_id, &verified, "integration_disabled", now).await;
+    if !hook.enabled {
+        return record_ignored(
+            cx,
+            &id,
+            &hook.org_id,
+            &verified,
+            "integration_disabled",
+            now,
+        )
+        .await;
     }
     let disposition = classify(&verified).map_err(|e| ApiError::validation(e.0))?;
     match disposition {
         Disposition::Ignore(reason) => {
-            record_ignored(cx, &id, &row.org_id, &verified, reason, now).await
+            record_ignored(cx, &id, &hook.org_id, &verified, reason, now).await
         }
-        Disposition::Review(pr) => record_review(cx, &id, &row.org_id, &verified, &pr, now).await,
+        Disposition::Review(pr) => record_review(cx, &id, &hook.org_id, &verified, &pr, now).await,
     }
 }
 
-fn verify(
-    cx: &Cx<'_>,
-    id: &str,
-    row: &HookRow,
-    platform: Platform,
-    body: Vec<u8>,
-) -> Result<VerifiedWebhook, ApiError> {
-    let key = secrets::integration_key(cx);
-    let current = match &row.webhook_secret_sealed {
-        Some(s) => secrets::open(&key, id, Field::WebhookSecret, s)?,
-        None => return Err(unauthorized()),
-    };
-    let now = now_ms();
-    let previous = match (
-        &row.previous_secret_sealed,
-        row.previous_secret_expires_at_ms,
-    ) {
-        (Some(s), Some(until)) if until > now => {
-            Some(secrets::open(&key, id, Field::WebhookSecret, s)?)
-        }
-        _ => None,
-    };
-    let signing = row
-        .signing_token_sealed
-        .as_deref()
-        .map(|s| secrets::open(&key, id, Field::SigningToken, s))
-        .transpose()?;
+fn wanted_headers(cx: &Cx<'_>) -> Headers {
     let mut headers = Headers::new();
     for name in Headers::WANTED {
         if let Some(v) = cx.req.headers().get(name).ok().flatten() {
             headers.insert(name, &v);
         }
     }
-    let secrets = Secrets {
-        current: &current,
-        previous: previous.as_deref(),
-        signing_token: signing.as_deref(),
-    };
-    let result = match platform {
-        Platform::GitHub => github::verify(&headers, body, &secrets),
-        Platform::GitLab => gitlab::verify(&headers, body, &secrets, now_secs()),
-        Platform::Bitbucket => bitbucket::verify(&headers, body, &secrets),
-    };
-    result.map_err(|e| {
-        log::warn(
-            "webhook refused",
-            &format!("integration {id}: {}", e.as_str()),
-        );
-        unauthorized()
-    })
+    headers
+}
+
+fn refused(id: &str, e: VerifyError) -> ApiError {
+    log::warn(
+        "webhook refused",
+        &format!("integration {id}: {}", e.as_str()),
+    );
+    unauthorized()
+}
+
+fn verify(
+    headers: &Headers,
+    hook: &HookSecrets,
+    platform: Platform,
+    body: Vec<u8>,
+) -> Result<VerifiedWebhook, VerifyError> {
+    let secrets = hook.secrets(now_ms()).ok_or(VerifyError::Mismatch)?;
+    match platform {
+        Platform::GitHub => github::verify(headers, body, &secrets),
+        Platform::GitLab => gitlab::verify(headers, body, &secrets, now_secs()),
+        Platform::Bitbucket => bitbucket::verify(headers, body, &secrets),
+    }
 }
 
 fn delivery_insert(

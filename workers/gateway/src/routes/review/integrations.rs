@@ -10,6 +10,7 @@ use edgeplane_core::{validate, ApiError};
 use serde::{Deserialize, Deserializer};
 use serde_json::json;
 
+use super::hook_secrets;
 use super::secrets;
 use super::update::Update;
 use crate::http::ctx::now_ms;
@@ -336,6 +337,7 @@ pub async fn update(cx: &mut Cx<'_>) -> HttpResult {
                "llm_provider_id": body.llm_provider_id, "api_base_url": body.api_base_url}),
     );
     cx.db().commit_audited(stmts, vec![event], now).await?;
+    hook_secrets::invalidate(&id);
     let row = load(cx, &id).await?;
     respond::ok(&json!({"integration": view(cx, &row, now)}))
 }
@@ -362,6 +364,7 @@ pub async fn delete(cx: &mut Cx<'_>) -> HttpResult {
         json!({"name": row.name, "platform": row.platform}),
     );
     cx.db().commit_audited(stmts, vec![event], now).await?;
+    hook_secrets::invalidate(&id);
     respond::no_content()
 }
 
@@ -409,6 +412,7 @@ pub async fn rotate_webhook_secret(cx: &mut Cx<'_>) -> HttpResult {
         json!({"overlap_seconds": overlap, "name": row.name}),
     );
     cx.db().commit_audited(stmts, vec![event], now).await?;
+    hook_secrets::invalidate(&id);
     let row = load(cx, &id).await?;
     respond::ok(&json!({"integration": view(cx, &row, now)}))
 }

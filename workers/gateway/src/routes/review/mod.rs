@@ -1,5 +1,6 @@
 //! Code review: integrations, BYOK LLM providers, webhook intake, review status.
 
+mod hook_secrets;
 mod hooks;
 mod integrations;
 mod providers;
