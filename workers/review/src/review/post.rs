@@ -74,6 +74,17 @@ struct Done {
     state: String,
 }
 
+/// Inline comments earlier attempts already placed (or folded into the summary).
+async fn recorded_comments(job: &Job) -> Result<Vec<Done>, Stop> {
+    Ok(job
+        .db
+        .all(
+            "SELECT idx, state FROM review_comments WHERE review_id = ?",
+            args![&job.row.id],
+        )
+        .await?)
+}
+
 pub async fn post(job: &Job, work: &Work, resuming: bool) -> Result<(), Stop> {
     if !store::is_active(&job.db, &job.row.id).await? {
         return Err(Stop::Gone);
@@ -81,13 +92,7 @@ pub async fn post(job: &Job, work: &Work, resuming: bool) -> Result<(), Stop> {
     let t = job.target();
     let who = job.platform_name();
     let (posted, fallback_count, platform_id) = if resuming && already_posted(job).await? {
-        let rows: Vec<Done> = job
-            .db
-            .all(
-                "SELECT idx, state FROM review_comments WHERE review_id = ?",
-                args![&job.row.id],
-            )
-            .await?;
+        let rows = recorded_comments(job).await?;
         let posted = rows.iter().filter(|d| d.state == "posted").count();
         (posted, work.findings.len().saturating_sub(posted), None)
     } else if job.api == PlatformApi::GitHub {
@@ -118,13 +123,7 @@ pub async fn post(job: &Job, work: &Work, resuming: bool) -> Result<(), Stop> {
             }
         }
     } else {
-        let rows: Vec<Done> = job
-            .db
-            .all(
-                "SELECT idx, state FROM review_comments WHERE review_id = ?",
-                args![&job.row.id],
-            )
-            .await?;
+        let rows = recorded_comments(job).await?;
         let mut fallback_idx: Vec<usize> = rows
             .iter()
             .filter(|d| d.state == "fallback")
