@@ -13,11 +13,21 @@ ep_local_secrets() {
     chmod 600 "$f"
   fi
   EP_ROOT_SECRET="$(cat "$f")"
+  # The review worker's own secret (opens BYOK provider keys); the gateway gets only its public
+  # key (scripts/review-public-key), so it can seal provider keys but never open them.
+  local rf="$EP_ROOT/.edgeplane/review_secret"
+  if [ ! -s "$rf" ]; then
+    python3 -c 'import secrets; print(secrets.token_hex(32))' > "$rf"
+    chmod 600 "$rf"
+  fi
+  EP_REVIEW_SECRET="$(cat "$rf")"
+  EP_REVIEW_PUBLIC_KEY="$(node "$EP_ROOT/scripts/review-public-key" < "$rf")"
   local review_vars="$EP_ROOT/workers/review/.dev.vars"
   local want
   want=$(printf '%s\n' \
     "# Written by scripts (stack.sh); local development only." \
     "ROOT_SECRET=$EP_ROOT_SECRET" \
+    "REVIEW_SECRET=$EP_REVIEW_SECRET" \
     "QUEUE_RETRY_BASE_SECONDS=1" \
     "ALLOW_LOOPBACK_EGRESS=true")
   if [ ! -f "$review_vars" ] || [ "$(cat "$review_vars")" != "$want" ]; then
@@ -34,6 +44,7 @@ ep_stack_env_file() {
     echo "SETUP_TOKEN=$token"
     echo "PUBLIC_BASE_URL=http://127.0.0.1:$port"
     echo "ALLOW_LOOPBACK_EGRESS=true"
+    echo "REVIEW_BYOK_PUBLIC_KEY=$EP_REVIEW_PUBLIC_KEY"
     for kv in "$@"; do echo "$kv"; done
   } > "$state/gateway.env"
   chmod 600 "$state/gateway.env"

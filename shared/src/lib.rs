@@ -11,7 +11,9 @@ pub mod http;
 pub mod ids;
 pub mod queue;
 pub mod ratelimit;
+pub mod review;
 pub mod time;
 pub mod validate;
+pub mod webhook;
 
 pub use error::{ApiError, ApiResult, ErrorCode};

@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 pub enum ReviewQueueMessage {
     /// An operator's self-test of the queue path (see `diagnostics`).
     Probe { org_id: String, probe_id: String },
+    /// Run (or resume) one code review. The review row holds everything else; the worker
+    /// re-reads it on every delivery.
+    Review { org_id: String, review_id: String },
 }
 
 /// Exponential backoff for redelivery: `base * 2^(attempt-1)`, capped. `attempt` is 1 for the
@@ -39,6 +42,14 @@ mod tests {
             m
         );
         assert!(serde_json::from_str::<ReviewQueueMessage>(r#"{"kind":"other"}"#).is_err());
+        let r = ReviewQueueMessage::Review {
+            org_id: "org_1".into(),
+            review_id: "rev_1".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"kind":"review","org_id":"org_1","review_id":"rev_1"}"#
+        );
     }
 
     #[test]

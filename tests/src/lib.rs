@@ -7,6 +7,8 @@
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+pub mod review;
+
 use serde_json::Value;
 
 /// The stack under test, as seeded by `scripts/test` (`scripts/seed.py`).

@@ -6,15 +6,17 @@ use edgeplane_runtime::{args, log, Db};
 use serde::Deserialize;
 use worker::Env;
 
+use crate::review;
+
 /// Backoff between redeliveries: `QUEUE_RETRY_BASE_SECONDS * 2^(attempt-1)`, capped.
-const RETRY_CAP_SECONDS: u32 = 300;
+pub const RETRY_CAP_SECONDS: u32 = 300;
 
 pub enum Outcome {
     Done,
     Retry { delay_seconds: u32 },
 }
 
-fn retry_base(env: &Env) -> u32 {
+pub fn retry_base(env: &Env) -> u32 {
     env.var("QUEUE_RETRY_BASE_SECONDS")
         .ok()
         .and_then(|v| v.to_string().parse().ok())
@@ -24,6 +26,9 @@ fn retry_base(env: &Env) -> u32 {
 pub async fn handle(env: &Env, job: &ReviewQueueMessage) -> Outcome {
     let result = match job {
         ReviewQueueMessage::Probe { org_id, probe_id } => probe(env, org_id, probe_id).await,
+        ReviewQueueMessage::Review { org_id, review_id } => {
+            return review::run(env, org_id, review_id).await
+        }
     };
     match result {
         Ok(o) => o,
@@ -42,6 +47,9 @@ pub async fn dead_lettered(env: &Env, job: &ReviewQueueMessage) -> Outcome {
         ReviewQueueMessage::Probe { org_id, probe_id } => {
             mark_probe_dead(env, org_id, probe_id).await
         }
+        ReviewQueueMessage::Review { org_id, review_id } => {
+            return review::dead_lettered(env, org_id, review_id).await
+        }
     };
     match result {
         Ok(()) => Outcome::Done,
@@ -53,7 +61,6 @@ pub async fn dead_lettered(env: &Env, job: &ReviewQueueMessage) -> Outcome {
         }
     }
 }
-
 #[derive(Deserialize)]
 struct Attempt {
     attempts: i64,

@@ -5,6 +5,9 @@
 #![forbid(unsafe_code)]
 
 mod jobs;
+mod net;
+mod review;
+mod secrets;
 
 use edgeplane_core::queue::ReviewQueueMessage;
 use edgeplane_runtime::log;

@@ -1,0 +1,344 @@
+//! BYOK LLM providers. The API key is sealed to the review worker's public key on the way in:
+//! from then on no gateway code path can read it, and responses only say that one is set.
+//! Setting, rotating and deleting keys is audited (never with the key).
+
+use edgeplane_core::ids::{looks_like_id, new_id};
+use edgeplane_core::review::config::{self, ProviderKind};
+use edgeplane_core::review::sealed::{self, Field};
+use edgeplane_core::time::rfc3339_millis;
+use edgeplane_core::{validate, ApiError};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::integrations::nullable;
+use super::secrets;
+use super::update::Update;
+use crate::http::ctx::now_ms;
+use crate::http::respond::{self, HttpResult};
+use crate::routes::Cx;
+use edgeplane_runtime::args;
+use edgeplane_runtime::db::Stmt;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateProvider {
+    name: String,
+    kind: String,
+    #[serde(default)]
+    base_url: Option<String>,
+    model: String,
+    #[serde(default)]
+    embedding_model: Option<String>,
+    api_key: String,
+    #[serde(default)]
+    max_input_tokens: Option<u32>,
+    #[serde(default)]
+    max_output_tokens: Option<u32>,
+    #[serde(default)]
+    is_default: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct UpdateProvider {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    base_url: Option<String>,
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    embedding_model: Option<Option<String>>,
+    #[serde(default)]
+    api_key: Option<String>,
+    #[serde(default)]
+    max_input_tokens: Option<u32>,
+    #[serde(default)]
+    max_output_tokens: Option<u32>,
+    #[serde(default)]
+    is_default: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct ProviderRow {
+    id: String,
+    name: String,
+    kind: String,
+    base_url: String,
+    model: String,
+    embedding_model: Option<String>,
+    max_input_tokens: i64,
+    max_output_tokens: i64,
+    key_kid: String,
+    is_default: i64,
+    created_at_ms: i64,
+    updated_at_ms: i64,
+    key_set_at_ms: i64,
+}
+
+const COLUMNS: &str = "id, name, kind, base_url, model, embedding_model, max_input_tokens, \
+    max_output_tokens, key_kid, is_default, created_at_ms, updated_at_ms, key_set_at_ms";
+
+fn view(r: &ProviderRow) -> serde_json::Value {
+    json!({
+        "id": r.id,
+        "name": r.name,
+        "kind": r.kind,
+        "base_url": r.base_url,
+        "model": r.model,
+        "embedding_model": r.embedding_model,
+        "max_input_tokens": r.max_input_tokens,
+        "max_output_tokens": r.max_output_tokens,
+        "is_default": r.is_default != 0,
+        "has_api_key": true,
+        "api_key_sealed_to": r.key_kid,
+        "api_key_set_at": rfc3339_millis(r.key_set_at_ms),
+        "created_at": rfc3339_millis(r.created_at_ms),
+        "updated_at": rfc3339_millis(r.updated_at_ms),
+    })
+}
+
+fn provider_id(cx: &Cx<'_>) -> Result<String, ApiError> {
+    let id = cx.param("provider")?;
+    if looks_like_id(id, "llm") {
+        Ok(id.to_owned())
+    } else {
+        Err(ApiError::not_found("LLM provider"))
+    }
+}
+
+async fn load(cx: &Cx<'_>, id: &str) -> Result<ProviderRow, ApiError> {
+    cx.db()
+        .first(
+            &format!("SELECT {COLUMNS} FROM llm_providers WHERE id = ? AND org_id = ?"),
+            args![id, &cx.org()?.org_id],
+        )
+        .await?
+        .ok_or_else(|| ApiError::not_found("LLM provider"))
+}
+
+fn embedding_model(kind: ProviderKind, m: Option<&str>) -> Result<Option<String>, ApiError> {
+    match m {
+        None => Ok(None),
+        Some(_) if !kind.offers_embeddings() => Err(ApiError::validation(format!(
+            "{} has no embeddings endpoint; leave embedding_model unset (lexical retrieval is used)",
+            kind.as_str()
+        ))),
+        Some(m) => config::model_name(m, "embedding_model").map(Some),
+    }
+}
+
+fn seal_key(cx: &Cx<'_>, id: &str, api_key: &str) -> Result<(String, String), ApiError> {
+    let public = secrets::byok_public_key(cx.env)?;
+    let key = config::secret(api_key, "api_key", 8)?;
+    Ok((
+        sealed::encode(&public.seal(&sealed::aad(id, Field::ApiKey), key.as_bytes())?),
+        public.kid(),
+    ))
+}
+
+pub async fn create(cx: &mut Cx<'_>) -> HttpResult {
+    let body: CreateProvider = cx.json().await?;
+    let kind = ProviderKind::parse(&body.kind).ok_or_else(|| {
+        ApiError::validation("kind must be one of anthropic, openai, gemini, openai_compatible")
+    })?;
+    let name = validate::display_name(&body.name, "name")?;
+    let base = config::base_url(
+        body.base_url.as_deref(),
+        kind.default_base_url(),
+        secrets::allow_loopback(cx.env),
+        "base_url",
+    )?;
+    let model = config::model_name(&body.model, "model")?;
+    let embedding = embedding_model(kind, body.embedding_model.as_deref())?;
+    let max_in = config::in_range(
+        body.max_input_tokens
+            .unwrap_or(config::DEFAULT_MAX_INPUT_TOKENS),
+        config::INPUT_TOKENS_RANGE,
+        "max_input_tokens",
+    )?;
+    let max_out = config::in_range(
+        body.max_output_tokens
+            .unwrap_or(config::DEFAULT_MAX_OUTPUT_TOKENS),
+        config::OUTPUT_TOKENS_RANGE,
+        "max_output_tokens",
+    )?;
+    let org_id = cx.org()?.org_id.clone();
+    let now = now_ms();
+    let id = new_id("llm", now)?;
+    let (sealed_key, kid) = seal_key(cx, &id, &body.api_key)?;
+    let mut stmts = Vec::new();
+    // The first provider of an org becomes its default; an explicit default takes over.
+    let make_default = body.is_default.unwrap_or(false);
+    if make_default {
+        stmts.push(Stmt::new(
+            "UPDATE llm_providers SET is_default = 0 WHERE org_id = ? AND is_default = 1",
+            args![&org_id],
+        ));
+    }
+    stmts.push(Stmt::new(
+        "INSERT INTO llm_providers (id, org_id, name, kind, base_url, model, embedding_model, \
+         max_input_tokens, max_output_tokens, api_key_sealed, key_kid, is_default, created_by, \
+         created_at_ms, updated_at_ms, key_set_at_ms) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, \
+         CASE WHEN ? = 1 OR NOT EXISTS (SELECT 1 FROM llm_providers WHERE org_id = ? AND is_default = 1) THEN 1 ELSE 0 END, \
+         ?, ?, ?, ?)",
+        args![
+            &id, &org_id, &name, kind.as_str(), &base, &model, embedding.clone(), max_in, max_out,
+            sealed_key, &kid, make_default, &org_id, &cx.principal.id, now, now, now
+        ],
+    ));
+    let event = cx.rc.audit(
+        &cx.principal,
+        Some(&org_id),
+        "llm_provider.key_set",
+        "llm_provider",
+        &id,
+        json!({"name": name, "kind": kind.as_str(), "base_url": base, "model": model,
+               "embedding_model": embedding, "sealed_to": kid}),
+    );
+    cx.db().commit_audited(stmts, vec![event], now).await?;
+    respond::created(&json!({"llm_provider": view(&load(cx, &id).await?)}))
+}
+
+pub async fn list(cx: &mut Cx<'_>) -> HttpResult {
+    let rows: Vec<ProviderRow> = cx
+        .db()
+        .all(
+            &format!("SELECT {COLUMNS} FROM llm_providers WHERE org_id = ? ORDER BY created_at_ms, id LIMIT 200"),
+            args![&cx.org()?.org_id],
+        )
+        .await?;
+    respond::ok(&json!({"llm_providers": rows.iter().map(view).collect::<Vec<_>>()}))
+}
+
+pub async fn get(cx: &mut Cx<'_>) -> HttpResult {
+    let row = load(cx, &provider_id(cx)?).await?;
+    respond::ok(&json!({"llm_provider": view(&row)}))
+}
+
+pub async fn update(cx: &mut Cx<'_>) -> HttpResult {
+    let id = provider_id(cx)?;
+    let body: UpdateProvider = cx.json().await?;
+    let row = load(cx, &id).await?;
+    let kind = ProviderKind::parse(&row.kind).ok_or_else(ApiError::internal)?;
+    let org_id = cx.org()?.org_id.clone();
+    let now = now_ms();
+    let mut u = Update::default();
+    if let Some(n) = &body.name {
+        u.set(
+            "name",
+            "name = ?",
+            vec![validate::display_name(n, "name")?.into()],
+        );
+    }
+    if let Some(b) = &body.base_url {
+        let base = config::base_url(Some(b), None, secrets::allow_loopback(cx.env), "base_url")?;
+        // The key is sent to this URL: pointing it elsewhere requires re-entering the key.
+        if base != row.base_url && body.api_key.is_none() {
+            return Err(ApiError::validation(
+                "changing base_url requires api_key in the same request",
+            ));
+        }
+        u.set("base_url", "base_url = ?", vec![base.into()]);
+    }
+    if let Some(m) = &body.model {
+        u.set(
+            "model",
+            "model = ?",
+            vec![config::model_name(m, "model")?.into()],
+        );
+    }
+    if let Some(m) = &body.embedding_model {
+        u.set(
+            "embedding_model",
+            "embedding_model = ?",
+            vec![embedding_model(kind, m.as_deref())?.into()],
+        );
+    }
+    if let Some(v) = body.max_input_tokens {
+        let v = config::in_range(v, config::INPUT_TOKENS_RANGE, "max_input_tokens")?;
+        u.set("max_input_tokens", "max_input_tokens = ?", vec![v.into()]);
+    }
+    if let Some(v) = body.max_output_tokens {
+        let v = config::in_range(v, config::OUTPUT_TOKENS_RANGE, "max_output_tokens")?;
+        u.set("max_output_tokens", "max_output_tokens = ?", vec![v.into()]);
+    }
+    let mut kid = None;
+    if let Some(k) = &body.api_key {
+        let (sealed_key, k) = seal_key(cx, &id, k)?;
+        u.set(
+            "api_key",
+            "api_key_sealed = ?, key_kid = ?, key_set_at_ms = ?",
+            vec![sealed_key.into(), k.clone().into(), now.into()],
+        );
+        kid = Some(k);
+    }
+    let mut stmts = Vec::new();
+    if let Some(d) = body.is_default {
+        if d {
+            stmts.push(Stmt::new(
+                "UPDATE llm_providers SET is_default = 0 WHERE org_id = ? AND id <> ? AND is_default = 1",
+                args![&org_id, &id],
+            ));
+        }
+        u.set("is_default", "is_default = ?", vec![d.into()]);
+    }
+    let (stmt, changed) = u.statement("llm_providers", "", now, &id, &org_id)?;
+    stmts.push(stmt);
+    let mut events = Vec::new();
+    if kid.is_some() {
+        events.push(cx.rc.audit(
+            &cx.principal,
+            Some(&org_id),
+            "llm_provider.key_rotated",
+            "llm_provider",
+            &id,
+            json!({"name": row.name, "sealed_to": kid}),
+        ));
+    }
+    let other: Vec<&str> = changed
+        .iter()
+        .copied()
+        .filter(|c| *c != "api_key")
+        .collect();
+    if !other.is_empty() {
+        events.push(cx.rc.audit(
+            &cx.principal,
+            Some(&org_id),
+            "llm_provider.updated",
+            "llm_provider",
+            &id,
+            json!({"changed": other, "model": body.model, "base_url": body.base_url,
+                   "embedding_model": body.embedding_model, "is_default": body.is_default}),
+        ));
+    }
+    cx.db().commit_audited(stmts, events, now).await?;
+    respond::ok(&json!({"llm_provider": view(&load(cx, &id).await?)}))
+}
+
+pub async fn delete(cx: &mut Cx<'_>) -> HttpResult {
+    let id = provider_id(cx)?;
+    let row = load(cx, &id).await?;
+    let org_id = cx.org()?.org_id.clone();
+    let now = now_ms();
+    // The sealed key is destroyed with the row; integrations pinned to it fall back to the
+    // org's default provider.
+    let stmts = vec![
+        Stmt::new(
+            "UPDATE integrations SET llm_provider_id = NULL, updated_at_ms = ? WHERE org_id = ? AND llm_provider_id = ?",
+            args![now, &org_id, &id],
+        ),
+        Stmt::new("DELETE FROM llm_providers WHERE id = ? AND org_id = ?", args![&id, &org_id]),
+    ];
+    let event = cx.rc.audit(
+        &cx.principal,
+        Some(&org_id),
+        "llm_provider.key_deleted",
+        "llm_provider",
+        &id,
+        json!({"name": row.name, "kind": row.kind}),
+    );
+    cx.db().commit_audited(stmts, vec![event], now).await?;
+    respond::no_content()
+}

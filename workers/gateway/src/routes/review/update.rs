@@ -1,0 +1,63 @@
+//! Partial updates (PATCH) as one statement: each changed field adds its assignment, and the
+//! list of changed field names goes into the audit record (never the secret values).
+
+use edgeplane_core::queue::ReviewQueueMessage;
+use edgeplane_core::{ApiError, ErrorCode};
+use edgeplane_runtime::db::{Stmt, Val};
+
+use crate::http::log;
+use crate::routes::Cx;
+
+#[derive(Default)]
+pub struct Update {
+    sets: Vec<&'static str>,
+    vals: Vec<Val>,
+    pub changed: Vec<&'static str>,
+}
+
+impl Update {
+    /// `assignment` is SQL like `name = ?`; `vals` bind its placeholders in order.
+    pub fn set(&mut self, field: &'static str, assignment: &'static str, vals: Vec<Val>) {
+        self.sets.push(assignment);
+        self.vals.extend(vals);
+        self.changed.push(field);
+    }
+
+    /// `UPDATE <table> SET …, updated_at_ms = ? WHERE id = ? AND org_id = ? <extra_where>`.
+    pub fn statement(
+        mut self,
+        table: &str,
+        extra_where: &str,
+        now: i64,
+        id: &str,
+        org_id: &str,
+    ) -> Result<(Stmt, Vec<&'static str>), ApiError> {
+        if self.sets.is_empty() {
+            return Err(ApiError::validation("nothing to update"));
+        }
+        self.sets.push("updated_at_ms = ?");
+        self.vals
+            .extend([Val::from(now), Val::from(id), Val::from(org_id)]);
+        let sql = format!(
+            "UPDATE {table} SET {} WHERE id = ? AND org_id = ?{extra_where}",
+            self.sets.join(", ")
+        );
+        Ok((Stmt::new(sql, self.vals), self.changed))
+    }
+}
+
+/// Sends a review job; a queue that refuses is a 503 the caller (or the platform) retries.
+pub async fn enqueue(cx: &Cx<'_>, msg: &ReviewQueueMessage) -> Result<(), ApiError> {
+    let sent = match cx.env.queue("REVIEW_QUEUE") {
+        Ok(q) => q.send(msg).await,
+        Err(e) => Err(e),
+    };
+    sent.map_err(|e| {
+        log::error("enqueue review", &e.to_string());
+        ApiError::new(
+            ErrorCode::Unavailable,
+            "the review queue did not accept the job",
+        )
+        .with_retry_after(30)
+    })
+}

@@ -1,0 +1,222 @@
+//! Commenting: one review per head commit. GitHub takes the summary and every inline comment in
+//! a single "create review" call; GitLab and Bitbucket take one call per comment, each recorded
+//! as it lands so a retry resumes where it stopped. A comment the platform refuses (400/422:
+//! the line moved, the position is invalid) is folded into the summary instead of being lost.
+
+use edgeplane_core::review::config::PlatformApi;
+use edgeplane_core::review::findings::Finding;
+use edgeplane_core::review::platform::{parse_created_id, parse_existing_bodies};
+use edgeplane_core::review::render::{self, NotReviewed, Summary};
+use edgeplane_core::review::select::SkipReason;
+use edgeplane_runtime::clock::now_ms;
+use edgeplane_runtime::{args, Stmt};
+use serde::Deserialize;
+
+use super::{store, system_event, upstream, Job, Stop, Work};
+
+const REJECTED: &[u16] = &[400, 404, 409, 422];
+
+fn describe(reason: &str) -> &'static str {
+    const ALL: &[SkipReason] = &[
+        SkipReason::IgnoreFile,
+        SkipReason::Lockfile,
+        SkipReason::Vendored,
+        SkipReason::Generated,
+        SkipReason::Binary,
+        SkipReason::TooLarge,
+        SkipReason::Removed,
+        SkipReason::NoChanges,
+        SkipReason::TooManyFiles,
+        SkipReason::TokenBudget,
+    ];
+    ALL.iter()
+        .find(|r| r.as_str() == reason)
+        .map(|r| r.describe())
+        .unwrap_or("not reviewed")
+}
+
+fn summary_text(job: &Job, work: &Work, fallback: &[&Finding]) -> String {
+    let nr: Vec<NotReviewed<'_>> = work
+        .not_reviewed
+        .iter()
+        .map(|(p, r)| NotReviewed {
+            path: p,
+            reason: describe(r),
+        })
+        .collect();
+    render::summary(&Summary {
+        review_id: &job.row.id,
+        model_summary: &work.summary,
+        findings: &work.findings,
+        fallback,
+        not_reviewed: &nr,
+        dropped: work.dropped,
+    })
+}
+
+/// Whether this review's summary is already on the pull request (a previous attempt posted it
+/// but did not live to record it).
+async fn already_posted(job: &Job) -> Result<bool, Stop> {
+    let resp = upstream(
+        job.platform_name(),
+        "existing comments",
+        job.platform(&job.target().existing_comments()).await,
+    )?;
+    let marker = render::marker(&job.row.id);
+    Ok(parse_existing_bodies(job.api, &resp.body)
+        .iter()
+        .any(|b| b.contains(&marker)))
+}
+
+#[derive(Deserialize)]
+struct Done {
+    idx: i64,
+    state: String,
+}
+
+/// Inline comments earlier attempts already placed (or folded into the summary).
+async fn recorded_comments(job: &Job) -> Result<Vec<Done>, Stop> {
+    Ok(job
+        .db
+        .all(
+            "SELECT idx, state FROM review_comments WHERE review_id = ?",
+            args![&job.row.id],
+        )
+        .await?)
+}
+
+pub async fn post(job: &Job, work: &Work, resuming: bool) -> Result<(), Stop> {
+    if !store::is_active(&job.db, &job.row.id).await? {
+        return Err(Stop::Gone);
+    }
+    let t = job.target();
+    let who = job.platform_name();
+    let (posted, fallback_count, platform_id) = if resuming && already_posted(job).await? {
+        let rows = recorded_comments(job).await?;
+        let posted = rows.iter().filter(|d| d.state == "posted").count();
+        (posted, work.findings.len().saturating_sub(posted), None)
+    } else if job.api == PlatformApi::GitHub {
+        let bodies: Vec<String> = work.findings.iter().map(render::comment_body).collect();
+        let comments: Vec<(&Finding, String)> = work.findings.iter().zip(bodies).collect();
+        let call = t.github_review(
+            &work.info.head_sha,
+            &summary_text(job, work, &[]),
+            &comments,
+        );
+        match job.platform(&call).await {
+            Ok(r) if REJECTED.contains(&r.status) && !work.findings.is_empty() => {
+                // GitHub refuses the whole review when one comment cannot be placed: post the
+                // findings in the summary rather than lose them.
+                let all: Vec<&Finding> = work.findings.iter().collect();
+                let call =
+                    t.github_review(&work.info.head_sha, &summary_text(job, work, &all), &[]);
+                let r = upstream(
+                    who,
+                    "the review (summary fallback)",
+                    job.platform(&call).await,
+                )?;
+                (0, all.len(), parse_created_id(&r.body))
+            }
+            other => {
+                let r = upstream(who, "the review", other)?;
+                (work.findings.len(), 0, parse_created_id(&r.body))
+            }
+        }
+    } else {
+        let rows = recorded_comments(job).await?;
+        let mut fallback_idx: Vec<usize> = rows
+            .iter()
+            .filter(|d| d.state == "fallback")
+            .map(|d| d.idx as usize)
+            .collect();
+        let mut posted = rows.iter().filter(|d| d.state == "posted").count();
+        for (i, (f, at)) in work.findings.iter().zip(&work.anchors).enumerate() {
+            if rows.iter().any(|d| d.idx as usize == i) {
+                continue;
+            }
+            let Some(call) = t.inline_comment(&work.info, at, f, &render::comment_body(f)) else {
+                continue;
+            };
+            let (state, id) = match job.platform(&call).await {
+                Ok(r) if r.ok() => ("posted", parse_created_id(&r.body)),
+                Ok(r) if REJECTED.contains(&r.status) => ("fallback", None),
+                other => {
+                    upstream(who, "an inline comment", other)?;
+                    continue;
+                }
+            };
+            job.db
+                .run_unaudited(
+                    "INSERT OR IGNORE INTO review_comments (review_id, idx, path, line, side, state, platform_comment_id, created_at_ms) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    args![&job.row.id, i as i64, &f.path, i64::from(f.line), f.side.as_str(), state, id, now_ms()],
+                )
+                .await?;
+            if state == "posted" {
+                posted += 1;
+            } else {
+                fallback_idx.push(i);
+            }
+        }
+        let fallback: Vec<&Finding> = fallback_idx
+            .iter()
+            .filter_map(|i| work.findings.get(*i))
+            .collect();
+        if !store::is_active(&job.db, &job.row.id).await? {
+            return Err(Stop::Gone);
+        }
+        let r = upstream(
+            who,
+            "the summary comment",
+            job.platform(&t.summary_comment(&summary_text(job, work, &fallback)))
+                .await,
+        )?;
+        (posted, fallback.len(), parse_created_id(&r.body))
+    };
+    finish(job, work, posted, fallback_count, platform_id).await
+}
+
+async fn finish(
+    job: &Job,
+    work: &Work,
+    posted: usize,
+    fallback: usize,
+    platform_id: Option<String>,
+) -> Result<(), Stop> {
+    let now = now_ms();
+    let stmts = vec![
+        Stmt::guard(
+            "EXISTS (SELECT 1 FROM reviews WHERE id = ? AND status = 'commenting')",
+            args![&job.row.id],
+            edgeplane_core::ApiError::conflict("the review is no longer being posted"),
+        ),
+        Stmt::new(
+            "UPDATE reviews SET status = 'done', finished_at_ms = ?, comments_posted = ?, comments_fallback = ?, \
+             platform_review_id = coalesce(?, platform_review_id), work_sealed = NULL, lease_until_ms = NULL, error = NULL \
+             WHERE id = ? AND status = 'commenting'",
+            args![now, posted as i64, fallback as i64, platform_id.clone(), &job.row.id],
+        ),
+    ];
+    let event = system_event(
+        &job.row.org_id,
+        "review.posted",
+        &job.row.id,
+        serde_json::json!({
+            "platform": job.platform_name(),
+            "repository": job.row.repo_name,
+            "pull_request": job.row.pr_number,
+            "head_sha": job.row.head_sha,
+            "findings": work.findings.len(),
+            "comments_posted": posted,
+            "comments_in_summary": fallback,
+            "not_reviewed": work.not_reviewed.len(),
+            "platform_review_id": platform_id,
+            "llm_provider_id": job.provider.id,
+        }),
+    );
+    match job.db.commit_audited(stmts, vec![event], now).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.code == edgeplane_core::ErrorCode::Conflict => Err(Stop::Gone),
+        Err(e) => Err(e.into()),
+    }
+}
