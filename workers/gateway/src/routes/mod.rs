@@ -3,6 +3,7 @@
 //! arm. Authentication, tenancy and scope checks happen here, before any handler runs, so a
 //! handler cannot forget them.
 
+pub mod access;
 pub mod core;
 pub mod federation;
 pub mod identity;
@@ -41,6 +42,7 @@ pub enum Access {
 pub enum RouteId {
     Core(core::Id),
     Identity(identity::Id),
+    Access(access::Id),
     Federation(federation::Id),
     Review(review::Id),
 }
@@ -209,6 +211,7 @@ pub async fn dispatch(req: Request, env: &Env, ctx: &Context, rc: &mut RequestCt
     let result = match route.id {
         RouteId::Core(id) => core::handle(id, &mut cx).await,
         RouteId::Identity(id) => identity::handle(id, &mut cx).await,
+        RouteId::Access(id) => access::handle(id, &mut cx).await,
         RouteId::Federation(id) => federation::handle(id, &mut cx).await,
         RouteId::Review(id) => review::handle(id, &mut cx).await,
     };

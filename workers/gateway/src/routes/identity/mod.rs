@@ -1,4 +1,4 @@
-//! Identity and access: sign-in, sessions, members, invitations, API keys, CLI tokens, audit.
+//! Identity: sign-in (magic link, OIDC), sessions, users and their orgs, CLI tokens (device-code grant).
 
 use super::{Cx, Route};
 use crate::http::respond::HttpResult;
