@@ -3,6 +3,7 @@
 //! storage; decisions live here.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod audit;
 pub mod auth;
 pub mod crypto;

@@ -69,6 +69,7 @@ pub const fn route(
 pub const TABLES: &[&[Route]] = &[
     core::ROUTES,
     identity::ROUTES,
+    access::ROUTES,
     federation::ROUTES,
     review::ROUTES,
 ];
@@ -136,6 +137,19 @@ impl<'a> Cx<'a> {
 
     pub async fn raw_body(&mut self) -> Result<Vec<u8>, ApiError> {
         body::read_limited(&mut self.req, self.limit).await
+    }
+
+    /// The decoded query string, in order. Handlers reject unknown parameters (a typo in a filter
+    /// must not silently widen a listing).
+    pub fn query(&self) -> Result<Vec<(String, String)>, ApiError> {
+        let url = self
+            .req
+            .url()
+            .map_err(|_| ApiError::new(ErrorCode::InvalidQuery, "invalid query string"))?;
+        Ok(url
+            .query_pairs()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect())
     }
 
     /// Asks the policy about an action beyond the route's own (e.g. a second scope).

@@ -159,23 +159,12 @@ async fn load(cx: &Cx<'_>, id: &str) -> Result<ReviewRow, ApiError> {
         .ok_or_else(|| ApiError::not_found("review"))
 }
 
-fn query_params(cx: &Cx<'_>) -> Result<Vec<(String, String)>, ApiError> {
-    let url = cx
-        .req
-        .url()
-        .map_err(|_| ApiError::new(ErrorCode::InvalidQuery, "invalid query string"))?;
-    Ok(url
-        .query_pairs()
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect())
-}
-
 pub async fn list(cx: &mut Cx<'_>) -> HttpResult {
     let mut sql = format!("SELECT {COLUMNS} FROM reviews WHERE org_id = ?");
     let mut vals: Vec<Val> = args![&cx.org()?.org_id];
     let mut limit = 50i64;
     let bad = |m: &str| ApiError::new(ErrorCode::InvalidQuery, m.to_owned());
-    for (k, v) in query_params(cx)? {
+    for (k, v) in cx.query()? {
         match k.as_str() {
             "status" if STATUSES.contains(&v.as_str()) => {
                 sql.push_str(" AND status = ?");
