@@ -9,6 +9,7 @@ pub mod dtype;
 pub mod envelope;
 pub mod layout;
 pub mod noise;
+pub mod participation;
 pub mod round;
 pub mod safetensors;
 pub mod shard;
