@@ -301,6 +301,13 @@ struct Core {
     cursors: Rc<RefCell<Option<Vec<AggStatus>>>>,
 }
 
+/// An absolute alarm time (a bare integer would be taken as an offset from now).
+fn at(ms: i64) -> worker::ScheduledTime {
+    worker::ScheduledTime::new(js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(
+        ms as f64,
+    )))
+}
+
 /// Clears the pumping flag however the pump ends.
 struct PumpGuard(Rc<Cell<bool>>);
 
@@ -869,7 +876,7 @@ impl RoundCoordinator {
             if let Err(e) = core.pump().await {
                 log::warn("round pump", &e.message);
                 // Try again shortly: the alarm retries the pump.
-                let _ = core.storage.set_alarm(now_ms() + 1000).await;
+                let _ = core.storage.set_alarm(at(now_ms() + 1000)).await;
             }
         });
     }
@@ -878,7 +885,7 @@ impl RoundCoordinator {
         use edgeplane_runtime::db::OrInternal;
         self.core
             .storage
-            .set_alarm(at_ms)
+            .set_alarm(at(at_ms))
             .await
             .or_internal("set alarm")
     }

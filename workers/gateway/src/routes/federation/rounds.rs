@@ -249,7 +249,7 @@ async fn round_view(cx: &Cx<'_>, r: &RoundRow, live: bool) -> Result<serde_json:
             "SELECT CASE WHEN g.tags IS NULL THEN (SELECT count(*) FROM fl_device_group_members m JOIN fl_devices d \
              ON d.id = m.device_id WHERE m.group_id = g.id AND d.revoked_at_ms IS NULL) ELSE (SELECT count(*) \
              FROM fl_devices d WHERE d.org_id = g.org_id AND d.revoked_at_ms IS NULL AND NOT EXISTS (SELECT 1 \
-             FROM json_each(g.tags) t WHERE t.value NOT IN (SELECT value FROM json_each(d.tags))))) END AS n \
+             FROM json_each(g.tags) t WHERE t.value NOT IN (SELECT value FROM json_each(d.tags)))) END AS n \
              FROM fl_device_groups g WHERE g.id = ?",
             args![g],
         ),
