@@ -73,7 +73,7 @@ pub fn safetensors_f32(spec: &Spec, values: &[f64], file_order: &[usize]) -> Vec
     }
     header.insert("__metadata__".into(), json!({"format": "pt"}));
     let mut h = Value::Object(header).to_string().into_bytes();
-    while (8 + h.len()) % 8 != 0 {
+    while !(8 + h.len()).is_multiple_of(8) {
         h.push(b' ');
     }
     let mut out = (h.len() as u64).to_le_bytes().to_vec();
