@@ -134,6 +134,49 @@ impl ElementCheck {
         }
     }
 
+    /// Checks a run of whole elements of one dtype starting at element `first` (the safetensors
+    /// path): one tight, branch-light loop per run; the offending index is located only on
+    /// failure.
+    fn check_run(&mut self, first: u64, dtype: DType, bytes: &[u8]) -> Result<(), Rejection> {
+        let max = dtype.max_finite();
+        // True for NaN too (every comparison with NaN is false).
+        let out_of_range =
+            |v: f64| v.abs().partial_cmp(&max) != Some(std::cmp::Ordering::Less) && v.abs() != max;
+        let mut norm = 0.0f64;
+        let mut bad = false;
+        match dtype {
+            DType::F32 => {
+                for b in bytes.chunks_exact(4) {
+                    let v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64;
+                    norm += v * v;
+                    bad |= out_of_range(v);
+                }
+            }
+            d => {
+                for b in bytes.chunks_exact(d.size()) {
+                    let v = d.decode(b);
+                    norm += v * v;
+                    bad |= out_of_range(v);
+                }
+            }
+        }
+        if bad {
+            let at = bytes
+                .chunks_exact(dtype.size())
+                .position(|b| out_of_range(dtype.decode(b)))
+                .unwrap_or(0) as u64;
+            return Err((
+                RejectReason::NonFinite,
+                format!(
+                    "element {} is not a finite value of the model's dtype",
+                    first + at
+                ),
+            ));
+        }
+        self.norm_sq += norm;
+        Ok(())
+    }
+
     #[inline]
     fn check(&mut self, index: u64, v: f64) -> Result<(), Rejection> {
         while self.next_tensor + 1 < self.starts.len() && index >= self.starts[self.next_tensor + 1]
@@ -176,10 +219,12 @@ struct StState {
 }
 
 pub struct Validator {
+    /// `None` when the caller hashes the bytes itself (with a native digest) and passes the
+    /// result to [`Validator::finish_with_digest`].
+    hasher: Option<Sha256>,
     meta_sha: String,
     meta_size: u64,
     layout_elements: u64,
-    hasher: Sha256,
     received: u64,
     body: Body,
     elems: ElementCheck,
@@ -208,16 +253,24 @@ impl Validator {
             }
         };
         Self {
+            hasher: Some(Sha256::new()),
             meta_sha: meta.sha256.clone(),
             meta_size: meta.size,
             layout_elements: layout.total_elements(),
-            hasher: Sha256::new(),
             received: 0,
             body,
             elems: ElementCheck::new(layout),
             layout: layout.clone(),
             problem: None,
             shard_starts,
+        }
+    }
+
+    /// The same, for a caller that computes the SHA-256 itself.
+    pub fn new_unhashed(meta: &UpdateMeta, layout: &ModelLayout, shard_starts: Vec<u64>) -> Self {
+        Self {
+            hasher: None,
+            ..Self::new(meta, layout, shard_starts)
         }
     }
 
@@ -230,7 +283,9 @@ impl Validator {
                 format!("received more than the declared {} bytes", self.meta_size),
             ));
         }
-        self.hasher.update(chunk);
+        if let Some(h) = &mut self.hasher {
+            h.update(chunk);
+        }
         if self.problem.is_none() {
             if let Err(p) = self.parse(chunk) {
                 self.problem = Some(p);
@@ -262,7 +317,16 @@ impl Validator {
         }
     }
 
-    pub fn finish(self) -> Result<Validated, Rejection> {
+    pub fn finish(mut self) -> Result<Validated, Rejection> {
+        let digest = match self.hasher.take() {
+            Some(h) => hex::encode(h.finalize()),
+            None => String::new(),
+        };
+        self.finish_with_digest(&digest)
+    }
+
+    /// Completes validation with the SHA-256 (hex) of exactly the bytes fed.
+    pub fn finish_with_digest(self, digest_hex: &str) -> Result<Validated, Rejection> {
         if self.received != self.meta_size {
             return Err((
                 RejectReason::SizeMismatch,
@@ -272,7 +336,7 @@ impl Validator {
                 ),
             ));
         }
-        if hex::encode(self.hasher.finalize()) != self.meta_sha {
+        if !crate::crypto::constant_time_eq(digest_hex.as_bytes(), self.meta_sha.as_bytes()) {
             return Err((
                 RejectReason::Sha256Mismatch,
                 "the received bytes do not hash to the declared sha256".into(),
@@ -420,13 +484,9 @@ fn feed_safetensors(
                 elem += 1;
             }
         }
-        let whole = piece.chunks_exact(size);
-        let rem = whole.remainder();
-        for b in whole {
-            elems.check(elem, dtype.decode(b))?;
-            elem += 1;
-        }
-        st.carry.extend_from_slice(rem);
+        let whole = piece.len() / size * size;
+        elems.check_run(elem, dtype, &piece[..whole])?;
+        st.carry.extend_from_slice(&piece[whole..]);
         st.pos += take as u64;
         if st.pos == end {
             st.cursor += 1;

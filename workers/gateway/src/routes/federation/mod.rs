@@ -5,6 +5,7 @@ pub mod blob;
 mod common;
 mod device_auth;
 mod devices;
+mod digest;
 mod groups;
 mod models;
 mod protocol;

@@ -7,13 +7,13 @@ use edgeplane_core::fl::validate::{UpdateMeta, Validator};
 use edgeplane_core::ids::{looks_like_id, new_id};
 use edgeplane_core::{ApiError, ErrorCode};
 use edgeplane_runtime::args;
-use edgeplane_runtime::db::OrInternal;
 use serde::Deserialize;
 
 use super::blob;
 use super::common::{
     coordinator, device, iso, query, round_in_org, DeviceCx, RoundRow, ELIGIBLE, ROUND_COLUMNS,
 };
+use super::digest::NativeSha256;
 use crate::durable::round_coordinator::{
     CompleteBegin, CompleteBeginReply, CompleteFinish, InitiateReply, InitiateRequest, JoinReply,
     JoinRequest, Outcome, PartDone, PartRequest,
@@ -301,19 +301,39 @@ pub async fn put_part(cx: &mut Cx<'_>) -> HttpResult {
             "this device was revoked",
         ));
     }
-    let bytes = cx.raw_body().await?;
-    if bytes.is_empty() {
+    // The body streams straight into R2: the isolate never holds the part.
+    let declared = cx
+        .req
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .ok_or_else(|| ApiError::bad_request("a part needs a Content-Length"))?;
+    super::PART_BODY.check_declared(Some(declared))?;
+    if declared == 0 {
         return Err(ApiError::validation("a part must not be empty"));
     }
-    let size = bytes.len() as u64;
+    let body = cx
+        .req
+        .inner()
+        .body()
+        .ok_or_else(|| ApiError::validation("a part must not be empty"))?;
     let nonce = hex::encode(edgeplane_core::crypto::random_bytes::<6>()?);
     let key = format!("staging/{round_id}/{upload_id}/{part:05}-{nonce}");
     let bucket = blob::bucket(cx.env)?;
-    bucket
-        .put(&key, bytes)
+    let stored = bucket
+        .put(&key, worker::Data::ReadableStream(body))
         .execute()
         .await
-        .or_internal("r2 put part")?;
+        .map_err(|_| ApiError::bad_request("the part body ended before its Content-Length"))?;
+    let size = stored.map(|o| o.size()).unwrap_or(0);
+    if size != declared {
+        let _ = bucket.delete(&key).await;
+        return Err(ApiError::bad_request(
+            "the part body does not match its Content-Length",
+        ));
+    }
     call::<_, ()>(
         &stub,
         "/part-done",
@@ -387,25 +407,28 @@ pub async fn complete(cx: &mut Cx<'_>) -> HttpResult {
         } => (meta, pieces, layout, shard_starts),
     };
     let bucket = blob::bucket(cx.env)?;
-    let mut validator = Validator::new(&meta, &layout, shard_starts);
+    let native = NativeSha256::new();
+    let mut validator = if native.is_some() {
+        Validator::new_unhashed(&meta, &layout, shard_starts)
+    } else {
+        Validator::new(&meta, &layout, shard_starts)
+    };
+    let total = blob::total(&pieces);
+    let mut at = 0;
     let mut early = None;
-    blob::for_each_window(
-        &bucket,
-        &pieces,
-        0,
-        blob::total(&pieces),
-        |w| match validator.feed(w) {
-            Ok(()) => Ok(true),
-            Err(r) => {
-                early = Some(r);
-                Ok(false)
-            }
-        },
-    )
-    .await?;
-    let verdict = match early {
-        Some(r) => Err(r),
-        None => validator.finish(),
+    while at < total && early.is_none() {
+        let hi = (at + blob::READ_WINDOW).min(total);
+        let window = blob::read_range(&bucket, &pieces, at, hi).await?;
+        if let Some(h) = &native {
+            h.update(&window).await?;
+        }
+        early = validator.feed(&window).err();
+        at = hi;
+    }
+    let verdict = match (early, native) {
+        (Some(r), _) => Err(r),
+        (None, Some(h)) => validator.finish_with_digest(&h.finish().await?),
+        (None, None) => validator.finish(),
     };
     let outcome: Outcome = call(
         &stub,
