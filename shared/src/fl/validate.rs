@@ -140,8 +140,12 @@ impl ElementCheck {
     fn check_run(&mut self, first: u64, dtype: DType, bytes: &[u8]) -> Result<(), Rejection> {
         let max = dtype.max_finite();
         // True for NaN too (every comparison with NaN is false).
-        let out_of_range =
-            |v: f64| v.abs().partial_cmp(&max) != Some(std::cmp::Ordering::Less) && v.abs() != max;
+        let out_of_range = |v: f64| {
+            !matches!(
+                v.abs().partial_cmp(&max),
+                Some(std::cmp::Ordering::Less | std::cmp::Ordering::Equal)
+            )
+        };
         let mut norm = 0.0f64;
         let mut bad = false;
         match dtype {
