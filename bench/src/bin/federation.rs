@@ -141,17 +141,35 @@ fn kernel(n: usize, validate: bool, batch: usize, dir: &str) {
 
 // ---- end to end ---------------------------------------------------------------------------
 
+static RETRIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 struct Api {
     http: reqwest::Client,
     base: String,
 }
 
 impl Api {
+    /// Sends with up to three retries on transport errors (a device on a flaky link would; every
+    /// step of the protocol is safe to repeat).
     async fn send(&self, rb: reqwest::RequestBuilder) -> (u16, Value) {
-        let r = rb.send().await.expect("request");
-        let status = r.status().as_u16();
-        let text = r.text().await.unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        let mut attempt = 0;
+        loop {
+            let req = rb.try_clone().expect("cloneable request");
+            match req.send().await {
+                Ok(r) => {
+                    let status = r.status().as_u16();
+                    let text = r.text().await.unwrap_or_default();
+                    return (status, serde_json::from_str(&text).unwrap_or(Value::Null));
+                }
+                Err(e) if attempt < 3 => {
+                    attempt += 1;
+                    RETRIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    eprintln!("retrying after a transport error: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("request failed: {e}"),
+            }
+        }
     }
 
     async fn post(&self, path: &str, bearer: &str, body: Value) -> Value {
@@ -430,6 +448,7 @@ async fn e2e(n: usize, concurrency: usize) {
             "round_close_seconds": close,
             "workerd_rss_mb_before": rss_before, "workerd_rss_mb_after": rss_after, "workerd_peak_rss_mb": hwm,
             "relative_error": (num / den).sqrt(), "shards": published["round"]["progress"]["shards"],
+            "transport_retries": RETRIES.load(std::sync::atomic::Ordering::Relaxed),
         })
     );
 }
