@@ -57,7 +57,8 @@ ep_apply_migrations() {
 }
 
 # ep_stack_start STATE_DIR PORT LOGFILE|-  : starts wrangler dev in its own process group.
-# Sets EP_STACK_PID. With LOGFILE "-" output goes to this terminal.
+# Sets EP_STACK_PID. With LOGFILE "-" output goes to this terminal; a log file is appended to
+# (a restarted stack keeps one log).
 ep_stack_start() {
   local state="$1" port="$2" log="$3"
   local args=(dev -c wrangler.toml -c workers/review/wrangler.toml
@@ -67,7 +68,7 @@ ep_stack_start() {
   if [ "$log" = "-" ]; then
     setsid wrangler "${args[@]}" &
   else
-    setsid wrangler "${args[@]}" >"$log" 2>&1 &
+    setsid wrangler "${args[@]}" >>"$log" 2>&1 &
   fi
   EP_STACK_PID=$!
 }
@@ -97,3 +98,26 @@ ep_wait_ready() {
 ep_free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
+
+# ep_stack_restart STATE_DIR PORT LOGFILE PIDFILE: stops the stack whose process-group id is in
+# PIDFILE and starts the same stack again (same port, same persisted state, same env file),
+# waits until it is ready, and writes the new id to PIDFILE. Tests that prove state survives a
+# restart get this as a command (EP_STACK_RESTART, see scripts/test).
+ep_stack_restart() {
+  local state="$1" port="$2" log="$3" pidfile="$4"
+  EP_STACK_PID="$(cat "$pidfile")"
+  ep_stack_stop
+  echo "---- stack restarted ----" >>"$log"
+  ep_stack_start "$state" "$port" "$log"
+  echo "$EP_STACK_PID" >"$pidfile"
+  ep_wait_ready "http://127.0.0.1:$port" 300 || ep_die "the restarted stack did not become ready"
+}
+
+# As a command: `bash scripts/stack.sh restart STATE_DIR PORT LOGFILE PIDFILE`.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  source "$(dirname "$0")/env.sh"
+  case "${1:-}" in
+    restart) shift; ep_stack_restart "$@" ;;
+    *) echo "usage: $0 restart STATE_DIR PORT LOGFILE PIDFILE" >&2; exit 2 ;;
+  esac
+fi

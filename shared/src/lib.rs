@@ -8,6 +8,7 @@ pub mod audit;
 pub mod auth;
 pub mod crypto;
 pub mod error;
+pub mod fl;
 pub mod http;
 pub mod ids;
 pub mod queue;

@@ -4,6 +4,8 @@
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod federation;
+
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 

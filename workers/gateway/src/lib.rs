@@ -15,6 +15,8 @@ pub mod routes;
 use worker::{event, Context, Env, Request, Response, ScheduleContext, ScheduledEvent};
 
 pub use durable::rate_limiter::RateLimiter;
+pub use durable::round_aggregator::RoundAggregator;
+pub use durable::round_coordinator::RoundCoordinator;
 
 use http::log::{self, AccessLine};
 use http::respond;

@@ -2,7 +2,7 @@
 //! path segment becomes [`OrgAccess`] only if that principal is tied to the org.
 
 mod api_key;
-mod device;
+pub mod device;
 mod session;
 
 use edgeplane_core::auth::access_token::{

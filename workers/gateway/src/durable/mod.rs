@@ -2,3 +2,7 @@
 //! logic in `edgeplane-core`, persist.
 
 pub mod rate_limiter;
+pub mod round_aggregator;
+pub mod round_coordinator;
+pub mod rpc;
+pub mod sql;

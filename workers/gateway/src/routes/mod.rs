@@ -35,6 +35,9 @@ pub enum Access {
     Org(Action),
     /// Authenticates itself inside the handler (setup token, OAuth client, webhook signature).
     SelfAuthenticated,
+    /// A federated-learning device with a device access token (its own scopes are checked by the
+    /// handler); every other principal is refused.
+    Device,
 }
 
 /// A route's identity: the area it belongs to and the area's own id.
@@ -195,12 +198,20 @@ pub async fn dispatch(req: Request, env: &Env, ctx: &Context, rc: &mut RequestCt
 
     let org = match route.auth {
         Access::Public | Access::SelfAuthenticated => None,
-        Access::Authenticated | Access::Org(_) if principal.kind == PrincipalKind::Anonymous => {
+        Access::Authenticated | Access::Org(_) | Access::Device
+            if principal.kind == PrincipalKind::Anonymous =>
+        {
             return Err(ApiError::unauthenticated(
                 "this route requires a bearer credential",
             ));
         }
         Access::Authenticated => None,
+        Access::Device if principal.kind != PrincipalKind::Device => {
+            return Err(ApiError::forbidden(
+                "this route takes a device access token",
+            ));
+        }
+        Access::Device => None,
         Access::Org(action) => {
             let org_ref = params.get("org").ok_or_else(route_not_found)?;
             let access = authn::org_access(&db, &principal, org_ref).await?;

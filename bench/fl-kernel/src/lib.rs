@@ -1,0 +1,221 @@
+//! The aggregation kernel exactly as the round aggregators run it — parse the update's
+//! safetensors header, match it against the base layout, fold every tensor into the `f64`
+//! running sum weighted by sample count — packaged so `scripts/bench` can time it natively and as
+//! wasm32 under Node (the runtime family the Workers isolate belongs to). Optionally the
+//! validation pass too (SHA-256, size, finiteness, L2 norm), which production runs on every
+//! update before it may be folded.
+#![forbid(unsafe_code)]
+
+use edgeplane_core::fl::aggregate::{fold_batch, fold_slice};
+use edgeplane_core::fl::layout::ModelLayout;
+use edgeplane_core::fl::safetensors;
+use edgeplane_core::fl::shard::segments;
+use edgeplane_core::fl::validate::{UpdateFormat, UpdateMeta, Validator};
+
+/// One round's accumulator over a whole model (one shard).
+pub struct Kernel {
+    layout: ModelLayout,
+    sum: Vec<f64>,
+    total_weight: f64,
+    folded: u64,
+}
+
+impl Kernel {
+    /// The layout is read from a base (or any matching) safetensors file.
+    pub fn from_base(base: &[u8]) -> Result<Self, String> {
+        let n = safetensors::header_len(base).map_err(|e| format!("{e:?}"))? as usize;
+        let h = safetensors::parse_header(base.get(8..8 + n).ok_or("short file")?)
+            .map_err(|e| format!("{e:?}"))?;
+        let layout = h.layout();
+        let total = layout.total_elements() as usize;
+        Ok(Self {
+            layout,
+            sum: vec![0.0; total],
+            total_weight: 0.0,
+            folded: 0,
+        })
+    }
+
+    /// Folds one update (a complete safetensors file) with `weight`.
+    pub fn fold(&mut self, update: &[u8], weight: f64) -> Result<(), String> {
+        let n = safetensors::header_len(update).map_err(|e| format!("{e:?}"))? as usize;
+        let h = safetensors::parse_header(update.get(8..8 + n).ok_or("short file")?)
+            .map_err(|e| format!("{e:?}"))?;
+        let starts = h.match_base(&self.layout).map_err(|e| format!("{e:?}"))?;
+        let total = self.layout.total_elements();
+        for seg in segments(&self.layout, &starts, 0..total) {
+            let bytes = update
+                .get(seg.byte_start as usize..seg.byte_end() as usize)
+                .ok_or("truncated update")?;
+            let at = seg.acc_offset as usize;
+            let slot = self
+                .sum
+                .get_mut(at..at + seg.count as usize)
+                .ok_or("layout mismatch")?;
+            fold_slice(seg.dtype, bytes, slot, weight);
+        }
+        self.total_weight += weight;
+        self.folded += 1;
+        Ok(())
+    }
+
+    /// Folds several updates in one pass over the sum (what an aggregator does when several
+    /// accepted updates are waiting).
+    pub fn fold_batch(&mut self, updates: &[(&[u8], f64)]) -> Result<(), String> {
+        let total = self.layout.total_elements();
+        let mut per_update = Vec::with_capacity(updates.len());
+        for (u, w) in updates {
+            let n = safetensors::header_len(u).map_err(|e| format!("{e:?}"))? as usize;
+            let h = safetensors::parse_header(u.get(8..8 + n).ok_or("short file")?)
+                .map_err(|e| format!("{e:?}"))?;
+            let starts = h.match_base(&self.layout).map_err(|e| format!("{e:?}"))?;
+            per_update.push((segments(&self.layout, &starts, 0..total), *u, *w));
+        }
+        let Some((first, _, _)) = per_update.first() else {
+            return Ok(());
+        };
+        for (j, seg) in first.iter().enumerate() {
+            let mut sources = Vec::with_capacity(per_update.len());
+            for (segs, u, w) in &per_update {
+                let s = segs.get(j).ok_or("layout mismatch")?;
+                sources.push((
+                    u.get(s.byte_start as usize..s.byte_end() as usize)
+                        .ok_or("truncated update")?,
+                    *w,
+                ));
+            }
+            let at = seg.acc_offset as usize;
+            let slot = self
+                .sum
+                .get_mut(at..at + seg.count as usize)
+                .ok_or("layout mismatch")?;
+            fold_batch(seg.dtype, &sources, slot);
+        }
+        for (_, _, w) in &per_update {
+            self.total_weight += w;
+            self.folded += 1;
+        }
+        Ok(())
+    }
+
+    /// The validation pass production runs before a fold (hash, size, format, finiteness, norm),
+    /// in 4 MiB windows as updates are read from R2. Returns the update's L2 norm.
+    pub fn validate(&self, update: &[u8], sha256_hex: &str, samples: i64) -> Result<f64, String> {
+        let meta = UpdateMeta {
+            sample_count: samples,
+            metrics: Default::default(),
+            format: UpdateFormat::Safetensors,
+            sha256: sha256_hex.to_owned(),
+            size: update.len() as u64,
+        };
+        let mut v = Validator::new(&meta, &self.layout, vec![0]);
+        for w in update.chunks(4 * 1024 * 1024) {
+            v.feed(w).map_err(|(r, m)| format!("{}: {m}", r.as_str()))?;
+        }
+        v.finish()
+            .map(|x| x.norm)
+            .map_err(|(r, m)| format!("{}: {m}", r.as_str()))
+    }
+
+    /// A checksum of the weighted average (to check implementations agree, and that the work was
+    /// not optimized away).
+    pub fn average_checksum(&self) -> f64 {
+        if self.total_weight == 0.0 {
+            return 0.0;
+        }
+        self.sum.iter().sum::<f64>() / self.total_weight
+    }
+
+    pub fn folded(&self) -> u64 {
+        self.folded
+    }
+
+    pub fn parameters(&self) -> u64 {
+        self.layout.total_elements()
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+mod wasm {
+    use wasm_bindgen::prelude::*;
+
+    /// The kernel for JavaScript hosts: update bytes arrive as a `Uint8Array` (copied into wasm
+    /// memory, as R2 bytes are in a Worker).
+    #[wasm_bindgen]
+    pub struct WasmKernel(super::Kernel);
+
+    #[wasm_bindgen]
+    impl WasmKernel {
+        #[wasm_bindgen(constructor)]
+        pub fn new(base: &[u8]) -> Result<WasmKernel, JsError> {
+            super::Kernel::from_base(base)
+                .map(WasmKernel)
+                .map_err(|e| JsError::new(&e))
+        }
+
+        pub fn fold(&mut self, update: &[u8], weight: f64) -> Result<(), JsError> {
+            self.0.fold(update, weight).map_err(|e| JsError::new(&e))
+        }
+
+        pub fn validate(
+            &self,
+            update: &[u8],
+            sha256_hex: &str,
+            samples: f64,
+        ) -> Result<f64, JsError> {
+            self.0
+                .validate(update, sha256_hex, samples as i64)
+                .map_err(|e| JsError::new(&e))
+        }
+
+        /// Folds `updates.length` updates at once (an array of Uint8Array) with their weights.
+        pub fn fold_batch(
+            &mut self,
+            updates: Vec<js_sys::Uint8Array>,
+            weights: Vec<f64>,
+        ) -> Result<(), JsError> {
+            let owned: Vec<Vec<u8>> = updates.iter().map(|u| u.to_vec()).collect();
+            let refs: Vec<(&[u8], f64)> = owned.iter().map(Vec::as_slice).zip(weights).collect();
+            self.0.fold_batch(&refs).map_err(|e| JsError::new(&e))
+        }
+
+        pub fn checksum(&self) -> f64 {
+            self.0.average_checksum()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(vals: &[f32]) -> Vec<u8> {
+        let h = format!(
+            "{{\"w\":{{\"dtype\":\"F32\",\"shape\":[{}],\"data_offsets\":[0,{}]}}}}",
+            vals.len(),
+            vals.len() * 4
+        );
+        let mut out = (h.len() as u64).to_le_bytes().to_vec();
+        out.extend_from_slice(h.as_bytes());
+        for v in vals {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out
+    }
+
+    #[test]
+    fn folds_a_weighted_average() {
+        let mut k = Kernel::from_base(&file(&[0.0, 0.0])).unwrap();
+        k.fold(&file(&[1.0, 3.0]), 1.0).unwrap();
+        k.fold(&file(&[3.0, 5.0]), 3.0).unwrap();
+        // Averages: (1+9)/4 = 2.5 and (3+15)/4 = 4.5.
+        assert_eq!(k.average_checksum(), 7.0);
+        assert!(k.fold(&file(&[1.0]), 1.0).is_err());
+        let f = file(&[1.0, 1.0]);
+        let sha = {
+            use edgeplane_core::crypto::sha256_hex;
+            sha256_hex(&f)
+        };
+        assert_eq!(k.validate(&f, &sha, 3).unwrap(), 2f64.sqrt());
+    }
+}

@@ -1,0 +1,88 @@
+//! A model's layout: its tensors (name, dtype, shape) in one canonical order. Every update is
+//! read against the base version's layout, and the flattened element index (tensor by tensor in
+//! this order) is the coordinate system shared by accumulators, shards and the JSON envelope.
+
+use serde::{Deserialize, Serialize};
+
+use super::dtype::DType;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TensorSpec {
+    pub name: String,
+    pub dtype: DType,
+    pub shape: Vec<u64>,
+}
+
+impl TensorSpec {
+    pub fn numel(&self) -> u64 {
+        self.shape.iter().product()
+    }
+
+    pub fn byte_len(&self) -> u64 {
+        self.numel() * self.dtype.size() as u64
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelLayout {
+    pub tensors: Vec<TensorSpec>,
+}
+
+impl ModelLayout {
+    pub fn total_elements(&self) -> u64 {
+        self.tensors.iter().map(TensorSpec::numel).sum()
+    }
+
+    pub fn total_bytes(&self) -> u64 {
+        self.tensors.iter().map(TensorSpec::byte_len).sum()
+    }
+
+    /// The first flattened element index of each tensor, plus the total at the end.
+    pub fn element_starts(&self) -> Vec<u64> {
+        let mut out = Vec::with_capacity(self.tensors.len() + 1);
+        let mut at = 0;
+        for t in &self.tensors {
+            out.push(at);
+            at += t.numel();
+        }
+        out.push(at);
+        out
+    }
+
+    /// The dtype every element shares, if the model is uniform (the JSON envelope and the
+    /// published output need one scalar type per element, which the per-tensor dtype gives).
+    pub fn dtype_of_element(&self, starts: &[u64], element: u64) -> Option<DType> {
+        let i = starts.partition_point(|s| *s <= element).checked_sub(1)?;
+        self.tensors.get(i).map(|t| t.dtype)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn starts_and_totals() {
+        let l = ModelLayout {
+            tensors: vec![
+                TensorSpec {
+                    name: "a".into(),
+                    dtype: DType::F32,
+                    shape: vec![2, 3],
+                },
+                TensorSpec {
+                    name: "b".into(),
+                    dtype: DType::F16,
+                    shape: vec![4],
+                },
+            ],
+        };
+        assert_eq!(l.total_elements(), 10);
+        assert_eq!(l.total_bytes(), 24 + 8);
+        let s = l.element_starts();
+        assert_eq!(s, vec![0, 6, 10]);
+        assert_eq!(l.dtype_of_element(&s, 5), Some(DType::F32));
+        assert_eq!(l.dtype_of_element(&s, 6), Some(DType::F16));
+        assert_eq!(l.dtype_of_element(&s, 10), None);
+    }
+}

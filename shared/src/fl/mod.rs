@@ -1,0 +1,21 @@
+//! Federated learning: the pure logic behind rounds. Model layouts and the update wire formats
+//! (safetensors and the Octomil `plaintext_json` envelope), streaming validation, the weighted
+//! FedAvg fold, sharding of large models, the round state machine, signed upload URLs, and the
+//! device scopes. The Durable Objects in the gateway are thin wrappers around these types.
+
+pub mod aggregate;
+pub mod device_scope;
+pub mod dtype;
+pub mod envelope;
+pub mod layout;
+pub mod noise;
+pub mod participation;
+pub mod round;
+pub mod safetensors;
+pub mod shard;
+pub mod upload_url;
+pub mod validate;
+
+pub use dtype::DType;
+pub use layout::{ModelLayout, TensorSpec};
+pub use round::{RejectReason, RoundState};

@@ -1,0 +1,451 @@
+//! Models and their versions. A version is a safetensors file in R2 (as pieces) with its tensor
+//! manifest, checksum and size in D1, plus where it came from: its parent version and the round
+//! that produced it (none for an uploaded base).
+
+use edgeplane_core::fl::layout::ModelLayout;
+use edgeplane_core::fl::safetensors::{self, FormatError};
+use edgeplane_core::http::BodyLimit;
+use edgeplane_core::ids::{looks_like_id, new_id};
+use edgeplane_core::{validate, ApiError, ErrorCode};
+use edgeplane_runtime::args;
+use edgeplane_runtime::db::{OrInternal, Stmt};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use worker::Response;
+
+use super::blob::{self, Piece, PieceWriter};
+use super::common::{device, iso};
+use super::MODEL_BODY;
+use crate::http::ctx::now_ms;
+use crate::http::respond::{self, HttpResult};
+use crate::routes::Cx;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateModel {
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ModelRow {
+    id: String,
+    name: String,
+    description: Option<String>,
+    created_at_ms: i64,
+    latest_version: Option<i64>,
+}
+
+fn model_view(m: ModelRow) -> serde_json::Value {
+    serde_json::json!({
+        "id": m.id,
+        "name": m.name,
+        "description": m.description,
+        "latest_version": m.latest_version,
+        "created_at": iso(m.created_at_ms),
+    })
+}
+
+const MODEL_SELECT: &str = "SELECT m.id, m.name, m.description, m.created_at_ms, \
+     (SELECT max(version) FROM fl_model_versions v WHERE v.model_id = m.id) AS latest_version FROM fl_models m";
+
+pub async fn create(cx: &mut Cx<'_>) -> HttpResult {
+    let body: CreateModel = cx.json().await?;
+    let name = validate::display_name(&body.name, "name")?;
+    let description = match body.description {
+        Some(d) if d.chars().count() > 1000 => {
+            return Err(ApiError::validation(
+                "description must be at most 1000 characters",
+            ))
+        }
+        d => d,
+    };
+    let org_id = cx.org()?.org_id.clone();
+    let now = now_ms();
+    let id = new_id("mdl", now)?;
+    let event = cx.rc.audit(
+        &cx.principal,
+        Some(&org_id),
+        "model.created",
+        "model",
+        &id,
+        serde_json::json!({"name": name}),
+    );
+    cx.db()
+        .commit_audited(
+            vec![Stmt::new(
+                "INSERT INTO fl_models (id, org_id, name, description, created_by, created_at_ms) VALUES (?, ?, ?, ?, ?, ?)",
+                args![&id, &org_id, &name, description, &cx.principal.id, now],
+            )],
+            vec![event],
+            now,
+        )
+        .await?;
+    let m = load_model(cx, &id, &org_id).await?;
+    respond::created(&serde_json::json!({"model": model_view(m)}))
+}
+
+async fn load_model(cx: &Cx<'_>, id: &str, org_id: &str) -> Result<ModelRow, ApiError> {
+    if !looks_like_id(id, "mdl") {
+        return Err(ApiError::not_found("model"));
+    }
+    cx.db()
+        .first(
+            &format!("{MODEL_SELECT} WHERE m.id = ? AND m.org_id = ?"),
+            args![id, org_id],
+        )
+        .await?
+        .ok_or_else(|| ApiError::not_found("model"))
+}
+
+pub async fn list(cx: &mut Cx<'_>) -> HttpResult {
+    let rows: Vec<ModelRow> = cx
+        .db()
+        .all(
+            &format!("{MODEL_SELECT} WHERE m.org_id = ? ORDER BY m.name LIMIT 500"),
+            args![&cx.org()?.org_id],
+        )
+        .await?;
+    let models: Vec<_> = rows.into_iter().map(model_view).collect();
+    respond::ok(&serde_json::json!({"models": models}))
+}
+
+pub async fn get(cx: &mut Cx<'_>) -> HttpResult {
+    let id = cx.param("model")?.to_owned();
+    let m = load_model(cx, &id, &cx.org()?.org_id.clone()).await?;
+    respond::ok(&serde_json::json!({"model": model_view(m)}))
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct VersionRow {
+    pub id: String,
+    pub model_id: String,
+    pub version: i64,
+    pub parent_id: Option<String>,
+    pub parent_version: Option<i64>,
+    pub round_id: Option<String>,
+    pub status: String,
+    pub sha256: String,
+    pub size_bytes: i64,
+    pub parameters: i64,
+    pub layout: String,
+    pub pieces: String,
+    pub aggregation: Option<String>,
+    pub created_at_ms: i64,
+    pub approved_at_ms: Option<i64>,
+}
+
+pub const VERSION_SELECT: &str = "SELECT v.id, v.model_id, v.version, v.parent_id, p.version AS parent_version, \
+     v.round_id, v.status, v.sha256, v.size_bytes, v.parameters, v.layout, v.pieces, v.aggregation, \
+     v.created_at_ms, v.approved_at_ms FROM fl_model_versions v LEFT JOIN fl_model_versions p ON p.id = v.parent_id";
+
+impl VersionRow {
+    pub fn layout(&self) -> Result<ModelLayout, ApiError> {
+        serde_json::from_str(&self.layout).map_err(|_| ApiError::internal())
+    }
+
+    pub fn pieces(&self) -> Result<Vec<Piece>, ApiError> {
+        serde_json::from_str(&self.pieces).map_err(|_| ApiError::internal())
+    }
+}
+
+pub fn version_view(v: &VersionRow) -> serde_json::Value {
+    let tensors = v.layout().map(|l| l.tensors.len()).unwrap_or(0);
+    serde_json::json!({
+        "id": v.id,
+        "model_id": v.model_id,
+        "version": v.version,
+        "parent_id": v.parent_id,
+        "parent_version": v.parent_version,
+        "round_id": v.round_id,
+        "status": v.status,
+        "sha256": v.sha256,
+        "size_bytes": v.size_bytes,
+        "parameters": v.parameters,
+        "tensors": tensors,
+        "format": "safetensors",
+        "aggregation": v.aggregation.as_deref().and_then(|a| serde_json::from_str::<serde_json::Value>(a).ok()),
+        "created_at": iso(v.created_at_ms),
+        "approved_at": v.approved_at_ms.map(iso),
+    })
+}
+
+/// A version of `model_id` by number, or by id.
+pub async fn load_version(
+    cx: &Cx<'_>,
+    model_id: &str,
+    org_id: &str,
+    which: &str,
+) -> Result<VersionRow, ApiError> {
+    let row = if let Ok(n) = which.parse::<i64>() {
+        cx.db()
+            .first(
+                &format!(
+                    "{VERSION_SELECT} WHERE v.model_id = ? AND v.org_id = ? AND v.version = ?"
+                ),
+                args![model_id, org_id, n],
+            )
+            .await?
+    } else if looks_like_id(which, "mv") {
+        cx.db()
+            .first(
+                &format!("{VERSION_SELECT} WHERE v.model_id = ? AND v.org_id = ? AND v.id = ?"),
+                args![model_id, org_id, which],
+            )
+            .await?
+    } else {
+        None
+    };
+    row.ok_or_else(|| ApiError::not_found("model version"))
+}
+
+fn format_error(e: FormatError) -> ApiError {
+    match e {
+        FormatError::Malformed(m) | FormatError::Mismatch(m) => {
+            ApiError::validation(format!("not a usable safetensors file: {m}"))
+        }
+    }
+}
+
+/// Streams the request body into R2 pieces while hashing it and parsing the header, so a model of
+/// hundreds of megabytes never sits in the isolate's memory.
+pub async fn upload_version(cx: &mut Cx<'_>) -> HttpResult {
+    let ct = cx
+        .req
+        .headers()
+        .get("content-type")
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    if mime != "application/octet-stream" && mime != "application/vnd.safetensors" {
+        return Err(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            "upload the safetensors file as application/octet-stream",
+        ));
+    }
+    let org_id = cx.org()?.org_id.clone();
+    let model_id = cx.param("model")?.to_owned();
+    let model = load_model(cx, &model_id, &org_id).await?;
+    let limit: BodyLimit = MODEL_BODY;
+    let declared = cx
+        .req
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    limit.check_declared(declared)?;
+    let now = now_ms();
+    let version_id = new_id("mv", now)?;
+    let bucket = blob::bucket(cx.env)?;
+    let mut writer = PieceWriter::new(format!("models/{}/{}", model.id, version_id));
+    let mut hasher = Sha256::new();
+    let mut head: Vec<u8> = Vec::new();
+    let mut header: Option<safetensors::Header> = None;
+    let mut total: u64 = 0;
+    let mut stream = cx
+        .req
+        .stream()
+        .map_err(|_| ApiError::validation("the request has no body"))?;
+    let result: Result<(), ApiError> = async {
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.or_internal("read body")?;
+            total += chunk.len() as u64;
+            if total > limit.0 as u64 {
+                return Err(limit.too_large());
+            }
+            hasher.update(&chunk);
+            if header.is_none() {
+                head.extend_from_slice(&chunk);
+                if head.len() >= 8 {
+                    let n = safetensors::header_len(&head).map_err(format_error)? as usize;
+                    if head.len() >= 8 + n {
+                        header =
+                            Some(safetensors::parse_header(&head[8..8 + n]).map_err(format_error)?);
+                        head = Vec::new();
+                    }
+                }
+            }
+            writer.write(&bucket, &chunk).await?;
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        let pieces = std::mem::take(&mut writer.pieces);
+        blob::delete_all(&bucket, &pieces).await;
+        return Err(e);
+    }
+    let pieces = writer.finish(&bucket).await?;
+    let cleanup = |e: ApiError| (e, pieces.clone());
+    let checked: Result<(safetensors::Header, String), (ApiError, Vec<Piece>)> = (|| {
+        let h = header.ok_or_else(|| {
+            cleanup(format_error(FormatError::Malformed(
+                "the file ends inside its header".into(),
+            )))
+        })?;
+        if h.file_len() != total {
+            return Err(cleanup(ApiError::validation(
+                "not a usable safetensors file: the data section does not end where the file does",
+            )));
+        }
+        Ok((h, hex::encode(hasher.finalize())))
+    })();
+    let (h, sha) = match checked {
+        Ok(v) => v,
+        Err((e, pieces)) => {
+            blob::delete_all(&bucket, &pieces).await;
+            return Err(e);
+        }
+    };
+    let layout = h.layout();
+    let event = cx.rc.audit(
+        &cx.principal,
+        Some(&org_id),
+        "model_version.created",
+        "model_version",
+        &version_id,
+        serde_json::json!({"model_id": model.id, "sha256": sha, "size_bytes": total, "source": "upload"}),
+    );
+    let stmts = vec![Stmt::new(
+        "INSERT INTO fl_model_versions (id, org_id, model_id, version, parent_id, round_id, status, sha256, \
+         size_bytes, parameters, layout, pieces, created_by, created_at_ms) \
+         SELECT ?, ?, ?, coalesce(max(version), 0) + 1, NULL, NULL, 'ready', ?, ?, ?, ?, ?, ?, ? \
+         FROM fl_model_versions WHERE model_id = ?",
+        args![
+            &version_id,
+            &org_id,
+            &model.id,
+            &sha,
+            total as i64,
+            layout.total_elements() as i64,
+            serde_json::to_string(&layout).map_err(|_| ApiError::internal())?,
+            serde_json::to_string(&pieces).map_err(|_| ApiError::internal())?,
+            &cx.principal.id,
+            now,
+            &model.id
+        ],
+    )];
+    if let Err(e) = cx.db().commit_audited(stmts, vec![event], now).await {
+        blob::delete_all(&bucket, &pieces).await;
+        return Err(e);
+    }
+    let v = load_version(cx, &model.id, &org_id, &version_id).await?;
+    respond::created(&serde_json::json!({"version": version_view(&v)}))
+}
+
+pub async fn list_versions(cx: &mut Cx<'_>) -> HttpResult {
+    let org_id = cx.org()?.org_id.clone();
+    let model_id = cx.param("model")?.to_owned();
+    let model = load_model(cx, &model_id, &org_id).await?;
+    let rows: Vec<VersionRow> = cx
+        .db()
+        .all(
+            &format!("{VERSION_SELECT} WHERE v.model_id = ? ORDER BY v.version DESC LIMIT 500"),
+            args![&model.id],
+        )
+        .await?;
+    let versions: Vec<_> = rows.iter().map(version_view).collect();
+    respond::ok(&serde_json::json!({"versions": versions}))
+}
+
+pub async fn get_version(cx: &mut Cx<'_>) -> HttpResult {
+    let org_id = cx.org()?.org_id.clone();
+    let model_id = cx.param("model")?.to_owned();
+    let which = cx.param("version")?.to_owned();
+    let v = load_version(cx, &model_id, &org_id, &which).await?;
+    let layout = v.layout()?;
+    let mut view = version_view(&v);
+    view["layout"] = serde_json::to_value(&layout).map_err(|_| ApiError::internal())?;
+    respond::ok(&serde_json::json!({"version": view}))
+}
+
+/// The version's bytes, streamed piece by piece (control plane, or a device with `models:read`).
+pub async fn download(cx: &mut Cx<'_>, as_device: bool) -> HttpResult {
+    let org_id = if as_device {
+        let dev = device(cx)?;
+        dev.require(dev.scopes.may_download_models(), "model downloads")?;
+        dev.org_id
+    } else {
+        cx.org()?.org_id.clone()
+    };
+    let model_id = cx.param("model")?.to_owned();
+    let which = cx.param("version")?.to_owned();
+    let v = load_version(cx, &model_id, &org_id, &which).await?;
+    let pieces = v.pieces()?;
+    let bucket = blob::bucket(cx.env)?;
+    let size = blob::total(&pieces);
+    let windows = futures_util::stream::unfold(0u64, move |at| {
+        let bucket = bucket.clone();
+        let pieces = pieces.clone();
+        async move {
+            if at >= size {
+                return None;
+            }
+            let hi = (at + blob::READ_WINDOW).min(size);
+            let r = blob::read_range(&bucket, &pieces, at, hi)
+                .await
+                .map_err(|e| worker::Error::RustError(e.message));
+            Some((r, hi))
+        }
+    });
+    let mut resp = Response::from_stream(windows).or_internal("stream response")?;
+    let h = resp.headers_mut();
+    let _ = h.set("content-type", "application/octet-stream");
+    let _ = h.set("content-length", &size.to_string());
+    let _ = h.set("x-edgeplane-sha256", &v.sha256);
+    let _ = h.set(
+        "content-disposition",
+        &format!(
+            "attachment; filename=\"{}-v{}.safetensors\"",
+            v.model_id, v.version
+        ),
+    );
+    Ok(resp)
+}
+
+pub async fn approve(cx: &mut Cx<'_>) -> HttpResult {
+    let org_id = cx.org()?.org_id.clone();
+    let model_id = cx.param("model")?.to_owned();
+    let which = cx.param("version")?.to_owned();
+    let v = load_version(cx, &model_id, &org_id, &which).await?;
+    if v.status == "approved" {
+        return Err(ApiError::conflict("this version is already approved"));
+    }
+    let now = now_ms();
+    let event = cx.rc.audit(
+        &cx.principal,
+        Some(&org_id),
+        "model_version.approved",
+        "model_version",
+        &v.id,
+        serde_json::json!({"model_id": v.model_id, "version": v.version, "sha256": v.sha256, "round_id": v.round_id}),
+    );
+    cx.db()
+        .commit_audited(
+            vec![
+                Stmt::guard(
+                    "EXISTS (SELECT 1 FROM fl_model_versions WHERE id = ? AND status = 'ready')",
+                    args![&v.id],
+                    ApiError::conflict("this version is already approved"),
+                ),
+                Stmt::new(
+                    "UPDATE fl_model_versions SET status = 'approved', approved_by = ?, approved_at_ms = ? WHERE id = ?",
+                    args![&cx.principal.id, now, &v.id],
+                ),
+            ],
+            vec![event],
+            now,
+        )
+        .await?;
+    let v = load_version(cx, &model_id, &org_id, &v.id).await?;
+    respond::ok(&serde_json::json!({"version": version_view(&v)}))
+}

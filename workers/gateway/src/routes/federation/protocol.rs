@@ -1,0 +1,443 @@
+//! The device protocol, on the paths and with the fields of the Octomil device agent:
+//! offers -> join -> plan -> upload (initiate, PUT parts to signed URLs, complete).
+
+use edgeplane_core::crypto::kdf::KeyPurpose;
+use edgeplane_core::fl::upload_url::{self, UrlError, PART_URL_TTL_SECONDS};
+use edgeplane_core::fl::validate::{UpdateMeta, Validator};
+use edgeplane_core::ids::{looks_like_id, new_id};
+use edgeplane_core::{ApiError, ErrorCode};
+use edgeplane_runtime::args;
+use serde::Deserialize;
+
+use super::blob;
+use super::common::{
+    coordinator, device, iso, query, round_in_org, DeviceCx, RoundRow, ELIGIBLE, ROUND_COLUMNS,
+};
+use super::digest::NativeSha256;
+use crate::durable::round_coordinator::{
+    CompleteBegin, CompleteBeginReply, CompleteFinish, InitiateReply, InitiateRequest, JoinReply,
+    JoinRequest, Outcome, PartDone, PartRequest,
+};
+use crate::durable::rpc::call;
+use crate::http::ctx::{now_ms, now_secs};
+use crate::http::respond::{self, HttpResult};
+use crate::routes::Cx;
+
+fn participant_device(cx: &Cx<'_>) -> Result<DeviceCx, ApiError> {
+    let dev = device(cx)?;
+    dev.require(
+        dev.scopes
+            .contains(edgeplane_core::fl::device_scope::DeviceScope::DevicesWrite),
+        "federated training (devices:write)",
+    )?;
+    Ok(dev)
+}
+
+/// Rounds this device may join now: open or collecting, before their deadline, targeting it.
+pub async fn offers(cx: &mut Cx<'_>) -> HttpResult {
+    let dev = participant_device(cx)?;
+    if let Some(named) = query(cx, "device_id")? {
+        if !dev.is_me(&named) {
+            return Err(ApiError::forbidden(
+                "a device can only ask for its own offers",
+            ));
+        }
+    }
+    let rows: Vec<RoundRow> = cx
+        .db()
+        .all(
+            &format!(
+                "SELECT {ROUND_COLUMNS} FROM fl_rounds r JOIN fl_model_versions v ON v.id = r.base_version_id \
+                 WHERE r.org_id = ? AND r.state IN ('open', 'collecting') AND r.deadline_at_ms > ? AND {ELIGIBLE} \
+                 ORDER BY r.deadline_at_ms LIMIT 100"
+            ),
+            args![&dev.org_id, now_ms(), &dev.id],
+        )
+        .await?;
+    let offers: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "round_id": r.id,
+                "plan_id": r.plan_id,
+                "model_id": r.model_id,
+                "base_version": r.base_version,
+                "base_version_id": r.base_version_id,
+                "deadline_at": iso(r.deadline_at_ms),
+            })
+        })
+        .collect();
+    respond::ok(&offers)
+}
+
+async fn eligible(cx: &Cx<'_>, round: &RoundRow, device_id: &str) -> Result<bool, ApiError> {
+    let found: Option<serde_json::Value> = cx
+        .db()
+        .first(
+            &format!("SELECT 1 AS ok FROM fl_rounds r WHERE r.id = ? AND {ELIGIBLE}"),
+            args![&round.id, device_id],
+        )
+        .await?;
+    Ok(found.is_some())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct JoinBody {
+    #[serde(default)]
+    participation_id: Option<String>,
+    #[serde(default)]
+    device_id: Option<String>,
+    #[serde(default)]
+    capabilities: Option<serde_json::Value>,
+}
+
+fn participation_id(s: &str) -> Result<(), ApiError> {
+    let ok = (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::validation(
+            "participation_id must be 1-64 of A-Z, a-z, 0-9, '-' and '_'",
+        ))
+    }
+}
+
+pub async fn join(cx: &mut Cx<'_>) -> HttpResult {
+    let dev = participant_device(cx)?;
+    let body: JoinBody = cx.json_or_default().await?;
+    if let Some(named) = &body.device_id {
+        if !dev.is_me(named) {
+            return Err(ApiError::forbidden("a device can only join as itself"));
+        }
+    }
+    let pid = match body.participation_id {
+        Some(p) => {
+            participation_id(&p)?;
+            p
+        }
+        None => new_id("par", now_ms())?,
+    };
+    let round_id = cx.param("round")?.to_owned();
+    let round = round_in_org(cx.db(), &round_id, &dev.org_id).await?;
+    if !eligible(cx, &round, &dev.id).await? {
+        return Err(ApiError::forbidden(
+            "this device is not in the round's device group",
+        ));
+    }
+    let reply: JoinReply = call(
+        &coordinator(cx.env, &round.id)?,
+        "/join",
+        &JoinRequest {
+            participation_id: pid,
+            device_id: dev.id.clone(),
+            capabilities: body.capabilities.unwrap_or_else(|| serde_json::json!({})),
+        },
+    )
+    .await?;
+    respond::ok(&serde_json::json!({
+        "participation_id": reply.participation_id,
+        "round_id": round.id,
+        "plan_id": round.plan_id,
+        "model_id": round.model_id,
+        "base_version": round.base_version,
+        "state": reply.state,
+        "joined_at": iso(reply.joined_at_ms),
+        "deadline_at": iso(round.deadline_at_ms),
+    }))
+}
+
+pub async fn plan(cx: &mut Cx<'_>) -> HttpResult {
+    let dev = participant_device(cx)?;
+    let plan_id = cx.param("plan")?.to_owned();
+    if !looks_like_id(&plan_id, "pln") {
+        return Err(ApiError::not_found("plan"));
+    }
+    let round: RoundRow = cx
+        .db()
+        .first(
+            &format!(
+                "SELECT {ROUND_COLUMNS} FROM fl_rounds r JOIN fl_model_versions v ON v.id = r.base_version_id \
+                 WHERE r.plan_id = ? AND r.org_id = ?"
+            ),
+            args![&plan_id, &dev.org_id],
+        )
+        .await?
+        .ok_or_else(|| ApiError::not_found("plan"))?;
+    let agg: serde_json::Value = serde_json::from_str(&round.aggregation).unwrap_or_default();
+    let plan: serde_json::Value = serde_json::from_str(&round.plan).unwrap_or_default();
+    respond::ok(&serde_json::json!({
+        "plan_id": round.plan_id,
+        "round_id": round.id,
+        "model_id": round.model_id,
+        "base_version": round.base_version,
+        "algorithm": agg["algorithm"],
+        "hyperparams": plan["hyperparams"],
+        "clip_norm": agg.get("clip_norm").cloned().unwrap_or(serde_json::Value::Null),
+        // Noise is added once, centrally, at publish; devices add none of their own.
+        "noise_sigma": 0.0,
+        "secure_agg_config": serde_json::Value::Null,
+        "max_duration_sec": plan["max_duration_sec"],
+        "max_steps": plan["max_steps"],
+        "update_formats": ["safetensors", "plaintext_json"],
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InitiateBody {
+    participation_id: String,
+    meta: UpdateMeta,
+    /// How many parts the device wants to send (default: parts of at most 8 MiB).
+    #[serde(default)]
+    part_count: Option<u32>,
+}
+
+fn upload_key(cx: &Cx<'_>) -> [u8; 32] {
+    cx.cfg.root.derive(KeyPurpose::UploadUrls)
+}
+
+pub async fn initiate(cx: &mut Cx<'_>) -> HttpResult {
+    let dev = participant_device(cx)?;
+    let body: InitiateBody = cx.json().await?;
+    participation_id(&body.participation_id)?;
+    let round_id = cx.param("round")?.to_owned();
+    let round = round_in_org(cx.db(), &round_id, &dev.org_id).await?;
+    let upload_id = new_id("upl", now_ms())?;
+    let reply: InitiateReply = call(
+        &coordinator(cx.env, &round.id)?,
+        "/initiate",
+        &InitiateRequest {
+            upload_id,
+            participation_id: body.participation_id,
+            device_id: dev.id.clone(),
+            meta: body.meta,
+            part_count: body.part_count,
+        },
+    )
+    .await?;
+    let expires = now_secs() + PART_URL_TTL_SECONDS;
+    let key = upload_key(cx);
+    let urls: Vec<String> = (0..reply.parts)
+        .map(|n| {
+            let sig = upload_url::sign(&key, &round.id, &reply.upload_id, n, expires);
+            format!(
+                "{}/api/v1/federation/rounds/{}/uploads/{}/parts/{n}?expires={expires}&signature={sig}",
+                cx.cfg.issuer, round.id, reply.upload_id
+            )
+        })
+        .collect();
+    respond::created(&serde_json::json!({
+        "upload_id": reply.upload_id,
+        "part_urls": urls,
+        "expires_at": iso(expires * 1000),
+    }))
+}
+
+/// `PUT` of one part to its signed URL. The URL is the authority (like a presigned object-store
+/// URL), so no bearer is needed; the device is still checked for revocation on every part.
+pub async fn put_part(cx: &mut Cx<'_>) -> HttpResult {
+    let round_id = cx.param("round")?.to_owned();
+    let upload_id = cx.param("upload")?.to_owned();
+    let part: u32 = cx
+        .param("part")?
+        .parse()
+        .map_err(|_| ApiError::not_found("upload part"))?;
+    let expires: i64 = query(cx, "expires")?
+        .and_then(|e| e.parse().ok())
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::InvalidSignature,
+                "the part URL is missing its expiry",
+            )
+        })?;
+    let signature = query(cx, "signature")?.ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::InvalidSignature,
+            "the part URL is missing its signature",
+        )
+    })?;
+    upload_url::verify(
+        &upload_key(cx),
+        &round_id,
+        &upload_id,
+        part,
+        expires,
+        &signature,
+        now_secs(),
+    )
+    .map_err(|e| match e {
+        UrlError::Expired => ApiError::new(
+            ErrorCode::TokenExpired,
+            "the part URL has expired; initiate again",
+        ),
+        UrlError::BadSignature => ApiError::new(
+            ErrorCode::InvalidSignature,
+            "the part URL signature is invalid",
+        ),
+    })?;
+    let stub = coordinator(cx.env, &round_id)?;
+    let req = PartRequest {
+        upload_id: upload_id.clone(),
+        part,
+    };
+    let device_id: String = call(&stub, "/part-begin", &req).await?;
+    #[derive(Deserialize)]
+    struct Revoked {
+        revoked_at_ms: Option<i64>,
+    }
+    let d: Option<Revoked> = cx
+        .db()
+        .first(
+            "SELECT revoked_at_ms FROM fl_devices WHERE id = ?",
+            args![&device_id],
+        )
+        .await?;
+    if d.map(|d| d.revoked_at_ms.is_some()).unwrap_or(true) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidToken,
+            "this device was revoked",
+        ));
+    }
+    // The body streams straight into R2: the isolate never holds the part.
+    let declared = cx
+        .req
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .ok_or_else(|| ApiError::bad_request("a part needs a Content-Length"))?;
+    super::PART_BODY.check_declared(Some(declared))?;
+    if declared == 0 {
+        return Err(ApiError::validation("a part must not be empty"));
+    }
+    let body = cx
+        .req
+        .inner()
+        .body()
+        .ok_or_else(|| ApiError::validation("a part must not be empty"))?;
+    let nonce = hex::encode(edgeplane_core::crypto::random_bytes::<6>()?);
+    let key = format!("staging/{round_id}/{upload_id}/{part:05}-{nonce}");
+    let bucket = blob::bucket(cx.env)?;
+    let stored = bucket
+        .put(&key, worker::Data::ReadableStream(body))
+        .execute()
+        .await
+        .map_err(|_| ApiError::bad_request("the part body ended before its Content-Length"))?;
+    let size = stored.map(|o| o.size()).unwrap_or(0);
+    if size != declared {
+        let _ = bucket.delete(&key).await;
+        return Err(ApiError::bad_request(
+            "the part body does not match its Content-Length",
+        ));
+    }
+    call::<_, ()>(
+        &stub,
+        "/part-done",
+        &PartDone {
+            upload_id: upload_id.clone(),
+            part,
+            key,
+            size,
+        },
+    )
+    .await?;
+    respond::ok(&serde_json::json!({"upload_id": upload_id, "part": part, "size": size}))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct CompleteBody {
+    #[serde(default)]
+    meta: Option<UpdateMeta>,
+    /// Carried for compatibility; verified proofs are not part of plaintext aggregation.
+    #[serde(default)]
+    #[allow(dead_code)]
+    privacy_proof: Option<serde_json::Value>,
+}
+
+fn answer(outcome: Outcome, round_id: &str, upload_id: &str) -> HttpResult {
+    match outcome {
+        Outcome::Accepted {
+            participation_id,
+            seq,
+            sample_count,
+        } => respond::ok(&serde_json::json!({
+            "status": "accepted",
+            "round_id": round_id,
+            "upload_id": upload_id,
+            "participation_id": participation_id,
+            "sequence": seq,
+            "sample_count": sample_count,
+        })),
+        Outcome::Rejected { reason, message } => Err(reason.to_error(&message)),
+    }
+}
+
+/// Completes an upload: the staged bytes are streamed once through the validator here (stateless
+/// work, off the coordinator), and the coordinator records the verdict. Repeating a complete
+/// returns the same answer; only the first acceptance counts.
+pub async fn complete(cx: &mut Cx<'_>) -> HttpResult {
+    let dev = participant_device(cx)?;
+    let body: CompleteBody = cx.json_or_default().await?;
+    let round_id = cx.param("round")?.to_owned();
+    let upload_id = cx.param("upload")?.to_owned();
+    let round = round_in_org(cx.db(), &round_id, &dev.org_id).await?;
+    let stub = coordinator(cx.env, &round.id)?;
+    let begin: CompleteBeginReply = call(
+        &stub,
+        "/complete-begin",
+        &CompleteBegin {
+            upload_id: upload_id.clone(),
+            device_id: dev.id.clone(),
+            meta: body.meta,
+        },
+    )
+    .await?;
+    let (meta, pieces, layout, shard_starts) = match begin {
+        CompleteBeginReply::Done { outcome } => return answer(outcome, &round.id, &upload_id),
+        CompleteBeginReply::Validate {
+            meta,
+            pieces,
+            layout,
+            shard_starts,
+        } => (meta, pieces, layout, shard_starts),
+    };
+    let bucket = blob::bucket(cx.env)?;
+    let native = NativeSha256::new();
+    let mut validator = if native.is_some() {
+        Validator::new_unhashed(&meta, &layout, shard_starts)
+    } else {
+        Validator::new(&meta, &layout, shard_starts)
+    };
+    let total = blob::total(&pieces);
+    let mut at = 0;
+    let mut early = None;
+    while at < total && early.is_none() {
+        let hi = (at + blob::READ_WINDOW).min(total);
+        let window = blob::read_range(&bucket, &pieces, at, hi).await?;
+        if let Some(h) = &native {
+            h.update(&window).await?;
+        }
+        early = validator.feed(&window).err();
+        at = hi;
+    }
+    let verdict = match (early, native) {
+        (Some(r), _) => Err(r),
+        (None, Some(h)) => validator.finish_with_digest(&h.finish().await?),
+        (None, None) => validator.finish(),
+    };
+    let outcome: Outcome = call(
+        &stub,
+        "/complete-finish",
+        &CompleteFinish {
+            upload_id: upload_id.clone(),
+            verdict,
+        },
+    )
+    .await?;
+    answer(outcome, &round.id, &upload_id)
+}
