@@ -8,6 +8,7 @@ pub mod auth;
 pub mod crypto;
 pub mod error;
 pub mod http;
+pub mod identity;
 pub mod ids;
 pub mod queue;
 pub mod ratelimit;
