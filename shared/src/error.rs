@@ -124,7 +124,7 @@ impl ErrorCode {
             | UnsupportedGrantType | InvalidScope | InvalidClient => self.as_str(),
             RateLimited => "slow_down",
             Forbidden | InsufficientScope => "access_denied",
-            Unauthenticated | InvalidToken | TokenExpired | InvalidSignature => "invalid_grant",
+            Unauthenticated | InvalidToken | TokenExpired | InvalidSignature => "invalid_client",
             Internal => "server_error",
             UpstreamFailed | Unavailable => "temporarily_unavailable",
             InvalidJson | InvalidRequest | InvalidQuery | NotFound | RouteNotFound
