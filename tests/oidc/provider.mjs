@@ -38,6 +38,8 @@ const provider = new Provider(issuer, {
   jwks: { keys: [signingKey] },
   cookies: { keys: [randomBytes(32).toString("hex")] },
   pkce: { required: () => true },
+  // Like Google and Entra, put the scope's claims (email, email_verified, name) in the ID token.
+  conformIdTokenClaims: false,
   claims: { openid: ["sub"], email: ["email", "email_verified"], profile: ["name"] },
   features: { devInteractions: { enabled: false } },
   interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },

@@ -7,6 +7,7 @@
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+pub mod identity;
 pub mod review;
 
 use serde_json::Value;

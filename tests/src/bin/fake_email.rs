@@ -2,7 +2,7 @@
 //! JSON `{from, to, subject, text, html}`, answering `{"id"}` like Resend (and Resend's error
 //! shapes for a missing or wrong key and missing fields). Delivered messages are kept for the
 //! tests, which read them at `GET /__admin/messages?to=<address>`; `POST /__admin/faults`
-//! `{"status", "times"}` makes the next sends fail.
+//! `{"status", "times", "to"?}` makes the next sends (to that recipient) fail.
 //!
 //! usage: fake_email --port N --api-key KEY   (prints `listening on http://127.0.0.1:PORT`)
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -16,7 +16,8 @@ use serde_json::{json, Value};
 struct State {
     api_key: String,
     messages: Vec<Value>,
-    faults: Vec<(u16, u32)>,
+    /// (status, times left, only for this recipient)
+    faults: Vec<(u16, u32, Option<String>)>,
     next_id: u64,
 }
 
@@ -41,7 +42,11 @@ fn recipients(v: &Value) -> Option<Vec<String>> {
 fn send(st: &mut State, req: &Request) -> Response {
     let auth = req.header("authorization").unwrap_or("");
     let Some(key) = auth.strip_prefix("Bearer ") else {
-        return resend_error(401, "missing_api_key", "Missing API key in the authorization header.");
+        return resend_error(
+            401,
+            "missing_api_key",
+            "Missing API key in the authorization header.",
+        );
     };
     if key != st.api_key {
         return resend_error(403, "invalid_api_key", "API key is invalid.");
@@ -50,7 +55,11 @@ fn send(st: &mut State, req: &Request) -> Response {
         .header("content-type")
         .is_some_and(|c| c.starts_with("application/json"))
     {
-        return resend_error(422, "validation_error", "Content-Type must be application/json.");
+        return resend_error(
+            422,
+            "validation_error",
+            "Content-Type must be application/json.",
+        );
     }
     let Ok(body) = serde_json::from_slice::<Value>(&req.body) else {
         return resend_error(422, "validation_error", "Body is not valid JSON.");
@@ -68,9 +77,17 @@ fn send(st: &mut State, req: &Request) -> Response {
         return resend_error(422, "validation_error", "Invalid `to` field.");
     };
     if body.get("text").is_none() && body.get("html").is_none() {
-        return resend_error(422, "validation_error", "Either `text` or `html` is required.");
+        return resend_error(
+            422,
+            "validation_error",
+            "Either `text` or `html` is required.",
+        );
     }
-    if let Some(f) = st.faults.iter_mut().find(|f| f.1 > 0) {
+    if let Some(f) = st
+        .faults
+        .iter_mut()
+        .find(|f| f.1 > 0 && f.2.as_ref().is_none_or(|r| to.contains(r)))
+    {
         f.1 -= 1;
         let status = f.0;
         return resend_error(status, "application_error", "Injected failure.");
@@ -108,7 +125,8 @@ fn handle(state: &Mutex<State>, req: Request) -> Response {
             let v = req.json();
             let status = v["status"].as_u64().unwrap_or(500) as u16;
             let times = v["times"].as_u64().unwrap_or(1) as u32;
-            st.faults.push((status, times));
+            let to = v["to"].as_str().map(str::to_ascii_lowercase);
+            st.faults.push((status, times, to));
             Response::json(200, &json!({"ok": true}))
         }
         _ => resend_error(404, "not_found", "The requested endpoint does not exist."),
