@@ -69,11 +69,15 @@ impl Session {
     }
 }
 
+/// The user agent the helpers send (sessions record it).
+pub const USER_AGENT: &str = "edgeplane-e2e/1";
+
 /// POSTs JSON from `ip`.
 pub fn post_from(c: &Client, path: &str, body: &Value, ip: &str) -> Resp {
     c.send(
         c.request(reqwest::Method::POST, path)
             .header("cf-connecting-ip", ip)
+            .header("user-agent", USER_AGENT)
             .json(body),
     )
 }
@@ -88,6 +92,7 @@ pub fn post_form(c: &Client, path: &str, pairs: &[(&str, &str)], ip: &str) -> Re
     c.send(
         c.request(reqwest::Method::POST, path)
             .header("cf-connecting-ip", ip)
+            .header("user-agent", USER_AGENT)
             .header("content-type", "application/x-www-form-urlencoded")
             .body(body),
     )
@@ -190,6 +195,52 @@ pub fn sign_in(email: &str) -> Session {
     let token = magic_link_token(email);
     let body = verify_magic_link(&token, &unique_ip()).expect(200).json();
     Session::from_body(&email.to_lowercase(), &body)
+}
+
+/// The seeded org's owner, signed in once per test run: the session is shared by every test
+/// (and kept next to `EP_STACK_FILE` for the next test binary), so sign-in rate limits on the
+/// owner's address are never the reason a test fails. Tests must not revoke it.
+pub fn owner_session() -> Session {
+    static OWNER: std::sync::OnceLock<Session> = std::sync::OnceLock::new();
+    OWNER
+        .get_or_init(|| {
+            let file = std::env::var("EP_STACK_FILE")
+                .map(|f| format!("{f}.owner-session.json"))
+                .unwrap_or_default();
+            if let Ok(text) = std::fs::read_to_string(&file) {
+                if let Ok(v) = serde_json::from_str::<Value>(&text) {
+                    let s = Session {
+                        email: v["email"].as_str().unwrap_or_default().to_owned(),
+                        user_id: v["user_id"].as_str().unwrap_or_default().to_owned(),
+                        session_id: v["session_id"].as_str().unwrap_or_default().to_owned(),
+                        access_token: v["access_token"].as_str().unwrap_or_default().to_owned(),
+                        refresh_token: v["refresh_token"].as_str().unwrap_or_default().to_owned(),
+                    };
+                    // Still usable for the rest of this binary (access tokens live 15 minutes)?
+                    let fresh = v["at"].as_u64().is_some_and(|at| now_secs() < at + 600);
+                    if fresh && s.client().get("/v1/me").status == 200 {
+                        return s;
+                    }
+                }
+            }
+            let s = sign_in(&crate::stack().owner_email);
+            let _ = std::fs::write(
+                &file,
+                json!({"email": s.email, "user_id": s.user_id, "session_id": s.session_id,
+                       "access_token": s.access_token, "refresh_token": s.refresh_token,
+                       "at": now_secs()})
+                .to_string(),
+            );
+            s
+        })
+        .clone()
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// A new person with a fresh address, signed in.

@@ -58,7 +58,7 @@ fn magic_link_signs_in_a_new_user_once() {
 
 #[test]
 fn the_seeded_owner_signs_in_and_sees_the_org() {
-    let s = sign_in(&stack().owner_email);
+    let s = owner_session();
     let me = s.client().get("/v1/me").expect(200).json();
     let m = me["memberships"].as_array().unwrap();
     assert!(m
