@@ -4,15 +4,14 @@
 mod api_key;
 mod device;
 mod session;
+mod verified;
 
 pub use session::{forget_memberships, forget_sessions, forget_user_sessions, membership};
 
-use edgeplane_core::auth::access_token::{
-    looks_like_jwt, API_AUDIENCES, AUD_CLI, AUD_DEVICE, AUD_USER,
-};
+use edgeplane_core::auth::access_token::{looks_like_jwt, AUD_CLI, AUD_DEVICE, AUD_USER};
 use edgeplane_core::auth::credential::CredentialKind;
 use edgeplane_core::auth::{OrgAccess, Principal, PrincipalKind};
-use edgeplane_core::crypto::jwt::{Claims, JwtError};
+use edgeplane_core::crypto::jwt::JwtError;
 use edgeplane_core::{ApiError, ErrorCode};
 use edgeplane_runtime::args;
 use edgeplane_runtime::db::Db;
@@ -106,15 +105,10 @@ async fn access_token(
     cfg: &Config,
     token: &str,
 ) -> Result<(Principal, Followups), ApiError> {
-    let claims: Claims<serde_json::Value> = cfg
-        .jwt_keys
-        .verify(token, &cfg.issuer, API_AUDIENCES, now_secs())
-        .map_err(|e| match e {
-            JwtError::Expired => {
-                ApiError::new(ErrorCode::TokenExpired, "the access token has expired")
-            }
-            JwtError::Invalid | JwtError::WrongAudience => invalid_token(),
-        })?;
+    let claims = verified::verify(cfg, token, now_secs()).map_err(|e| match e {
+        JwtError::Expired => ApiError::new(ErrorCode::TokenExpired, "the access token has expired"),
+        JwtError::Invalid | JwtError::WrongAudience => invalid_token(),
+    })?;
     match claims.aud.as_str() {
         AUD_USER => session::resolve_user(db, &claims).await,
         AUD_CLI => session::resolve_cli(db, &claims).await,
