@@ -157,9 +157,9 @@ fn scopes_are_what_was_asked_capped_by_the_current_role() {
     assert!(t.scope.contains("org:admin") && !t.scope.contains("org:owner"));
     t.client().post(&probes, &json!({})).expect(202);
     // Demoted to member (behind the gateway's back: only the cache bound applies): the token
-    // loses what the demotion took away within the membership cache TTL (2 s).
+    // loses what the demotion took away within the membership cache bound (3 s).
     set_role(&org_id, &admin.user_id, "member");
-    std::thread::sleep(Duration::from_millis(2_500));
+    std::thread::sleep(Duration::from_millis(3_200));
     t.client()
         .post(&probes, &json!({}))
         .expect_error(403, "insufficient_scope");
@@ -178,7 +178,7 @@ fn scopes_are_what_was_asked_capped_by_the_current_role() {
         "DELETE FROM memberships WHERE org_id = ? AND user_id = ?",
         &[json!(org_id), json!(admin.user_id)],
     );
-    std::thread::sleep(Duration::from_millis(2_500));
+    std::thread::sleep(Duration::from_millis(3_200));
     t.client()
         .get(&format!("/v1/orgs/{org_id}"))
         .expect_error(404, "not_found");

@@ -1,5 +1,10 @@
 //! A small time-bounded cache for per-isolate state (session revocation state, memberships,
 //! provider metadata). Time is passed in, so staleness bounds are testable.
+//!
+//! [`TtlCache::get_or_refresh`] adds single-flight refreshing: when an entry expires under
+//! concurrent use, one caller re-reads it while the others keep the old value for at most a
+//! grace period, so an expiry costs one database read instead of one per waiting request, and
+//! nothing is ever served later than `ttl + grace` after it was read.
 
 use std::collections::HashMap;
 
@@ -7,7 +12,8 @@ use std::collections::HashMap;
 /// if still full, everything (a rare, cheap reset beats tracking recency on the hot path).
 #[derive(Debug)]
 pub struct TtlCache<V> {
-    entries: HashMap<String, (V, i64)>,
+    /// value, expiry, whether a caller is re-reading it
+    entries: HashMap<String, (V, i64, bool)>,
     ttl_ms: i64,
     max_entries: usize,
 }
@@ -29,19 +35,46 @@ impl<V: Clone> TtlCache<V> {
     pub fn get(&self, key: &str, now_ms: i64) -> Option<V> {
         self.entries
             .get(key)
-            .filter(|(_, expires)| now_ms < *expires)
-            .map(|(v, _)| v.clone())
+            .filter(|(_, expires, _)| now_ms < *expires)
+            .map(|(v, _, _)| v.clone())
+    }
+
+    /// Like [`get`](Self::get), with single-flight refresh: `None` tells the caller to load the
+    /// value (and [`put`](Self::put) it, or [`abandon`](Self::abandon) on failure); while it
+    /// does, other callers get the expired value for at most `grace_ms` past its expiry.
+    pub fn get_or_refresh(&mut self, key: &str, now_ms: i64, grace_ms: i64) -> Option<V> {
+        let (v, expires, refreshing) = self.entries.get_mut(key)?;
+        if now_ms < *expires {
+            return Some(v.clone());
+        }
+        if now_ms >= *expires + grace_ms {
+            return None;
+        }
+        if *refreshing {
+            Some(v.clone())
+        } else {
+            *refreshing = true;
+            None
+        }
+    }
+
+    /// A refresh claimed by [`get_or_refresh`](Self::get_or_refresh) failed: let the next caller
+    /// try.
+    pub fn abandon(&mut self, key: &str) {
+        if let Some((_, _, refreshing)) = self.entries.get_mut(key) {
+            *refreshing = false;
+        }
     }
 
     pub fn put(&mut self, key: &str, value: V, now_ms: i64) {
         if self.entries.len() >= self.max_entries && !self.entries.contains_key(key) {
-            self.entries.retain(|_, (_, expires)| now_ms < *expires);
+            self.entries.retain(|_, (_, expires, _)| now_ms < *expires);
             if self.entries.len() >= self.max_entries {
                 self.entries.clear();
             }
         }
         self.entries
-            .insert(key.to_owned(), (value, now_ms + self.ttl_ms));
+            .insert(key.to_owned(), (value, now_ms + self.ttl_ms, false));
     }
 
     pub fn remove(&mut self, key: &str) {
@@ -50,12 +83,12 @@ impl<V: Clone> TtlCache<V> {
 
     /// Drops every entry for which `keep` is false.
     pub fn retain(&mut self, mut keep: impl FnMut(&str, &V) -> bool) {
-        self.entries.retain(|k, (v, _)| keep(k, v));
+        self.entries.retain(|k, (v, _, _)| keep(k, v));
     }
 
     /// Changes a live entry in place (e.g. marking a session revoked) without extending its TTL.
     pub fn update(&mut self, key: &str, f: impl FnOnce(&mut V)) {
-        if let Some((v, _)) = self.entries.get_mut(key) {
+        if let Some((v, _, _)) = self.entries.get_mut(key) {
             f(v);
         }
     }
@@ -83,6 +116,27 @@ mod tests {
         assert_eq!(c.get("a", 500), Some(2));
         c.remove("a");
         assert_eq!(c.get("a", 1), None);
+    }
+
+    #[test]
+    fn one_caller_refreshes_while_others_get_the_old_value_within_the_grace() {
+        let mut c = TtlCache::new(1_000, 10);
+        c.put("s", 1, 0);
+        assert_eq!(c.get_or_refresh("s", 500, 300), Some(1));
+        // Expired: the first caller is told to load; the next ones get the old value...
+        assert_eq!(c.get_or_refresh("s", 1_000, 300), None);
+        assert_eq!(c.get_or_refresh("s", 1_100, 300), Some(1));
+        // ...but never past the grace, even if the refresh never lands.
+        assert_eq!(c.get_or_refresh("s", 1_300, 300), None);
+        // A failed refresh lets the next caller try at once.
+        let mut d = TtlCache::new(1_000, 10);
+        d.put("s", 1, 0);
+        assert_eq!(d.get_or_refresh("s", 1_000, 300), None);
+        d.abandon("s");
+        assert_eq!(d.get_or_refresh("s", 1_001, 300), None);
+        d.put("s", 2, 1_002);
+        assert_eq!(d.get_or_refresh("s", 1_003, 300), Some(2));
+        assert_eq!(d.get_or_refresh("missing", 0, 300), None);
     }
 
     #[test]

@@ -2,12 +2,12 @@
 //!
 //! An access token is a 15-minute EdDSA JWT naming its session (`sid`). Its signature and expiry
 //! are checked offline; revocation is checked against the session's state, kept per isolate for
-//! at most [`SESSION_TTL_MS`]. The isolate that revokes a session updates its own cache at once,
-//! so there the very next request is refused; another isolate notices within the TTL (the
-//! staleness bound documented in ARCHITECTURE.md). Memberships — needed on every org-scoped
+//! at most [`SESSION_TTL_MS`] (plus [`REFRESH_GRACE_MS`] while one request re-reads it). The
+//! isolate that revokes a session updates its own cache at once, so there the very next request
+//! is refused; another isolate notices within 3 s (the staleness bound in ARCHITECTURE.md). Memberships — needed on every org-scoped
 //! request — are cached the same way ([`MEMBERSHIP_TTL_MS`]); a membership the cache does not
 //! know is always re-read from D1, so additions apply at once and only removals and demotions
-//! made through another isolate can lag, by at most the TTL.
+//! made through another isolate can lag, by at most 3 s.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -28,6 +28,9 @@ use crate::http::ctx::now_ms;
 pub const SESSION_TTL_MS: i64 = 2_000;
 /// How long a user's memberships may be served from an isolate's memory.
 pub const MEMBERSHIP_TTL_MS: i64 = 2_000;
+/// While one request re-reads an expired entry, others may use the old one this much longer:
+/// nothing is served more than TTL + GRACE (3 s) after it was read.
+pub const REFRESH_GRACE_MS: i64 = 1_000;
 /// `last_used_at` is written at most this often per session.
 const LAST_USED_GRANULARITY_MS: i64 = 60_000;
 const MAX_ENTRIES: usize = 10_000;
@@ -96,7 +99,8 @@ struct SessionRow {
 
 async fn load_session(db: &Db, sid: &str) -> Result<Option<Rc<SessionState>>, ApiError> {
     let now = now_ms();
-    if let Some(hit) = SESSIONS.with(|c| c.borrow().get(sid, now)) {
+    if let Some(hit) = SESSIONS.with(|c| c.borrow_mut().get_or_refresh(sid, now, REFRESH_GRACE_MS))
+    {
         return Ok(Some(hit));
     }
     let row: Option<SessionRow> = db
@@ -106,7 +110,8 @@ async fn load_session(db: &Db, sid: &str) -> Result<Option<Rc<SessionState>>, Ap
              WHERE s.id = ?",
             args![sid],
         )
-        .await?;
+        .await
+        .inspect_err(|_| SESSIONS.with(|c| c.borrow_mut().abandon(sid)))?;
     let Some(row) = row else {
         return Ok(None);
     };
@@ -211,7 +216,8 @@ async fn read_memberships(db: &Db, user_id: &str) -> Result<Rc<Vec<Membership>>,
              WHERE m.user_id = ? AND o.deleted_at_ms IS NULL",
             args![user_id],
         )
-        .await?;
+        .await
+        .inspect_err(|_| MEMBERSHIPS.with(|c| c.borrow_mut().abandon(user_id)))?;
     let rows = Rc::new(rows);
     MEMBERSHIPS.with(|c| c.borrow_mut().put(user_id, rows.clone(), now_ms()));
     Ok(rows)
@@ -228,7 +234,10 @@ pub async fn membership(
             .find(|m| m.org_id == org_ref || m.slug == org_ref)
             .map(|m| (m.org_id.clone(), m.role.clone()))
     };
-    let cached = MEMBERSHIPS.with(|c| c.borrow().get(user_id, now_ms()));
+    let cached = MEMBERSHIPS.with(|c| {
+        c.borrow_mut()
+            .get_or_refresh(user_id, now_ms(), REFRESH_GRACE_MS)
+    });
     let found = match cached.as_deref().and_then(|l| find(l)) {
         Some(hit) => Some(hit),
         // Not in the cache (or no cache): the truth is one read away, so a new membership is
