@@ -144,6 +144,15 @@ fn magic_links_are_rate_limited_per_address_and_per_ip() {
 }
 
 #[test]
+fn the_development_outbox_does_not_exist_outside_development() {
+    let email = unique_email("outbox");
+    sign_in(&email);
+    Client::anonymous()
+        .get(&format!("/v1/dev/outbox/{email}"))
+        .expect_error(404, "route_not_found");
+}
+
+#[test]
 fn a_failing_email_provider_is_503_and_links_never_reach_the_logs() {
     let fake = email_fake();
     let email = unique_email("outage");
