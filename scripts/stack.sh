@@ -113,6 +113,52 @@ ep_stack_restart() {
   ep_wait_ready "http://127.0.0.1:$port" 300 || ep_die "the restarted stack did not become ready"
 }
 
+# ep_identity_fakes_start RUN_DIR GATEWAY_BASE_URL: starts the loopback fakes sign-in needs before
+# the stack — the Resend-compatible email fake (tests/src/bin/fake_email.rs) and a real OpenID
+# Provider (`oidc-provider`, tests/oidc/provider.mjs) whose client redirects to the gateway —
+# and sets EP_IDENTITY_VARS (gateway vars pointing at them), EP_EMAIL_FAKE and EP_OIDC_ISSUER.
+ep_identity_fakes_start() {
+  local dir="$1" base="$2" key secret
+  (cd "$EP_ROOT" && cargo build -q -p e2e --bin fake_email) || ep_die "building the email fake failed"
+  key="re_test_$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
+  secret="$(python3 -c 'import secrets; print(secrets.token_hex(24))')"
+  setsid "$EP_ROOT/target/debug/fake_email" --port 0 --api-key "$key" >"$dir/fake_email.out" 2>"$dir/fake_email.log" &
+  EP_EMAIL_FAKE_PID=$!
+  setsid node "$EP_ROOT/tests/oidc/provider.mjs" --client-id edgeplane-e2e --client-secret "$secret" \
+    --redirect-uri "$base/v1/auth/providers/test/callback" >"$dir/oidc.out" 2>"$dir/oidc.log" &
+  EP_OIDC_PID=$!
+  EP_EMAIL_FAKE="$(ep_wait_line "$dir/fake_email.out" "$EP_EMAIL_FAKE_PID")" || ep_die "the email fake did not start"
+  EP_OIDC_ISSUER="$(ep_wait_line "$dir/oidc.out" "$EP_OIDC_PID")" || { cat "$dir/oidc.log" >&2; ep_die "the OIDC provider did not start"; }
+  export EP_EMAIL_FAKE EP_OIDC_ISSUER
+  EP_IDENTITY_VARS=(
+    "EMAIL_PROVIDER=resend" "EMAIL_API_BASE=$EP_EMAIL_FAKE" "EMAIL_API_KEY=$key"
+    "EMAIL_FROM=edgeplane <no-reply@edgeplane.test>"
+    "SIGNIN_PROVIDERS=test" "SIGNIN_TEST_PRESET=generic" "SIGNIN_TEST_ISSUER=$EP_OIDC_ISSUER"
+    "SIGNIN_TEST_CLIENT_ID=edgeplane-e2e" "SIGNIN_TEST_CLIENT_SECRET=$secret"
+    "SIGNIN_TEST_DISPLAY_NAME=Test OIDC provider"
+  )
+}
+
+ep_identity_fakes_stop() {
+  local pid
+  for pid in "${EP_EMAIL_FAKE_PID:-}" "${EP_OIDC_PID:-}"; do
+    [ -n "$pid" ] && kill -TERM -- "-$pid" 2>/dev/null || true
+  done
+  EP_EMAIL_FAKE_PID= EP_OIDC_PID=
+}
+
+# ep_wait_line FILE PID: prints the URL from a `listening on URL` line once FILE has one.
+ep_wait_line() {
+  local file="$1" pid="$2" i line
+  for ((i = 0; i < 200; i++)); do
+    line="$(grep -m1 '^listening on ' "$file" 2>/dev/null || true)"
+    if [ -n "$line" ]; then echo "${line#listening on }"; return 0; fi
+    kill -0 "$pid" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+
 # As a command: `bash scripts/stack.sh restart STATE_DIR PORT LOGFILE PIDFILE`.
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   source "$(dirname "$0")/env.sh"

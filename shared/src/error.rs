@@ -12,11 +12,23 @@ pub enum ErrorCode {
     InvalidJson,
     InvalidRequest,
     InvalidQuery,
+    /// A one-time grant (sign-in link, OIDC state or code, device code, refresh token) that is
+    /// unknown, expired, already used or revoked. Also an RFC 6749 error name.
+    InvalidGrant,
+    // 400, RFC 8628 device-code polling answers (only on `/oauth/*`).
+    AuthorizationPending,
+    SlowDown,
+    AccessDenied,
+    ExpiredToken,
+    UnsupportedGrantType,
+    InvalidScope,
     // 401
     Unauthenticated,
     InvalidToken,
     TokenExpired,
     InvalidSignature,
+    /// An OAuth client that is not registered (RFC 6749).
+    InvalidClient,
     // 403
     Forbidden,
     InsufficientScope,
@@ -48,8 +60,9 @@ impl ErrorCode {
     pub const fn status(self) -> u16 {
         use ErrorCode::*;
         match self {
-            InvalidJson | InvalidRequest | InvalidQuery => 400,
-            Unauthenticated | InvalidToken | TokenExpired | InvalidSignature => 401,
+            InvalidJson | InvalidRequest | InvalidQuery | InvalidGrant | AuthorizationPending
+            | SlowDown | AccessDenied | ExpiredToken | UnsupportedGrantType | InvalidScope => 400,
+            Unauthenticated | InvalidToken | TokenExpired | InvalidSignature | InvalidClient => 401,
             Forbidden | InsufficientScope => 403,
             NotFound | RouteNotFound => 404,
             MethodNotAllowed => 405,
@@ -71,10 +84,18 @@ impl ErrorCode {
             InvalidJson => "invalid_json",
             InvalidRequest => "invalid_request",
             InvalidQuery => "invalid_query",
+            InvalidGrant => "invalid_grant",
+            AuthorizationPending => "authorization_pending",
+            SlowDown => "slow_down",
+            AccessDenied => "access_denied",
+            ExpiredToken => "expired_token",
+            UnsupportedGrantType => "unsupported_grant_type",
+            InvalidScope => "invalid_scope",
             Unauthenticated => "unauthenticated",
             InvalidToken => "invalid_token",
             TokenExpired => "token_expired",
             InvalidSignature => "invalid_signature",
+            InvalidClient => "invalid_client",
             Forbidden => "forbidden",
             InsufficientScope => "insufficient_scope",
             NotFound => "not_found",
@@ -90,6 +111,25 @@ impl ErrorCode {
             Internal => "internal",
             UpstreamFailed => "upstream_failed",
             Unavailable => "unavailable",
+        }
+    }
+
+    /// The RFC 6749 (section 5.2) / RFC 8628 error name `/oauth/*` routes answer with, so OAuth
+    /// clients see only names they know: the OAuth-specific codes keep theirs, everything else
+    /// (body parsing, limits, routing) folds into the closest registered one.
+    pub const fn oauth_name(self) -> &'static str {
+        use ErrorCode::*;
+        match self {
+            InvalidGrant | AuthorizationPending | SlowDown | AccessDenied | ExpiredToken
+            | UnsupportedGrantType | InvalidScope | InvalidClient => self.as_str(),
+            RateLimited => "slow_down",
+            Forbidden | InsufficientScope => "access_denied",
+            Unauthenticated | InvalidToken | TokenExpired | InvalidSignature => "invalid_client",
+            Internal => "server_error",
+            UpstreamFailed | Unavailable => "temporarily_unavailable",
+            InvalidJson | InvalidRequest | InvalidQuery | NotFound | RouteNotFound
+            | MethodNotAllowed | Conflict | AlreadyExists | Gone | PayloadTooLarge
+            | UnsupportedMediaType | ValidationFailed => "invalid_request",
         }
     }
 }
@@ -144,6 +184,11 @@ impl ApiError {
     /// For failures whose detail must stay in the logs: the caller sees only a generic message.
     pub fn internal() -> Self {
         Self::new(ErrorCode::Internal, "internal error")
+    }
+
+    /// The RFC 6749 error body `/oauth/*` routes answer with.
+    pub fn oauth_body(&self) -> serde_json::Value {
+        serde_json::json!({"error": self.code.oauth_name(), "error_description": self.message})
     }
 
     /// The JSON body every non-OAuth error answers with.
@@ -203,6 +248,14 @@ mod tests {
             InvalidJson,
             InvalidRequest,
             InvalidQuery,
+            InvalidGrant,
+            AuthorizationPending,
+            SlowDown,
+            AccessDenied,
+            ExpiredToken,
+            UnsupportedGrantType,
+            InvalidScope,
+            InvalidClient,
             Unauthenticated,
             InvalidToken,
             TokenExpired,
@@ -225,5 +278,45 @@ mod tests {
         for code in [Internal, UpstreamFailed, Unavailable] {
             assert!(code.status() >= 500);
         }
+    }
+
+    #[test]
+    fn oauth_names_are_registered_ones() {
+        use ErrorCode::*;
+        let registered = [
+            "invalid_request",
+            "invalid_client",
+            "invalid_grant",
+            "unsupported_grant_type",
+            "invalid_scope",
+            "access_denied",
+            "server_error",
+            "temporarily_unavailable",
+            "authorization_pending",
+            "slow_down",
+            "expired_token",
+        ];
+        for code in [
+            InvalidJson,
+            PayloadTooLarge,
+            UnsupportedMediaType,
+            ValidationFailed,
+            RateLimited,
+            Internal,
+            SlowDown,
+            ExpiredToken,
+            InvalidClient,
+            MethodNotAllowed,
+            InvalidToken,
+        ] {
+            assert!(registered.contains(&code.oauth_name()), "{code:?}");
+        }
+        let body = ApiError::new(ExpiredToken, "the device code expired").oauth_body();
+        assert_eq!(
+            body,
+            serde_json::json!({"error": "expired_token", "error_description": "the device code expired"})
+        );
+        assert_eq!(InvalidClient.status(), 401);
+        assert_eq!(SlowDown.status(), 400);
     }
 }

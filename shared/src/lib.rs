@@ -10,6 +10,7 @@ pub mod crypto;
 pub mod error;
 pub mod fl;
 pub mod http;
+pub mod identity;
 pub mod ids;
 pub mod queue;
 pub mod ratelimit;

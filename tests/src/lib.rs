@@ -9,6 +9,7 @@ pub mod federation;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+pub mod identity;
 pub mod review;
 
 use serde_json::Value;

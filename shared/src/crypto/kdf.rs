@@ -17,6 +17,8 @@ pub enum KeyPurpose {
     LlmProviderKeys,
     /// Signing short-lived upload URLs.
     UploadUrls,
+    /// Deriving the PKCE verifier and nonce of a sign-in flow from its state.
+    SignInFlows,
 }
 
 impl KeyPurpose {
@@ -28,6 +30,7 @@ impl KeyPurpose {
             KeyPurpose::IntegrationSecrets => "edgeplane/v1/aead/integration-secrets".into(),
             KeyPurpose::LlmProviderKeys => "edgeplane/v1/aead/llm-provider-keys".into(),
             KeyPurpose::UploadUrls => "edgeplane/v1/hmac/upload-urls".into(),
+            KeyPurpose::SignInFlows => "edgeplane/v1/hmac/sign-in-flows".into(),
         }
     }
 }

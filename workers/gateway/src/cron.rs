@@ -8,10 +8,17 @@ use worker::Env;
 use crate::http::ctx::now_ms;
 use crate::http::log;
 use edgeplane_runtime::args;
-use edgeplane_runtime::db::Db;
+use edgeplane_runtime::db::{Db, Stmt};
 
 /// Queue probes are diagnostics; a week is plenty to look at one.
 const PROBE_RETENTION_MS: i64 = 7 * 24 * 3600 * 1000;
+/// Spent or expired one-time sign-in artifacts are kept a day for investigation, then deleted.
+const SIGNIN_ARTIFACT_RETENTION_MS: i64 = 24 * 3600 * 1000;
+/// Sessions revoked (or past their longest lifetime) this long ago are deleted with their
+/// refresh tokens; the audit log keeps their history.
+const DEAD_SESSION_RETENTION_MS: i64 = 30 * 24 * 3600 * 1000;
+/// The longest any session lives (CLI tokens: a year).
+const LONGEST_SESSION_MS: i64 = 365 * 24 * 3600 * 1000;
 
 pub async fn run(env: &Env, cron: &str) {
     let Ok(db) = Db::from_env(env) else {
@@ -34,6 +41,35 @@ pub async fn run(env: &Env, cron: &str) {
         "prune_queue_probes".into(),
         match pruned {
             Ok(w) => json!({"deleted": w.changes}),
+            Err(_) => json!({"error": true}),
+        },
+    );
+
+    let cutoff = started - SIGNIN_ARTIFACT_RETENTION_MS;
+    let dead = started - DEAD_SESSION_RETENTION_MS;
+    let identity = db
+        .batch_unaudited(vec![
+            Stmt::new("DELETE FROM magic_links WHERE expires_at_ms < ?", args![cutoff]),
+            Stmt::new("DELETE FROM signin_flows WHERE expires_at_ms < ?", args![cutoff]),
+            Stmt::new(
+                "DELETE FROM device_codes WHERE expires_at_ms < ? AND (session_id IS NULL OR                  session_id IN (SELECT id FROM sessions WHERE revoked_at_ms < ?))",
+                args![cutoff, dead],
+            ),
+            Stmt::new("DELETE FROM email_outbox WHERE created_at_ms < ?", args![cutoff]),
+            Stmt::new(
+                "DELETE FROM refresh_tokens WHERE session_id IN (SELECT id FROM sessions WHERE                  revoked_at_ms < ? OR created_at_ms < ?)",
+                args![dead, started - LONGEST_SESSION_MS - DEAD_SESSION_RETENTION_MS],
+            ),
+            Stmt::new(
+                "DELETE FROM sessions WHERE (revoked_at_ms < ? OR created_at_ms < ?) AND id NOT IN                  (SELECT session_id FROM device_codes WHERE session_id IS NOT NULL)",
+                args![dead, started - LONGEST_SESSION_MS - DEAD_SESSION_RETENTION_MS],
+            ),
+        ])
+        .await;
+    tasks.insert(
+        "prune_identity".into(),
+        match identity {
+            Ok(()) => json!({"ok": true}),
             Err(_) => json!({"error": true}),
         },
     );

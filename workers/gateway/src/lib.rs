@@ -26,8 +26,11 @@ use http::RequestCtx;
 async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
     let mut rc = RequestCtx::new(&req);
     let method = rc.method.clone();
+    // OAuth clients expect RFC 6749 error bodies from the OAuth endpoints, for every failure.
+    let oauth = req.path().starts_with("/oauth/");
     let (mut resp, error_code) = match routes::dispatch(req, &env, &ctx, &mut rc).await {
         Ok(resp) => (resp, None),
+        Err(err) if oauth => (respond::oauth_error(&err), Some(err.code.as_str())),
         Err(err) => (
             respond::error(&err, &rc.request_id),
             Some(err.code.as_str()),

@@ -53,6 +53,7 @@ pub async fn resolve(db: &Db, token: &str) -> Result<(Principal, Followups), Api
         },
         Followups {
             touch_api_key: touch,
+            ..Followups::default()
         },
     ))
 }

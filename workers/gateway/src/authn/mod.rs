@@ -4,13 +4,14 @@
 mod api_key;
 pub mod device;
 mod session;
+mod verified;
 
-use edgeplane_core::auth::access_token::{
-    looks_like_jwt, API_AUDIENCES, AUD_CLI, AUD_DEVICE, AUD_USER,
-};
+pub use session::{forget_memberships, forget_sessions, forget_user_sessions, membership};
+
+use edgeplane_core::auth::access_token::{looks_like_jwt, AUD_CLI, AUD_DEVICE, AUD_USER};
 use edgeplane_core::auth::credential::CredentialKind;
-use edgeplane_core::auth::{OrgAccess, Principal, PrincipalKind, Role};
-use edgeplane_core::crypto::jwt::{Claims, JwtError};
+use edgeplane_core::auth::{OrgAccess, Principal, PrincipalKind};
+use edgeplane_core::crypto::jwt::JwtError;
 use edgeplane_core::{ApiError, ErrorCode};
 use edgeplane_runtime::args;
 use edgeplane_runtime::db::Db;
@@ -59,12 +60,22 @@ pub async fn run_followups(db: &Db, f: Followups) {
             )
             .await;
     }
+    if let Some(id) = f.touch_session {
+        let _ = db
+            .run_unaudited(
+                "UPDATE sessions SET last_used_at_ms = ? WHERE id = ?",
+                args![now_ms(), id],
+            )
+            .await;
+    }
 }
 
 /// Side effects a resolution wants done after the response (e.g. `last_used_at`).
 #[derive(Default)]
 pub struct Followups {
     pub touch_api_key: Option<String>,
+    /// A session (or CLI token) whose `last_used_at` is due for an update.
+    pub touch_session: Option<String>,
 }
 
 /// Resolves the credential on a request. No credential: anonymous. Any presented credential that
@@ -94,33 +105,21 @@ async fn access_token(
     cfg: &Config,
     token: &str,
 ) -> Result<(Principal, Followups), ApiError> {
-    let claims: Claims<serde_json::Value> = cfg
-        .jwt_keys
-        .verify(token, &cfg.issuer, API_AUDIENCES, now_secs())
-        .map_err(|e| match e {
-            JwtError::Expired => {
-                ApiError::new(ErrorCode::TokenExpired, "the access token has expired")
-            }
-            JwtError::Invalid | JwtError::WrongAudience => invalid_token(),
-        })?;
-    let principal = match claims.aud.as_str() {
-        AUD_USER => session::resolve_user(db, &claims).await?,
-        AUD_CLI => session::resolve_cli(db, &claims).await?,
-        AUD_DEVICE => device::resolve(db, &claims).await?,
-        _ => return Err(invalid_token()),
-    };
-    Ok((principal, Followups::default()))
+    let claims = verified::verify(cfg, token, now_secs()).map_err(|e| match e {
+        JwtError::Expired => ApiError::new(ErrorCode::TokenExpired, "the access token has expired"),
+        JwtError::Invalid | JwtError::WrongAudience => invalid_token(),
+    })?;
+    match claims.aud.as_str() {
+        AUD_USER => session::resolve_user(db, &claims).await,
+        AUD_CLI => session::resolve_cli(db, &claims).await,
+        AUD_DEVICE => Ok((device::resolve(db, &claims).await?, Followups::default())),
+        _ => Err(invalid_token()),
+    }
 }
 
 #[derive(Deserialize)]
 struct OrgRow {
     id: String,
-}
-
-#[derive(Deserialize)]
-struct MemberRow {
-    org_id: String,
-    role: String,
 }
 
 /// The org named in the path (id or slug) as seen by `principal`. Anything the principal is not
@@ -134,16 +133,22 @@ pub async fn org_access(
     match (&principal.kind, &principal.bound) {
         (PrincipalKind::User, _) => {
             let user_id = principal.user_id.as_deref().ok_or_else(not_found)?;
-            let row: MemberRow = db
-                .first(
-                    "SELECT m.org_id, m.role FROM memberships m JOIN orgs o ON o.id = m.org_id \
-                     WHERE m.user_id = ? AND (o.id = ? OR o.slug = ?) AND o.deleted_at_ms IS NULL",
-                    args![user_id, org_ref, org_ref],
-                )
+            let (org_id, role) = session::membership(db, user_id, org_ref)
                 .await?
                 .ok_or_else(not_found)?;
-            let role = Role::parse(&row.role).ok_or_else(ApiError::internal)?;
-            Ok(OrgAccess::for_member(row.org_id, role))
+            Ok(OrgAccess::for_member(org_id, role))
+        }
+        // A CLI token acts in its one org, with its scopes capped by the person's *current*
+        // role there: a demoted member's token loses what the demotion took away, a removed
+        // member's token reaches nothing.
+        (PrincipalKind::CliToken, Some(bound)) => {
+            let user_id = principal.user_id.as_deref().ok_or_else(not_found)?;
+            match session::membership(db, user_id, org_ref).await? {
+                Some((org_id, role)) if org_id == bound.org_id => {
+                    Ok(OrgAccess::for_credential(org_id, bound.scopes, Some(role)))
+                }
+                _ => Err(not_found()),
+            }
         }
         (_, Some(bound)) => {
             if bound.org_id == org_ref {

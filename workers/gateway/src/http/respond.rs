@@ -42,6 +42,21 @@ pub fn error(err: &ApiError, request_id: &str) -> Response {
         .fixed(body)
 }
 
+/// `{"error", "error_description"}` (RFC 6749 §5.2) for the `/oauth/*` endpoints, with the
+/// status the error code decides and `Retry-After` when it has one.
+pub fn oauth_error(err: &ApiError) -> Response {
+    let body = serde_json::to_vec(&err.oauth_body()).unwrap_or_default();
+    let headers = Headers::new();
+    let _ = headers.set("content-type", "application/json");
+    if let Some(s) = err.retry_after {
+        let _ = headers.set("retry-after", &s.to_string());
+    }
+    ResponseBuilder::new()
+        .with_status(err.status())
+        .with_headers(headers)
+        .fixed(body)
+}
+
 /// Headers on every response.
 pub fn finish(resp: &mut Response, request_id: &str) {
     let h = resp.headers_mut();

@@ -1,0 +1,150 @@
+//! Identity benchmark: an authenticated GET with a *user* access token (EdDSA JWT verify +
+//! session revocation check + membership and scope policy) against the `/livez` floor, in one
+//! run on one stack. The session comes from a real magic-link sign-in through the Resend-API
+//! email fake that `scripts/bench` starts for this section.
+//!
+//! Rows: `GET /v1/orgs/{org}/me` answers from the resolved access alone (the auth path and
+//! nothing else); `GET /v1/orgs/{org}` adds the handler's read of the org row from D1; the same
+//! read with the seeded API key (looked up in D1 on every request) is the reference the core
+//! section reports.
+
+use std::time::Duration;
+
+use edgeplane_bench::load::{self, LoadConfig, RequestSpec};
+use edgeplane_bench::{report, stack};
+use serde_json::{json, Value};
+
+async fn sign_in(base: &str, fake: &str, email: &str) -> Result<String, String> {
+    let http = reqwest::Client::new();
+    let err = |e: reqwest::Error| e.to_string();
+    let before = messages(&http, fake, email).await?.len();
+    let r = http
+        .post(format!("{base}/v1/auth/magic-link"))
+        .header("cf-connecting-ip", "192.0.2.10")
+        .json(&json!({ "email": email }))
+        .send()
+        .await
+        .map_err(err)?;
+    if r.status().as_u16() != 202 {
+        return Err(format!("magic-link request answered {}", r.status()));
+    }
+    let mut token = None;
+    for _ in 0..100 {
+        if let Some(m) = messages(&http, fake, email).await?.get(before) {
+            let text = m["text"].as_str().unwrap_or_default();
+            if let Some(at) = text.find("#token=") {
+                token = text.get(at + 7..at + 7 + 48).map(str::to_owned);
+            }
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let token = token.ok_or("no sign-in email arrived")?;
+    let v: Value = http
+        .post(format!("{base}/v1/auth/magic-link/verify"))
+        .header("cf-connecting-ip", "192.0.2.10")
+        .json(&json!({ "token": token }))
+        .send()
+        .await
+        .map_err(err)?
+        .json()
+        .await
+        .map_err(err)?;
+    v["access_token"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| format!("sign-in failed: {v}"))
+}
+
+async fn messages(http: &reqwest::Client, fake: &str, to: &str) -> Result<Vec<Value>, String> {
+    http.get(format!("{fake}/__admin/messages"))
+        .query(&[("to", to)])
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())
+}
+
+#[tokio::main]
+async fn main() {
+    let stack = match stack::from_env() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    };
+    let Ok(fake) = std::env::var("EP_EMAIL_FAKE") else {
+        eprintln!("EP_EMAIL_FAKE is not set: run through scripts/bench identity");
+        std::process::exit(2);
+    };
+    let base = stack.base_url.clone();
+    let token = match sign_in(&base, &fake, &stack.owner_email).await {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("signing in for the benchmark failed: {e}");
+            std::process::exit(1);
+        }
+    };
+    let cfg = LoadConfig::from_env();
+    let get = |path: String, bearer: String| {
+        let url = format!("{base}{path}");
+        let auth = format!("Bearer {bearer}");
+        move |_| RequestSpec::get(url.clone()).header("authorization", &auth)
+    };
+    let floor = load::run("GET /livez (floor)", &cfg, 200, {
+        let url = format!("{base}/livez");
+        move |_| RequestSpec::get(url.clone())
+    })
+    .await;
+    let me = load::run(
+        "GET /v1/orgs/{org}/me (user token)",
+        &cfg,
+        200,
+        get(format!("/v1/orgs/{}/me", stack.org_id), token.clone()),
+    )
+    .await;
+    let org = load::run(
+        "GET /v1/orgs/{org} (user token, +1 D1 read)",
+        &cfg,
+        200,
+        get(format!("/v1/orgs/{}", stack.org_id), token.clone()),
+    )
+    .await;
+    let keyed = load::run(
+        "GET /v1/orgs/{org} (API key, reference)",
+        &cfg,
+        200,
+        get(format!("/v1/orgs/{}", stack.org_id), stack.api_key.clone()),
+    )
+    .await;
+    report::print_table(
+        &format!(
+            "identity: user-token authenticated GET vs floor ({} connections, {:?})",
+            cfg.concurrency, cfg.duration
+        ),
+        &stack.runtime,
+        &floor,
+        &[&me, &org, &keyed],
+    );
+    let rps = me.rps() / floor.rps();
+    let dp50 = me.percentile_ms(50.0) - floor.percentile_ms(50.0);
+    let p99 = me.percentile_ms(99.0) / floor.percentile_ms(99.0);
+    report::goal(
+        "user-token GET keeps >= 80% of the floor's req/s",
+        rps >= 0.8,
+        &format!("{:.0}%", rps * 100.0),
+    );
+    report::goal(
+        "user-token GET adds < 2 ms at p50",
+        dp50 < 2.0,
+        &format!("{dp50:+.2} ms"),
+    );
+    report::goal(
+        "user-token GET p99 within 1.5x the floor's",
+        p99 <= 1.5,
+        &format!("{p99:.2}x"),
+    );
+}

@@ -1,0 +1,156 @@
+//! A small time-bounded cache for per-isolate state (session revocation state, memberships,
+//! provider metadata). Time is passed in, so staleness bounds are testable.
+//!
+//! [`TtlCache::get_or_refresh`] adds single-flight refreshing: when an entry expires under
+//! concurrent use, one caller re-reads it while the others keep the old value for at most a
+//! grace period, so an expiry costs one database read instead of one per waiting request, and
+//! nothing is ever served later than `ttl + grace` after it was read.
+
+use std::collections::HashMap;
+
+/// Entries expire `ttl_ms` after they were stored; a full cache first drops expired entries and,
+/// if still full, everything (a rare, cheap reset beats tracking recency on the hot path).
+#[derive(Debug)]
+pub struct TtlCache<V> {
+    /// value, expiry, whether a caller is re-reading it
+    entries: HashMap<String, (V, i64, bool)>,
+    ttl_ms: i64,
+    max_entries: usize,
+}
+
+impl<V: Clone> TtlCache<V> {
+    pub fn new(ttl_ms: i64, max_entries: usize) -> Self {
+        Self {
+            entries: HashMap::new(),
+            ttl_ms,
+            max_entries: max_entries.max(1),
+        }
+    }
+
+    pub fn ttl_ms(&self) -> i64 {
+        self.ttl_ms
+    }
+
+    /// The value stored for `key` if it is younger than the TTL.
+    pub fn get(&self, key: &str, now_ms: i64) -> Option<V> {
+        self.entries
+            .get(key)
+            .filter(|(_, expires, _)| now_ms < *expires)
+            .map(|(v, _, _)| v.clone())
+    }
+
+    /// Like [`get`](Self::get), with single-flight refresh: `None` tells the caller to load the
+    /// value (and [`put`](Self::put) it, or [`abandon`](Self::abandon) on failure); while it
+    /// does, other callers get the expired value for at most `grace_ms` past its expiry.
+    pub fn get_or_refresh(&mut self, key: &str, now_ms: i64, grace_ms: i64) -> Option<V> {
+        let (v, expires, refreshing) = self.entries.get_mut(key)?;
+        if now_ms < *expires {
+            return Some(v.clone());
+        }
+        if now_ms >= *expires + grace_ms {
+            return None;
+        }
+        if *refreshing {
+            Some(v.clone())
+        } else {
+            *refreshing = true;
+            None
+        }
+    }
+
+    /// A refresh claimed by [`get_or_refresh`](Self::get_or_refresh) failed: let the next caller
+    /// try.
+    pub fn abandon(&mut self, key: &str) {
+        if let Some((_, _, refreshing)) = self.entries.get_mut(key) {
+            *refreshing = false;
+        }
+    }
+
+    pub fn put(&mut self, key: &str, value: V, now_ms: i64) {
+        if self.entries.len() >= self.max_entries && !self.entries.contains_key(key) {
+            self.entries.retain(|_, (_, expires, _)| now_ms < *expires);
+            if self.entries.len() >= self.max_entries {
+                self.entries.clear();
+            }
+        }
+        self.entries
+            .insert(key.to_owned(), (value, now_ms + self.ttl_ms, false));
+    }
+
+    pub fn remove(&mut self, key: &str) {
+        self.entries.remove(key);
+    }
+
+    /// Drops every entry for which `keep` is false.
+    pub fn retain(&mut self, mut keep: impl FnMut(&str, &V) -> bool) {
+        self.entries.retain(|k, (v, _, _)| keep(k, v));
+    }
+
+    /// Changes a live entry in place (e.g. marking a session revoked) without extending its TTL.
+    pub fn update(&mut self, key: &str, f: impl FnOnce(&mut V)) {
+        if let Some((v, _, _)) = self.entries.get_mut(key) {
+            f(v);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_expire_after_the_ttl() {
+        let mut c = TtlCache::new(1_000, 10);
+        c.put("a", 1, 0);
+        assert_eq!(c.get("a", 999), Some(1));
+        assert_eq!(c.get("a", 1_000), None);
+        c.update("a", |v| *v = 2);
+        assert_eq!(c.get("a", 500), Some(2));
+        c.remove("a");
+        assert_eq!(c.get("a", 1), None);
+    }
+
+    #[test]
+    fn one_caller_refreshes_while_others_get_the_old_value_within_the_grace() {
+        let mut c = TtlCache::new(1_000, 10);
+        c.put("s", 1, 0);
+        assert_eq!(c.get_or_refresh("s", 500, 300), Some(1));
+        // Expired: the first caller is told to load; the next ones get the old value...
+        assert_eq!(c.get_or_refresh("s", 1_000, 300), None);
+        assert_eq!(c.get_or_refresh("s", 1_100, 300), Some(1));
+        // ...but never past the grace, even if the refresh never lands.
+        assert_eq!(c.get_or_refresh("s", 1_300, 300), None);
+        // A failed refresh lets the next caller try at once.
+        let mut d = TtlCache::new(1_000, 10);
+        d.put("s", 1, 0);
+        assert_eq!(d.get_or_refresh("s", 1_000, 300), None);
+        d.abandon("s");
+        assert_eq!(d.get_or_refresh("s", 1_001, 300), None);
+        d.put("s", 2, 1_002);
+        assert_eq!(d.get_or_refresh("s", 1_003, 300), Some(2));
+        assert_eq!(d.get_or_refresh("missing", 0, 300), None);
+    }
+
+    #[test]
+    fn bounded_size() {
+        let mut c = TtlCache::new(1_000, 2);
+        c.put("a", 1, 0);
+        c.put("b", 2, 0);
+        c.put("c", 3, 2_000); // a and b expired: dropped, c fits
+        assert_eq!(c.len(), 1);
+        c.put("d", 4, 2_000);
+        c.put("e", 5, 2_000); // full of live entries: reset
+        assert!(c.len() <= 2);
+        assert_eq!(c.get("e", 2_001), Some(5));
+        c.retain(|k, _| k != "e");
+        assert!(c.get("e", 2_001).is_none());
+    }
+}

@@ -1,0 +1,46 @@
+//! Access tokens whose signature this isolate already verified.
+//!
+//! Checking an Ed25519 signature is the largest CPU cost of an authenticated request in wasm, and
+//! a client sends the same access token for up to 15 minutes. A token string identical to one
+//! verified before is the same token, so its claims are reused for [`TTL_MS`]; expiry is still
+//! checked on every request, and revocation is checked by the caller (session state) as always.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use edgeplane_core::auth::access_token::API_AUDIENCES;
+use edgeplane_core::crypto::jwt::{Claims, JwtError, LEEWAY_SECONDS};
+use edgeplane_core::identity::cache::TtlCache;
+
+use crate::config::Config;
+
+const TTL_MS: i64 = 60_000;
+const MAX_ENTRIES: usize = 4_096;
+
+thread_local! {
+    static VERIFIED: RefCell<TtlCache<Rc<Claims<serde_json::Value>>>> =
+        RefCell::new(TtlCache::new(TTL_MS, MAX_ENTRIES));
+}
+
+/// Signature, issuer, audience and time, as `KeySet::verify`, remembered per isolate.
+pub fn verify(
+    cfg: &Config,
+    token: &str,
+    now_secs: i64,
+) -> Result<Rc<Claims<serde_json::Value>>, JwtError> {
+    let now_ms = now_secs * 1000;
+    if let Some(claims) = VERIFIED.with(|c| c.borrow().get(token, now_ms)) {
+        if now_secs > claims.exp + LEEWAY_SECONDS || now_secs + LEEWAY_SECONDS < claims.nbf {
+            return Err(JwtError::Expired);
+        }
+        return Ok(claims);
+    }
+    let claims = Rc::new(cfg.jwt_keys.verify::<serde_json::Value>(
+        token,
+        &cfg.issuer,
+        API_AUDIENCES,
+        now_secs,
+    )?);
+    VERIFIED.with(|c| c.borrow_mut().put(token, claims.clone(), now_ms));
+    Ok(claims)
+}
