@@ -511,20 +511,3 @@ pub fn audit_events(action: &str, resource_id: &str) -> Vec<Value> {
         &[json!(action), json!(resource_id)],
     )
 }
-
-/// Gives `user_id` a membership with `role` in `org_id` (stands in for invitations here).
-pub fn add_member(org_id: &str, user_id: &str, role: &str) {
-    d1(
-        "INSERT INTO memberships (org_id, user_id, role, created_at_ms) VALUES (?, ?, ?, 0)",
-        &[json!(org_id), json!(user_id), json!(role)],
-    );
-}
-
-/// Changes a membership's role behind the gateway's back (so only the cache TTL bounds how long
-/// the old role is seen).
-pub fn set_role(org_id: &str, user_id: &str, role: &str) {
-    d1(
-        "UPDATE memberships SET role = ? WHERE org_id = ? AND user_id = ?",
-        &[json!(role), json!(org_id), json!(user_id)],
-    );
-}

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use e2e::access::{add_member, remove_member, set_role};
 use e2e::identity::*;
 use e2e::Client;
 use serde_json::{json, Value};
@@ -152,14 +153,13 @@ fn scopes_are_what_was_asked_capped_by_the_current_role() {
 
     // An admin approves everything: the token gets the admin's scopes, not the owner's.
     let admin = new_user("scopes-admin");
-    add_member(&org_id, &admin.user_id, "admin");
+    add_member(&owner, &org_id, &admin, "admin");
     let t = cli_token(&admin, &org_id, None);
     assert!(t.scope.contains("org:admin") && !t.scope.contains("org:owner"));
     t.client().post(&probes, &json!({})).expect(202);
-    // Demoted to member (behind the gateway's back: only the cache bound applies): the token
-    // loses what the demotion took away within the membership cache bound (3 s).
-    set_role(&org_id, &admin.user_id, "member");
-    std::thread::sleep(Duration::from_millis(3_200));
+    // Demoted to member: the token loses at once what the demotion took away (the demoting
+    // isolate forgets the cached membership before answering).
+    set_role(&owner, &org_id, &admin.user_id, "member").expect(200);
     t.client()
         .post(&probes, &json!({}))
         .expect_error(403, "insufficient_scope");
@@ -174,11 +174,7 @@ fn scopes_are_what_was_asked_capped_by_the_current_role() {
         .unwrap()
         .contains(&json!("org:admin")));
     // Removed from the org: the token reaches nothing there, and cannot be refreshed.
-    d1(
-        "DELETE FROM memberships WHERE org_id = ? AND user_id = ?",
-        &[json!(org_id), json!(admin.user_id)],
-    );
-    std::thread::sleep(Duration::from_millis(3_200));
+    remove_member(&owner, &org_id, &admin.user_id).expect(204);
     t.client()
         .get(&format!("/v1/orgs/{org_id}"))
         .expect_error(404, "not_found");
@@ -199,7 +195,7 @@ fn scopes_are_what_was_asked_capped_by_the_current_role() {
     approve_device(&admin, &code(&d, "user_code"), &org_id).expect_error(404, "not_found");
     let only_owner = device_authorize(Some("org:owner"));
     let member = new_user("scopes-member");
-    add_member(&org_id, &member.user_id, "member");
+    add_member(&owner, &org_id, &member, "member");
     approve_device(&member, &code(&only_owner, "user_code"), &org_id)
         .expect_error(422, "validation_failed");
 }

@@ -1,18 +1,49 @@
 //! Invitations: single-use, expiring, addressed to one email address.
 
 use crate::error::{ApiError, ErrorCode};
+use crate::identity::email::{html_escape, Message};
 
 pub const DEFAULT_TTL_HOURS: u32 = 72;
 pub const MAX_TTL_HOURS: u32 = 14 * 24;
 
-pub fn ttl_ms(hours: Option<u32>) -> Result<i64, ApiError> {
+/// The invitation's lifetime in hours, validated.
+pub fn ttl_hours(hours: Option<u32>) -> Result<u32, ApiError> {
     let h = hours.unwrap_or(DEFAULT_TTL_HOURS);
     if h == 0 || h > MAX_TTL_HOURS {
         return Err(ApiError::validation(format!(
             "ttl_hours must be between 1 and {MAX_TTL_HOURS}"
         )));
     }
-    Ok(i64::from(h) * 3_600_000)
+    Ok(h)
+}
+
+/// Where the invitee accepts: the web app's page, with the token in the fragment so it never
+/// reaches a server log.
+pub fn link(app_base_url: &str, token: &str) -> String {
+    format!(
+        "{}/invitations/accept#token={token}",
+        app_base_url.trim_end_matches('/')
+    )
+}
+
+pub fn message(to: &str, org_name: &str, role: &str, link: &str, ttl_hours: u32) -> Message {
+    Message {
+        to: to.to_owned(),
+        subject: format!("You are invited to {org_name} on edgeplane"),
+        text: format!(
+            "You have been invited to join {org_name} on edgeplane as {role}.\n\nAccept while \
+             signed in with this address:\n\n{link}\n\nThe invitation works once and expires \
+             in {ttl_hours} hours.\n"
+        ),
+        html: format!(
+            "<p>You have been invited to join <strong>{o}</strong> on edgeplane as {r}.</p>\
+             <p><a href=\"{l}\">Accept the invitation</a> while signed in with this address.</p>\
+             <p>It works once and expires in {ttl_hours} hours.</p>",
+            o = html_escape(org_name),
+            r = html_escape(role),
+            l = html_escape(link)
+        ),
+    }
 }
 
 /// The state of an invitation row, decided in one place for listing and accepting.
@@ -70,9 +101,18 @@ mod tests {
 
     #[test]
     fn ttl_bounds() {
-        assert_eq!(ttl_ms(None).unwrap(), 72 * 3_600_000);
-        assert!(ttl_ms(Some(0)).is_err());
-        assert!(ttl_ms(Some(MAX_TTL_HOURS + 1)).is_err());
+        assert_eq!(ttl_hours(None).unwrap(), 72);
+        assert!(ttl_hours(Some(0)).is_err());
+        assert!(ttl_hours(Some(MAX_TTL_HOURS + 1)).is_err());
+    }
+
+    #[test]
+    fn message_escapes_and_links() {
+        let l = link("https://app.example/", "epin_abc");
+        assert_eq!(l, "https://app.example/invitations/accept#token=epin_abc");
+        let m = message("a@b.co", "<Acme>", "admin", &l, 72);
+        assert!(m.html.contains("&lt;Acme&gt;"));
+        assert!(m.text.contains(&l) && m.text.contains("72 hours"));
     }
 
     #[test]

@@ -2,11 +2,11 @@
 //! address accepts once, before expiry. The token is shown once (to be mailed or shared) and
 //! stored only as SHA-256; holding it is not enough without the matching signed-in identity.
 
-use edgeplane_core::access::invitations::{ttl_ms, InvitationState};
+use edgeplane_core::access::invitations::{self as rules, ttl_hours, InvitationState};
 use edgeplane_core::access::members::acting_role;
 use edgeplane_core::auth::credential::{hash_presented, mint, CredentialKind};
 use edgeplane_core::auth::policy::may_invite_as;
-use edgeplane_core::auth::{PrincipalKind, Role};
+use edgeplane_core::auth::Role;
 use edgeplane_core::ids::{looks_like_id, new_id};
 use edgeplane_core::time::rfc3339_millis;
 use edgeplane_core::{validate, ApiError, ErrorCode};
@@ -15,8 +15,10 @@ use edgeplane_runtime::db::Stmt;
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::authn;
 use crate::http::ctx::now_ms;
 use crate::http::respond::{self, HttpResult};
+use crate::routes::identity::{mailer, require_user, settings};
 use crate::routes::Cx;
 
 #[derive(Deserialize)]
@@ -73,7 +75,8 @@ pub async fn create(cx: &mut Cx<'_>) -> HttpResult {
         .ok_or_else(|| ApiError::validation("role must be one of owner, admin, member"))?;
     let org = cx.org()?.clone();
     may_invite_as(acting_role(&org), role)?;
-    let ttl = ttl_ms(body.ttl_hours)?;
+    let hours = ttl_hours(body.ttl_hours)?;
+    let ttl = i64::from(hours) * 3_600_000;
     let now = now_ms();
     let id = new_id("inv", now)?;
     let token = mint(CredentialKind::Invitation)?;
@@ -115,17 +118,34 @@ pub async fn create(cx: &mut Cx<'_>) -> HttpResult {
     );
     cx.db().commit_audited(stmts, vec![event], now).await?;
     let row = load(cx, &id).await?;
-    let accept_url = format!(
-        "{}/invitations/accept#token={}",
-        cx.cfg.issuer, token.plaintext
-    );
+    // The invitation stands whether or not the email goes out: the response carries the link
+    // too, so the inviter can deliver it another way.
+    let settings = settings::load(cx.env, &cx.cfg);
+    let accept_url = rules::link(&settings.app_base_url, &token.plaintext);
+    let org_name = org_name(cx, &org.org_id).await?;
+    let message = rules::message(&email, &org_name, role.as_str(), &accept_url, hours);
+    let email_sent = mailer::send(cx, &settings, &message).await.is_ok();
     respond::created(&json!({
         "invitation": view(&row, now),
-        // Shown once: deliver it to the invitee. Only the signed-in user with the invited
-        // address can accept it.
+        // Shown once. Only the signed-in user with the invited address can accept it.
         "token": token.plaintext,
         "accept_url": accept_url,
+        "email_sent": email_sent,
     }))
+}
+
+#[derive(Deserialize)]
+struct OrgName {
+    name: String,
+}
+
+async fn org_name(cx: &Cx<'_>, org_id: &str) -> Result<String, ApiError> {
+    Ok(cx
+        .db()
+        .first::<OrgName>("SELECT name FROM orgs WHERE id = ?", args![org_id])
+        .await?
+        .map(|o| o.name)
+        .unwrap_or_default())
 }
 
 async fn load(cx: &Cx<'_>, id: &str) -> Result<InvitationRow, ApiError> {
@@ -209,14 +229,7 @@ struct EmailRow {
 
 pub async fn accept(cx: &mut Cx<'_>) -> HttpResult {
     let body: Accept = cx.json().await?;
-    let user_id = match (cx.principal.kind, cx.principal.user_id.clone()) {
-        (PrincipalKind::User, Some(u)) => u,
-        _ => {
-            return Err(ApiError::forbidden(
-                "invitations are accepted by the invited person, signed in",
-            ))
-        }
-    };
+    let user_id = require_user(&cx.principal)?.0.to_owned();
     let unknown = || ApiError::not_found("invitation");
     let hash = hash_presented(CredentialKind::Invitation, body.token.trim()).ok_or_else(unknown)?;
     let row: InvitationRow = cx
@@ -274,6 +287,7 @@ pub async fn accept(cx: &mut Cx<'_>) -> HttpResult {
         json!({"invitation_id": row.id, "role": row.role}),
     );
     cx.db().commit_audited(stmts, vec![event], now).await?;
+    authn::forget_memberships(&user_id);
     respond::ok(
         &json!({"membership": {"org_id": row.org_id, "user_id": user_id, "role": row.role}}),
     )

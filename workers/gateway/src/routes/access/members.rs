@@ -13,6 +13,7 @@ use edgeplane_runtime::db::Stmt;
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::authn;
 use crate::http::ctx::now_ms;
 use crate::http::respond::{self, HttpResult};
 use crate::routes::Cx;
@@ -125,6 +126,7 @@ pub async fn change_role(cx: &mut Cx<'_>) -> HttpResult {
         json!({"from": current.as_str(), "to": new.as_str()}),
     );
     cx.db().commit_audited(stmts, vec![event], now).await?;
+    authn::forget_memberships(&target);
     let (row, _) = load(cx, &target).await?;
     respond::ok(&json!({"member": view(row)}))
 }
@@ -153,6 +155,7 @@ async fn remove_member(cx: &mut Cx<'_>, target: &str, action: &str) -> HttpResul
         json!({"role": role.as_str()}),
     );
     cx.db().commit_audited(stmts, vec![event], now_ms()).await?;
+    authn::forget_memberships(target);
     respond::no_content()
 }
 

@@ -7,13 +7,13 @@ mod device;
 mod issue;
 mod limits;
 mod magic;
-mod mailer;
+pub(crate) mod mailer;
 mod me;
 mod outbound;
 mod providers;
 mod refresh;
 mod sessions;
-mod settings;
+pub(crate) mod settings;
 mod signin;
 
 use edgeplane_core::auth::{Action, Principal, PrincipalKind};
