@@ -64,7 +64,10 @@ const mf = new Miniflare({
   port: 0,
   d1Databases: { DB: "00000000-0000-4000-8000-000000000001" },
   d1Persist: path.join(persist, "d1"),
-  durableObjects: { RATE_LIMITER: { className: "RateLimiter", useSQLite: true } },
+  durableObjects: {
+    RATE_LIMITER: { className: "RateLimiter", useSQLite: true },
+    WEBHOOK_INBOX: { className: "WebhookInbox", useSQLite: true },
+  },
   durableObjectsPersist: path.join(persist, "do"),
   r2Buckets: ["MODELS"],
   queueProducers: { REVIEW_QUEUE: "edgeplane-review-jobs" },

@@ -554,12 +554,22 @@ pub fn deliver(url: &str, body: &[u8], headers: &[(&str, String)]) -> Resp {
     c.send(rb)
 }
 
+/// The review, once it exists: a webhook's review is written to D1 by the integration's inbox
+/// shortly after the webhook is answered, so a read right after a 202 may briefly find nothing.
 pub fn get_review(id: &str) -> Value {
-    Client::owner_key()
-        .get(&org_path(&format!("/reviews/{id}")))
-        .expect(200)
-        .json()["review"]
-        .clone()
+    wait_for(
+        &format!("review {id} to be recorded"),
+        Duration::from_secs(30),
+        || try_review(id),
+    )
+}
+
+fn try_review(id: &str) -> Option<Value> {
+    let r = Client::owner_key().get(&org_path(&format!("/reviews/{id}")));
+    match r.status {
+        404 => None,
+        _ => Some(r.expect(200).json()["review"].clone()),
+    }
 }
 
 /// Waits until the review reaches one of `statuses`.
@@ -568,7 +578,7 @@ pub fn wait_review(id: &str, statuses: &[&str], timeout: Duration) -> Value {
         &format!("review {id} to reach {statuses:?}"),
         timeout,
         || {
-            let r = get_review(id);
+            let r = try_review(id)?;
             statuses
                 .contains(&r["status"].as_str().unwrap_or(""))
                 .then_some(r)

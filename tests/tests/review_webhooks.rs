@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use e2e::review::*;
-use e2e::{fake_llm, fake_platforms, org_path, Client};
+use e2e::{fake_llm, fake_platforms, org_path, wait_for, Client};
 use serde_json::{json, Value};
 
 fn setup(platform: &str, integration_extra: Value) -> Setup {
@@ -22,21 +22,31 @@ fn setup(platform: &str, integration_extra: Value) -> Setup {
     )
 }
 
-fn deliveries(s: &Setup) -> Vec<Value> {
-    Client::owner_key()
-        .get(&org_path(&format!(
-            "/integrations/{}/deliveries",
-            s.integration_id
-        )))
-        .expect(200)
-        .json()["deliveries"]
-        .as_array()
-        .cloned()
-        .unwrap()
+/// The integration's recorded deliveries once `last` (the newest accepted delivery) is among
+/// them. The inbox writes deliveries to D1 in the order it accepted them, shortly after answering
+/// the platform, so once `last` shows every earlier accepted delivery shows too.
+fn deliveries(s: &Setup, last: &str) -> Vec<Value> {
+    wait_for(
+        &format!("delivery {last} to be recorded"),
+        Duration::from_secs(30),
+        || {
+            let d = Client::owner_key()
+                .get(&org_path(&format!(
+                    "/integrations/{}/deliveries",
+                    s.integration_id
+                )))
+                .expect(200)
+                .json()["deliveries"]
+                .as_array()
+                .cloned()
+                .unwrap();
+            d.iter().any(|x| x["delivery_id"] == last).then_some(d)
+        },
+    )
 }
 
-fn delivery_ids(s: &Setup) -> Vec<String> {
-    deliveries(s)
+fn delivery_ids(s: &Setup, last: &str) -> Vec<String> {
+    deliveries(s, last)
         .iter()
         .map(|d| d["delivery_id"].as_str().unwrap().to_owned())
         .collect()
@@ -106,7 +116,7 @@ fn github_signatures_are_verified_on_the_raw_body() {
     deliver(&s.hook_url(), &junk, &hdr(&sig, "gh-junk-unsigned"))
         .expect_error(401, "invalid_signature");
     // Nothing refused was recorded.
-    assert_eq!(delivery_ids(&s), vec!["gh-ok"]);
+    assert_eq!(delivery_ids(&s, "gh-ok"), vec!["gh-ok"]);
     // Wrong platform path and unknown integrations are 404.
     deliver(
         &format!("/hooks/gitlab/{}", s.integration_id),
@@ -181,7 +191,7 @@ fn gitlab_token_and_standard_webhooks_signature() {
     )
     .expect_error(401, "invalid_signature");
     deliver(&s.hook_url(), &raw, &base(&s.webhook_secret, &good_sig)).expect(200);
-    let mut ids = delivery_ids(&s);
+    let mut ids = delivery_ids(&s, "gl-t");
     ids.sort();
     assert_eq!(ids, vec!["gl-ok", "gl-recent", "gl-t"]);
 
@@ -257,7 +267,7 @@ fn bitbucket_cloud_and_data_center_signatures() {
             ],
         )
         .expect_error(401, "invalid_signature");
-        assert_eq!(delivery_ids(&s), vec!["bb-ok"]);
+        assert_eq!(delivery_ids(&s, "bb-ok"), vec!["bb-ok"]);
     }
 }
 
@@ -285,7 +295,7 @@ fn redeliveries_and_second_triggers_for_the_same_head_are_deduplicated() {
         .json();
     assert_eq!(same_head["status"], "duplicate_head");
     assert_eq!(same_head["review_id"], review_id.as_str());
-    let d = deliveries(&s);
+    let d = deliveries(&s, "dup-2");
     assert_eq!(d.len(), 2, "{d:?}");
     assert!(d.iter().any(|x| x["delivery_id"] == "dup-1"
         && x["outcome"] == "queued"
@@ -350,7 +360,7 @@ fn events_that_do_not_trigger_reviews_are_recorded_as_ignored() {
         assert_eq!(r["status"], "ignored");
         assert_eq!(r["reason"], *reason);
     }
-    let d = deliveries(&s);
+    let d = deliveries(&s, &format!("ign-{}", cases.len() - 1));
     assert_eq!(d.len(), cases.len());
     assert!(d
         .iter()
@@ -387,7 +397,7 @@ fn webhook_secret_rotation_keeps_the_old_secret_valid_during_the_overlap() {
     s.github("ping", &body, "rot-old").expect(200);
     s.webhook_secret = new.clone();
     s.github("ping", &body, "rot-new").expect(200);
-    let d = deliveries(&s);
+    let d = deliveries(&s, "rot-new");
     let slot = |id: &str| d.iter().find(|x| x["delivery_id"] == id).unwrap()["secret"].clone();
     assert_eq!(
         (slot("rot-old"), slot("rot-new")),

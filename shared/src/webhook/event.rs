@@ -5,12 +5,14 @@
 //! closed or merged requests, edits, labels, comments, other event types — is acknowledged and
 //! recorded as ignored with a reason, so a platform's delivery log stays green.
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Platform, VerifiedWebhook};
 
 /// Why a review starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Trigger {
     Opened,
     Reopened,
@@ -32,7 +34,7 @@ impl Trigger {
 }
 
 /// The ids a review job needs: never code, never the payload.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PullRequestRef {
     /// The platform's stable repository id (GitHub/GitLab numeric id, Bitbucket UUID or id).
     pub repo_id: String,

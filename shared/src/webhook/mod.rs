@@ -10,6 +10,7 @@ pub mod bitbucket;
 pub mod event;
 pub mod github;
 pub mod gitlab;
+pub mod inbox;
 
 use crate::crypto::{constant_time_eq, hmac_sha256, sha256_hex};
 

@@ -31,48 +31,56 @@ pub async fn run(env: &Env, cron: &str) {
     };
     let mut tasks = serde_json::Map::new();
 
-    let pruned = db
-        .run_unaudited(
-            "DELETE FROM queue_probes WHERE created_at_ms < ?",
-            args![started - PROBE_RETENTION_MS],
-        )
-        .await;
-    tasks.insert(
-        "prune_queue_probes".into(),
-        match pruned {
-            Ok(w) => json!({"deleted": w.changes}),
-            Err(_) => json!({"error": true}),
-        },
-    );
-
     let cutoff = started - SIGNIN_ARTIFACT_RETENTION_MS;
     let dead = started - DEAD_SESSION_RETENTION_MS;
-    let identity = db
-        .batch_unaudited(vec![
-            Stmt::new("DELETE FROM magic_links WHERE expires_at_ms < ?", args![cutoff]),
-            Stmt::new("DELETE FROM signin_flows WHERE expires_at_ms < ?", args![cutoff]),
-            Stmt::new(
-                "DELETE FROM device_codes WHERE expires_at_ms < ? AND (session_id IS NULL OR                  session_id IN (SELECT id FROM sessions WHERE revoked_at_ms < ?))",
-                args![cutoff, dead],
-            ),
-            Stmt::new("DELETE FROM email_outbox WHERE created_at_ms < ?", args![cutoff]),
-            Stmt::new(
-                "DELETE FROM refresh_tokens WHERE session_id IN (SELECT id FROM sessions WHERE                  revoked_at_ms < ? OR created_at_ms < ?)",
-                args![dead, started - LONGEST_SESSION_MS - DEAD_SESSION_RETENTION_MS],
-            ),
-            Stmt::new(
-                "DELETE FROM sessions WHERE (revoked_at_ms < ? OR created_at_ms < ?) AND id NOT IN                  (SELECT session_id FROM device_codes WHERE session_id IS NOT NULL)",
-                args![dead, started - LONGEST_SESSION_MS - DEAD_SESSION_RETENTION_MS],
-            ),
-        ])
-        .await;
-    tasks.insert(
-        "prune_identity".into(),
-        match identity {
+    let ancient = started - LONGEST_SESSION_MS - DEAD_SESSION_RETENTION_MS;
+    let plan: Vec<(&str, Vec<Stmt>)> = vec![
+        (
+            "prune_queue_probes",
+            vec![Stmt::new(
+                "DELETE FROM queue_probes WHERE created_at_ms < ?",
+                args![started - PROBE_RETENTION_MS],
+            )],
+        ),
+        (
+            "prune_identity",
+            vec![
+                Stmt::new("DELETE FROM magic_links WHERE expires_at_ms < ?", args![cutoff]),
+                Stmt::new("DELETE FROM signin_flows WHERE expires_at_ms < ?", args![cutoff]),
+                Stmt::new(
+                    "DELETE FROM device_codes WHERE expires_at_ms < ? AND (session_id IS NULL OR \
+                     session_id IN (SELECT id FROM sessions WHERE revoked_at_ms < ?))",
+                    args![cutoff, dead],
+                ),
+                Stmt::new("DELETE FROM email_outbox WHERE created_at_ms < ?", args![cutoff]),
+                Stmt::new(
+                    "DELETE FROM refresh_tokens WHERE session_id IN (SELECT id FROM sessions WHERE \
+                     revoked_at_ms < ? OR created_at_ms < ?)",
+                    args![dead, ancient],
+                ),
+                Stmt::new(
+                    "DELETE FROM sessions WHERE (revoked_at_ms < ? OR created_at_ms < ?) AND id NOT IN \
+                     (SELECT session_id FROM device_codes WHERE session_id IS NOT NULL)",
+                    args![dead, ancient],
+                ),
+            ],
+        ),
+        (
+            // As long as the webhook inboxes remember delivery ids for de-duplication.
+            "prune_webhook_deliveries",
+            vec![Stmt::new(
+                "DELETE FROM webhook_deliveries WHERE received_at_ms < ?",
+                args![started - edgeplane_core::webhook::inbox::RETENTION_MS],
+            )],
+        ),
+    ];
+    for (name, stmts) in plan {
+        let outcome = match db.batch_unaudited(stmts).await {
             Ok(()) => json!({"ok": true}),
             Err(_) => json!({"error": true}),
-        },
-    );
+        };
+        tasks.insert(name.into(), outcome);
+    }
 
     let finished = now_ms();
     let record = db

@@ -17,6 +17,7 @@ use worker::{event, Context, Env, Request, Response, ScheduleContext, ScheduledE
 pub use durable::rate_limiter::RateLimiter;
 pub use durable::round_aggregator::RoundAggregator;
 pub use durable::round_coordinator::RoundCoordinator;
+pub use durable::webhook_inbox::WebhookInbox;
 
 use http::log::{self, AccessLine};
 use http::respond;

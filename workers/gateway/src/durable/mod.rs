@@ -6,3 +6,4 @@ pub mod round_aggregator;
 pub mod round_coordinator;
 pub mod rpc;
 pub mod sql;
+pub mod webhook_inbox;

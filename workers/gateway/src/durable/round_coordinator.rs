@@ -302,11 +302,7 @@ struct Core {
 }
 
 /// An absolute alarm time (a bare integer would be taken as an offset from now).
-fn at(ms: i64) -> worker::ScheduledTime {
-    worker::ScheduledTime::new(js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(
-        ms as f64,
-    )))
-}
+use super::sql::alarm_at as at;
 
 /// Clears the pumping flag however the pump ends.
 struct PumpGuard(Rc<Cell<bool>>);

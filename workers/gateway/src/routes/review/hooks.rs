@@ -3,27 +3,26 @@
 //! Order matters and is the point: look up the integration's secrets, read the raw body within
 //! the limit, verify the signature over those exact bytes (401 on any failure, with nothing
 //! parsed, stored or queued), and only then parse the event. A verified delivery is recorded
-//! once per delivery id; a review trigger inserts one review per (repository, pull request,
-//! head commit) and enqueues a message with ids only, answering 202 without waiting for work.
+//! once per delivery id, and a review trigger starts one review per (repository, pull request,
+//! head commit): both decided by the integration's `WebhookInbox` Durable Object, which records
+//! the delivery durably before the answer (202 for a new review) and then writes D1 and enqueues
+//! the job (ids only) from its outbox.
 
 use edgeplane_core::ids::{looks_like_id, new_id};
-use edgeplane_core::queue::ReviewQueueMessage;
-use edgeplane_core::webhook::event::{classify, Disposition, PullRequestRef};
+use edgeplane_core::webhook::event::{classify, Disposition};
+use edgeplane_core::webhook::inbox::{Delivery, Intent, Outcome};
 use edgeplane_core::webhook::{
     bitbucket, github, gitlab, Headers, Platform, VerifiedWebhook, VerifyError,
 };
 use edgeplane_core::{ApiError, ErrorCode};
-use serde::Deserialize;
 use serde_json::json;
 
 use super::hook_secrets::{self, HookSecrets};
-use super::update::enqueue;
+use crate::durable::rpc;
 use crate::http::ctx::{now_ms, now_secs};
 use crate::http::log;
 use crate::http::respond::{self, HttpResult};
 use crate::routes::Cx;
-use edgeplane_runtime::args;
-use edgeplane_runtime::db::Stmt;
 
 fn not_found() -> ApiError {
     ApiError::not_found("webhook endpoint")
@@ -71,24 +70,22 @@ pub async fn receive(cx: &mut Cx<'_>, platform: Platform) -> HttpResult {
     };
     let (verified, hook) = verified;
     let now = now_ms();
-    if !hook.enabled {
-        return record_ignored(
-            cx,
-            &id,
-            &hook.org_id,
-            &verified,
-            "integration_disabled",
-            now,
-        )
-        .await;
-    }
-    let disposition = classify(&verified).map_err(|e| ApiError::validation(e.0))?;
-    match disposition {
-        Disposition::Ignore(reason) => {
-            record_ignored(cx, &id, &hook.org_id, &verified, reason, now).await
+    let intent = if !hook.enabled {
+        Intent::Ignore {
+            reason: "integration_disabled".into(),
         }
-        Disposition::Review(pr) => record_review(cx, &id, &hook.org_id, &verified, &pr, now).await,
-    }
+    } else {
+        match classify(&verified).map_err(|e| ApiError::validation(e.0))? {
+            Disposition::Ignore(reason) => Intent::Ignore {
+                reason: reason.to_owned(),
+            },
+            Disposition::Review(pr) => Intent::Review {
+                review_id: new_id("rev", now)?,
+                pr,
+            },
+        }
+    };
+    hand_to_inbox(cx, &id, &hook.org_id, &verified, intent, now).await
 }
 
 fn wanted_headers(cx: &Cx<'_>) -> Headers {
@@ -123,162 +120,60 @@ fn verify(
     }
 }
 
-fn delivery_insert(
-    row_id: &str,
-    org_id: &str,
-    integration_id: &str,
-    w: &VerifiedWebhook,
-    outcome: &str,
-    reason: Option<&str>,
-    now: i64,
-) -> Stmt {
-    Stmt::new(
-        "INSERT INTO webhook_deliveries (id, org_id, integration_id, delivery_id, event, outcome, reason, \
-         review_id, secret_slot, received_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)",
-        args![row_id, org_id, integration_id, w.delivery_id(), w.event(), outcome, reason, w.slot().as_str(), now],
-    )
-}
-
-fn duplicate(w: &VerifiedWebhook) -> HttpResult {
-    respond::ok(&json!({"status": "duplicate", "delivery_id": w.delivery_id()}))
-}
-
-async fn record_ignored(
+/// Hands a verified delivery to its integration's inbox: one Durable Object round trip, which
+/// de-duplicates and durably records it; D1 and the review queue follow from the inbox's drain.
+async fn hand_to_inbox(
     cx: &Cx<'_>,
     integration_id: &str,
     org_id: &str,
     w: &VerifiedWebhook,
-    reason: &str,
+    intent: Intent,
     now: i64,
 ) -> HttpResult {
-    let row_id = new_id("whd", now)?;
-    let stmt = delivery_insert(
-        &row_id,
-        org_id,
-        integration_id,
-        w,
-        "ignored",
-        Some(reason),
-        now,
-    );
-    match cx.db().commit_audited(vec![stmt], vec![], now).await {
-        Ok(_) => respond::ok(
-            &json!({"status": "ignored", "reason": reason, "delivery_id": w.delivery_id()}),
-        ),
-        Err(e) if e.code == ErrorCode::AlreadyExists => duplicate(w),
-        Err(e) => Err(e),
-    }
-}
-
-#[derive(Deserialize)]
-struct ExistingReview {
-    id: String,
-}
-
-async fn record_review(
-    cx: &Cx<'_>,
-    integration_id: &str,
-    org_id: &str,
-    w: &VerifiedWebhook,
-    pr: &PullRequestRef,
-    now: i64,
-) -> HttpResult {
-    let review_id = new_id("rev", now)?;
-    let row_id = new_id("whd", now)?;
-    let number = pr.number as i64;
-    let stmts = vec![
-        // One review per head commit: a second trigger for the same head changes nothing.
-        Stmt::new(
-            "INSERT OR IGNORE INTO reviews (id, org_id, integration_id, platform, repo_id, repo_name, \
-             pr_number, head_sha, base_sha, trigger, status, attempts, created_at_ms) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?)",
-            args![
-                &review_id,
-                org_id,
-                integration_id,
-                w.platform().as_str(),
-                &pr.repo_id,
-                &pr.repo_name,
-                number,
-                &pr.head_sha,
-                pr.base_sha.clone(),
-                pr.trigger.as_str(),
-                now
-            ],
-        ),
-        // The delivery, once (its unique key fails the whole batch on a redelivery).
-        Stmt::new(
-            "INSERT INTO webhook_deliveries (id, org_id, integration_id, delivery_id, event, outcome, reason, \
-             review_id, secret_slot, received_at_ms) SELECT ?, ?, ?, ?, ?, \
-             CASE WHEN EXISTS (SELECT 1 FROM reviews WHERE id = ?) THEN 'queued' ELSE 'duplicate_head' END, \
-             NULL, (SELECT id FROM reviews WHERE integration_id = ? AND repo_id = ? AND pr_number = ? AND head_sha = ?), \
-             ?, ?",
-            args![
-                &row_id,
-                org_id,
-                integration_id,
-                w.delivery_id(),
-                w.event(),
-                &review_id,
-                integration_id,
-                &pr.repo_id,
-                number,
-                &pr.head_sha,
-                w.slot().as_str(),
-                now
-            ],
-        ),
-        // A newer head supersedes older reviews of the same pull request that have not ended.
-        Stmt::new(
-            "UPDATE reviews SET status = 'skipped', status_reason = 'superseded', superseded_by = ?, \
-             finished_at_ms = ?, lease_until_ms = NULL, work_sealed = NULL \
-             WHERE integration_id = ? AND repo_id = ? AND pr_number = ? AND head_sha <> ? \
-             AND status IN ('queued', 'fetching', 'indexing', 'reviewing', 'commenting') \
-             AND EXISTS (SELECT 1 FROM reviews WHERE id = ?)",
-            args![&review_id, now, integration_id, &pr.repo_id, number, &pr.head_sha, &review_id],
-        ),
-    ];
-    let changes = match cx.db().commit_audited(stmts, vec![], now).await {
-        Ok(c) => c,
-        Err(e) if e.code == ErrorCode::AlreadyExists => return duplicate(w),
-        Err(e) => return Err(e),
-    };
-    if changes.first().copied().unwrap_or(0) == 0 {
-        let existing: Option<ExistingReview> = cx
-            .db()
-            .first(
-                "SELECT id FROM reviews WHERE integration_id = ? AND repo_id = ? AND pr_number = ? AND head_sha = ?",
-                args![integration_id, &pr.repo_id, number, &pr.head_sha],
-            )
-            .await?;
-        return respond::ok(
-            &json!({"status": "duplicate_head", "delivery_id": w.delivery_id(),
-                                    "review_id": existing.map(|e| e.id)}),
-        );
-    }
-    let msg = ReviewQueueMessage::Review {
+    let delivery = Delivery {
+        row_id: new_id("whd", now)?,
         org_id: org_id.to_owned(),
-        review_id: review_id.clone(),
+        integration_id: integration_id.to_owned(),
+        platform: w.platform().as_str().to_owned(),
+        delivery_id: w.delivery_id().to_owned(),
+        event: w.event().to_owned(),
+        secret_slot: w.slot().as_str().to_owned(),
+        received_at_ms: now,
+        intent,
     };
-    if let Err(e) = enqueue(cx, &msg).await {
-        // Undo, so the platform's retry of this delivery is not taken for a duplicate.
-        let _ = cx
-            .db()
-            .batch_unaudited(vec![
-                Stmt::new(
-                    "DELETE FROM webhook_deliveries WHERE id = ?",
-                    args![&row_id],
-                ),
-                Stmt::new(
-                    "DELETE FROM reviews WHERE id = ? AND status = 'queued'",
-                    args![&review_id],
-                ),
-            ])
-            .await;
-        return Err(e);
+    let stub = cx
+        .env
+        .durable_object("WEBHOOK_INBOX")
+        .and_then(|ns| ns.get_by_name(integration_id))
+        .map_err(|e| {
+            log::error("webhook inbox binding", &e.to_string());
+            unavailable()
+        })?;
+    let outcome: Outcome = rpc::call(&stub, "/accept", &delivery).await.map_err(|e| {
+        log::error("webhook inbox", &e.message);
+        unavailable()
+    })?;
+    let id = w.delivery_id();
+    match outcome {
+        Outcome::Queued { review_id } => respond::json(
+            202,
+            &json!({"status": "queued", "delivery_id": id, "review_id": review_id}),
+        ),
+        Outcome::DuplicateHead { review_id } => respond::ok(
+            &json!({"status": "duplicate_head", "delivery_id": id, "review_id": review_id}),
+        ),
+        Outcome::Ignored { reason } => {
+            respond::ok(&json!({"status": "ignored", "reason": reason, "delivery_id": id}))
+        }
+        Outcome::Duplicate => respond::ok(&json!({"status": "duplicate", "delivery_id": id})),
     }
-    respond::json(
-        202,
-        &json!({"status": "queued", "delivery_id": w.delivery_id(), "review_id": review_id}),
+}
+
+/// The platform retries a delivery that was not accepted; say when.
+fn unavailable() -> ApiError {
+    ApiError::new(
+        ErrorCode::Unavailable,
+        "the delivery could not be recorded; retry",
     )
+    .with_retry_after(5)
 }
