@@ -3,9 +3,11 @@
 //! Every delivery needs its integration's secrets; reading and opening them from D1 each time
 //! is the largest cost of intake after the write itself. Entries live at most [`TTL_MS`]; an
 //! entry that fails to verify a delivery is re-read before the delivery is refused (so a new
-//! secret works at once), and changes made through this isolate evict it immediately. The
-//! remaining lag — another isolate still accepting a secret rotated away without overlap, or a
-//! disabled integration — is bounded by the TTL.
+//! secret works at once) unless it was read in the last [`REREAD_MIN_MS`] — otherwise a flood
+//! of forged deliveries would be a flood of D1 reads — and changes made through this isolate
+//! evict it immediately. The remaining lag — another isolate still accepting a secret rotated
+//! away without overlap, or a disabled integration — is bounded by the TTL; a secret set
+//! elsewhere less than [`REREAD_MIN_MS`] after this isolate's last read is refused until then.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -22,6 +24,7 @@ use crate::http::ctx::now_ms;
 use crate::routes::Cx;
 
 pub const TTL_MS: i64 = 10_000;
+pub const REREAD_MIN_MS: i64 = 1_000;
 const MAX_ENTRIES: usize = 2_000;
 
 /// Opened secrets. No `Debug`: they must not be printed.
@@ -66,6 +69,16 @@ thread_local! {
 
 pub fn invalidate(id: &str) {
     CACHE.with(|c| c.borrow_mut().remove(id));
+}
+
+/// Whether a cached entry that failed to verify is worth reading again from D1.
+pub fn worth_rereading(id: &str) -> bool {
+    let now = now_ms();
+    CACHE.with(|c| {
+        c.borrow()
+            .get(id)
+            .is_none_or(|(_, at)| now - at >= REREAD_MIN_MS)
+    })
 }
 
 /// The integration's secrets, and whether they came from the cache. `None`: no such

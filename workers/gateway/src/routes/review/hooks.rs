@@ -56,7 +56,7 @@ pub async fn receive(cx: &mut Cx<'_>, platform: Platform) -> HttpResult {
     let verified = match verify(&headers, &hook, platform, first) {
         Ok(v) => (v, hook),
         // Cached secrets may be stale (just rotated): re-read once before refusing.
-        Err(_) if cached => {
+        Err(_) if cached && hook_secrets::worth_rereading(&id) => {
             let (fresh, _) = hook_secrets::load(cx, &id, false)
                 .await?
                 .ok_or_else(not_found)?;
