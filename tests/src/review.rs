@@ -586,6 +586,27 @@ pub fn wait_review(id: &str, statuses: &[&str], timeout: Duration) -> Value {
     )
 }
 
+/// The integration's reviews, as the API lists them now.
+pub fn integration_reviews(integration: &str) -> Vec<Value> {
+    list(&format!("/reviews?integration={integration}"), "reviews")
+}
+
+/// The integration's recorded deliveries, as the API lists them now (the inbox writes them
+/// shortly after answering the platform).
+pub fn integration_deliveries(integration: &str) -> Vec<Value> {
+    list(
+        &format!("/integrations/{integration}/deliveries"),
+        "deliveries",
+    )
+}
+
+fn list(path: &str, field: &str) -> Vec<Value> {
+    Client::owner_key().get(&org_path(path)).expect(200).json()[field]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
 /// The requests a fake recorded, filtered by method and path fragment.
 pub fn recorded(fake: &Fake, method: &str, path_contains: &str) -> Vec<Value> {
     fake.requests()

@@ -12,19 +12,7 @@ use std::time::Duration;
 use e2e::identity::d1;
 use e2e::review::*;
 use e2e::{fake_llm, fake_platforms, org_path, wait_for, Client};
-use serde_json::{json, Value};
-
-fn deliveries(integration: &str) -> Vec<Value> {
-    Client::owner_key()
-        .get(&org_path(&format!(
-            "/integrations/{integration}/deliveries"
-        )))
-        .expect(200)
-        .json()["deliveries"]
-        .as_array()
-        .cloned()
-        .unwrap()
-}
+use serde_json::json;
 
 #[test]
 #[ignore = "restarts the stack and writes its database: run by scripts/test's serial phase"]
@@ -64,7 +52,7 @@ fn an_answered_delivery_survives_d1_refusing_it_and_a_stack_restart() {
     // The drain has failed at least once by now: its D1 batch is all or nothing, so neither the
     // delivery nor the review is there, and nothing was enqueued.
     std::thread::sleep(Duration::from_secs(3));
-    assert!(deliveries(&s.integration_id).is_empty());
+    assert!(integration_deliveries(&s.integration_id).is_empty());
     Client::owner_key()
         .get(&org_path(&format!("/reviews/{review_id}")))
         .expect_error(404, "not_found");
@@ -87,7 +75,7 @@ fn an_answered_delivery_survives_d1_refusing_it_and_a_stack_restart() {
         "the delivery to be drained into D1",
         Duration::from_secs(120),
         || {
-            let d = deliveries(&s.integration_id);
+            let d = integration_deliveries(&s.integration_id);
             (!d.is_empty()).then_some(d)
         },
     );
@@ -97,16 +85,10 @@ fn an_answered_delivery_survives_d1_refusing_it_and_a_stack_restart() {
     assert_eq!(recorded[0]["review_id"], review_id.as_str());
     let r = wait_review(&review_id, &["skipped"], Duration::from_secs(60));
     assert_eq!(r["reason"], "pull_request_closed");
-    let reviews = Client::owner_key()
-        .get(&org_path(&format!(
-            "/reviews?integration={}",
-            s.integration_id
-        )))
-        .expect(200)
-        .json();
-    assert_eq!(reviews["reviews"].as_array().unwrap().len(), 1);
+    let reviews = integration_reviews(&s.integration_id);
+    assert_eq!(reviews.len(), 1);
     // Further drains (retries that raced the restart) wrote nothing twice.
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(deliveries(&s.integration_id).len(), 1);
+    assert_eq!(integration_deliveries(&s.integration_id).len(), 1);
     assert!(s.chat_requests().is_empty());
 }

@@ -30,16 +30,7 @@ fn deliveries(s: &Setup, last: &str) -> Vec<Value> {
         &format!("delivery {last} to be recorded"),
         Duration::from_secs(30),
         || {
-            let d = Client::owner_key()
-                .get(&org_path(&format!(
-                    "/integrations/{}/deliveries",
-                    s.integration_id
-                )))
-                .expect(200)
-                .json()["deliveries"]
-                .as_array()
-                .cloned()
-                .unwrap();
+            let d = integration_deliveries(&s.integration_id);
             d.iter().any(|x| x["delivery_id"] == last).then_some(d)
         },
     )
@@ -303,14 +294,8 @@ fn redeliveries_and_second_triggers_for_the_same_head_are_deduplicated() {
     assert!(d
         .iter()
         .any(|x| x["delivery_id"] == "dup-2" && x["outcome"] == "duplicate_head"));
-    let reviews = Client::owner_key()
-        .get(&org_path(&format!(
-            "/reviews?integration={}",
-            s.integration_id
-        )))
-        .expect(200)
-        .json();
-    assert_eq!(reviews["reviews"].as_array().unwrap().len(), 1);
+    let reviews = integration_reviews(&s.integration_id);
+    assert_eq!(reviews.len(), 1);
     let r = wait_review(&review_id, &["skipped"], Duration::from_secs(60));
     assert_eq!(r["reason"], "pull_request_closed");
     assert!(s.chat_requests().is_empty());
@@ -365,14 +350,8 @@ fn events_that_do_not_trigger_reviews_are_recorded_as_ignored() {
     assert!(d
         .iter()
         .all(|x| x["outcome"] == "ignored" && x["review_id"].is_null()));
-    let reviews = Client::owner_key()
-        .get(&org_path(&format!(
-            "/reviews?integration={}",
-            s.integration_id
-        )))
-        .expect(200)
-        .json();
-    assert!(reviews["reviews"].as_array().unwrap().is_empty());
+    let reviews = integration_reviews(&s.integration_id);
+    assert!(reviews.is_empty());
 }
 
 #[test]
