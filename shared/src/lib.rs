@@ -15,6 +15,7 @@ pub mod ids;
 pub mod queue;
 pub mod ratelimit;
 pub mod review;
+pub mod store;
 pub mod time;
 pub mod validate;
 pub mod webhook;
