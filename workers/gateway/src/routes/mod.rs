@@ -13,6 +13,7 @@ use std::rc::Rc;
 
 use edgeplane_core::auth::{authorize, Action, OrgAccess, Principal, PrincipalKind};
 use edgeplane_core::http::{match_route, BodyLimit, Method, Params, RouteMatch, RouteSpec};
+use edgeplane_core::ids::TypedId;
 use edgeplane_core::{ApiError, ErrorCode};
 use serde::de::DeserializeOwned;
 use worker::{Context, Env, Request};
@@ -119,6 +120,13 @@ impl<'a> Cx<'a> {
         self.params
             .get(name)
             .ok_or_else(|| ApiError::new(ErrorCode::RouteNotFound, "no such route"))
+    }
+
+    /// A path parameter that names a resource by id. A segment that is not an id of that kind
+    /// names nothing, so it answers the same 404 as an id that does not exist (or belongs to
+    /// another org), without a query.
+    pub fn id<T: TypedId>(&self, name: &str) -> Result<T, ApiError> {
+        T::parse(self.param(name)?).map_err(|_| ApiError::not_found(T::KIND))
     }
 
     /// The org this request acts in (only on `Access::Org` routes).
