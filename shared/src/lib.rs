@@ -18,6 +18,7 @@ pub mod review;
 pub mod store;
 pub mod time;
 pub mod validate;
+pub mod views;
 pub mod webhook;
 
 pub use error::{ApiError, ApiResult, ErrorCode};

@@ -11,6 +11,7 @@ pub mod durable;
 pub mod http;
 pub mod ratelimit;
 pub mod routes;
+pub mod service;
 
 use worker::{event, Context, Env, Request, Response, ScheduleContext, ScheduledEvent};
 
