@@ -76,32 +76,40 @@ pub fn clip_scale(norm: f64, clip_norm: Option<f64>) -> f64 {
 }
 
 /// New values for one run of elements: `base + sum / total_weight (+ noise)`, encoded in
-/// `dtype` onto `out`. `base` holds the base version's bytes for the same elements.
+/// `dtype` onto `out`. `base` holds the base version's bytes for the same elements. Returns how
+/// many of the encoded values are not finite in `dtype` (an overflow: float16 stops at ±65504),
+/// which the caller must refuse to publish: a device would load infinities.
 pub fn publish_slice(
     dtype: DType,
     base: &[u8],
     sum: &[f64],
     total_weight: f64,
-    noise: Option<(&mut Gaussian, f64)>,
+    mut noise: Option<(&mut Gaussian, f64)>,
     out: &mut Vec<u8>,
-) {
+) -> u64 {
     let inv = if total_weight > 0.0 {
         1.0 / total_weight
     } else {
         0.0
     };
-    match noise {
-        Some((g, sigma)) => {
-            for (s, b) in sum.iter().zip(base.chunks_exact(dtype.size())) {
-                dtype.encode(dtype.decode(b) + s * inv + sigma * g.next_normal(), out);
-            }
+    let size = dtype.size();
+    let mut non_finite = 0;
+    for (s, b) in sum.iter().zip(base.chunks_exact(size)) {
+        let mut v = dtype.decode(b) + s * inv;
+        if let Some((g, sigma)) = noise.as_mut() {
+            v += *sigma * g.next_normal();
         }
-        None => {
-            for (s, b) in sum.iter().zip(base.chunks_exact(dtype.size())) {
-                dtype.encode(dtype.decode(b) + s * inv, out);
-            }
+        let at = out.len();
+        dtype.encode(v, out);
+        // Judge what was stored, after rounding: 65519 rounds to a finite float16, 65520 does not.
+        if !out
+            .get(at..at + size)
+            .is_some_and(|e| dtype.decode(e).is_finite())
+        {
+            non_finite += 1;
         }
     }
+    non_finite
 }
 
 #[cfg(test)]
@@ -129,7 +137,10 @@ mod tests {
             base_bytes.extend_from_slice(&v.to_le_bytes());
         }
         let mut out = Vec::new();
-        publish_slice(DType::F32, &base_bytes, &sum, 100.0, None, &mut out);
+        assert_eq!(
+            publish_slice(DType::F32, &base_bytes, &sum, 100.0, None, &mut out),
+            0
+        );
         let got: Vec<f32> = out
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
@@ -168,6 +179,24 @@ mod tests {
         for (a, b) in seq.iter().zip(&bat) {
             assert!((a - b).abs() <= 1e-12 * a.abs().max(1.0), "{a} {b}");
         }
+    }
+
+    /// Defect 9: a float16 base of 20.0 plus a finite delta of 65504 is not a float16.
+    #[test]
+    fn overflow_in_the_base_dtype_is_counted() {
+        let mut base = Vec::new();
+        DType::F16.encode(20.0, &mut base);
+        DType::F16.encode(1.0, &mut base);
+        let mut out = Vec::new();
+        let n = publish_slice(DType::F16, &base, &[65504.0, 2.0], 1.0, None, &mut out);
+        assert_eq!(n, 1);
+        assert_eq!(DType::F16.decode(&out[2..4]), 3.0);
+        // Rounding decides: 65519 still rounds down to the largest float16.
+        let mut out = Vec::new();
+        assert_eq!(
+            publish_slice(DType::F16, &base[..2], &[65499.0], 1.0, None, &mut out),
+            0
+        );
     }
 
     #[test]

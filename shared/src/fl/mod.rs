@@ -3,18 +3,22 @@
 //! FedAvg fold, sharding of large models, the round state machine, signed upload URLs, and the
 //! device scopes. The Durable Objects in the gateway are thin wrappers around these types.
 
+pub mod accumulator;
 pub mod aggregate;
 pub mod device_scope;
 pub mod dtype;
 pub mod envelope;
 pub mod layout;
+pub mod ledger;
 pub mod noise;
 pub mod participation;
+pub mod pieces;
 pub mod round;
 pub mod safetensors;
 pub mod shard;
 pub mod upload_url;
 pub mod validate;
+pub mod wire;
 
 pub use dtype::DType;
 pub use layout::{ModelLayout, TensorSpec};

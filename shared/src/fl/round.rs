@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, ErrorCode};
 
-/// open -> collecting -> aggregating -> published | insufficient_updates; open/collecting ->
-/// cancelled; collecting -> insufficient_updates at the deadline.
+/// open -> collecting -> aggregating -> published | insufficient_updates | failed;
+/// open/collecting -> cancelled; open/collecting -> insufficient_updates at the deadline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RoundState {
@@ -20,6 +20,33 @@ pub enum RoundState {
     Published,
     InsufficientUpdates,
     Cancelled,
+    /// Aggregation finished but its result could not be published (see [`RoundFailure`]).
+    Failed,
+}
+
+/// Why a round ended `failed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoundFailure {
+    /// Some averaged values overflow the base version's dtype (e.g. beyond ±65504 in float16):
+    /// publishing them would ship infinities to devices.
+    NonFiniteResult,
+}
+
+impl RoundFailure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoundFailure::NonFiniteResult => "non_finite_result",
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            RoundFailure::NonFiniteResult => {
+                "the averaged model has values that are not finite in the base version's dtype"
+            }
+        }
+    }
 }
 
 impl RoundState {
@@ -31,6 +58,7 @@ impl RoundState {
             RoundState::Published => "published",
             RoundState::InsufficientUpdates => "insufficient_updates",
             RoundState::Cancelled => "cancelled",
+            RoundState::Failed => "failed",
         }
     }
 
@@ -43,6 +71,7 @@ impl RoundState {
             Published,
             InsufficientUpdates,
             Cancelled,
+            Failed,
         ]
         .into_iter()
         .find(|r| r.as_str() == s)
@@ -51,7 +80,10 @@ impl RoundState {
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            RoundState::Published | RoundState::InsufficientUpdates | RoundState::Cancelled
+            RoundState::Published
+                | RoundState::InsufficientUpdates
+                | RoundState::Cancelled
+                | RoundState::Failed
         )
     }
 
@@ -70,6 +102,7 @@ impl RoundState {
                 | (Open | Collecting, InsufficientUpdates)
                 | (Aggregating, Published)
                 | (Aggregating, InsufficientUpdates)
+                | (Aggregating, Failed)
         )
     }
 }
@@ -129,6 +162,10 @@ impl RejectReason {
 /// Largest `sample_count` one update may claim. A weight beyond it would let one device outvote
 /// the whole round, which is an attack or a bug, never a phone's training set.
 pub const MAX_SAMPLE_COUNT: u64 = 10_000_000;
+/// The default cap on the weight one update carries (`aggregation.max_sample_count`): a device
+/// may report more samples, but counts as this many, so no single self-reported number can
+/// outweigh the rest of the round.
+pub const DEFAULT_SAMPLE_CAP: u64 = 10_000;
 pub const MAX_PARTICIPANTS: u32 = 10_000;
 pub const MAX_DEADLINE_SECONDS: u64 = 7 * 24 * 3600;
 
@@ -140,6 +177,9 @@ pub struct AggregationSpec {
     pub clip_norm: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub noise_multiplier: Option<f64>,
+    /// The most samples one update is weighted by (default [`DEFAULT_SAMPLE_CAP`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_sample_count: Option<u64>,
 }
 
 impl AggregationSpec {
@@ -168,7 +208,32 @@ impl AggregationSpec {
                 ));
             }
         }
+        if let Some(m) = self.max_sample_count {
+            if m == 0 || m > MAX_SAMPLE_COUNT {
+                return Err(ApiError::validation(format!(
+                    "aggregation.max_sample_count must be between 1 and {MAX_SAMPLE_COUNT}"
+                )));
+            }
+        }
         Ok(())
+    }
+
+    /// The cap on one update's sample weight.
+    pub fn sample_cap(&self) -> u64 {
+        self.max_sample_count.unwrap_or(DEFAULT_SAMPLE_CAP)
+    }
+
+    /// An update's weight: its sample count (capped) times its clipping factor. Returns the
+    /// weight and whether the cap applied.
+    pub fn weight(&self, sample_count: i64, norm: f64) -> (f64, bool) {
+        let cap = self.sample_cap();
+        let samples = sample_count.max(0) as u64;
+        let capped = samples > cap;
+        let counted = samples.min(cap) as f64;
+        (
+            counted * super::aggregate::clip_scale(norm, self.clip_norm),
+            capped,
+        )
     }
 
     /// Standard deviation of the Gaussian noise added once to the averaged delta:
@@ -273,6 +338,8 @@ mod tests {
         assert!(!Published.can_become(Cancelled));
         assert!(!Aggregating.can_become(Cancelled));
         assert!(!Cancelled.can_become(Open));
+        assert!(Aggregating.can_become(Failed) && !Collecting.can_become(Failed));
+        assert!(Failed.is_terminal());
         assert!(Published.is_terminal() && !Collecting.is_terminal());
         for s in [
             Open,
@@ -281,6 +348,7 @@ mod tests {
             Published,
             InsufficientUpdates,
             Cancelled,
+            Failed,
         ] {
             assert_eq!(RoundState::parse(s.as_str()), Some(s));
         }
@@ -305,8 +373,18 @@ mod tests {
             algorithm: "fedavg".into(),
             clip_norm: Some(1.0),
             noise_multiplier: Some(0.5),
+            max_sample_count: None,
         };
         assert!(ok.validate().is_ok());
+        // Weights: the sample cap bounds what one self-reported count carries; clipping scales.
+        assert_eq!(ok.weight(500, 0.5), (500.0, false));
+        assert_eq!(ok.weight(50_000, 0.5), (DEFAULT_SAMPLE_CAP as f64, true));
+        assert_eq!(ok.weight(100, 4.0), (25.0, false));
+        let bad_cap = AggregationSpec {
+            max_sample_count: Some(0),
+            ..ok.clone()
+        };
+        assert!(bad_cap.validate().is_err());
         assert_eq!(ok.noise_sigma(10), Some(0.05));
         let no_clip = AggregationSpec {
             clip_norm: None,

@@ -48,6 +48,21 @@ fn from_sql(v: ValueRef<'_>) -> Value {
 
 impl SqlExec for MemSql {
     fn query(&self, sql: &str, args: &[Value]) -> Result<Vec<Row>, StoreError> {
+        let mut out = Vec::new();
+        self.for_each(sql, args, &mut |r| {
+            out.push(r);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Streams rows one at a time, like the runtime's cursor.
+    fn for_each(
+        &self,
+        sql: &str,
+        args: &[Value],
+        each: &mut dyn FnMut(Row) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         let err = |e: rusqlite::Error| StoreError::Exec(e.to_string());
         let mut stmt = self.conn.prepare_cached(sql).map_err(err)?;
         let n = stmt.column_count();
@@ -55,15 +70,14 @@ impl SqlExec for MemSql {
         let mut rows = stmt
             .query(rusqlite::params_from_iter(params.iter()))
             .map_err(err)?;
-        let mut out = Vec::new();
         while let Some(r) = rows.next().map_err(err)? {
             let mut cols = Vec::with_capacity(n);
             for i in 0..n {
                 cols.push(from_sql(r.get_ref(i).map_err(err)?));
             }
-            out.push(Row(cols));
+            each(Row(cols))?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
