@@ -349,7 +349,9 @@ CREATE TABLE fl_rounds (
   created_by           TEXT NOT NULL,
   created_at_ms        INTEGER NOT NULL,
   closed_at_ms         INTEGER,
-  published_version_id TEXT
+  published_version_id TEXT,
+  -- Why a `failed` round failed (`non_finite_result`); migrations/0006_round_outcomes.sql.
+  failure              TEXT
 );
 CREATE INDEX fl_rounds_by_org_state ON fl_rounds (org_id, state);
 

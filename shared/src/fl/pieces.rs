@@ -122,6 +122,11 @@ impl PieceCutter {
         out
     }
 
+    /// The pieces cut so far (to delete them if the writer gives up).
+    pub fn pieces(&self) -> &[Piece] {
+        &self.pieces
+    }
+
     /// The last, partial piece (if any) to store, and the list of every piece.
     pub fn finish(mut self) -> (Option<(String, Vec<u8>)>, Vec<Piece>) {
         let last = if self.buf.is_empty() {

@@ -5,13 +5,16 @@
 #![forbid(unsafe_code)]
 
 pub mod authn;
+pub mod clients;
 pub mod config;
 pub mod cron;
 pub mod durable;
 pub mod http;
 pub mod ratelimit;
 pub mod routes;
+pub mod rpc;
 pub mod service;
+pub mod storage;
 
 use worker::{event, Context, Env, Request, Response, ScheduleContext, ScheduledEvent};
 

@@ -116,6 +116,12 @@ impl<'a, E: SqlExec> RoundLedger<'a, E> {
         Ok(Self { sql })
     }
 
+    /// The ledger over storage this object instance has already opened (and so migrated):
+    /// spares the hot paths the schema check.
+    pub fn on(sql: &'a E) -> Self {
+        Self { sql }
+    }
+
     pub fn round(&self) -> Result<Option<RoundRecord>, StoreError> {
         records::round(self.sql)
     }

@@ -7,7 +7,7 @@ use edgeplane_core::ratelimit::{Bucket, Decision, Limit};
 use serde::{Deserialize, Serialize};
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
 
-use crate::http::ctx::now_ms;
+use edgeplane_runtime::clock::now_ms;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct CheckRequest {

@@ -21,9 +21,9 @@ use edgeplane_runtime::{args, log};
 use serde::Deserialize;
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, SqlStorage, State};
 
-use super::rpc::reply;
 use super::sql::{self, alarm_at, int, text};
 use crate::http::ctx::now_ms;
+use crate::rpc::reply;
 
 #[durable_object]
 pub struct WebhookInbox {

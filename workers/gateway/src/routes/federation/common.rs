@@ -1,14 +1,13 @@
 //! Helpers the federation handlers share: the calling device, timestamps in the wire format,
-//! query parameters, round look-ups and the coordinator stub.
+//! query parameters and round look-ups.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use edgeplane_core::fl::device_scope::DeviceScopes;
-use edgeplane_core::ids::looks_like_id;
+use edgeplane_core::ids::{DeviceId, RoundId};
 use edgeplane_core::{ApiError, ErrorCode};
 use edgeplane_runtime::args;
-use edgeplane_runtime::db::{Db, OrInternal};
+use edgeplane_runtime::db::Db;
 use serde::Deserialize;
-use worker::{Env, Stub};
 
 use crate::authn;
 use crate::http::ctx::now_secs;
@@ -53,6 +52,11 @@ impl DeviceCx {
         }
     }
 
+    /// The device's id, typed (it came from a verified token, so it is well formed).
+    pub fn device_id(&self) -> Result<DeviceId, ApiError> {
+        self.id.parse().map_err(|_| ApiError::internal())
+    }
+
     /// A `device_id` a device named in a request must be itself (its id or its identifier).
     pub fn is_me(&self, named: &str) -> bool {
         named == self.id || named == self.identifier
@@ -68,13 +72,6 @@ pub fn query(cx: &Cx<'_>, name: &str) -> Result<Option<String>, ApiError> {
         .query_pairs()
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned()))
-}
-
-pub fn coordinator(env: &Env, round_id: &str) -> Result<Stub, ApiError> {
-    env.durable_object("ROUND_COORDINATOR")
-        .or_internal("coordinator binding")?
-        .get_by_name(round_id)
-        .or_internal("coordinator stub")
 }
 
 /// Identifiers chosen by customers and devices: 1–128 of `A-Z a-z 0-9 . _ : -`.
@@ -118,16 +115,13 @@ pub const ROUND_COLUMNS: &str = "r.id, r.org_id, r.model_id, r.base_version_id, 
      r.plan_id, r.state, r.target, r.min_updates, r.max_participants, r.deadline_at_ms, r.device_group_id, \
      r.aggregation, r.plan, r.created_by, r.created_at_ms, r.closed_at_ms, r.published_version_id";
 
-pub async fn round_in_org(db: &Db, round_id: &str, org_id: &str) -> Result<RoundRow, ApiError> {
-    if !looks_like_id(round_id, "rnd") {
-        return Err(ApiError::not_found("round"));
-    }
+pub async fn round_in_org(db: &Db, round_id: &RoundId, org_id: &str) -> Result<RoundRow, ApiError> {
     db.first(
         &format!(
             "SELECT {ROUND_COLUMNS} FROM fl_rounds r JOIN fl_model_versions v ON v.id = r.base_version_id \
              WHERE r.id = ? AND r.org_id = ?"
         ),
-        args![round_id, org_id],
+        args![round_id.as_str(), org_id],
     )
     .await?
     .ok_or_else(|| ApiError::not_found("round"))

@@ -7,12 +7,13 @@ use edgeplane_runtime::db::Stmt;
 use edgeplane_runtime::log;
 use serde::{Deserialize, Serialize};
 
-use super::common::{coordinator, device, identifier, iso, query};
-use crate::durable::round_coordinator::DeviceRequest;
-use crate::durable::rpc::call;
+use super::common::{device, identifier, iso, query};
+use crate::clients::round::RoundClient;
 use crate::http::ctx::now_ms;
 use crate::http::respond::{self, HttpResult};
 use crate::routes::Cx;
+use edgeplane_core::fl::wire::DeviceRequest;
+use edgeplane_core::ids::DeviceId;
 
 const MAX_TAGS: usize = 32;
 
@@ -154,8 +155,8 @@ struct RevokeDevice {
 }
 
 #[derive(Deserialize)]
-struct RoundId {
-    id: String,
+struct LiveRound {
+    id: edgeplane_core::ids::RoundId,
 }
 
 /// Admin revocation: the device's every token family ends now (its next request is 401), its
@@ -197,24 +198,23 @@ pub async fn revoke(cx: &mut Cx<'_>) -> HttpResult {
     cx.db().commit_audited(stmts, vec![event], now).await?;
     // Live rounds drop the device's in-flight uploads. D1 already refuses its tokens, so a round
     // that misses this message still refuses its parts (the part route re-checks the device).
-    let rounds: Vec<RoundId> = cx
+    let rounds: Vec<LiveRound> = cx
         .db()
         .all(
             "SELECT id FROM fl_rounds WHERE org_id = ? AND state IN ('open', 'collecting', 'aggregating')",
             args![&org_id],
         )
         .await?;
+    let device_id: DeviceId = d.id.parse().map_err(|_| ApiError::internal())?;
     for r in rounds {
-        let stub = coordinator(cx.env, &r.id)?;
-        if let Err(e) = call::<_, ()>(
-            &stub,
-            "/revoke-device",
-            &DeviceRequest {
-                device_id: d.id.clone(),
-            },
-        )
-        .await
-        {
+        let req = DeviceRequest {
+            device_id: device_id.clone(),
+        };
+        let done = match RoundClient::for_round(cx.env, &r.id) {
+            Ok(c) => c.revoke_device(&req).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = done {
             log::warn("revoke device in round", &e.message);
         }
     }

@@ -1,7 +1,6 @@
 //! Federated learning: device auth, devices and groups, models and versions, rounds, and the
 //! device protocol (offers, join, plan, uploads) under `/api/v1`.
 
-pub mod blob;
 mod common;
 mod device_auth;
 mod devices;

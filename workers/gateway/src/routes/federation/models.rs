@@ -3,6 +3,7 @@
 //! that produced it (none for an uploaded base).
 
 use edgeplane_core::fl::layout::ModelLayout;
+use edgeplane_core::fl::pieces::{self, BlobError, Blobs, Piece, PieceCutter, READ_WINDOW};
 use edgeplane_core::fl::safetensors::{self, FormatError};
 use edgeplane_core::http::BodyLimit;
 use edgeplane_core::ids::{looks_like_id, new_id};
@@ -14,12 +15,18 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use worker::Response;
 
-use super::blob::{self, Piece, PieceWriter};
 use super::common::{device, iso};
 use super::MODEL_BODY;
 use crate::http::ctx::now_ms;
 use crate::http::respond::{self, HttpResult};
 use crate::routes::Cx;
+use crate::storage::R2Blobs;
+
+/// A storage fault while writing a base version: logged with its cause, answered as internal.
+fn blob_error(e: BlobError) -> ApiError {
+    edgeplane_runtime::log::error("model upload", &e.to_string());
+    ApiError::internal()
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -245,8 +252,8 @@ pub async fn upload_version(cx: &mut Cx<'_>) -> HttpResult {
     limit.check_declared(declared)?;
     let now = now_ms();
     let version_id = new_id("mv", now)?;
-    let bucket = blob::bucket(cx.env)?;
-    let mut writer = PieceWriter::new(format!("models/{}/{}", model.id, version_id));
+    let blobs = R2Blobs::from_env(cx.env)?;
+    let mut cutter = PieceCutter::new(format!("models/{}/{}", model.id, version_id));
     let mut hasher = Sha256::new();
     let mut head: Vec<u8> = Vec::new();
     let mut header: Option<safetensors::Header> = None;
@@ -274,17 +281,24 @@ pub async fn upload_version(cx: &mut Cx<'_>) -> HttpResult {
                     }
                 }
             }
-            writer.write(&bucket, &chunk).await?;
+            for (key, bytes) in cutter.push(&chunk) {
+                blobs.put(&key, bytes).await.map_err(blob_error)?;
+            }
         }
         Ok(())
     }
     .await;
     if let Err(e) = result {
-        let pieces = std::mem::take(&mut writer.pieces);
-        blob::delete_all(&bucket, &pieces).await;
+        blobs.discard(cutter.pieces()).await;
         return Err(e);
     }
-    let pieces = writer.finish(&bucket).await?;
+    let (last, pieces) = cutter.finish();
+    if let Some((key, bytes)) = last {
+        if let Err(e) = blobs.put(&key, bytes).await {
+            blobs.discard(&pieces).await;
+            return Err(blob_error(e));
+        }
+    }
     let cleanup = |e: ApiError| (e, pieces.clone());
     let checked: Result<(safetensors::Header, String), (ApiError, Vec<Piece>)> = (|| {
         let h = header.ok_or_else(|| {
@@ -302,7 +316,7 @@ pub async fn upload_version(cx: &mut Cx<'_>) -> HttpResult {
     let (h, sha) = match checked {
         Ok(v) => v,
         Err((e, pieces)) => {
-            blob::delete_all(&bucket, &pieces).await;
+            blobs.discard(&pieces).await;
             return Err(e);
         }
     };
@@ -335,7 +349,7 @@ pub async fn upload_version(cx: &mut Cx<'_>) -> HttpResult {
         ],
     )];
     if let Err(e) = cx.db().commit_audited(stmts, vec![event], now).await {
-        blob::delete_all(&bucket, &pieces).await;
+        blobs.discard(&pieces).await;
         return Err(e);
     }
     let v = load_version(cx, &model.id, &org_id, &version_id).await?;
@@ -381,19 +395,20 @@ pub async fn download(cx: &mut Cx<'_>, as_device: bool) -> HttpResult {
     let which = cx.param("version")?.to_owned();
     let v = load_version(cx, &model_id, &org_id, &which).await?;
     let pieces = v.pieces()?;
-    let bucket = blob::bucket(cx.env)?;
-    let size = blob::total(&pieces);
+    let blobs = R2Blobs::from_env(cx.env)?;
+    let size = pieces::total(&pieces);
     let windows = futures_util::stream::unfold(0u64, move |at| {
-        let bucket = bucket.clone();
+        let blobs = blobs.clone();
         let pieces = pieces.clone();
         async move {
             if at >= size {
                 return None;
             }
-            let hi = (at + blob::READ_WINDOW).min(size);
-            let r = blob::read_range(&bucket, &pieces, at, hi)
+            let hi = (at + READ_WINDOW).min(size);
+            let r = blobs
+                .read(&pieces, at..hi)
                 .await
-                .map_err(|e| worker::Error::RustError(e.message));
+                .map_err(|e| worker::Error::RustError(e.to_string()));
             Some((r, hi))
         }
     });

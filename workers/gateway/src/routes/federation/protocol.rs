@@ -4,24 +4,26 @@
 use edgeplane_core::crypto::kdf::KeyPurpose;
 use edgeplane_core::fl::upload_url::{self, UrlError, PART_URL_TTL_SECONDS};
 use edgeplane_core::fl::validate::{UpdateMeta, Validator};
-use edgeplane_core::ids::{looks_like_id, new_id};
 use edgeplane_core::{ApiError, ErrorCode};
 use edgeplane_runtime::args;
 use serde::Deserialize;
 
-use super::blob;
 use super::common::{
-    coordinator, device, iso, query, round_in_org, DeviceCx, RoundRow, ELIGIBLE, ROUND_COLUMNS,
+    device, iso, query, round_in_org, DeviceCx, RoundRow, ELIGIBLE, ROUND_COLUMNS,
 };
 use super::digest::NativeSha256;
-use crate::durable::round_coordinator::{
-    CompleteBegin, CompleteBeginReply, CompleteFinish, InitiateReply, InitiateRequest, JoinReply,
-    JoinRequest, Outcome, PartDone, PartRequest,
-};
-use crate::durable::rpc::call;
+use crate::clients::round::RoundClient;
 use crate::http::ctx::{now_ms, now_secs};
 use crate::http::respond::{self, HttpResult};
 use crate::routes::Cx;
+use crate::storage::R2Blobs;
+use edgeplane_core::fl::pieces::{self, Blobs, Piece};
+use edgeplane_core::fl::wire::{
+    CompleteBegin, CompleteBeginReply, CompleteFinish, InitiateReply, InitiateRequest, JoinReply,
+    JoinRequest, Outcome, PartDone, PartRequest, ParticipationId,
+};
+use edgeplane_core::fl::RejectReason;
+use edgeplane_core::ids::{PlanId, RoundId, UploadId};
 
 fn participant_device(cx: &Cx<'_>) -> Result<DeviceCx, ApiError> {
     let dev = device(cx)?;
@@ -92,19 +94,6 @@ struct JoinBody {
     capabilities: Option<serde_json::Value>,
 }
 
-fn participation_id(s: &str) -> Result<(), ApiError> {
-    let ok = (1..=64).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::validation(
-            "participation_id must be 1-64 of A-Z, a-z, 0-9, '-' and '_'",
-        ))
-    }
-}
-
 pub async fn join(cx: &mut Cx<'_>) -> HttpResult {
     let dev = participant_device(cx)?;
     let body: JoinBody = cx.json_or_default().await?;
@@ -114,29 +103,23 @@ pub async fn join(cx: &mut Cx<'_>) -> HttpResult {
         }
     }
     let pid = match body.participation_id {
-        Some(p) => {
-            participation_id(&p)?;
-            p
-        }
-        None => new_id("par", now_ms())?,
+        Some(p) => ParticipationId::parse(&p)?,
+        None => ParticipationId::generate(now_ms())?,
     };
-    let round_id = cx.param("round")?.to_owned();
+    let round_id: RoundId = cx.id("round")?;
     let round = round_in_org(cx.db(), &round_id, &dev.org_id).await?;
     if !eligible(cx, &round, &dev.id).await? {
         return Err(ApiError::forbidden(
             "this device is not in the round's device group",
         ));
     }
-    let reply: JoinReply = call(
-        &coordinator(cx.env, &round.id)?,
-        "/join",
-        &JoinRequest {
+    let reply: JoinReply = RoundClient::for_round(cx.env, &round_id)?
+        .join(&JoinRequest {
             participation_id: pid,
-            device_id: dev.id.clone(),
+            device_id: dev.device_id()?,
             capabilities: body.capabilities.unwrap_or_else(|| serde_json::json!({})),
-        },
-    )
-    .await?;
+        })
+        .await?;
     respond::ok(&serde_json::json!({
         "participation_id": reply.participation_id,
         "round_id": round.id,
@@ -151,10 +134,7 @@ pub async fn join(cx: &mut Cx<'_>) -> HttpResult {
 
 pub async fn plan(cx: &mut Cx<'_>) -> HttpResult {
     let dev = participant_device(cx)?;
-    let plan_id = cx.param("plan")?.to_owned();
-    if !looks_like_id(&plan_id, "pln") {
-        return Err(ApiError::not_found("plan"));
-    }
+    let plan_id: PlanId = cx.id("plan")?;
     let round: RoundRow = cx
         .db()
         .first(
@@ -162,7 +142,7 @@ pub async fn plan(cx: &mut Cx<'_>) -> HttpResult {
                 "SELECT {ROUND_COLUMNS} FROM fl_rounds r JOIN fl_model_versions v ON v.id = r.base_version_id \
                  WHERE r.plan_id = ? AND r.org_id = ?"
             ),
-            args![&plan_id, &dev.org_id],
+            args![plan_id.as_str(), &dev.org_id],
         )
         .await?
         .ok_or_else(|| ApiError::not_found("plan"))?;
@@ -202,27 +182,23 @@ fn upload_key(cx: &Cx<'_>) -> [u8; 32] {
 pub async fn initiate(cx: &mut Cx<'_>) -> HttpResult {
     let dev = participant_device(cx)?;
     let body: InitiateBody = cx.json().await?;
-    participation_id(&body.participation_id)?;
-    let round_id = cx.param("round")?.to_owned();
+    let participation_id = ParticipationId::parse(&body.participation_id)?;
+    let round_id: RoundId = cx.id("round")?;
     let round = round_in_org(cx.db(), &round_id, &dev.org_id).await?;
-    let upload_id = new_id("upl", now_ms())?;
-    let reply: InitiateReply = call(
-        &coordinator(cx.env, &round.id)?,
-        "/initiate",
-        &InitiateRequest {
-            upload_id,
-            participation_id: body.participation_id,
-            device_id: dev.id.clone(),
+    let reply: InitiateReply = RoundClient::for_round(cx.env, &round_id)?
+        .initiate(&InitiateRequest {
+            upload_id: UploadId::generate(now_ms())?,
+            participation_id,
+            device_id: dev.device_id()?,
             meta: body.meta,
             part_count: body.part_count,
-        },
-    )
-    .await?;
+        })
+        .await?;
     let expires = now_secs() + PART_URL_TTL_SECONDS;
     let key = upload_key(cx);
     let urls: Vec<String> = (0..reply.parts)
         .map(|n| {
-            let sig = upload_url::sign(&key, &round.id, &reply.upload_id, n, expires);
+            let sig = upload_url::sign(&key, &round.id, reply.upload_id.as_str(), n, expires);
             format!(
                 "{}/api/v1/federation/rounds/{}/uploads/{}/parts/{n}?expires={expires}&signature={sig}",
                 cx.cfg.issuer, round.id, reply.upload_id
@@ -237,10 +213,11 @@ pub async fn initiate(cx: &mut Cx<'_>) -> HttpResult {
 }
 
 /// `PUT` of one part to its signed URL. The URL is the authority (like a presigned object-store
-/// URL), so no bearer is needed; the device is still checked for revocation on every part.
+/// URL), so no bearer is needed; the device is still checked for revocation on every part, and
+/// the part may carry only what the upload's declared size leaves for it.
 pub async fn put_part(cx: &mut Cx<'_>) -> HttpResult {
-    let round_id = cx.param("round")?.to_owned();
-    let upload_id = cx.param("upload")?.to_owned();
+    let round_id: RoundId = cx.id("round")?;
+    let upload_id: UploadId = cx.id("upload")?;
     let part: u32 = cx
         .param("part")?
         .parse()
@@ -261,8 +238,8 @@ pub async fn put_part(cx: &mut Cx<'_>) -> HttpResult {
     })?;
     upload_url::verify(
         &upload_key(cx),
-        &round_id,
-        &upload_id,
+        round_id.as_str(),
+        upload_id.as_str(),
         part,
         expires,
         &signature,
@@ -278,12 +255,12 @@ pub async fn put_part(cx: &mut Cx<'_>) -> HttpResult {
             "the part URL signature is invalid",
         ),
     })?;
-    let stub = coordinator(cx.env, &round_id)?;
+    let round = RoundClient::for_round(cx.env, &round_id)?;
     let req = PartRequest {
         upload_id: upload_id.clone(),
         part,
     };
-    let device_id: String = call(&stub, "/part-begin", &req).await?;
+    let grant = round.part_grant(&req).await?;
     #[derive(Deserialize)]
     struct Revoked {
         revoked_at_ms: Option<i64>,
@@ -292,7 +269,7 @@ pub async fn put_part(cx: &mut Cx<'_>) -> HttpResult {
         .db()
         .first(
             "SELECT revoked_at_ms FROM fl_devices WHERE id = ?",
-            args![&device_id],
+            args![grant.device_id.as_str()],
         )
         .await?;
     if d.map(|d| d.revoked_at_ms.is_some()).unwrap_or(true) {
@@ -301,7 +278,8 @@ pub async fn put_part(cx: &mut Cx<'_>) -> HttpResult {
             "this device was revoked",
         ));
     }
-    // The body streams straight into R2: the isolate never holds the part.
+    // The body streams straight into R2: the isolate never holds the part. Its size is bounded
+    // before a byte is stored: by the per-part cap, and by what the declared size leaves.
     let declared = cx
         .req
         .headers()
@@ -314,6 +292,12 @@ pub async fn put_part(cx: &mut Cx<'_>) -> HttpResult {
     if declared == 0 {
         return Err(ApiError::validation("a part must not be empty"));
     }
+    if declared > grant.max_bytes {
+        return Err(RejectReason::TooLarge.to_error(&format!(
+            "this part may carry at most {} bytes of the upload's declared size",
+            grant.max_bytes
+        )));
+    }
     let body = cx
         .req
         .inner()
@@ -321,31 +305,39 @@ pub async fn put_part(cx: &mut Cx<'_>) -> HttpResult {
         .ok_or_else(|| ApiError::validation("a part must not be empty"))?;
     let nonce = hex::encode(edgeplane_core::crypto::random_bytes::<6>()?);
     let key = format!("staging/{round_id}/{upload_id}/{part:05}-{nonce}");
-    let bucket = blob::bucket(cx.env)?;
-    let stored = bucket
-        .put(&key, worker::Data::ReadableStream(body))
-        .execute()
+    let blobs = R2Blobs::from_env(cx.env)?;
+    let size = blobs
+        .put_stream(&key, body)
         .await
         .map_err(|_| ApiError::bad_request("the part body ended before its Content-Length"))?;
-    let size = stored.map(|o| o.size()).unwrap_or(0);
+    let stored = Piece {
+        key: key.clone(),
+        size,
+    };
     if size != declared {
-        let _ = bucket.delete(&key).await;
+        blobs.discard(std::slice::from_ref(&stored)).await;
         return Err(ApiError::bad_request(
             "the part body does not match its Content-Length",
         ));
     }
-    call::<_, ()>(
-        &stub,
-        "/part-done",
-        &PartDone {
-            upload_id: upload_id.clone(),
-            part,
-            key,
-            size,
-        },
-    )
-    .await?;
-    respond::ok(&serde_json::json!({"upload_id": upload_id, "part": part, "size": size}))
+    let done = PartDone {
+        upload_id: upload_id.clone(),
+        part,
+        key,
+        size,
+    };
+    match round.part_done(&done).await {
+        // A replaced part's earlier bytes were deleted by the coordinator.
+        Ok(_) => {
+            respond::ok(&serde_json::json!({"upload_id": upload_id, "part": part, "size": size}))
+        }
+        Err(e) => {
+            // Refused after the bytes landed (the upload moved on meanwhile): nothing refers to
+            // them.
+            blobs.discard(std::slice::from_ref(&stored)).await;
+            Err(e)
+        }
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -359,7 +351,7 @@ struct CompleteBody {
     privacy_proof: Option<serde_json::Value>,
 }
 
-fn answer(outcome: Outcome, round_id: &str, upload_id: &str) -> HttpResult {
+fn answer(outcome: Outcome, round_id: &RoundId, upload_id: &UploadId) -> HttpResult {
     match outcome {
         Outcome::Accepted {
             participation_id,
@@ -383,22 +375,19 @@ fn answer(outcome: Outcome, round_id: &str, upload_id: &str) -> HttpResult {
 pub async fn complete(cx: &mut Cx<'_>) -> HttpResult {
     let dev = participant_device(cx)?;
     let body: CompleteBody = cx.json_or_default().await?;
-    let round_id = cx.param("round")?.to_owned();
-    let upload_id = cx.param("upload")?.to_owned();
-    let round = round_in_org(cx.db(), &round_id, &dev.org_id).await?;
-    let stub = coordinator(cx.env, &round.id)?;
-    let begin: CompleteBeginReply = call(
-        &stub,
-        "/complete-begin",
-        &CompleteBegin {
+    let round_id: RoundId = cx.id("round")?;
+    let upload_id: UploadId = cx.id("upload")?;
+    round_in_org(cx.db(), &round_id, &dev.org_id).await?;
+    let round = RoundClient::for_round(cx.env, &round_id)?;
+    let begin = round
+        .complete_begin(&CompleteBegin {
             upload_id: upload_id.clone(),
-            device_id: dev.id.clone(),
+            device_id: dev.device_id()?,
             meta: body.meta,
-        },
-    )
-    .await?;
+        })
+        .await?;
     let (meta, pieces, layout, shard_starts) = match begin {
-        CompleteBeginReply::Done { outcome } => return answer(outcome, &round.id, &upload_id),
+        CompleteBeginReply::Done { outcome } => return answer(outcome, &round_id, &upload_id),
         CompleteBeginReply::Validate {
             meta,
             pieces,
@@ -406,38 +395,37 @@ pub async fn complete(cx: &mut Cx<'_>) -> HttpResult {
             shard_starts,
         } => (meta, pieces, layout, shard_starts),
     };
-    let bucket = blob::bucket(cx.env)?;
+    let blobs = R2Blobs::from_env(cx.env)?;
     let native = NativeSha256::new();
     let mut validator = if native.is_some() {
         Validator::new_unhashed(&meta, &layout, shard_starts)
     } else {
         Validator::new(&meta, &layout, shard_starts)
     };
-    let total = blob::total(&pieces);
-    let mut at = 0;
     let mut early = None;
-    while at < total && early.is_none() {
-        let hi = (at + blob::READ_WINDOW).min(total);
-        let window = blob::read_range(&bucket, &pieces, at, hi).await?;
+    for w in pieces::windows(0..pieces::total(&pieces)) {
+        let window = blobs.read(&pieces, w).await.map_err(|e| {
+            edgeplane_runtime::log::error("staged update read", &e.to_string());
+            ApiError::internal()
+        })?;
         if let Some(h) = &native {
             h.update(&window).await?;
         }
-        early = validator.feed(&window).err();
-        at = hi;
+        if let Err(r) = validator.feed(&window) {
+            early = Some(r);
+            break;
+        }
     }
     let verdict = match (early, native) {
         (Some(r), _) => Err(r),
         (None, Some(h)) => validator.finish_with_digest(&h.finish().await?),
         (None, None) => validator.finish(),
     };
-    let outcome: Outcome = call(
-        &stub,
-        "/complete-finish",
-        &CompleteFinish {
+    let outcome = round
+        .complete_finish(&CompleteFinish {
             upload_id: upload_id.clone(),
             verdict,
-        },
-    )
-    .await?;
-    answer(outcome, &round.id, &upload_id)
+        })
+        .await?;
+    answer(outcome, &round_id, &upload_id)
 }

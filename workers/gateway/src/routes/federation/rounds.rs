@@ -5,21 +5,23 @@ use edgeplane_core::auth::{authorize, Action};
 use edgeplane_core::fl::round::{validate_deadline, AggregationSpec, Quorum};
 use edgeplane_core::fl::safetensors;
 use edgeplane_core::fl::shard;
-use edgeplane_core::ids::{looks_like_id, new_id};
+use edgeplane_core::ids::looks_like_id;
 use edgeplane_core::{ApiError, ErrorCode};
 use edgeplane_runtime::args;
 use edgeplane_runtime::db::Stmt;
 use serde::Deserialize;
 
-use super::blob;
-use super::common::{coordinator, iso, query, round_in_org, RoundRow, ROUND_COLUMNS};
+use super::common::{iso, query, round_in_org, RoundRow, ROUND_COLUMNS};
 use super::models::load_version;
 use crate::authn;
-use crate::durable::round_coordinator::{CancelReply, Progress, RoundConfig};
-use crate::durable::rpc::call;
+use crate::clients::round::RoundClient;
 use crate::http::ctx::now_ms;
 use crate::http::respond::{self, HttpResult};
 use crate::routes::Cx;
+use crate::storage::R2Blobs;
+use edgeplane_core::fl::pieces::{BlobError, Blobs};
+use edgeplane_core::fl::wire::{CancelRequest, Progress, Requester, RoundConfig};
+use edgeplane_core::ids::{PlanId, RoundId};
 
 #[derive(Deserialize)]
 #[serde(untagged)]
@@ -53,6 +55,12 @@ struct CreateRound {
     aggregation: AggregationSpec,
     #[serde(default)]
     plan: Option<PlanSpec>,
+}
+
+/// A stored base version that cannot be read: logged with its cause, answered as internal.
+fn stored(e: BlobError) -> ApiError {
+    edgeplane_runtime::log::error("base version read", &e.to_string());
+    ApiError::internal()
 }
 
 fn max_shard_elements(cx: &Cx<'_>) -> u64 {
@@ -116,24 +124,26 @@ pub async fn create(cx: &mut Cx<'_>) -> HttpResult {
         .map_err(ApiError::validation)?;
     // Where each base tensor's data starts in the base file (its header says).
     let pieces = base.pieces()?;
-    let bucket = blob::bucket(cx.env)?;
-    let first8 = blob::read_range(&bucket, &pieces, 0, 8).await?;
+    let blobs = R2Blobs::from_env(cx.env)?;
+    let read = |range| blobs.read(&pieces, range);
+    let first8 = read(0..8).await.map_err(stored)?;
     let n = safetensors::header_len(&first8).map_err(|_| ApiError::internal())?;
-    let head = blob::read_range(&bucket, &pieces, 8, 8 + n).await?;
+    let head = read(8..8 + n).await.map_err(stored)?;
     let header = safetensors::parse_header(&head).map_err(|_| ApiError::internal())?;
     let base_tensor_starts = header
         .match_base(&layout)
         .map_err(|_| ApiError::internal())?;
 
     let now = now_ms();
-    let round_id = new_id("rnd", now)?;
-    let plan_id = new_id("pln", now)?;
+    let round_id = RoundId::generate(now)?;
+    let plan_id = PlanId::generate(now)?;
     let deadline = now + body.deadline_seconds as i64 * 1000;
+    let internal = |_| ApiError::internal();
     let cfg = RoundConfig {
         round_id: round_id.clone(),
-        org_id: org_id.clone(),
-        model_id: base.model_id.clone(),
-        base_version_id: base.id.clone(),
+        org_id: org_id.parse().map_err(internal)?,
+        model_id: base.model_id.parse().map_err(internal)?,
+        base_version_id: base.id.parse().map_err(internal)?,
         base_version: base.version,
         plan_id: plan_id.clone(),
         layout,
@@ -147,14 +157,16 @@ pub async fn create(cx: &mut Cx<'_>) -> HttpResult {
         aggregation: body.aggregation.clone(),
     };
     // The coordinator first: a D1 row never points at a round that has no coordinator.
-    call::<_, ()>(&coordinator(cx.env, &round_id)?, "/init", &cfg).await?;
+    RoundClient::for_round(cx.env, &round_id)?
+        .init(&cfg)
+        .await?;
     let aggregation = serde_json::to_string(&body.aggregation).map_err(|_| ApiError::internal())?;
     let event = cx.rc.audit(
         &cx.principal,
         Some(&org_id),
         "round.created",
         "round",
-        &round_id,
+        round_id.as_str(),
         serde_json::json!({
             "model_id": base.model_id, "base_version": base.version, "target": q.target, "min": q.min,
             "max": q.max, "deadline_seconds": body.deadline_seconds, "device_group": body.device_group,
@@ -168,11 +180,11 @@ pub async fn create(cx: &mut Cx<'_>) -> HttpResult {
                  max_participants, deadline_at_ms, device_group_id, aggregation, plan, created_by, created_at_ms) \
                  VALUES (?, ?, ?, ?, ?, 'open', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 args![
-                    &round_id,
+                    round_id.as_str(),
                     &org_id,
                     &base.model_id,
                     &base.id,
-                    &plan_id,
+                    plan_id.as_str(),
                     q.target,
                     q.min,
                     q.max,
@@ -238,7 +250,10 @@ async fn round_view(cx: &Cx<'_>, r: &RoundRow, live: bool) -> Result<serde_json:
     if !live {
         return Ok(v);
     }
-    let p: Progress = call(&coordinator(cx.env, &r.id)?, "/progress", &()).await?;
+    let round_id: RoundId = r.id.parse().map_err(|_| ApiError::internal())?;
+    let p: Progress = RoundClient::for_round(cx.env, &round_id)?
+        .progress()
+        .await?;
     // Eligible devices right now (the group's, or the org's), not revoked.
     let selected: Option<N> = match &r.device_group_id {
         None => cx.db().first(
@@ -279,6 +294,10 @@ async fn round_view(cx: &Cx<'_>, r: &RoundRow, live: bool) -> Result<serde_json:
     let rejected_total: u64 = p.rejected.values().sum();
     let ratio = |a: f64, b: f64| if b > 0.0 { Some(a / b) } else { None };
     v["state"] = serde_json::json!(p.state.as_str());
+    v["failure"] = serde_json::json!(p.failure.map(|f| serde_json::json!({
+        "reason": f.as_str(),
+        "message": f.describe(),
+    })));
     v["closed_at"] = serde_json::json!(p.closed_at_ms.map(iso));
     if p.published_version_id.is_some() {
         v["published_version_id"] = serde_json::json!(p.published_version_id);
@@ -299,6 +318,7 @@ async fn round_view(cx: &Cx<'_>, r: &RoundRow, live: bool) -> Result<serde_json:
         "participation_rate": ratio(p.joined as f64, selected as f64),
         "completion_rate": ratio(p.accepted as f64, p.joined as f64),
         "total_samples": p.total_samples,
+        "capped_weights": p.capped_weights,
         "metrics": p.metrics,
         "folded": p.folded,
         "shards": p.shards,
@@ -341,7 +361,7 @@ pub async fn list(cx: &mut Cx<'_>) -> HttpResult {
 
 pub async fn get(cx: &mut Cx<'_>) -> HttpResult {
     let org_id = cx.org()?.org_id.clone();
-    let id = cx.param("round")?.to_owned();
+    let id: RoundId = cx.id("round")?;
     let row = round_in_org(cx.db(), &id, &org_id).await?;
     let view = round_view(cx, &row, true).await?;
     respond::ok(&serde_json::json!({"round": view}))
@@ -349,17 +369,17 @@ pub async fn get(cx: &mut Cx<'_>) -> HttpResult {
 
 /// `GET /v1/rounds/{round}`: the same view, for any principal with access to the round's org.
 pub async fn get_by_id(cx: &mut Cx<'_>) -> HttpResult {
-    let id = cx.param("round")?.to_owned();
-    if !looks_like_id(&id, "rnd") {
-        return Err(ApiError::not_found("round"));
-    }
+    let id: RoundId = cx.id("round")?;
     #[derive(Deserialize)]
     struct OrgOf {
         org_id: String,
     }
     let org: OrgOf = cx
         .db()
-        .first("SELECT org_id FROM fl_rounds WHERE id = ?", args![&id])
+        .first(
+            "SELECT org_id FROM fl_rounds WHERE id = ?",
+            args![id.as_str()],
+        )
         .await?
         .ok_or_else(|| ApiError::not_found("round"))?;
     let access = authn::org_access(cx.db(), &cx.principal, &org.org_id)
@@ -371,31 +391,34 @@ pub async fn get_by_id(cx: &mut Cx<'_>) -> HttpResult {
     respond::ok(&serde_json::json!({"round": view}))
 }
 
+/// Cancels a round. The coordinator stops accepting at once and writes the cancel to D1 with its
+/// audit record; a repeat is harmless. Answers 200 when D1 has the cancel, 202 while the
+/// coordinator is still retrying that write (the round is cancelled either way).
 pub async fn cancel(cx: &mut Cx<'_>) -> HttpResult {
     let org_id = cx.org()?.org_id.clone();
-    let id = cx.param("round")?.to_owned();
+    let id: RoundId = cx.id("round")?;
     let row = round_in_org(cx.db(), &id, &org_id).await?;
-    let reply: CancelReply = call(&coordinator(cx.env, &row.id)?, "/cancel", &()).await?;
-    let now = now_ms();
-    let event = cx.rc.audit(
-        &cx.principal,
-        Some(&org_id),
-        "round.cancelled",
-        "round",
-        &row.id,
-        serde_json::json!({"previous_state": reply.previous.as_str()}),
-    );
-    cx.db()
-        .commit_audited(
-            vec![Stmt::new(
-                "UPDATE fl_rounds SET state = 'cancelled', closed_at_ms = ? WHERE id = ?",
-                args![now, &row.id],
-            )],
-            vec![event],
-            now,
-        )
+    let reply = RoundClient::for_round(cx.env, &id)?
+        .cancel(&CancelRequest {
+            requester: Requester {
+                actor_type: cx.principal.kind.as_str().to_owned(),
+                actor_id: cx.principal.id.clone(),
+                ip: cx.rc.ip.clone(),
+                user_agent: cx.rc.user_agent.clone(),
+                request_id: Some(cx.rc.request_id.clone()),
+            },
+        })
         .await?;
-    let row = round_in_org(cx.db(), &id, &org_id).await?;
+    let row = round_in_org(cx.db(), &row_id(&row)?, &org_id).await?;
     let view = round_view(cx, &row, true).await?;
-    respond::ok(&serde_json::json!({"round": view}))
+    let body = serde_json::json!({"round": view});
+    if reply.recorded {
+        respond::ok(&body)
+    } else {
+        respond::json(202, &body)
+    }
+}
+
+fn row_id(r: &RoundRow) -> Result<RoundId, ApiError> {
+    r.id.parse().map_err(|_| ApiError::internal())
 }

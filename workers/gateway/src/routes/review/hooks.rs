@@ -18,11 +18,11 @@ use edgeplane_core::{ApiError, ErrorCode};
 use serde_json::json;
 
 use super::hook_secrets::{self, HookSecrets};
-use crate::durable::rpc;
 use crate::http::ctx::{now_ms, now_secs};
 use crate::http::log;
 use crate::http::respond::{self, HttpResult};
 use crate::routes::Cx;
+use crate::rpc;
 
 fn not_found() -> ApiError {
     ApiError::not_found("webhook endpoint")
