@@ -22,6 +22,41 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     DateTime::parse_from_rfc3339(s).ok().map(|d| d.timestamp())
 }
 
+/// A point in time (unix milliseconds) in an API body: RFC 3339 in UTC with milliseconds and an
+/// explicit `+00:00` offset, e.g. `2026-12-01T08:00:00.000+00:00`. That is the form every
+/// Octomil SDK parses (Python's `fromisoformat` before 3.11 refuses a `Z`), so the federated
+/// learning surfaces, device and control plane alike, use it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct IsoMillis(pub i64);
+
+impl IsoMillis {
+    pub fn millis(self) -> i64 {
+        self.0
+    }
+}
+
+impl std::fmt::Display for IsoMillis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let t = DateTime::<Utc>::from_timestamp_millis(self.0).unwrap_or_default();
+        f.write_str(&t.to_rfc3339_opts(SecondsFormat::Millis, false))
+    }
+}
+
+impl serde::Serialize for IsoMillis {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for IsoMillis {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        DateTime::parse_from_rfc3339(&s)
+            .map(|t| IsoMillis(t.timestamp_millis()))
+            .map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -36,5 +71,9 @@ mod tests {
         );
         assert_eq!(parse_rfc3339("yesterday"), None);
         assert_eq!(rfc3339_millis(1_500), "1970-01-01T00:00:01.500Z");
+        let t = IsoMillis(1_795_000_000_250);
+        let json = serde_json::to_string(&t).unwrap();
+        assert_eq!(json, "\"2026-11-18T11:06:40.250+00:00\"");
+        assert_eq!(serde_json::from_str::<IsoMillis>(&json).unwrap(), t);
     }
 }

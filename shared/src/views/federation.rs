@@ -1,1 +1,326 @@
-//! Views of the federation area.
+//! Views of the federated-learning area: rounds and their live progress, devices, device groups,
+//! and the device protocol's answers (which keep the Octomil SDK's field names).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::fl::device_scope::DeviceScopes;
+use crate::fl::participation::ParticipationState;
+use crate::fl::round::{AggregationSpec, RejectReason, RoundFailure, RoundState};
+use crate::fl::validate::UpdateFormat;
+use crate::fl::wire::ParticipationId;
+use crate::ids::{
+    DeviceGroupId, DeviceId, ModelId, ModelVersionId, OrgId, PlanId, RoundId, UploadId,
+};
+use crate::time::IsoMillis;
+
+/// Why a round failed, in words.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Failure {
+    pub reason: RoundFailure,
+    pub message: String,
+}
+
+impl From<RoundFailure> for Failure {
+    fn from(f: RoundFailure) -> Self {
+        Failure {
+            reason: f,
+            message: f.describe().to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Round {
+    pub id: RoundId,
+    pub org_id: OrgId,
+    pub model_id: ModelId,
+    pub base_version_id: ModelVersionId,
+    pub base_version: i64,
+    pub plan_id: PlanId,
+    pub state: RoundState,
+    pub target: u32,
+    pub min: u32,
+    pub max: u32,
+    pub deadline_at: IsoMillis,
+    pub device_group: Option<DeviceGroupId>,
+    pub aggregation: AggregationSpec,
+    pub created_by: String,
+    pub created_at: IsoMillis,
+    pub closed_at: Option<IsoMillis>,
+    pub published_version_id: Option<ModelVersionId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
+    /// Live counts from the round's coordinator (single-round reads only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<RoundProgress>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoundProgress {
+    /// Devices eligible right now (the group's, or the org's), not revoked.
+    pub selected: i64,
+    pub joined: u64,
+    pub uploading: u64,
+    pub accepted: u64,
+    pub rejected: BTreeMap<RejectReason, u64>,
+    pub rejected_total: u64,
+    pub participation_rate: Option<f64>,
+    pub completion_rate: Option<f64>,
+    pub total_samples: i64,
+    /// Updates weighted at the round's sample cap rather than their claimed count.
+    pub capped_weights: u64,
+    /// Sample-weighted means of the metrics devices reported with accepted updates.
+    pub metrics: BTreeMap<String, f64>,
+    /// Accepted updates folded into every aggregator shard.
+    pub folded: i64,
+    pub shards: usize,
+    pub device_health: DeviceHealth,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceHealth {
+    pub participants: usize,
+    pub reporting: i64,
+    pub stale: i64,
+    pub battery_pct_avg: Option<f64>,
+    pub charging: i64,
+    pub network_types: BTreeMap<String, i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoundBody {
+    pub round: Round,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoundList {
+    pub rounds: Vec<Round>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Device {
+    pub id: DeviceId,
+    pub device_identifier: String,
+    pub tags: Vec<String>,
+    pub created_at: IsoMillis,
+    pub last_seen_at: Option<IsoMillis>,
+    pub revoked_at: Option<IsoMillis>,
+    pub revoked_reason: Option<String>,
+    /// The device's last heartbeat.
+    pub heartbeat: Option<Heartbeat>,
+    pub heartbeat_at: Option<IsoMillis>,
+}
+
+/// Device telemetry as the device reports it (the latest values are kept).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Heartbeat {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub battery_pct: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub charging: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_free_mb: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sdk_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+}
+
+impl Heartbeat {
+    /// Bounds every field, so what is kept per device stays small and printable.
+    pub fn validate(&self) -> Result<(), crate::ApiError> {
+        use crate::ApiError;
+        if self
+            .battery_pct
+            .is_some_and(|b| !(0.0..=100.0).contains(&b))
+        {
+            return Err(ApiError::validation(
+                "battery_pct must be between 0 and 100",
+            ));
+        }
+        if self
+            .storage_free_mb
+            .is_some_and(|s| !(s.is_finite() && s >= 0.0))
+        {
+            return Err(ApiError::validation(
+                "storage_free_mb must be a non-negative number",
+            ));
+        }
+        for (v, what) in [
+            (&self.network_type, "network_type"),
+            (&self.app_version, "app_version"),
+            (&self.sdk_version, "sdk_version"),
+            (&self.os_version, "os_version"),
+            (&self.platform, "platform"),
+        ] {
+            if let Some(v) = v {
+                if v.is_empty() || v.len() > 64 || v.chars().any(char::is_control) {
+                    return Err(ApiError::validation(format!(
+                        "{what} must be 1-64 printable characters"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeartbeatAck {
+    pub device_id: DeviceId,
+    pub received_at: IsoMillis,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceBody {
+    pub device: Device,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceList {
+    pub devices: Vec<Device>,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next_after: Option<DeviceId>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupSelector {
+    /// Devices carrying every tag of the group.
+    Tags,
+    /// Devices listed as members.
+    Explicit,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceGroup {
+    pub id: DeviceGroupId,
+    pub name: String,
+    pub selector: GroupSelector,
+    pub tags: Option<Vec<String>>,
+    /// Devices in the group right now, revoked ones excluded.
+    pub members: i64,
+    pub created_at: IsoMillis,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceGroupBody {
+    pub device_group: DeviceGroup,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceGroupList {
+    pub device_groups: Vec<DeviceGroup>,
+}
+
+/// A bootstrap token as minted for the customer's backend: the secret is in this answer only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BootstrapTokenMinted {
+    pub id: String,
+    pub token: String,
+    pub expires_at: IsoMillis,
+    pub device_identifier: String,
+    pub scopes: DeviceScopes,
+}
+
+/// The device credentials every exchange answers with, in the Octomil SDK's `DeviceAuthClient`
+/// fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceTokens {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub token_type: TokenType,
+    pub expires_in: i64,
+    pub expires_at: IsoMillis,
+    pub org_id: OrgId,
+    pub device_identifier: String,
+    pub device_id: DeviceId,
+    pub scopes: DeviceScopes,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TokenType {
+    Bearer,
+}
+
+// ---- the device protocol -----------------------------------------------------------------
+
+/// A round a device may join now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Offer {
+    pub round_id: RoundId,
+    pub plan_id: PlanId,
+    pub model_id: ModelId,
+    pub base_version: i64,
+    pub base_version_id: ModelVersionId,
+    pub deadline_at: IsoMillis,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Joined {
+    pub participation_id: ParticipationId,
+    pub round_id: RoundId,
+    pub plan_id: PlanId,
+    pub model_id: ModelId,
+    pub base_version: i64,
+    pub state: ParticipationState,
+    pub joined_at: IsoMillis,
+    pub deadline_at: IsoMillis,
+}
+
+/// A round's training plan, in the fields the Octomil device agent reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub plan_id: PlanId,
+    pub round_id: RoundId,
+    pub model_id: ModelId,
+    pub base_version: i64,
+    pub algorithm: String,
+    pub hyperparams: serde_json::Map<String, serde_json::Value>,
+    pub clip_norm: Option<f64>,
+    /// Noise is added once, centrally, at publish; devices add none of their own.
+    pub noise_sigma: f64,
+    pub secure_agg_config: Option<serde_json::Value>,
+    pub max_duration_sec: f64,
+    pub max_steps: u32,
+    pub update_formats: Vec<UpdateFormat>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UploadStarted {
+    pub upload_id: UploadId,
+    pub part_urls: Vec<String>,
+    pub expires_at: IsoMillis,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartStored {
+    pub upload_id: UploadId,
+    pub part: u32,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpdateStatus {
+    Accepted,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpdateAccepted {
+    pub status: UpdateStatus,
+    pub round_id: RoundId,
+    pub upload_id: UploadId,
+    pub participation_id: ParticipationId,
+    pub sequence: i64,
+    pub sample_count: i64,
+}

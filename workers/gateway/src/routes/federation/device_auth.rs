@@ -15,12 +15,14 @@ use edgeplane_runtime::args;
 use edgeplane_runtime::db::Stmt;
 use serde::Deserialize;
 
-use super::common::{identifier, iso};
+use super::common::identifier;
 use crate::authn::device::{mint_access_token, DeviceClaims};
 use crate::authn::{self, invalid_token};
 use crate::http::ctx::now_ms;
 use crate::http::respond::{self, HttpResult};
 use crate::routes::Cx;
+use edgeplane_core::time::IsoMillis;
+use edgeplane_core::views::federation::{BootstrapTokenMinted, DeviceTokens, TokenType};
 
 pub const MAX_BOOTSTRAP_TTL_S: i64 = 600;
 pub const DEFAULT_ACCESS_TTL_S: i64 = 15 * 60;
@@ -79,13 +81,13 @@ pub async fn mint_bootstrap_token(cx: &mut Cx<'_>) -> HttpResult {
         serde_json::json!({"device_identifier": body.device_identifier, "scopes": scopes, "ttl_seconds": ttl}),
     );
     cx.db().commit_audited(stmts, vec![event], now).await?;
-    respond::created(&serde_json::json!({
-        "id": id,
-        "token": token.plaintext,
-        "expires_at": iso(expires),
-        "device_identifier": body.device_identifier,
-        "scopes": scopes,
-    }))
+    respond::created(&BootstrapTokenMinted {
+        id,
+        token: token.plaintext,
+        expires_at: IsoMillis(expires),
+        device_identifier: body.device_identifier,
+        scopes,
+    })
 }
 
 #[derive(Deserialize)]
@@ -129,7 +131,7 @@ fn token_pair(
     ttl_s: i64,
     refresh_token: &str,
     now: i64,
-) -> Result<serde_json::Value, ApiError> {
+) -> Result<DeviceTokens, ApiError> {
     let access = mint_access_token(
         cx.cfg.jwt_keys.signing_key(),
         &cx.cfg.issuer,
@@ -143,17 +145,18 @@ fn token_pair(
         now / 1000,
         ttl_s,
     )?;
-    Ok(serde_json::json!({
-        "access_token": access,
-        "refresh_token": refresh_token,
-        "token_type": "Bearer",
-        "expires_in": ttl_s,
-        "expires_at": iso((now / 1000 + ttl_s) * 1000),
-        "org_id": org_id,
-        "device_identifier": device_identifier,
-        "device_id": device_id,
-        "scopes": scopes,
-    }))
+    let internal = |_| ApiError::internal();
+    Ok(DeviceTokens {
+        access_token: access,
+        refresh_token: refresh_token.to_owned(),
+        token_type: TokenType::Bearer,
+        expires_in: ttl_s,
+        expires_at: IsoMillis((now / 1000 + ttl_s) * 1000),
+        org_id: org_id.parse().map_err(internal)?,
+        device_identifier: device_identifier.to_owned(),
+        device_id: device_id.parse().map_err(internal)?,
+        scopes,
+    })
 }
 
 fn device_actor(device_id: &str) -> Actor {

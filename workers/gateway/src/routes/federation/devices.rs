@@ -1,13 +1,15 @@
 //! Devices in the control plane (list, tag, revoke) and the device heartbeat.
 
-use edgeplane_core::ids::looks_like_id;
+use crate::service::federation::corrupt;
+use edgeplane_core::time::IsoMillis;
+use edgeplane_core::views::federation::{Device, DeviceBody, DeviceList, Heartbeat, HeartbeatAck};
 use edgeplane_core::ApiError;
 use edgeplane_runtime::args;
 use edgeplane_runtime::db::Stmt;
 use edgeplane_runtime::log;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-use super::common::{device, identifier, iso, query};
+use super::common::{device, identifier, query};
 use crate::clients::round::RoundClient;
 use crate::http::ctx::now_ms;
 use crate::http::respond::{self, HttpResult};
@@ -34,29 +36,29 @@ const COLUMNS: &str =
     "id, device_identifier, tags, created_at_ms, last_seen_at_ms, revoked_at_ms, \
      revoked_reason, heartbeat, heartbeat_at_ms";
 
-fn view(d: DeviceRow) -> serde_json::Value {
-    serde_json::json!({
-        "id": d.id,
-        "device_identifier": d.device_identifier,
-        "tags": serde_json::from_str::<serde_json::Value>(&d.tags).unwrap_or_default(),
-        "created_at": iso(d.created_at_ms),
-        "last_seen_at": d.last_seen_at_ms.map(iso),
-        "revoked_at": d.revoked_at_ms.map(iso),
-        "revoked_reason": d.revoked_reason,
-        "heartbeat": d.heartbeat.and_then(|h| serde_json::from_str::<serde_json::Value>(&h).ok()),
-        "heartbeat_at": d.heartbeat_at_ms.map(iso),
+fn view(d: DeviceRow) -> Result<Device, ApiError> {
+    Ok(Device {
+        id: d.id.parse().map_err(|_| corrupt("device id"))?,
+        device_identifier: d.device_identifier,
+        tags: serde_json::from_str(&d.tags).map_err(|_| corrupt("device tags"))?,
+        created_at: IsoMillis(d.created_at_ms),
+        last_seen_at: d.last_seen_at_ms.map(IsoMillis),
+        revoked_at: d.revoked_at_ms.map(IsoMillis),
+        revoked_reason: d.revoked_reason,
+        heartbeat: d
+            .heartbeat
+            .map(|h| serde_json::from_str::<Heartbeat>(&h).map_err(|_| corrupt("heartbeat")))
+            .transpose()?,
+        heartbeat_at: d.heartbeat_at_ms.map(IsoMillis),
     })
 }
 
 async fn load(cx: &Cx<'_>) -> Result<DeviceRow, ApiError> {
-    let id = cx.param("device")?;
-    if !looks_like_id(id, "dev") {
-        return Err(ApiError::not_found("device"));
-    }
+    let id: DeviceId = cx.id("device")?;
     cx.db()
         .first(
             &format!("SELECT {COLUMNS} FROM fl_devices WHERE id = ? AND org_id = ?"),
-            args![id, &cx.org()?.org_id],
+            args![id.as_str(), &cx.org()?.org_id],
         )
         .await?
         .ok_or_else(|| ApiError::not_found("device"))
@@ -90,13 +92,18 @@ pub async fn list(cx: &mut Cx<'_>) -> HttpResult {
     } else {
         None
     };
-    let devices: Vec<_> = rows.into_iter().map(view).collect();
-    respond::ok(&serde_json::json!({"devices": devices, "next_after": next}))
+    respond::ok(&DeviceList {
+        devices: rows.into_iter().map(view).collect::<Result<_, _>>()?,
+        next_after: next
+            .map(|n| n.parse())
+            .transpose()
+            .map_err(|_| corrupt("device id"))?,
+    })
 }
 
 pub async fn get(cx: &mut Cx<'_>) -> HttpResult {
     let d = load(cx).await?;
-    respond::ok(&serde_json::json!({"device": view(d)}))
+    respond::ok(&DeviceBody { device: view(d)? })
 }
 
 pub fn validate_tags(tags: &[String]) -> Result<(), ApiError> {
@@ -144,7 +151,7 @@ pub async fn update(cx: &mut Cx<'_>) -> HttpResult {
         )
         .await?;
     let d = load(cx).await?;
-    respond::ok(&serde_json::json!({"device": view(d)}))
+    respond::ok(&DeviceBody { device: view(d)? })
 }
 
 #[derive(Deserialize, Default)]
@@ -219,37 +226,7 @@ pub async fn revoke(cx: &mut Cx<'_>) -> HttpResult {
         }
     }
     let d = load(cx).await?;
-    respond::ok(&serde_json::json!({"device": view(d)}))
-}
-
-#[derive(Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-struct Heartbeat {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    battery_pct: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    charging: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    network_type: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    storage_free_mb: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    app_version: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    sdk_version: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    os_version: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    platform: Option<String>,
-}
-
-fn short(s: &Option<String>, what: &str) -> Result<(), ApiError> {
-    match s {
-        Some(v) if v.is_empty() || v.len() > 64 || v.chars().any(char::is_control) => Err(
-            ApiError::validation(format!("{what} must be 1-64 printable characters")),
-        ),
-        _ => Ok(()),
-    }
+    respond::ok(&DeviceBody { device: view(d)? })
 }
 
 /// Device telemetry (latest values kept on the device). Bookkeeping, like `last_used_at`: it is
@@ -262,31 +239,7 @@ pub async fn heartbeat(cx: &mut Cx<'_>) -> HttpResult {
         return Err(ApiError::not_found("device"));
     }
     let body: Heartbeat = cx.json().await?;
-    if body
-        .battery_pct
-        .is_some_and(|b| !(0.0..=100.0).contains(&b))
-    {
-        return Err(ApiError::validation(
-            "battery_pct must be between 0 and 100",
-        ));
-    }
-    if body
-        .storage_free_mb
-        .is_some_and(|s| !(s.is_finite() && s >= 0.0))
-    {
-        return Err(ApiError::validation(
-            "storage_free_mb must be a non-negative number",
-        ));
-    }
-    for (v, what) in [
-        (&body.network_type, "network_type"),
-        (&body.app_version, "app_version"),
-        (&body.sdk_version, "sdk_version"),
-        (&body.os_version, "os_version"),
-        (&body.platform, "platform"),
-    ] {
-        short(v, what)?;
-    }
+    body.validate()?;
     let now = now_ms();
     let json = serde_json::to_string(&body).map_err(|_| ApiError::internal())?;
     cx.db()
@@ -295,5 +248,8 @@ pub async fn heartbeat(cx: &mut Cx<'_>) -> HttpResult {
             args![json, now, now, &dev.id],
         )
         .await?;
-    respond::ok(&serde_json::json!({"device_id": dev.id, "received_at": iso(now)}))
+    respond::ok(&HeartbeatAck {
+        device_id: dev.device_id()?,
+        received_at: IsoMillis(now),
+    })
 }

@@ -7,11 +7,15 @@ use edgeplane_runtime::args;
 use edgeplane_runtime::db::Stmt;
 use serde::Deserialize;
 
-use super::common::iso;
 use super::devices::validate_tags;
 use crate::http::ctx::now_ms;
 use crate::http::respond::{self, HttpResult};
 use crate::routes::Cx;
+use crate::service::federation::corrupt;
+use edgeplane_core::time::IsoMillis;
+use edgeplane_core::views::federation::{
+    DeviceGroup, DeviceGroupBody, DeviceGroupList, GroupSelector,
+};
 
 const MAX_EXPLICIT: usize = 1000;
 
@@ -42,17 +46,22 @@ const GROUP_SELECT: &str = "SELECT g.id, g.name, g.tags, g.created_at_ms, \
          (SELECT 1 FROM json_each(g.tags) t WHERE t.value NOT IN (SELECT value FROM json_each(d.tags)))) END AS members \
      FROM fl_device_groups g";
 
-fn view(g: GroupRow) -> serde_json::Value {
+fn view(g: GroupRow) -> Result<DeviceGroup, ApiError> {
     let tags = g
         .tags
-        .and_then(|t| serde_json::from_str::<Vec<String>>(&t).ok());
-    serde_json::json!({
-        "id": g.id,
-        "name": g.name,
-        "selector": if tags.is_some() { "tags" } else { "explicit" },
-        "tags": tags,
-        "members": g.members,
-        "created_at": iso(g.created_at_ms),
+        .map(|t| serde_json::from_str::<Vec<String>>(&t).map_err(|_| corrupt("group tags")))
+        .transpose()?;
+    Ok(DeviceGroup {
+        id: g.id.parse().map_err(|_| corrupt("group id"))?,
+        name: g.name,
+        selector: if tags.is_some() {
+            GroupSelector::Tags
+        } else {
+            GroupSelector::Explicit
+        },
+        tags,
+        members: g.members,
+        created_at: IsoMillis(g.created_at_ms),
     })
 }
 
@@ -149,7 +158,9 @@ pub async fn create(cx: &mut Cx<'_>) -> HttpResult {
     );
     cx.db().commit_audited(stmts, vec![event], now).await?;
     let g = load(cx, &id).await?;
-    respond::created(&serde_json::json!({"device_group": view(g)}))
+    respond::created(&DeviceGroupBody {
+        device_group: view(g)?,
+    })
 }
 
 pub async fn list(cx: &mut Cx<'_>) -> HttpResult {
@@ -160,14 +171,17 @@ pub async fn list(cx: &mut Cx<'_>) -> HttpResult {
             args![&cx.org()?.org_id],
         )
         .await?;
-    let groups: Vec<_> = rows.into_iter().map(view).collect();
-    respond::ok(&serde_json::json!({"device_groups": groups}))
+    respond::ok(&DeviceGroupList {
+        device_groups: rows.into_iter().map(view).collect::<Result<_, _>>()?,
+    })
 }
 
 pub async fn get(cx: &mut Cx<'_>) -> HttpResult {
     let id = cx.param("group")?.to_owned();
     let g = load(cx, &id).await?;
-    respond::ok(&serde_json::json!({"device_group": view(g)}))
+    respond::ok(&DeviceGroupBody {
+        device_group: view(g)?,
+    })
 }
 
 #[derive(Deserialize)]
@@ -211,5 +225,7 @@ pub async fn add_members(cx: &mut Cx<'_>) -> HttpResult {
     );
     cx.db().commit_audited(stmts, vec![event], now).await?;
     let g = load(cx, &id).await?;
-    respond::ok(&serde_json::json!({"device_group": view(g)}))
+    respond::ok(&DeviceGroupBody {
+        device_group: view(g)?,
+    })
 }

@@ -8,22 +8,35 @@ use edgeplane_core::{ApiError, ErrorCode};
 use edgeplane_runtime::args;
 use serde::Deserialize;
 
-use super::common::{
-    device, iso, query, round_in_org, DeviceCx, RoundRow, ELIGIBLE, ROUND_COLUMNS,
-};
+use super::common::{device, query, DeviceCx};
 use super::digest::NativeSha256;
 use crate::clients::round::RoundClient;
 use crate::http::ctx::{now_ms, now_secs};
 use crate::http::respond::{self, HttpResult};
 use crate::routes::Cx;
+use crate::service::federation::corrupt;
+use crate::service::federation::rounds::{self, round_in_org, RoundRow, ELIGIBLE, ROUND_COLUMNS};
 use crate::storage::R2Blobs;
 use edgeplane_core::fl::pieces::{self, Blobs, Piece};
+use edgeplane_core::fl::validate::UpdateFormat;
 use edgeplane_core::fl::wire::{
     CompleteBegin, CompleteBeginReply, CompleteFinish, InitiateReply, InitiateRequest, JoinReply,
     JoinRequest, Outcome, PartDone, PartRequest, ParticipationId,
 };
 use edgeplane_core::fl::RejectReason;
 use edgeplane_core::ids::{PlanId, RoundId, UploadId};
+use edgeplane_core::time::IsoMillis;
+use edgeplane_core::views::federation::{
+    Joined, Offer, PartStored, Plan, UpdateAccepted, UpdateStatus, UploadStarted,
+};
+
+/// The plan a round was created with (`fl_rounds.plan`).
+#[derive(Deserialize)]
+struct StoredPlan {
+    hyperparams: serde_json::Map<String, serde_json::Value>,
+    max_steps: u32,
+    max_duration_sec: f64,
+}
 
 fn participant_device(cx: &Cx<'_>) -> Result<DeviceCx, ApiError> {
     let dev = device(cx)?;
@@ -56,19 +69,20 @@ pub async fn offers(cx: &mut Cx<'_>) -> HttpResult {
             args![&dev.org_id, now_ms(), &dev.id],
         )
         .await?;
-    let offers: Vec<_> = rows
+    let offers = rows
         .iter()
         .map(|r| {
-            serde_json::json!({
-                "round_id": r.id,
-                "plan_id": r.plan_id,
-                "model_id": r.model_id,
-                "base_version": r.base_version,
-                "base_version_id": r.base_version_id,
-                "deadline_at": iso(r.deadline_at_ms),
+            let v = rounds::view(r)?;
+            Ok(Offer {
+                round_id: v.id,
+                plan_id: v.plan_id,
+                model_id: v.model_id,
+                base_version: v.base_version,
+                base_version_id: v.base_version_id,
+                deadline_at: v.deadline_at,
             })
         })
-        .collect();
+        .collect::<Result<Vec<_>, ApiError>>()?;
     respond::ok(&offers)
 }
 
@@ -120,16 +134,17 @@ pub async fn join(cx: &mut Cx<'_>) -> HttpResult {
             capabilities: body.capabilities.unwrap_or_else(|| serde_json::json!({})),
         })
         .await?;
-    respond::ok(&serde_json::json!({
-        "participation_id": reply.participation_id,
-        "round_id": round.id,
-        "plan_id": round.plan_id,
-        "model_id": round.model_id,
-        "base_version": round.base_version,
-        "state": reply.state,
-        "joined_at": iso(reply.joined_at_ms),
-        "deadline_at": iso(round.deadline_at_ms),
-    }))
+    let v = rounds::view(&round)?;
+    respond::ok(&Joined {
+        participation_id: reply.participation_id,
+        round_id: v.id,
+        plan_id: v.plan_id,
+        model_id: v.model_id,
+        base_version: v.base_version,
+        state: reply.state,
+        joined_at: IsoMillis(reply.joined_at_ms),
+        deadline_at: v.deadline_at,
+    })
 }
 
 pub async fn plan(cx: &mut Cx<'_>) -> HttpResult {
@@ -146,23 +161,22 @@ pub async fn plan(cx: &mut Cx<'_>) -> HttpResult {
         )
         .await?
         .ok_or_else(|| ApiError::not_found("plan"))?;
-    let agg: serde_json::Value = serde_json::from_str(&round.aggregation).unwrap_or_default();
-    let plan: serde_json::Value = serde_json::from_str(&round.plan).unwrap_or_default();
-    respond::ok(&serde_json::json!({
-        "plan_id": round.plan_id,
-        "round_id": round.id,
-        "model_id": round.model_id,
-        "base_version": round.base_version,
-        "algorithm": agg["algorithm"],
-        "hyperparams": plan["hyperparams"],
-        "clip_norm": agg.get("clip_norm").cloned().unwrap_or(serde_json::Value::Null),
-        // Noise is added once, centrally, at publish; devices add none of their own.
-        "noise_sigma": 0.0,
-        "secure_agg_config": serde_json::Value::Null,
-        "max_duration_sec": plan["max_duration_sec"],
-        "max_steps": plan["max_steps"],
-        "update_formats": ["safetensors", "plaintext_json"],
-    }))
+    let v = rounds::view(&round)?;
+    let plan: StoredPlan = serde_json::from_str(&round.plan).map_err(|_| corrupt("round plan"))?;
+    respond::ok(&Plan {
+        plan_id: v.plan_id,
+        round_id: v.id,
+        model_id: v.model_id,
+        base_version: v.base_version,
+        algorithm: v.aggregation.algorithm.clone(),
+        hyperparams: plan.hyperparams,
+        clip_norm: v.aggregation.clip_norm,
+        noise_sigma: 0.0,
+        secure_agg_config: None,
+        max_duration_sec: plan.max_duration_sec,
+        max_steps: plan.max_steps,
+        update_formats: vec![UpdateFormat::Safetensors, UpdateFormat::PlaintextJson],
+    })
 }
 
 #[derive(Deserialize)]
@@ -205,11 +219,11 @@ pub async fn initiate(cx: &mut Cx<'_>) -> HttpResult {
             )
         })
         .collect();
-    respond::created(&serde_json::json!({
-        "upload_id": reply.upload_id,
-        "part_urls": urls,
-        "expires_at": iso(expires * 1000),
-    }))
+    respond::created(&UploadStarted {
+        upload_id: reply.upload_id,
+        part_urls: urls,
+        expires_at: IsoMillis(expires * 1000),
+    })
 }
 
 /// `PUT` of one part to its signed URL. The URL is the authority (like a presigned object-store
@@ -328,9 +342,11 @@ pub async fn put_part(cx: &mut Cx<'_>) -> HttpResult {
     };
     match round.part_done(&done).await {
         // A replaced part's earlier bytes were deleted by the coordinator.
-        Ok(_) => {
-            respond::ok(&serde_json::json!({"upload_id": upload_id, "part": part, "size": size}))
-        }
+        Ok(_) => respond::ok(&PartStored {
+            upload_id,
+            part,
+            size,
+        }),
         Err(e) => {
             // Refused after the bytes landed (the upload moved on meanwhile): nothing refers to
             // them.
@@ -357,14 +373,14 @@ fn answer(outcome: Outcome, round_id: &RoundId, upload_id: &UploadId) -> HttpRes
             participation_id,
             seq,
             sample_count,
-        } => respond::ok(&serde_json::json!({
-            "status": "accepted",
-            "round_id": round_id,
-            "upload_id": upload_id,
-            "participation_id": participation_id,
-            "sequence": seq,
-            "sample_count": sample_count,
-        })),
+        } => respond::ok(&UpdateAccepted {
+            status: UpdateStatus::Accepted,
+            round_id: round_id.clone(),
+            upload_id: upload_id.clone(),
+            participation_id,
+            sequence: seq,
+            sample_count,
+        }),
         Outcome::Rejected { reason, message } => Err(reason.to_error(&message)),
     }
 }

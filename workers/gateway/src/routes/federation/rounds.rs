@@ -11,17 +11,20 @@ use edgeplane_runtime::args;
 use edgeplane_runtime::db::Stmt;
 use serde::Deserialize;
 
-use super::common::{iso, query, round_in_org, RoundRow, ROUND_COLUMNS};
+use super::common::{org_id, query};
 use super::models::load_version;
 use crate::authn;
 use crate::clients::round::RoundClient;
 use crate::http::ctx::now_ms;
 use crate::http::respond::{self, HttpResult};
 use crate::routes::Cx;
+use crate::service::federation::rounds::{self, round_in_org};
 use crate::storage::R2Blobs;
 use edgeplane_core::fl::pieces::{BlobError, Blobs};
-use edgeplane_core::fl::wire::{CancelRequest, Progress, Requester, RoundConfig};
-use edgeplane_core::ids::{PlanId, RoundId};
+use edgeplane_core::fl::wire::{CancelRequest, Requester, RoundConfig};
+use edgeplane_core::fl::RoundState;
+use edgeplane_core::ids::{OrgId, PlanId, RoundId};
+use edgeplane_core::views::federation::RoundBody;
 
 #[derive(Deserialize)]
 #[serde(untagged)]
@@ -201,170 +204,28 @@ pub async fn create(cx: &mut Cx<'_>) -> HttpResult {
         )
         .await?;
     let row = round_in_org(cx.db(), &round_id, &org_id).await?;
-    let view = round_view(cx, &row, true).await?;
-    respond::created(&serde_json::json!({"round": view}))
-}
-
-#[derive(Deserialize)]
-struct Health {
-    reporting: i64,
-    battery_avg: Option<f64>,
-    charging: Option<i64>,
-    stale: Option<i64>,
-}
-
-#[derive(Deserialize)]
-struct NetCount {
-    network_type: Option<String>,
-    n: i64,
-}
-
-#[derive(Deserialize)]
-struct N {
-    n: i64,
-}
-
-/// A heartbeat older than this counts as stale in the health summary.
-const STALE_HEARTBEAT_MS: i64 = 10 * 60 * 1000;
-
-async fn round_view(cx: &Cx<'_>, r: &RoundRow, live: bool) -> Result<serde_json::Value, ApiError> {
-    let mut v = serde_json::json!({
-        "id": r.id,
-        "org_id": r.org_id,
-        "model_id": r.model_id,
-        "base_version_id": r.base_version_id,
-        "base_version": r.base_version,
-        "plan_id": r.plan_id,
-        "state": r.state,
-        "target": r.target,
-        "min": r.min_updates,
-        "max": r.max_participants,
-        "deadline_at": iso(r.deadline_at_ms),
-        "device_group": r.device_group_id,
-        "aggregation": serde_json::from_str::<serde_json::Value>(&r.aggregation).unwrap_or_default(),
-        "created_by": r.created_by,
-        "created_at": iso(r.created_at_ms),
-        "closed_at": r.closed_at_ms.map(iso),
-        "published_version_id": r.published_version_id,
-    });
-    if !live {
-        return Ok(v);
-    }
-    let round_id: RoundId = r.id.parse().map_err(|_| ApiError::internal())?;
-    let p: Progress = RoundClient::for_round(cx.env, &round_id)?
-        .progress()
-        .await?;
-    // Eligible devices right now (the group's, or the org's), not revoked.
-    let selected: Option<N> = match &r.device_group_id {
-        None => cx.db().first(
-            "SELECT count(*) AS n FROM fl_devices WHERE org_id = ? AND revoked_at_ms IS NULL",
-            args![&r.org_id],
-        ),
-        Some(g) => cx.db().first(
-            "SELECT CASE WHEN g.tags IS NULL THEN (SELECT count(*) FROM fl_device_group_members m JOIN fl_devices d \
-             ON d.id = m.device_id WHERE m.group_id = g.id AND d.revoked_at_ms IS NULL) ELSE (SELECT count(*) \
-             FROM fl_devices d WHERE d.org_id = g.org_id AND d.revoked_at_ms IS NULL AND NOT EXISTS (SELECT 1 \
-             FROM json_each(g.tags) t WHERE t.value NOT IN (SELECT value FROM json_each(d.tags)))) END AS n \
-             FROM fl_device_groups g WHERE g.id = ?",
-            args![g],
-        ),
-    }
-    .await?;
-    let selected = selected.map(|s| s.n).unwrap_or(0).max(p.joined as i64);
-    let ids = serde_json::to_string(&p.device_ids).map_err(|_| ApiError::internal())?;
-    let now = now_ms();
-    let health: Option<Health> = cx
-        .db()
-        .first(
-            "SELECT count(heartbeat_at_ms) AS reporting, avg(json_extract(heartbeat, '$.battery_pct')) AS battery_avg, \
-             sum(CASE WHEN json_extract(heartbeat, '$.charging') THEN 1 ELSE 0 END) AS charging, \
-             sum(CASE WHEN heartbeat_at_ms < ? THEN 1 ELSE 0 END) AS stale \
-             FROM fl_devices WHERE id IN (SELECT value FROM json_each(?))",
-            args![now - STALE_HEARTBEAT_MS, ids.clone()],
-        )
-        .await?;
-    let nets: Vec<NetCount> = cx
-        .db()
-        .all(
-            "SELECT json_extract(heartbeat, '$.network_type') AS network_type, count(*) AS n FROM fl_devices \
-             WHERE id IN (SELECT value FROM json_each(?)) AND heartbeat IS NOT NULL GROUP BY 1",
-            args![ids],
-        )
-        .await?;
-    let rejected_total: u64 = p.rejected.values().sum();
-    let ratio = |a: f64, b: f64| if b > 0.0 { Some(a / b) } else { None };
-    v["state"] = serde_json::json!(p.state.as_str());
-    v["failure"] = serde_json::json!(p.failure.map(|f| serde_json::json!({
-        "reason": f.as_str(),
-        "message": f.describe(),
-    })));
-    v["closed_at"] = serde_json::json!(p.closed_at_ms.map(iso));
-    if p.published_version_id.is_some() {
-        v["published_version_id"] = serde_json::json!(p.published_version_id);
-    }
-    let h = health.unwrap_or(Health {
-        reporting: 0,
-        battery_avg: None,
-        charging: None,
-        stale: None,
-    });
-    v["progress"] = serde_json::json!({
-        "selected": selected,
-        "joined": p.joined,
-        "uploading": p.uploading,
-        "accepted": p.accepted,
-        "rejected": p.rejected,
-        "rejected_total": rejected_total,
-        "participation_rate": ratio(p.joined as f64, selected as f64),
-        "completion_rate": ratio(p.accepted as f64, p.joined as f64),
-        "total_samples": p.total_samples,
-        "capped_weights": p.capped_weights,
-        "metrics": p.metrics,
-        "folded": p.folded,
-        "shards": p.shards,
-        "device_health": {
-            "participants": p.device_ids.len(),
-            "reporting": h.reporting,
-            "stale": h.stale.unwrap_or(0),
-            "battery_pct_avg": h.battery_avg,
-            "charging": h.charging.unwrap_or(0),
-            "network_types": nets.into_iter().map(|n| (n.network_type.unwrap_or_else(|| "unknown".into()), n.n)).collect::<std::collections::BTreeMap<_, _>>(),
-        },
-    });
-    Ok(v)
+    respond::created(&RoundBody {
+        round: rounds::live(cx.db(), cx.env, &row).await?,
+    })
 }
 
 pub async fn list(cx: &mut Cx<'_>) -> HttpResult {
-    let org_id = cx.org()?.org_id.clone();
-    let state = query(cx, "state")?;
-    if let Some(s) = &state {
-        if edgeplane_core::fl::RoundState::parse(s).is_none() {
-            return Err(ApiError::new(ErrorCode::InvalidQuery, "unknown state"));
-        }
-    }
-    let rows: Vec<RoundRow> = cx
-        .db()
-        .all(
-            &format!(
-                "SELECT {ROUND_COLUMNS} FROM fl_rounds r JOIN fl_model_versions v ON v.id = r.base_version_id \
-                 WHERE r.org_id = ? AND (? IS NULL OR r.state = ?) ORDER BY r.created_at_ms DESC LIMIT 200"
-            ),
-            args![&org_id, state.clone(), state],
-        )
-        .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in &rows {
-        out.push(round_view(cx, r, false).await?);
-    }
-    respond::ok(&serde_json::json!({"rounds": out}))
+    let org = org_id(cx)?;
+    let state = match query(cx, "state")? {
+        Some(s) => Some(
+            RoundState::parse(&s)
+                .ok_or_else(|| ApiError::new(ErrorCode::InvalidQuery, "unknown state"))?,
+        ),
+        None => None,
+    };
+    respond::ok(&rounds::list(cx.db(), &org, state).await?)
 }
 
 pub async fn get(cx: &mut Cx<'_>) -> HttpResult {
-    let org_id = cx.org()?.org_id.clone();
+    let org = org_id(cx)?;
     let id: RoundId = cx.id("round")?;
-    let row = round_in_org(cx.db(), &id, &org_id).await?;
-    let view = round_view(cx, &row, true).await?;
-    respond::ok(&serde_json::json!({"round": view}))
+    let round = rounds::get(cx.db(), cx.env, &org, &id).await?;
+    respond::ok(&RoundBody { round })
 }
 
 /// `GET /v1/rounds/{round}`: the same view, for any principal with access to the round's org.
@@ -386,9 +247,9 @@ pub async fn get_by_id(cx: &mut Cx<'_>) -> HttpResult {
         .await
         .map_err(|_| ApiError::not_found("round"))?;
     authorize(&access, Action::ReadRounds)?;
-    let row = round_in_org(cx.db(), &id, &org.org_id).await?;
-    let view = round_view(cx, &row, true).await?;
-    respond::ok(&serde_json::json!({"round": view}))
+    let org: OrgId = org.org_id.parse().map_err(|_| ApiError::internal())?;
+    let round = rounds::get(cx.db(), cx.env, &org, &id).await?;
+    respond::ok(&RoundBody { round })
 }
 
 /// Cancels a round. The coordinator stops accepting at once and writes the cancel to D1 with its
@@ -409,16 +270,12 @@ pub async fn cancel(cx: &mut Cx<'_>) -> HttpResult {
             },
         })
         .await?;
-    let row = round_in_org(cx.db(), &row_id(&row)?, &org_id).await?;
-    let view = round_view(cx, &row, true).await?;
-    let body = serde_json::json!({"round": view});
+    let body = RoundBody {
+        round: rounds::live(cx.db(), cx.env, &row).await?,
+    };
     if reply.recorded {
         respond::ok(&body)
     } else {
         respond::json(202, &body)
     }
-}
-
-fn row_id(r: &RoundRow) -> Result<RoundId, ApiError> {
-    r.id.parse().map_err(|_| ApiError::internal())
 }

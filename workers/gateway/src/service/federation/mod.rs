@@ -1,0 +1,13 @@
+//! Federated learning: reading rounds (with their coordinator's live counts), devices and
+//! device groups as the shared views.
+
+pub mod rounds;
+
+use edgeplane_core::ApiError;
+use edgeplane_runtime::log;
+
+/// A stored value that does not parse as what the code wrote: logged, answered as internal.
+pub(crate) fn corrupt(what: &str) -> ApiError {
+    log::error("stored federation row", what);
+    ApiError::internal()
+}
