@@ -212,6 +212,29 @@ pub fn create_round(body: Value) -> Value {
         .clone()
 }
 
+/// The signed part URLs of an initiate answer.
+pub fn part_urls(initiated: &Value) -> Vec<String> {
+    initiated["part_urls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u.as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Whether the org's round listing (which reads D1) shows round `id` in `state`.
+pub fn listed_in_state(id: &str, state: &str) -> bool {
+    let listed = Client::owner_key()
+        .get(&org_path(&format!("/rounds?state={state}")))
+        .expect(200)
+        .json();
+    listed["rounds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|x| x["id"] == id)
+}
+
 pub fn round(id: &str) -> Value {
     Client::owner_key()
         .get(&org_path(&format!("/rounds/{id}")))
@@ -325,12 +348,7 @@ impl Device {
             .expect(201)
             .json();
         let upload_id = r["upload_id"].as_str().unwrap().to_owned();
-        let urls: Vec<String> = r["part_urls"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|u| u.as_str().unwrap().to_owned())
-            .collect();
+        let urls = part_urls(&r);
         assert_eq!(urls.len(), parts as usize);
         for (url, (a, b)) in urls
             .iter()

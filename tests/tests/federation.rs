@@ -883,15 +883,7 @@ fn the_deadline_publishes_with_min_or_closes_insufficient() {
         .expect(200)
         .json();
     assert_eq!(r["round"]["state"], "cancelled");
-    let listed = Client::owner_key()
-        .get(&org_path("/rounds?state=cancelled"))
-        .expect(200)
-        .json();
-    assert!(listed["rounds"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|x| x["id"] == c.as_str()));
+    assert!(listed_in_state(&c, "cancelled"));
 }
 
 #[test]

@@ -42,10 +42,9 @@ fn parts_are_bounded_by_the_declared_size() {
     let pid = d.join(&rid);
     let meta =
         json!({"sample_count": 1, "format": "safetensors", "sha256": "0".repeat(64), "size": 4096});
-    let r = d.initiate(&rid, &pid, meta, Some(4096)).expect(201).json();
-    let urls = r["part_urls"].as_array().unwrap();
+    let urls = part_urls(&d.initiate(&rid, &pid, meta, Some(4096)).expect(201).json());
     assert_eq!(urls.len(), 4096);
-    let url = |n: usize| urls[n].as_str().unwrap().to_owned();
+    let url = |n: usize| urls[n].clone();
     let refused = d
         .put_part(&url(0), vec![7; 64 * 1024])
         .expect_error(413, "payload_too_large");
@@ -65,13 +64,7 @@ fn parts_are_bounded_by_the_declared_size() {
     let u = Update::new(&spec, &mut rng, false, 0.1);
     let mut meta = u.meta();
     meta["size"] = json!(200);
-    let r = d.initiate(&rid, &pid, meta, Some(2)).expect(201).json();
-    let urls: Vec<String> = r["part_urls"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| u.as_str().unwrap().to_owned())
-        .collect();
+    let urls = part_urls(&d.initiate(&rid, &pid, meta, Some(2)).expect(201).json());
     d.put_part(&urls[0], vec![1; 199]).expect(200);
     d.put_part(&urls[1], vec![1; 2])
         .expect_error(413, "payload_too_large");
@@ -194,13 +187,5 @@ fn an_average_that_overflows_float16_fails_the_round() {
     );
     assert_eq!(failed["metadata"]["failure"], "non_finite_result");
     // Listings agree with the live view.
-    let listed = owner
-        .get(&org_path("/rounds?state=failed"))
-        .expect(200)
-        .json();
-    assert!(listed["rounds"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|x| x["id"] == rid.as_str()));
+    assert!(listed_in_state(&rid, "failed"));
 }

@@ -170,31 +170,33 @@ impl<T: FromValue> FromValue for Option<T> {
 
 /// A synchronous SQL executor: a Durable Object's SQLite, or SQLite itself in tests.
 pub trait SqlExec {
-    /// Runs one statement and returns its rows (none for writes).
-    fn query(&self, sql: &str, args: &[Value]) -> Result<Vec<Row>, StoreError>;
-
-    /// Runs one statement, ignoring rows.
-    fn exec(&self, sql: &str, args: &[Value]) -> Result<(), StoreError> {
-        self.query(sql, args).map(|_| ())
-    }
-
-    /// The first row, if any.
-    fn one(&self, sql: &str, args: &[Value]) -> Result<Option<Row>, StoreError> {
-        Ok(self.query(sql, args)?.into_iter().next())
-    }
-
-    /// Calls `each` with every row without collecting them, for results that may be large
-    /// (a checkpoint's rows). The default collects; executors that can stream override it.
+    /// Runs one statement, calling `each` with its rows one at a time (none for writes), so a
+    /// large result (a checkpoint's rows) is never collected.
     fn for_each(
         &self,
         sql: &str,
         args: &[Value],
         each: &mut dyn FnMut(Row) -> Result<(), StoreError>,
-    ) -> Result<(), StoreError> {
-        for row in self.query(sql, args)? {
-            each(row)?;
-        }
-        Ok(())
+    ) -> Result<(), StoreError>;
+
+    /// Runs one statement and returns its rows.
+    fn query(&self, sql: &str, args: &[Value]) -> Result<Vec<Row>, StoreError> {
+        let mut out = Vec::new();
+        self.for_each(sql, args, &mut |r| {
+            out.push(r);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Runs one statement, ignoring rows.
+    fn exec(&self, sql: &str, args: &[Value]) -> Result<(), StoreError> {
+        self.for_each(sql, args, &mut |_| Ok(()))
+    }
+
+    /// The first row, if any.
+    fn one(&self, sql: &str, args: &[Value]) -> Result<Option<Row>, StoreError> {
+        Ok(self.query(sql, args)?.into_iter().next())
     }
 }
 

@@ -47,15 +47,6 @@ fn from_sql(v: ValueRef<'_>) -> Value {
 }
 
 impl SqlExec for MemSql {
-    fn query(&self, sql: &str, args: &[Value]) -> Result<Vec<Row>, StoreError> {
-        let mut out = Vec::new();
-        self.for_each(sql, args, &mut |r| {
-            out.push(r);
-            Ok(())
-        })?;
-        Ok(out)
-    }
-
     /// Streams rows one at a time, like the runtime's cursor.
     fn for_each(
         &self,

@@ -1111,6 +1111,7 @@ fn a_checkpoint_reloads_without_collecting_its_rows() {
             }
             self.0.query(sql, args)
         }
+
         fn for_each(
             &self,
             sql: &str,

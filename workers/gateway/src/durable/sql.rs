@@ -95,15 +95,6 @@ fn from_do(v: V) -> Value {
 }
 
 impl SqlExec for DoSql {
-    fn query(&self, sql: &str, args: &[Value]) -> Result<Vec<Row>, StoreError> {
-        let mut out = Vec::new();
-        self.for_each(sql, args, &mut |r| {
-            out.push(r);
-            Ok(())
-        })?;
-        Ok(out)
-    }
-
     fn for_each(
         &self,
         sql: &str,
