@@ -3,7 +3,7 @@
 //! that produced it (none for an uploaded base).
 
 use edgeplane_core::fl::layout::ModelLayout;
-use edgeplane_core::fl::safetensors::{self, FormatError};
+use edgeplane_core::fl::safetensors::{self, FormatError, HeaderReader};
 use edgeplane_core::http::BodyLimit;
 use edgeplane_core::ids::{looks_like_id, new_id};
 use edgeplane_core::{validate, ApiError, ErrorCode};
@@ -248,7 +248,8 @@ pub async fn upload_version(cx: &mut Cx<'_>) -> HttpResult {
     let bucket = blob::bucket(cx.env)?;
     let mut writer = PieceWriter::new(format!("models/{}/{}", model.id, version_id));
     let mut hasher = Sha256::new();
-    let mut head: Vec<u8> = Vec::new();
+    // Bounded by the fixed cap for bases and refused from the length prefix alone if over it.
+    let mut reader = HeaderReader::for_base();
     let mut header: Option<safetensors::Header> = None;
     let mut total: u64 = 0;
     let mut stream = cx
@@ -264,15 +265,7 @@ pub async fn upload_version(cx: &mut Cx<'_>) -> HttpResult {
             }
             hasher.update(&chunk);
             if header.is_none() {
-                head.extend_from_slice(&chunk);
-                if head.len() >= 8 {
-                    let n = safetensors::header_len(&head).map_err(format_error)? as usize;
-                    if head.len() >= 8 + n {
-                        header =
-                            Some(safetensors::parse_header(&head[8..8 + n]).map_err(format_error)?);
-                        head = Vec::new();
-                    }
-                }
+                header = reader.feed(&chunk).map_err(format_error)?.map(|(h, _)| h);
             }
             writer.write(&bucket, &chunk).await?;
         }
