@@ -104,7 +104,7 @@ fn is_num_char(b: u8) -> bool {
 
 /// Parses one JSON number token; `NaN`/`Infinity`/`-Infinity` (Python's spellings) become the
 /// non-finite values they name.
-pub fn parse_number(tok: &[u8]) -> Option<f64> {
+fn parse_number(tok: &[u8]) -> Option<f64> {
     let s = std::str::from_utf8(tok).ok()?;
     match s {
         "NaN" => return Some(f64::NAN),

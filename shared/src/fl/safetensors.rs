@@ -21,11 +21,11 @@ use super::layout::{ModelLayout, TensorSpec};
 /// The largest header a file read without a known layout may have (a base version's upload, a
 /// stored version). A megabyte describes tens of thousands of tensors; an update is held to the
 /// much smaller [`header_budget`] of its base.
-pub const MAX_HEADER_BYTES: u64 = 1 << 20;
-pub const MAX_TENSORS: usize = 100_000;
+const MAX_HEADER_BYTES: u64 = 1 << 20;
+const MAX_TENSORS: usize = 100_000;
 /// Dimensions per tensor. Real models use at most 5 or 6; the cap keeps one entry's shape from
 /// growing with the header.
-pub const MAX_DIMS: usize = 16;
+const MAX_DIMS: usize = 16;
 const MAX_NAME_LEN: usize = 512;
 
 /// Header bytes allowed per tensor beyond its name and dimensions: the dtype, two offsets of up
