@@ -437,7 +437,11 @@ pub fn download(model_id: &str, version: &str) -> Vec<u8> {
 }
 
 /// Downloads a version as `device` (the device route): the bytes on 200, else the response.
-pub fn device_download(device: &Device, model_id: &str, version: &str) -> Result<Vec<u8>, Resp> {
+pub fn device_download(
+    device: &Device,
+    model_id: &str,
+    version: &str,
+) -> Result<Vec<u8>, Box<Resp>> {
     let r = device
         .client
         .request(
@@ -452,10 +456,10 @@ pub fn device_download(device: &Device, model_id: &str, version: &str) -> Result
     if status == 200 {
         Ok(bytes)
     } else {
-        Err(Resp {
+        Err(Box::new(Resp {
             status,
             headers,
             text: String::from_utf8_lossy(&bytes).into_owned(),
-        })
+        }))
     }
 }
