@@ -160,3 +160,94 @@ mod tests {
         assert!(roundtrip(DType::BF16, f64::NAN).is_nan());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Whether `got` is the value nearest to `v` among itself and its neighbours `lo < got < hi`,
+    /// ties to even. The differences are exact: the values are within a factor of two.
+    fn nearest(v: f64, got: f64, lo: f64, hi: f64, got_even: bool) -> bool {
+        let d = (v - got).abs();
+        let (dl, dh) = ((v - lo).abs(), (v - hi).abs());
+        (d < dl || (d == dl && got_even)) && (d < dh || (d == dh && got_even))
+    }
+
+    /// Checks `v` against the 16-bit encoding of `d` (`value` reads a bit pattern).
+    fn rounds_to_nearest(d: DType, v: f64, value: fn(u16) -> f64) -> bool {
+        let mut b = Vec::new();
+        d.encode(v, &mut b);
+        let bits = u16::from_le_bytes([b[0], b[1]]);
+        let got = value(bits);
+        let n1 = value(bits.wrapping_sub(1));
+        let n2 = value(bits.wrapping_add(1));
+        // Neighbours in bit order are neighbours in value (NaN past the ends is ignored by
+        // min/max).
+        nearest(v, got, n1.min(n2), n1.max(n2), bits & 1 == 0)
+    }
+
+    /// Values a tiny distance (far below f32 precision) either side of the midpoint between two
+    /// adjacent finite values of a 16-bit type: where rounding through f32 goes wrong.
+    fn near_tie(value: fn(u16) -> f64, top: u16) -> impl Strategy<Value = f64> {
+        (0u16..top, any::<bool>(), 1u32..1000, any::<bool>()).prop_map(move |(b, above, k, neg)| {
+            let (lo, hi) = (value(b), value(b + 1));
+            let mid = (lo + hi) / 2.0;
+            let eps = (hi - lo) * f64::from(k) * 2f64.powi(-40);
+            let v = if above { mid + eps } else { mid - eps };
+            if neg {
+                -v
+            } else {
+                v
+            }
+        })
+    }
+
+    fn f16_value(b: u16) -> f64 {
+        f16::from_bits(b).to_f64()
+    }
+
+    fn bf16_value(b: u16) -> f64 {
+        bf16::from_bits(b).to_f64()
+    }
+
+    proptest! {
+        /// f64 -> f16 rounds once, to nearest, ties to even, over the finite range and just
+        /// around its ties.
+        #[test]
+        fn f16_encoding_is_correctly_rounded(
+            v in prop_oneof![-65504.0f64..65504.0, near_tie(f16_value, 0x7bff)]
+        ) {
+            prop_assert!(rounds_to_nearest(DType::F16, v, f16_value), "{v}");
+        }
+
+        /// The same for bf16.
+        #[test]
+        fn bf16_encoding_is_correctly_rounded(
+            v in prop_oneof![
+                (1.0f64..2.0, -60i32..60, any::<bool>())
+                    .prop_map(|(m, e, neg)| if neg { -m } else { m } * 2f64.powi(e)),
+                near_tie(bf16_value, 0x7f7f),
+            ]
+        ) {
+            prop_assert!(rounds_to_nearest(DType::BF16, v, bf16_value), "{v}");
+        }
+
+        /// Values of the type survive encode/decode exactly.
+        #[test]
+        fn representable_values_round_trip(bits in any::<u16>(), x in any::<f32>()) {
+            for (d, v) in [
+                (DType::F16, f16_value(bits)),
+                (DType::BF16, bf16_value(bits)),
+                (DType::F32, x as f64),
+                (DType::F64, x as f64 * 1.000_000_1),
+            ] {
+                let mut b = Vec::new();
+                d.encode(v, &mut b);
+                let back = d.decode(&b);
+                prop_assert!(back == v || (back.is_nan() && v.is_nan()), "{d:?} {v} -> {back}");
+            }
+        }
+    }
+}

@@ -741,3 +741,73 @@ pub(crate) mod tests {
         assert!(format!("{e:?}").contains("more than 2 tensors"), "{e:?}");
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn dtype() -> impl Strategy<Value = DType> {
+        prop::sample::select(vec![DType::F64, DType::F32, DType::F16, DType::BF16])
+    }
+
+    fn layout() -> impl Strategy<Value = ModelLayout> {
+        prop::collection::btree_map(
+            "[a-z][a-z0-9._é\"\\\\/]{0,20}",
+            (dtype(), prop::collection::vec(0u64..6, 0..5)),
+            1..12,
+        )
+        .prop_map(|m| ModelLayout {
+            tensors: m
+                .into_iter()
+                .map(|(name, (dtype, shape))| TensorSpec { name, dtype, shape })
+                .collect(),
+        })
+    }
+
+    proptest! {
+        /// What we encode parses back to the same layout, fits the layout's own update budget,
+        /// and reads the same through the streaming reader at any chunking; any order of the
+        /// tensors in the file matches the layout.
+        #[test]
+        fn encoded_headers_round_trip(l in layout(), split in 1usize..40, seed in any::<u64>()) {
+            let meta = BTreeMap::from([("k".to_string(), "v".to_string())]);
+            let file = encode_header(&l, &meta);
+            prop_assert!(file.len() as u64 - 8 <= header_budget(&l));
+            let h = parse_header(&file[8..]).unwrap();
+            let mut by_order = h.layout();
+            by_order.tensors.sort_by(|a, b| a.name.cmp(&b.name));
+            let mut want = l.clone();
+            want.tensors.sort_by(|a, b| a.name.cmp(&b.name));
+            // Zero-sized tensors share an offset, so only the set is defined, not the order.
+            prop_assert_eq!(by_order, want);
+            prop_assert!(h.match_base(&l).is_ok());
+            let mut data = vec![0u8; l.total_bytes() as usize];
+            data.iter_mut().enumerate().for_each(|(i, b)| *b = (i as u64 ^ seed) as u8);
+            let mut whole = file.clone();
+            whole.extend_from_slice(&data);
+            let mut r = HeaderReader::for_update(&l);
+            let mut rest = Vec::new();
+            let mut got = None;
+            for c in whole.chunks(split) {
+                if got.is_some() {
+                    rest.extend_from_slice(c);
+                } else if let Some((h, tail)) = r.feed(c).unwrap() {
+                    rest.extend_from_slice(tail);
+                    got = Some(h);
+                }
+            }
+            prop_assert_eq!(got.unwrap(), h);
+            prop_assert_eq!(rest, data);
+        }
+
+        /// Arbitrary header text never panics the parser.
+        #[test]
+        fn arbitrary_header_text_never_panics(text in "[{}\\[\\]\":,0-9a-zA-Z_ ]{0,120}") {
+            let _ = parse_header(text.as_bytes());
+        }
+    }
+}

@@ -212,3 +212,38 @@ mod tests {
         ));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const TABLE: &[RouteSpec<u8, ()>] = &[RouteSpec {
+        id: 1,
+        method: Method::Get,
+        pattern: "/v1/orgs/{org}/keys/{key}",
+        body_limit: BodyLimit::NONE,
+        auth: (),
+    }];
+
+    proptest! {
+        /// Any text, percent-encoded as one segment, is captured and decoded back to itself.
+        #[test]
+        fn encoded_segments_decode_to_themselves(s in "\\PC{1,24}") {
+            let enc = utf8_percent_encode(&s, NON_ALPHANUMERIC).to_string();
+            match match_route(TABLE, Method::Get, &format!("/v1/orgs/{enc}/keys/k")) {
+                RouteMatch::Found(_, p) => prop_assert_eq!(p.get("org"), Some(s.as_str())),
+                other => prop_assert!(false, "{other:?}"),
+            }
+        }
+
+        /// A `%` not followed by two hex digits never matches.
+        #[test]
+        fn malformed_escapes_never_match(pre in "[a-z]{0,4}", bad in "[^0-9a-fA-F/?#]{1}[0-9a-zA-Z+-]?") {
+            let path = format!("/v1/orgs/{pre}%{bad}/keys/k");
+            prop_assert!(matches!(match_route(TABLE, Method::Get, &path), RouteMatch::NotFound), "{path}");
+        }
+    }
+}
