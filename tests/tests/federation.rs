@@ -1108,7 +1108,7 @@ fn a_device_downloads_only_the_base_of_a_round_it_is_offered() {
             .with_bearer(bt["token"].as_str().unwrap())
             .post(
                 "/api/v1/device-auth/bootstrap",
-                &json!({"org_id": stack().org_id, "device_identifier": ident}),
+                &json!({"org_id": stack().org_id, "device_identifier": ident, "scopes": ["models:read"]}),
             )
             .expect(201)
             .json(),

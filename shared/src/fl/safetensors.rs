@@ -104,8 +104,16 @@ fn malformed(msg: impl Into<String>) -> FormatError {
 #[derive(Debug)]
 pub struct HeaderReader {
     max_len: u64,
-    max_tensors: usize,
+    tensors: TensorLimit,
     state: ReadState,
+}
+
+/// How many tensor entries a header may have, and what one too many means: a malformed file, or
+/// (against a base version) an update that does not match it.
+#[derive(Debug, Clone, Copy)]
+struct TensorLimit {
+    max: usize,
+    of_base: bool,
 }
 
 #[derive(Debug)]
@@ -121,18 +129,22 @@ enum ReadState {
 impl HeaderReader {
     /// For an update of `base`: at most [`header_budget`] bytes and the base's tensor count.
     pub fn for_update(base: &ModelLayout) -> Self {
-        Self::with_limits(header_budget(base), base.tensors.len().min(MAX_TENSORS))
+        let tensors = TensorLimit {
+            max: base.tensors.len().min(MAX_TENSORS),
+            of_base: true,
+        };
+        Self::with_limits(header_budget(base), tensors)
     }
 
     /// For a file with no layout to hold it to (a base version's upload).
     pub fn for_base() -> Self {
-        Self::with_limits(MAX_HEADER_BYTES, MAX_TENSORS)
+        Self::with_limits(MAX_HEADER_BYTES, ANY_FILE)
     }
 
-    fn with_limits(max_len: u64, max_tensors: usize) -> Self {
+    fn with_limits(max_len: u64, tensors: TensorLimit) -> Self {
         Self {
             max_len,
-            max_tensors,
+            tensors,
             state: ReadState::Prefix(Vec::with_capacity(8)),
         }
     }
@@ -167,7 +179,7 @@ impl HeaderReader {
         if buf.len() < *want {
             return Ok(None);
         }
-        let header = parse_limited(buf, self.max_tensors)?;
+        let header = parse_limited(buf, self.tensors)?;
         self.state = ReadState::Done;
         Ok(Some((header, &chunk[take..])))
     }
@@ -175,15 +187,34 @@ impl HeaderReader {
 
 /// Parses the JSON header (the `header_len` bytes after the length prefix).
 pub fn parse_header(json: &[u8]) -> Result<Header, FormatError> {
-    parse_limited(json, MAX_TENSORS)
+    parse_limited(json, ANY_FILE)
 }
 
-fn parse_limited(json: &[u8], max_tensors: usize) -> Result<Header, FormatError> {
+const ANY_FILE: TensorLimit = TensorLimit {
+    max: MAX_TENSORS,
+    of_base: false,
+};
+
+fn parse_limited(json: &[u8], limit: TensorLimit) -> Result<Header, FormatError> {
     let mut de = serde_json::Deserializer::from_slice(json);
+    let too_many = std::cell::Cell::new(false);
+    let visitor = HeaderVisitor {
+        max_tensors: limit.max,
+        too_many: &too_many,
+    };
     let mut entries = de
-        .deserialize_map(HeaderVisitor { max_tensors })
+        .deserialize_map(visitor)
         .and_then(|e| de.end().map(|()| e))
-        .map_err(|e| malformed(bounded(format!("safetensors header: {e}"))))?;
+        .map_err(|e| {
+            if too_many.get() && limit.of_base {
+                FormatError::Mismatch(format!(
+                    "update has more tensors than the base version's {}",
+                    limit.max
+                ))
+            } else {
+                malformed(bounded(format!("safetensors header: {e}")))
+            }
+        })?;
     if entries.is_empty() {
         return Err(malformed("safetensors file has no tensors"));
     }
@@ -223,11 +254,13 @@ fn bounded(mut msg: String) -> String {
 }
 
 /// The top-level object: tensor entries, and at most one `__metadata__`.
-struct HeaderVisitor {
+struct HeaderVisitor<'a> {
     max_tensors: usize,
+    /// Set when the entries ran past `max_tensors` (which the caller may report as a mismatch).
+    too_many: &'a std::cell::Cell<bool>,
 }
 
-impl<'de> Visitor<'de> for HeaderVisitor {
+impl<'de> Visitor<'de> for HeaderVisitor<'_> {
     type Value = Vec<Entry>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -252,6 +285,7 @@ impl<'de> Visitor<'de> for HeaderVisitor {
                 ));
             }
             if entries.len() >= self.max_tensors {
+                self.too_many.set(true);
                 return Err(de::Error::custom(format!(
                     "more than {} tensors",
                     self.max_tensors
@@ -738,7 +772,10 @@ pub(crate) mod tests {
         let mut file = (many.len() as u64).to_le_bytes().to_vec();
         file.extend_from_slice(many.as_bytes());
         let e = HeaderReader::for_update(&layout).feed(&file).unwrap_err();
-        assert!(format!("{e:?}").contains("more than 2 tensors"), "{e:?}");
+        assert!(
+            matches!(&e, FormatError::Mismatch(m) if m.contains("more tensors than the base version's 2")),
+            "{e:?}"
+        );
     }
 }
 

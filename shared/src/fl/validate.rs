@@ -599,6 +599,15 @@ mod tests {
             reason(run(&set, &meta(&set, st), 4)),
             RejectReason::TensorMismatch
         );
+        let extra = build(&[
+            ("w", DType::F32, vec![3, 2], vec![0.5; 6]),
+            ("b", DType::F32, vec![3], vec![0.5; 3]),
+            ("x", DType::F32, vec![1], vec![0.5]),
+        ]);
+        assert_eq!(
+            reason(run(&extra, &meta(&extra, st), 4)),
+            RejectReason::TensorMismatch
+        );
         let nan = build(&[
             (
                 "w",
