@@ -1,3 +1,4 @@
+#![allow(dead_code)]
 //! Shared by the targets: split an input into chunks of fuzzer-chosen sizes, so every streaming
 //! reader is checked to give the same answer however its input arrives.
 
