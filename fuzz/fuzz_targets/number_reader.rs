@@ -18,7 +18,9 @@ fn read(chunks: &[&[u8]], want: u64) -> (Vec<u64>, Result<u64, String>) {
             Err(e) => return (got, Err(e)),
         }
     }
-    let flushed = r.flush(want, &mut |v| got.push(v.to_bits())).map(|()| r.read);
+    let flushed = r
+        .flush(want, &mut |v| got.push(v.to_bits()))
+        .map(|()| r.read);
     (got, flushed)
 }
 

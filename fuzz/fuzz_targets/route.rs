@@ -10,7 +10,13 @@ use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 mod common;
 
 const fn route(id: u8, method: Method, pattern: &'static str) -> RouteSpec<u8, ()> {
-    RouteSpec { id, method, pattern, body_limit: BodyLimit::NONE, auth: () }
+    RouteSpec {
+        id,
+        method,
+        pattern,
+        body_limit: BodyLimit::NONE,
+        auth: (),
+    }
 }
 
 /// A sample of the gateway's patterns: literals, one and several captures, shared prefixes.
@@ -20,21 +26,50 @@ const TABLE: &[RouteSpec<u8, ()>] = &[
     route(3, Method::Patch, "/v1/orgs/{org}"),
     route(4, Method::Get, "/v1/orgs/{org}/members"),
     route(5, Method::Delete, "/v1/orgs/{org}/members/{user}"),
-    route(6, Method::Get, "/v1/orgs/{org}/models/{model}/versions/{version}/download"),
-    route(7, Method::Get, "/api/v1/models/{model}/versions/{version}/download"),
+    route(
+        6,
+        Method::Get,
+        "/v1/orgs/{org}/models/{model}/versions/{version}/download",
+    ),
+    route(
+        7,
+        Method::Get,
+        "/api/v1/models/{model}/versions/{version}/download",
+    ),
     route(8, Method::Post, "/hooks/{platform}/{integration}"),
-    route(9, Method::Put, "/api/v1/federation/rounds/{round}/uploads/{upload}/parts/{part}"),
+    route(
+        9,
+        Method::Put,
+        "/api/v1/federation/rounds/{round}/uploads/{upload}/parts/{part}",
+    ),
 ];
 
 fuzz_target!(|data: &[u8]| {
     let (ctl, rest) = common::split_first(data);
-    let methods = [Method::Get, Method::Post, Method::Put, Method::Patch, Method::Delete, Method::Head, Method::Options];
+    let methods = [
+        Method::Get,
+        Method::Post,
+        Method::Put,
+        Method::Patch,
+        Method::Delete,
+        Method::Head,
+        Method::Options,
+    ];
     let method = methods[ctl as usize % methods.len()];
-    let Ok(path) = std::str::from_utf8(rest) else { return };
+    let Ok(path) = std::str::from_utf8(rest) else {
+        return;
+    };
     let _ = Method::parse(path);
     if let RouteMatch::Found(r, params) = match_route(TABLE, method, path) {
-        for name in r.pattern.split('/').filter_map(|s| s.strip_prefix('{')?.strip_suffix('}')) {
-            assert!(params.get(name).is_some_and(|v| !v.is_empty()), "{name} in {path:?}");
+        for name in r
+            .pattern
+            .split('/')
+            .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+        {
+            assert!(
+                params.get(name).is_some_and(|v| !v.is_empty()),
+                "{name} in {path:?}"
+            );
         }
     }
     // Round trip: the text as one encoded segment decodes to itself.

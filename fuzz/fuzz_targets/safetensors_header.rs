@@ -14,7 +14,10 @@ use libfuzzer_sys::fuzz_target;
 #[path = "common.rs"]
 mod common;
 
-fn read(mut reader: HeaderReader, chunks: &[&[u8]]) -> Option<Result<(Header, Vec<u8>), FormatError>> {
+fn read(
+    mut reader: HeaderReader,
+    chunks: &[&[u8]],
+) -> Option<Result<(Header, Vec<u8>), FormatError>> {
     let mut out: Option<(Header, Vec<u8>)> = None;
     for c in chunks {
         match &mut out {
@@ -32,8 +35,16 @@ fn read(mut reader: HeaderReader, chunks: &[&[u8]]) -> Option<Result<(Header, Ve
 fn update_layout() -> ModelLayout {
     ModelLayout {
         tensors: vec![
-            TensorSpec { name: "w".into(), dtype: DType::F32, shape: vec![2, 3] },
-            TensorSpec { name: "b".into(), dtype: DType::BF16, shape: vec![3] },
+            TensorSpec {
+                name: "w".into(),
+                dtype: DType::F32,
+                shape: vec![2, 3],
+            },
+            TensorSpec {
+                name: "b".into(),
+                dtype: DType::BF16,
+                shape: vec![3],
+            },
         ],
     }
 }
@@ -41,7 +52,9 @@ fn update_layout() -> ModelLayout {
 fuzz_target!(|data: &[u8]| {
     let (ctl, file) = common::split_first(data);
     let sizes = [ctl, 0, ctl >> 4];
-    for make in [HeaderReader::for_base as fn() -> HeaderReader, || HeaderReader::for_update(&update_layout())] {
+    for make in [HeaderReader::for_base as fn() -> HeaderReader, || {
+        HeaderReader::for_update(&update_layout())
+    }] {
         let whole = read(make(), &[file]);
         let split = read(make(), &common::chunks(file, &sizes));
         assert_eq!(whole, split, "chunking changed the header");
@@ -50,11 +63,16 @@ fuzz_target!(|data: &[u8]| {
     let Ok(h) = parse_header(file) else { return };
     let layout = h.layout();
     assert_eq!(h.data_len(), layout.total_bytes());
-    let starts = h.match_base(&layout).expect("a file matches its own layout");
+    let starts = h
+        .match_base(&layout)
+        .expect("a file matches its own layout");
     assert_eq!(starts.len(), layout.tensors.len());
     let encoded = encode_header(&layout, &BTreeMap::new());
     assert_eq!(encoded.len() % 8, 0);
-    assert!(encoded.len() as u64 - 8 <= header_budget(&layout), "our own header exceeds the budget");
+    assert!(
+        encoded.len() as u64 - 8 <= header_budget(&layout),
+        "our own header exceeds the budget"
+    );
     let again = parse_header(&encoded[8..]).expect("our own header parses");
     assert_eq!(again.layout(), layout);
 });

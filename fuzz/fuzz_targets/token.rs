@@ -25,14 +25,19 @@ const KINDS: [CredentialKind; 8] = [
 ];
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(root) = RootSecret::new(&[7u8; 32]) else { return };
+    let Ok(root) = RootSecret::new(&[7u8; 32]) else {
+        return;
+    };
     let keys = KeySet::derive(&root, 2, 1);
     let (ctl, rest) = common::split_first(data);
     let now = 1_800_000_000 + i64::from(ctl) * 1000;
     if let Ok(s) = std::str::from_utf8(rest) {
         let _ = looks_like_jwt(s);
         let r = keys.verify::<serde_json::Value>(s, ISSUER, API_AUDIENCES, now);
-        assert!(matches!(r, Err(JwtError::Invalid)), "an unsigned string verified: {r:?}");
+        assert!(
+            matches!(r, Err(JwtError::Invalid)),
+            "an unsigned string verified: {r:?}"
+        );
         if let Some(kind) = CredentialKind::of(s) {
             assert!(s.starts_with(kind.prefix()));
         }
@@ -45,7 +50,10 @@ fuzz_target!(|data: &[u8]| {
     }
     // header \0 claims, signed by the current key.
     let mut parts = rest.splitn(2, |b| *b == 0);
-    let (header, claims) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+    let (header, claims) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+    );
     let token = keys.signing_key().sign_raw_for_fuzzing(header, claims);
     match keys.verify::<serde_json::Value>(&token, ISSUER, API_AUDIENCES, now) {
         Ok(c) => {

@@ -6,12 +6,16 @@ use edgeplane_core::review::diff::{parse_hunks, parse_unified, Side};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     // Known finding, reported to the diff parser's owner (fuzz/findings/
     // unified_diff-line-number-overflow): a hunk starting within the input's length of u32::MAX
     // overflows the line counter. Skipped until fixed, so the run covers everything else.
     let huge_start = text.lines().any(|l| {
-        l.starts_with("@@") && l.split(|c: char| !c.is_ascii_digit()).any(|d| d.len() >= 10)
+        l.starts_with("@@")
+            && l.split(|c: char| !c.is_ascii_digit())
+                .any(|d| d.len() >= 10)
     });
     if huge_start {
         return;
@@ -21,7 +25,9 @@ fuzz_target!(|data: &[u8]| {
             let _ = h.new_range();
         }
     }
-    let Ok(files) = parse_unified(text) else { return };
+    let Ok(files) = parse_unified(text) else {
+        return;
+    };
     for f in &files {
         let _ = (f.old_path(), f.changed_lines());
         for h in &f.hunks {

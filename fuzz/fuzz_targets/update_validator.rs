@@ -15,9 +15,21 @@ mod common;
 fn layout() -> ModelLayout {
     ModelLayout {
         tensors: vec![
-            TensorSpec { name: "conv.weight".into(), dtype: DType::F32, shape: vec![2, 2] },
-            TensorSpec { name: "fc.weight".into(), dtype: DType::F16, shape: vec![3] },
-            TensorSpec { name: "fc.bias".into(), dtype: DType::BF16, shape: vec![2] },
+            TensorSpec {
+                name: "conv.weight".into(),
+                dtype: DType::F32,
+                shape: vec![2, 2],
+            },
+            TensorSpec {
+                name: "fc.weight".into(),
+                dtype: DType::F16,
+                shape: vec![3],
+            },
+            TensorSpec {
+                name: "fc.bias".into(),
+                dtype: DType::BF16,
+                shape: vec![2],
+            },
         ],
     }
 }
@@ -27,7 +39,11 @@ fuzz_target!(|data: &[u8]| {
     if body.is_empty() {
         return;
     }
-    let format = if ctl & 1 == 0 { UpdateFormat::Safetensors } else { UpdateFormat::PlaintextJson };
+    let format = if ctl & 1 == 0 {
+        UpdateFormat::Safetensors
+    } else {
+        UpdateFormat::PlaintextJson
+    };
     let meta = UpdateMeta {
         sample_count: 1,
         metrics: BTreeMap::new(),
@@ -49,7 +65,12 @@ fuzz_target!(|data: &[u8]| {
         (Ok(a), Ok(b)) => {
             // The norm is summed per run of elements, so chunking may move its last bits.
             assert!(a.norm.is_finite());
-            assert!((a.norm - b.norm).abs() <= 1e-9 * a.norm.max(1.0), "{} vs {}", a.norm, b.norm);
+            assert!(
+                (a.norm - b.norm).abs() <= 1e-9 * a.norm.max(1.0),
+                "{} vs {}",
+                a.norm,
+                b.norm
+            );
             assert_eq!((a.size, a.source), (b.size, b.source));
             assert_eq!(a.size, body.len() as u64);
         }

@@ -41,10 +41,18 @@ fuzz_target!(|data: &[u8]| {
         previous: (ctl & 8 != 0).then_some(PREVIOUS),
         signing_token: (ctl & 3 == 3).then_some(SIGNING),
     };
-    let signing_secret = if ctl & 16 != 0 && secrets.previous.is_some() { PREVIOUS } else { SECRET };
+    let signing_secret = if ctl & 16 != 0 && secrets.previous.is_some() {
+        PREVIOUS
+    } else {
+        SECRET
+    };
     let verified = match ctl & 3 {
         0 => {
-            let sig = if signed { sign_hex_sha256(signing_secret, &body) } else { presented };
+            let sig = if signed {
+                sign_hex_sha256(signing_secret, &body)
+            } else {
+                presented
+            };
             let h = Headers::new()
                 .with("x-hub-signature-256", &sig)
                 .with("x-github-event", &event_name)
@@ -54,7 +62,11 @@ fuzz_target!(|data: &[u8]| {
             r
         }
         2 => {
-            let sig = if signed { sign_hex_sha256(signing_secret, &body) } else { presented };
+            let sig = if signed {
+                sign_hex_sha256(signing_secret, &body)
+            } else {
+                presented
+            };
             let h = Headers::new()
                 .with("x-hub-signature", &sig)
                 .with("x-event-key", &event_name)
@@ -64,7 +76,11 @@ fuzz_target!(|data: &[u8]| {
             r
         }
         _ => {
-            let token = if signed { String::from_utf8_lossy(signing_secret).into_owned() } else { presented.clone() };
+            let token = if signed {
+                String::from_utf8_lossy(signing_secret).into_owned()
+            } else {
+                presented.clone()
+            };
             let mut h = Headers::new()
                 .with("x-gitlab-token", &token)
                 .with("x-gitlab-event", &event_name)
@@ -72,7 +88,10 @@ fuzz_target!(|data: &[u8]| {
                 .with("webhook-timestamp", &timestamp);
             if signed {
                 let ts = timestamp.trim().parse::<i64>().unwrap_or(NOW);
-                h.insert("webhook-signature", &sign_standard_webhook(SIGNING, delivery.trim(), ts, &body));
+                h.insert(
+                    "webhook-signature",
+                    &sign_standard_webhook(SIGNING, delivery.trim(), ts, &body),
+                );
             } else {
                 h.insert("webhook-signature", &presented);
             }
