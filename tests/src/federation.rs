@@ -453,3 +453,31 @@ pub fn download(model_id: &str, version: &str) -> Vec<u8> {
     assert_eq!(r.status().as_u16(), 200);
     r.bytes().unwrap().to_vec()
 }
+
+/// Downloads a version as `device` (the device route): the bytes on 200, else the response.
+pub fn device_download(
+    device: &Device,
+    model_id: &str,
+    version: &str,
+) -> Result<Vec<u8>, Box<Resp>> {
+    let r = device
+        .client
+        .request(
+            reqwest::Method::GET,
+            &format!("/api/v1/models/{model_id}/versions/{version}/download"),
+        )
+        .send()
+        .unwrap();
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    let bytes = r.bytes().unwrap().to_vec();
+    if status == 200 {
+        Ok(bytes)
+    } else {
+        Err(Box::new(Resp {
+            status,
+            headers,
+            text: String::from_utf8_lossy(&bytes).into_owned(),
+        }))
+    }
+}

@@ -329,20 +329,11 @@ fn full_round_of_22_devices_matches_reference_fedavg() {
     Client::owner_key()
         .post(&path, &json!({}))
         .expect_error(409, "conflict");
-    // Devices can fetch the new version.
-    let c = &devices[1].client;
-    let dl = c
-        .request(
-            reqwest::Method::GET,
-            &format!("/api/v1/models/{model_id}/versions/2/download"),
-        )
-        .send()
-        .unwrap();
-    assert_eq!(dl.status().as_u16(), 200);
-    assert_eq!(
-        sha256_hex(&dl.bytes().unwrap()),
-        v["sha256"].as_str().unwrap()
-    );
+    // Devices are offered a version only as a round's base (or, later, by a rollout): the new
+    // version is not theirs to download, approved or not.
+    device_download(&devices[1], &model_id, "2")
+        .unwrap_err()
+        .expect_error(404, "not_found");
     // A closed round takes no more work.
     let late = Device::enroll("late");
     late.client
@@ -1047,4 +1038,97 @@ fn device_groups_target_rounds() {
     assert_eq!(r["progress"]["selected"], 1);
     assert_eq!(r["progress"]["joined"], 1);
     assert_eq!(r["progress"]["participation_rate"], 1.0);
+}
+
+/// Defect 3: a device whose token came from a `devices:write` key downloaded an unapproved
+/// version of a model in none of its rounds. A device downloads only what it was offered — the
+/// base of a round it can join now — and anything else answers 404, like a version that does
+/// not exist.
+#[test]
+fn a_device_downloads_only_the_base_of_a_round_it_is_offered() {
+    let spec = small_model();
+    let mut rng = Rng::new(31);
+    let owner = Client::owner_key();
+    let (model_id, _) = model_with_base(&spec, &mut rng);
+    let v1 = owner
+        .get(&org_path(&format!("/models/{model_id}/versions/1")))
+        .expect(200)
+        .json()["version"]
+        .clone();
+    // A second version of the same model, never approved and in no round.
+    let vals: Vec<f64> = (0..numel(&spec)).map(|_| rng.unit()).collect();
+    let file = safetensors_f32(&spec, &vals, &(0..spec.len()).collect::<Vec<_>>());
+    let v2 = upload_version(&owner, &model_id, file).expect(201).json()["version"].clone();
+    let v2_id = v2["id"].as_str().unwrap().to_owned();
+    // Enrolled with the default grant (devices:write), as the defect's device was.
+    let d = Device::enroll("dl");
+    let refused = |dev: &Device, model: &str, version: &str| {
+        device_download(dev, model, version)
+            .unwrap_err()
+            .expect_error(404, "not_found");
+    };
+    refused(&d, &model_id, "1");
+    refused(&d, &model_id, "2");
+    refused(&d, &model_id, &v2_id);
+    // A round on version 1 offers it: its base, by number or by id, byte for byte.
+    let rid = create_round(round_body(
+        &model_id,
+        1,
+        1,
+        2,
+        600,
+        json!({"algorithm": "fedavg"}),
+    ))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for which in ["1", v1["id"].as_str().unwrap()] {
+        let bytes = device_download(&d, &model_id, which).unwrap();
+        assert_eq!(sha256_hex(&bytes), v1["sha256"].as_str().unwrap());
+    }
+    // Still nothing else: the other version, an unknown one, junk.
+    refused(&d, &model_id, "2");
+    refused(&d, &model_id, &v2_id);
+    refused(&d, &model_id, "99");
+    refused(&d, "mdl_000000000000000000000000000a", "1");
+    refused(&d, "not-a-model", "1");
+    // A device that may only read models cannot join, so no round offers it anything.
+    let ident = unique("dl-reader");
+    let bt = bootstrap_token(&ident, json!({"scopes": ["models:read"]}));
+    let reader = Device::from_tokens(
+        &Client::anonymous()
+            .with_bearer(bt["token"].as_str().unwrap())
+            .post(
+                "/api/v1/device-auth/bootstrap",
+                &json!({"org_id": stack().org_id, "device_identifier": ident, "scopes": ["models:read"]}),
+            )
+            .expect(201)
+            .json(),
+    );
+    refused(&reader, &model_id, "1");
+    // A round for a device group offers its base to the group's devices only.
+    let (model_b, _) = model_with_base(&spec, &mut rng);
+    let member = Device::enroll("dl-member");
+    let g = owner
+        .post(
+            &org_path("/device-groups"),
+            &json!({"name": unique("dl group"), "device_ids": [member.id]}),
+        )
+        .expect(201)
+        .json();
+    let mut b = round_body(&model_b, 1, 1, 2, 600, json!({"algorithm": "fedavg"}));
+    b["device_group"] = g["device_group"]["id"].clone();
+    create_round(b);
+    device_download(&member, &model_b, "1").unwrap();
+    refused(&d, &model_b, "1");
+    // Once the round ends, its base is no longer offered.
+    owner
+        .post(&org_path(&format!("/rounds/{rid}/cancel")), &json!({}))
+        .expect(200);
+    refused(&d, &model_id, "1");
+    // The org itself still downloads every version.
+    assert_eq!(
+        sha256_hex(&download(&model_id, &v2_id)),
+        v2["sha256"].as_str().unwrap()
+    );
 }

@@ -142,3 +142,21 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Only a string of the kind's exact shape is hashed for look-up.
+        #[test]
+        fn only_well_shaped_credentials_are_hashed(s in "(ep[a-z]{1,2}_)?[A-Za-z0-9_-]{0,50}") {
+            if let Some(kind) = CredentialKind::of(&s) {
+                let ok = hash_presented(kind, &s).is_some();
+                prop_assert_eq!(ok, s.len() == kind.prefix().len() + 43);
+            }
+        }
+    }
+}

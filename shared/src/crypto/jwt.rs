@@ -86,16 +86,24 @@ impl JwtKey {
         };
         let h = serde_json::to_vec(&header).map_err(|_| JwtError::Invalid)?;
         let c = serde_json::to_vec(claims).map_err(|_| JwtError::Invalid)?;
+        Ok(self.sign_parts(&h, &c))
+    }
+
+    fn sign_parts(&self, header: &[u8], claims: &[u8]) -> String {
         let signing_input = format!(
             "{}.{}",
-            URL_SAFE_NO_PAD.encode(h),
-            URL_SAFE_NO_PAD.encode(c)
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(claims)
         );
         let sig = self.pair.sk.sign(signing_input.as_bytes(), None);
-        Ok(format!(
-            "{signing_input}.{}",
-            URL_SAFE_NO_PAD.encode(sig.as_ref())
-        ))
+        format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()))
+    }
+
+    /// Signs arbitrary header and claims bytes, so a fuzzer reaches the parsers behind the
+    /// signature check. Only in fuzzing builds (`--cfg fuzzing`, which cargo-fuzz sets).
+    #[cfg(fuzzing)]
+    pub fn sign_raw_for_fuzzing(&self, header: &[u8], claims: &[u8]) -> String {
+        self.sign_parts(header, claims)
     }
 
     /// The JWK for `/.well-known/jwks.json` (RFC 8037 OKP key).
@@ -288,5 +296,60 @@ mod tests {
             .verify::<Extra>(&t, "https://ep.test", &["edgeplane:user"], 1001)
             .is_err());
         assert_eq!(new.jwks()["keys"].as_array().unwrap().len(), 2);
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Whatever the claims, a token verifies to exactly them, and changing any one character
+        /// of it makes it invalid.
+        #[test]
+        fn tokens_round_trip_and_any_change_breaks_them(
+            sub in "\\PC{0,40}",
+            sid in "[a-z0-9_]{0,20}",
+            at in 0usize..400,
+            to in prop::sample::select(vec!['A', 'x', '-', '_', '.', '0']),
+        ) {
+            let ks = KeySet::derive(&RootSecret::new(&[9u8; 32]).unwrap(), 1, 0);
+            let claims = Claims {
+                iss: "https://ep.test".into(),
+                aud: "edgeplane:user".into(),
+                sub,
+                iat: 1000,
+                nbf: 1000,
+                exp: 2000,
+                jti: "j".into(),
+                extra: serde_json::json!({ "sid": sid }),
+            };
+            let t = ks.signing_key().sign(&claims).unwrap();
+            let back: Claims<serde_json::Value> =
+                ks.verify(&t, "https://ep.test", &["edgeplane:user"], 1500).unwrap();
+            prop_assert_eq!(back, claims);
+            let i = at % t.len();
+            if t.as_bytes()[i] as char != to {
+                let mut b = t.clone().into_bytes();
+                b[i] = to as u8;
+                let changed = String::from_utf8(b).unwrap();
+                prop_assert_eq!(
+                    ks.verify::<serde_json::Value>(&changed, "https://ep.test", &["edgeplane:user"], 1500)
+                        .map(|_| ()),
+                    Err(JwtError::Invalid)
+                );
+            }
+        }
+
+        /// Arbitrary strings never verify (and never panic the verifier).
+        #[test]
+        fn arbitrary_strings_never_verify(s in "[A-Za-z0-9_.-]{0,200}") {
+            let ks = KeySet::derive(&RootSecret::new(&[9u8; 32]).unwrap(), 1, 0);
+            prop_assert!(ks.verify::<serde_json::Value>(&s, "i", &["a"], 0).is_err());
+        }
     }
 }

@@ -104,7 +104,7 @@ fn is_num_char(b: u8) -> bool {
 
 /// Parses one JSON number token; `NaN`/`Infinity`/`-Infinity` (Python's spellings) become the
 /// non-finite values they name.
-pub fn parse_number(tok: &[u8]) -> Option<f64> {
+fn parse_number(tok: &[u8]) -> Option<f64> {
     let s = std::str::from_utf8(tok).ok()?;
     match s {
         "NaN" => return Some(f64::NAN),
@@ -662,5 +662,117 @@ mod tests {
         r.feed(b"7, 8", 2, &mut |v| got.push(v)).unwrap();
         r.flush(2, &mut |v| got.push(v)).unwrap();
         assert_eq!(got, vec![7.0, 8.0]);
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn finite() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            -1e6f64..1e6,
+            any::<f64>().prop_filter("finite", |v| v.is_finite()),
+            Just(0.0),
+            Just(-0.0),
+        ]
+    }
+
+    /// The envelope as Python writes it, with the given separator after each comma.
+    fn envelope(vals: &[f64], sep: &str) -> (Vec<u8>, String) {
+        let payload = format!(
+            "[{}]",
+            vals.iter()
+                .map(|v| format!("{v:?}"))
+                .collect::<Vec<_>>()
+                .join(&format!(",{sep}"))
+        );
+        let sha = hex::encode(Sha256::digest(payload.as_bytes()));
+        let env = format!(
+            "{{\"format\": \"plaintext_json\", \"sha256\": \"{sha}\", \"size\": {}, \"data\": {payload}}}",
+            payload.len()
+        );
+        (env.into_bytes(), sha)
+    }
+
+    proptest! {
+        /// Whatever the chunk size, the scanner sees every value exactly, hashes exactly the
+        /// `data` text, and each cut offset is where a shard's reader finds that element.
+        #[test]
+        fn envelopes_scan_the_same_at_any_chunking(
+            vals in prop::collection::vec(finite(), 1..40),
+            sep in prop::sample::select(vec!["", " ", "\n  "]),
+            split in 1usize..64,
+            step in 1u64..5,
+        ) {
+            let (env, sha) = envelope(&vals, sep);
+            let cuts: Vec<u64> = (0..vals.len() as u64).step_by(step as usize).collect();
+            let mut s = EnvelopeScanner::new(cuts.clone());
+            let mut got = Vec::new();
+            let mut sink = |i: u64, v: f64| -> Result<(), ()> {
+                got.push((i, v));
+                Ok(())
+            };
+            for c in env.chunks(split) {
+                s.feed(c, &mut sink).unwrap();
+            }
+            let sum = s.finish::<()>().unwrap();
+            prop_assert_eq!(got.iter().map(|(_, v)| *v).collect::<Vec<_>>(), vals.clone());
+            prop_assert!(got.iter().enumerate().all(|(k, (i, _))| *i == k as u64));
+            prop_assert_eq!(&sum.data_sha256, &sha);
+            prop_assert_eq!(sum.data_len, sum.declared_size);
+            prop_assert_eq!(sum.cut_offsets.len(), cuts.len());
+            for (k, at) in sum.cut_offsets.iter().enumerate() {
+                let mut r = NumberReader::default();
+                let mut one = Vec::new();
+                for c in env[*at as usize..].chunks(split) {
+                    if r.feed(c, 1, &mut |v| one.push(v)).unwrap() {
+                        break;
+                    }
+                }
+                prop_assert_eq!(one, vec![vals[cuts[k] as usize]]);
+            }
+        }
+
+        /// A shard reads its run of numbers the same however the bytes arrive.
+        #[test]
+        fn number_reader_reads_every_value_at_any_chunking(
+            vals in prop::collection::vec(finite(), 1..40),
+            split in 1usize..16,
+        ) {
+            let text = vals.iter().map(|v| format!("{v:?}")).collect::<Vec<_>>().join(", ");
+            let mut r = NumberReader::default();
+            let mut got = Vec::new();
+            for c in text.as_bytes().chunks(split) {
+                r.feed(c, vals.len() as u64, &mut |v| got.push(v)).unwrap();
+            }
+            r.flush(vals.len() as u64, &mut |v| got.push(v)).unwrap();
+            prop_assert_eq!(got, vals);
+        }
+
+        /// Arbitrary bytes never panic the scanner, and chunking never changes its answer.
+        #[test]
+        fn arbitrary_bytes_answer_the_same_at_any_chunking(
+            bytes in prop::collection::vec(any::<u8>(), 0..200),
+            split in 1usize..32,
+        ) {
+            let run = |size: usize| {
+                let mut s = EnvelopeScanner::new(vec![0, 3]);
+                let mut n = 0u64;
+                let mut sink = |_: u64, _: f64| -> Result<(), ()> {
+                    n += 1;
+                    Ok(())
+                };
+                for c in bytes.chunks(size) {
+                    if let Err(e) = s.feed(c, &mut sink) {
+                        return (Err(e), n);
+                    }
+                }
+                (s.finish(), n)
+            };
+            prop_assert_eq!(run(bytes.len().max(1)), run(split));
+        }
     }
 }

@@ -48,13 +48,6 @@ impl ModelLayout {
         out.push(at);
         out
     }
-
-    /// The dtype every element shares, if the model is uniform (the JSON envelope and the
-    /// published output need one scalar type per element, which the per-tensor dtype gives).
-    pub fn dtype_of_element(&self, starts: &[u64], element: u64) -> Option<DType> {
-        let i = starts.partition_point(|s| *s <= element).checked_sub(1)?;
-        self.tensors.get(i).map(|t| t.dtype)
-    }
 }
 
 #[cfg(test)]
@@ -81,8 +74,5 @@ mod tests {
         assert_eq!(l.total_bytes(), 24 + 8);
         let s = l.element_starts();
         assert_eq!(s, vec![0, 6, 10]);
-        assert_eq!(l.dtype_of_element(&s, 5), Some(DType::F32));
-        assert_eq!(l.dtype_of_element(&s, 6), Some(DType::F16));
-        assert_eq!(l.dtype_of_element(&s, 10), None);
     }
 }

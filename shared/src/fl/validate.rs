@@ -15,7 +15,7 @@ use super::dtype::DType;
 use super::envelope::{self, EnvelopeError, EnvelopeScanner};
 use super::layout::ModelLayout;
 use super::round::{RejectReason, MAX_SAMPLE_COUNT};
-use super::safetensors::{self, FormatError};
+use super::safetensors::{self, FormatError, HeaderReader};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -79,13 +79,11 @@ impl UpdateMeta {
     }
 }
 
-/// The largest upload the round stages for a model: the safetensors file plus generous slack, or
-/// the JSON envelope at up to 32 characters per value.
+/// The largest upload the round stages for a model: the safetensors data plus the header budget
+/// of its layout, or the JSON envelope at up to 32 characters per value.
 pub fn max_upload_size(layout: &ModelLayout, format: UpdateFormat) -> u64 {
     match format {
-        UpdateFormat::Safetensors => {
-            layout.total_bytes() + safetensors::MAX_HEADER_BYTES.min(1 << 20) + 8
-        }
+        UpdateFormat::Safetensors => layout.total_bytes() + 8 + safetensors::header_budget(layout),
         UpdateFormat::PlaintextJson => layout.total_elements() * 32 + 4096,
     }
 }
@@ -209,7 +207,8 @@ enum Body {
 }
 
 struct StState {
-    head: Vec<u8>,
+    /// Reads the header within the base layout's budget; `None` once the header was read.
+    reader: Option<HeaderReader>,
     header: Option<safetensors::Header>,
     /// Tensors in file order: (dtype, data begin, data end, first element index in layout order).
     plan: Vec<(DType, u64, u64, u64)>,
@@ -244,7 +243,7 @@ impl Validator {
     pub fn new(meta: &UpdateMeta, layout: &ModelLayout, shard_starts: Vec<u64>) -> Self {
         let body = match meta.format {
             UpdateFormat::Safetensors => Body::Safetensors(StState {
-                head: Vec::new(),
+                reader: Some(HeaderReader::for_update(layout)),
                 header: None,
                 plan: Vec::new(),
                 tensor_starts: Vec::new(),
@@ -418,27 +417,15 @@ fn feed_safetensors(
     st: &mut StState,
     layout: &ModelLayout,
     elems: &mut ElementCheck,
-    mut chunk: &[u8],
+    chunk: &[u8],
 ) -> Result<(), Rejection> {
-    if st.header.is_none() {
-        let need_len = 8usize.saturating_sub(st.head.len());
-        if need_len > 0 {
-            let take = need_len.min(chunk.len());
-            st.head.extend_from_slice(&chunk[..take]);
-            chunk = &chunk[take..];
-            if st.head.len() < 8 {
-                return Ok(());
-            }
-        }
-        let hl = safetensors::header_len(&st.head).map_err(fmt_rejection)? as usize;
-        let need = 8 + hl - st.head.len();
-        let take = need.min(chunk.len());
-        st.head.extend_from_slice(&chunk[..take]);
-        chunk = &chunk[take..];
-        if st.head.len() < 8 + hl {
+    let mut chunk = chunk;
+    if let Some(reader) = &mut st.reader {
+        let Some((header, rest)) = reader.feed(chunk).map_err(fmt_rejection)? else {
             return Ok(());
-        }
-        let header = safetensors::parse_header(&st.head[8..]).map_err(fmt_rejection)?;
+        };
+        st.reader = None;
+        chunk = rest;
         let starts = header.match_base(layout).map_err(fmt_rejection)?;
         // File order, with each tensor's first element index in layout order.
         let elem_starts = layout.element_starts();
@@ -452,12 +439,8 @@ fn feed_safetensors(
         plan.sort_by_key(|p| p.1);
         st.plan = plan;
         st.tensor_starts = starts;
-        st.head = Vec::new();
         st.pos = header.data_start();
         st.header = Some(header);
-    }
-    if st.header.is_none() {
-        return Ok(());
     }
     let mut rest = chunk;
     while !rest.is_empty() {
@@ -616,6 +599,15 @@ mod tests {
             reason(run(&set, &meta(&set, st), 4)),
             RejectReason::TensorMismatch
         );
+        let extra = build(&[
+            ("w", DType::F32, vec![3, 2], vec![0.5; 6]),
+            ("b", DType::F32, vec![3], vec![0.5; 3]),
+            ("x", DType::F32, vec![1], vec![0.5]),
+        ]);
+        assert_eq!(
+            reason(run(&extra, &meta(&extra, st), 4)),
+            RejectReason::TensorMismatch
+        );
         let nan = build(&[
             (
                 "w",
@@ -678,6 +670,40 @@ mod tests {
         assert_eq!(
             reason(run(&lying, &meta(&lying, UpdateFormat::PlaintextJson), 3)),
             RejectReason::Sha256Mismatch
+        );
+    }
+
+    /// Defect 1 (header bomb): an update whose header is declared at 16 MiB (a huge JSON array)
+    /// was buffered in full and parsed into a `Value` tree, growing the isolate by ~400 MB. Now
+    /// the 8-byte prefix alone refuses it (the base layout's budget is a few hundred bytes per
+    /// tensor), so not one header byte is buffered: parsing stops at the first problem while the
+    /// rest of the bytes are only hashed and counted.
+    #[test]
+    fn a_header_bomb_is_refused_from_its_length_prefix() {
+        let declared: u64 = 16 << 20;
+        let mut bomb = declared.to_le_bytes().to_vec();
+        bomb.push(b'[');
+        bomb.extend(std::iter::repeat_n(b"0,".as_slice(), (declared as usize - 2) / 2).flatten());
+        bomb.push(b']');
+        let m = meta(&bomb, UpdateFormat::Safetensors);
+        let mut v = Validator::new(&m, &layout(), vec![0, 5]);
+        v.feed(&bomb[..8]).unwrap();
+        let (why, msg) = v.problem.clone().expect("refused after the prefix");
+        assert_eq!(why, RejectReason::Malformed);
+        assert!(msg.contains("declares 16777216 bytes"), "{msg}");
+        for c in bomb[8..].chunks(1 << 20) {
+            v.feed(c).unwrap();
+        }
+        assert_eq!(v.finish().unwrap_err().0, RejectReason::Malformed);
+        // Within the budget the same array is still refused, by the typed parse.
+        let small = safetensors::header_budget(&layout()) - 16;
+        let mut b = small.to_le_bytes().to_vec();
+        b.push(b'[');
+        b.extend(std::iter::repeat_n(b"0,".as_slice(), (small as usize - 2) / 2).flatten());
+        b.push(b']');
+        assert_eq!(
+            reason(run(&b, &meta(&b, UpdateFormat::Safetensors), 4096)),
+            RejectReason::Malformed
         );
     }
 

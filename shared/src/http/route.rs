@@ -94,25 +94,23 @@ fn match_pattern(pattern: &'static str, path: &str) -> Option<Params> {
     }
 }
 
-/// Decodes `%XX` escapes in a path segment; rejects malformed escapes and non-UTF-8 results.
+/// Decodes `%XX` escapes in a path segment. Every `%` must start an escape of exactly two hex
+/// digits (`percent-encoding` alone passes a malformed one through as text, and `u8`'s radix
+/// parser takes a sign, so `%+1` once decoded to 0x01); the result must be UTF-8.
 fn percent_decode(s: &str) -> Option<String> {
-    if !s.contains('%') {
-        return Some(s.to_owned());
+    let well_formed = s.split('%').skip(1).all(|after| {
+        after
+            .as_bytes()
+            .get(..2)
+            .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+    });
+    if !well_formed {
+        return None;
     }
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .ok()
+        .map(std::borrow::Cow::into_owned)
 }
 
 pub fn match_route<'a, R, A>(
@@ -190,9 +188,62 @@ mod tests {
             match_route(TABLE, Method::Get, "/v1/orgs/a/keys/%zz"),
             RouteMatch::NotFound
         ));
+        for bad in [
+            "%+1", "%-1", "%1", "%", "%%41", "a%2", "%e9", "%C3%28", "%ZZ",
+        ] {
+            assert!(
+                matches!(
+                    match_route(TABLE, Method::Get, &format!("/v1/orgs/a/keys/{bad}")),
+                    RouteMatch::NotFound
+                ),
+                "{bad}"
+            );
+        }
+        match match_route(TABLE, Method::Get, "/v1/orgs/%41%c3%a9%2F/keys/%25") {
+            RouteMatch::Found(_, p) => {
+                assert_eq!(p.get("org"), Some("Aé/"));
+                assert_eq!(p.get("key"), Some("%"));
+            }
+            other => panic!("{other:?}"),
+        }
         assert!(matches!(
             match_route(TABLE, Method::Head, "/v1/orgs/a"),
             RouteMatch::Found(..)
         ));
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const TABLE: &[RouteSpec<u8, ()>] = &[RouteSpec {
+        id: 1,
+        method: Method::Get,
+        pattern: "/v1/orgs/{org}/keys/{key}",
+        body_limit: BodyLimit::NONE,
+        auth: (),
+    }];
+
+    proptest! {
+        /// Any text, percent-encoded as one segment, is captured and decoded back to itself.
+        #[test]
+        fn encoded_segments_decode_to_themselves(s in "\\PC{1,24}") {
+            let enc = utf8_percent_encode(&s, NON_ALPHANUMERIC).to_string();
+            match match_route(TABLE, Method::Get, &format!("/v1/orgs/{enc}/keys/k")) {
+                RouteMatch::Found(_, p) => prop_assert_eq!(p.get("org"), Some(s.as_str())),
+                other => prop_assert!(false, "{other:?}"),
+            }
+        }
+
+        /// A `%` not followed by two hex digits never matches.
+        #[test]
+        fn malformed_escapes_never_match(pre in "[a-z]{0,4}", bad in "[^0-9a-fA-F/?#]{1}[0-9a-zA-Z+-]?") {
+            let path = format!("/v1/orgs/{pre}%{bad}/keys/k");
+            prop_assert!(matches!(match_route(TABLE, Method::Get, &path), RouteMatch::NotFound), "{path}");
+        }
     }
 }

@@ -58,10 +58,6 @@ pub fn real(f: f64) -> V {
     V::Float(f)
 }
 
-pub fn opt_text(s: Option<&str>) -> V {
-    s.map(|s| V::String(s.to_owned())).unwrap_or(V::Null)
-}
-
 /// An alarm time from epoch milliseconds.
 pub fn alarm_at(ms: i64) -> worker::ScheduledTime {
     worker::ScheduledTime::new(js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(

@@ -25,7 +25,7 @@ impl RequestCtx {
     pub fn new(req: &Request) -> Self {
         let started_ms = now_ms();
         let rand = edgeplane_core::crypto::random_bytes::<8>()
-            .map(hex_string)
+            .map(hex::encode)
             .unwrap_or_default();
         Self {
             request_id: format!("req_{started_ms:012x}{rand}"),
@@ -83,8 +83,4 @@ impl RequestCtx {
             metadata,
         }
     }
-}
-
-fn hex_string(bytes: [u8; 8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -2,11 +2,12 @@
 //! manifest, checksum and size in D1, plus where it came from: its parent version and the round
 //! that produced it (none for an uploaded base).
 
+use edgeplane_core::fl::device_scope::DeviceScope;
 use edgeplane_core::fl::layout::ModelLayout;
 use edgeplane_core::fl::pieces::{self, BlobError, Blobs, Piece, PieceCutter, READ_WINDOW};
-use edgeplane_core::fl::safetensors::{self, FormatError};
+use edgeplane_core::fl::safetensors::{self, FormatError, HeaderReader};
 use edgeplane_core::http::BodyLimit;
-use edgeplane_core::ids::{looks_like_id, new_id};
+use edgeplane_core::ids::{new_id, ModelId, ModelVersionId, TypedId};
 use edgeplane_core::{validate, ApiError, ErrorCode};
 use edgeplane_runtime::args;
 use edgeplane_runtime::db::{OrInternal, Stmt};
@@ -15,11 +16,12 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use worker::Response;
 
-use super::common::{device, iso};
+use super::common::{device, iso, DeviceCx};
 use super::MODEL_BODY;
 use crate::http::ctx::now_ms;
 use crate::http::respond::{self, HttpResult};
 use crate::routes::Cx;
+use crate::service::federation::rounds::offered_clause;
 use crate::storage::R2Blobs;
 
 /// A storage fault while writing a base version: logged with its cause, answered as internal.
@@ -71,20 +73,20 @@ pub async fn create(cx: &mut Cx<'_>) -> HttpResult {
     };
     let org_id = cx.org()?.org_id.clone();
     let now = now_ms();
-    let id = new_id("mdl", now)?;
+    let id = ModelId::generate(now)?;
     let event = cx.rc.audit(
         &cx.principal,
         Some(&org_id),
         "model.created",
         "model",
-        &id,
+        id.as_str(),
         serde_json::json!({"name": name}),
     );
     cx.db()
         .commit_audited(
             vec![Stmt::new(
                 "INSERT INTO fl_models (id, org_id, name, description, created_by, created_at_ms) VALUES (?, ?, ?, ?, ?, ?)",
-                args![&id, &org_id, &name, description, &cx.principal.id, now],
+                args![id.as_str(), &org_id, &name, description, &cx.principal.id, now],
             )],
             vec![event],
             now,
@@ -94,14 +96,11 @@ pub async fn create(cx: &mut Cx<'_>) -> HttpResult {
     respond::created(&serde_json::json!({"model": model_view(m)}))
 }
 
-async fn load_model(cx: &Cx<'_>, id: &str, org_id: &str) -> Result<ModelRow, ApiError> {
-    if !looks_like_id(id, "mdl") {
-        return Err(ApiError::not_found("model"));
-    }
+async fn load_model(cx: &Cx<'_>, id: &ModelId, org_id: &str) -> Result<ModelRow, ApiError> {
     cx.db()
         .first(
             &format!("{MODEL_SELECT} WHERE m.id = ? AND m.org_id = ?"),
-            args![id, org_id],
+            args![id.as_str(), org_id],
         )
         .await?
         .ok_or_else(|| ApiError::not_found("model"))
@@ -120,7 +119,7 @@ pub async fn list(cx: &mut Cx<'_>) -> HttpResult {
 }
 
 pub async fn get(cx: &mut Cx<'_>) -> HttpResult {
-    let id = cx.param("model")?.to_owned();
+    let id: ModelId = cx.id("model")?;
     let m = load_model(cx, &id, &cx.org()?.org_id.clone()).await?;
     respond::ok(&serde_json::json!({"model": model_view(m)}))
 }
@@ -195,11 +194,11 @@ pub async fn load_version(
                 args![model_id, org_id, n],
             )
             .await?
-    } else if looks_like_id(which, "mv") {
+    } else if let Ok(id) = ModelVersionId::parse(which) {
         cx.db()
             .first(
                 &format!("{VERSION_SELECT} WHERE v.model_id = ? AND v.org_id = ? AND v.id = ?"),
-                args![model_id, org_id, which],
+                args![model_id, org_id, id.as_str()],
             )
             .await?
     } else {
@@ -239,7 +238,7 @@ pub async fn upload_version(cx: &mut Cx<'_>) -> HttpResult {
         ));
     }
     let org_id = cx.org()?.org_id.clone();
-    let model_id = cx.param("model")?.to_owned();
+    let model_id: ModelId = cx.id("model")?;
     let model = load_model(cx, &model_id, &org_id).await?;
     let limit: BodyLimit = MODEL_BODY;
     let declared = cx
@@ -255,7 +254,8 @@ pub async fn upload_version(cx: &mut Cx<'_>) -> HttpResult {
     let blobs = R2Blobs::from_env(cx.env)?;
     let mut cutter = PieceCutter::new(format!("models/{}/{}", model.id, version_id));
     let mut hasher = Sha256::new();
-    let mut head: Vec<u8> = Vec::new();
+    // Bounded by the fixed cap for bases and refused from the length prefix alone if over it.
+    let mut reader = HeaderReader::for_base();
     let mut header: Option<safetensors::Header> = None;
     let mut total: u64 = 0;
     let mut stream = cx
@@ -271,15 +271,7 @@ pub async fn upload_version(cx: &mut Cx<'_>) -> HttpResult {
             }
             hasher.update(&chunk);
             if header.is_none() {
-                head.extend_from_slice(&chunk);
-                if head.len() >= 8 {
-                    let n = safetensors::header_len(&head).map_err(format_error)? as usize;
-                    if head.len() >= 8 + n {
-                        header =
-                            Some(safetensors::parse_header(&head[8..8 + n]).map_err(format_error)?);
-                        head = Vec::new();
-                    }
-                }
+                header = reader.feed(&chunk).map_err(format_error)?.map(|(h, _)| h);
             }
             for (key, bytes) in cutter.push(&chunk) {
                 blobs.put(&key, bytes).await.map_err(blob_error)?;
@@ -358,7 +350,7 @@ pub async fn upload_version(cx: &mut Cx<'_>) -> HttpResult {
 
 pub async fn list_versions(cx: &mut Cx<'_>) -> HttpResult {
     let org_id = cx.org()?.org_id.clone();
-    let model_id = cx.param("model")?.to_owned();
+    let model_id: ModelId = cx.id("model")?;
     let model = load_model(cx, &model_id, &org_id).await?;
     let rows: Vec<VersionRow> = cx
         .db()
@@ -373,27 +365,32 @@ pub async fn list_versions(cx: &mut Cx<'_>) -> HttpResult {
 
 pub async fn get_version(cx: &mut Cx<'_>) -> HttpResult {
     let org_id = cx.org()?.org_id.clone();
-    let model_id = cx.param("model")?.to_owned();
+    let model_id: ModelId = cx.id("model")?;
     let which = cx.param("version")?.to_owned();
-    let v = load_version(cx, &model_id, &org_id, &which).await?;
+    let v = load_version(cx, model_id.as_str(), &org_id, &which).await?;
     let layout = v.layout()?;
     let mut view = version_view(&v);
     view["layout"] = serde_json::to_value(&layout).map_err(|_| ApiError::internal())?;
     respond::ok(&serde_json::json!({"version": view}))
 }
 
-/// The version's bytes, streamed piece by piece (control plane, or a device with `models:read`).
+/// The version's bytes, streamed piece by piece: to the control plane, or to a device only what
+/// it was offered (see [`offered_to_device`]).
 pub async fn download(cx: &mut Cx<'_>, as_device: bool) -> HttpResult {
-    let org_id = if as_device {
+    let model_id: ModelId = cx.id("model")?;
+    let which = cx.param("version")?.to_owned();
+    let v = if as_device {
         let dev = device(cx)?;
         dev.require(dev.scopes.may_download_models(), "model downloads")?;
-        dev.org_id
+        let v = load_version(cx, model_id.as_str(), &dev.org_id, &which).await?;
+        if !offered_to_device(cx, &dev, &v).await? {
+            return Err(ApiError::not_found("model version"));
+        }
+        v
     } else {
-        cx.org()?.org_id.clone()
+        let org_id = cx.org()?.org_id.clone();
+        load_version(cx, model_id.as_str(), &org_id, &which).await?
     };
-    let model_id = cx.param("model")?.to_owned();
-    let which = cx.param("version")?.to_owned();
-    let v = load_version(cx, &model_id, &org_id, &which).await?;
     let pieces = v.pieces()?;
     let blobs = R2Blobs::from_env(cx.env)?;
     let size = pieces::total(&pieces);
@@ -427,11 +424,51 @@ pub async fn download(cx: &mut Cx<'_>, as_device: bool) -> HttpResult {
     Ok(resp)
 }
 
+/// Whether a device may download version `v`: the base version of a round it could join now
+/// (what its offers list: open or collecting, before the deadline, its group), or a version
+/// deployed to it. Anything else answers 404 exactly like a version that does not exist, so a
+/// device token learns nothing about the org's other models and versions.
+async fn offered_to_device(cx: &Cx<'_>, dev: &DeviceCx, v: &VersionRow) -> Result<bool, ApiError> {
+    let may_join = dev.scopes.contains(DeviceScope::DevicesWrite);
+    if may_join && base_of_an_offered_round(cx, dev, &v.id).await? {
+        return Ok(true);
+    }
+    deployed_to_device(cx, dev, v).await
+}
+
+async fn base_of_an_offered_round(
+    cx: &Cx<'_>,
+    dev: &DeviceCx,
+    version_id: &str,
+) -> Result<bool, ApiError> {
+    let found: Option<serde_json::Value> = cx
+        .db()
+        .first(
+            &format!(
+                "SELECT 1 AS ok FROM fl_rounds r WHERE r.base_version_id = ? AND {} LIMIT 1",
+                offered_clause()
+            ),
+            args![version_id, &dev.org_id, now_ms(), &dev.id],
+        )
+        .await?;
+    Ok(found.is_some())
+}
+
+/// The seam for rollouts: a version deployed to this device is downloadable too. Deployments do
+/// not exist yet, so no version is deployed to any device; the rollout feature answers here.
+async fn deployed_to_device(
+    _cx: &Cx<'_>,
+    _dev: &DeviceCx,
+    _v: &VersionRow,
+) -> Result<bool, ApiError> {
+    Ok(false)
+}
+
 pub async fn approve(cx: &mut Cx<'_>) -> HttpResult {
     let org_id = cx.org()?.org_id.clone();
-    let model_id = cx.param("model")?.to_owned();
+    let model_id: ModelId = cx.id("model")?;
     let which = cx.param("version")?.to_owned();
-    let v = load_version(cx, &model_id, &org_id, &which).await?;
+    let v = load_version(cx, model_id.as_str(), &org_id, &which).await?;
     if v.status == "approved" {
         return Err(ApiError::conflict("this version is already approved"));
     }
@@ -461,6 +498,6 @@ pub async fn approve(cx: &mut Cx<'_>) -> HttpResult {
             now,
         )
         .await?;
-    let v = load_version(cx, &model_id, &org_id, &v.id).await?;
+    let v = load_version(cx, model_id.as_str(), &org_id, &v.id).await?;
     respond::ok(&serde_json::json!({"version": version_view(&v)}))
 }

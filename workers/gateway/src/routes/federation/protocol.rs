@@ -15,7 +15,9 @@ use crate::http::ctx::{now_ms, now_secs};
 use crate::http::respond::{self, HttpResult};
 use crate::routes::Cx;
 use crate::service::federation::corrupt;
-use crate::service::federation::rounds::{self, round_in_org, RoundRow, ELIGIBLE, ROUND_COLUMNS};
+use crate::service::federation::rounds::{
+    self, offered_clause, round_in_org, RoundRow, ELIGIBLE, ROUND_COLUMNS,
+};
 use crate::storage::R2Blobs;
 use edgeplane_core::fl::pieces::{self, Blobs, Piece};
 use edgeplane_core::fl::validate::UpdateFormat;
@@ -63,8 +65,8 @@ pub async fn offers(cx: &mut Cx<'_>) -> HttpResult {
         .all(
             &format!(
                 "SELECT {ROUND_COLUMNS} FROM fl_rounds r JOIN fl_model_versions v ON v.id = r.base_version_id \
-                 WHERE r.org_id = ? AND r.state IN ('open', 'collecting') AND r.deadline_at_ms > ? AND {ELIGIBLE} \
-                 ORDER BY r.deadline_at_ms LIMIT 100"
+                 WHERE {} ORDER BY r.deadline_at_ms LIMIT 100",
+                offered_clause()
             ),
             args![&dev.org_id, now_ms(), &dev.id],
         )

@@ -54,6 +54,15 @@ pub const ELIGIBLE: &str = "(r.device_group_id IS NULL OR EXISTS (SELECT 1 FROM 
        OR (g.tags IS NOT NULL AND NOT EXISTS (SELECT 1 FROM json_each(g.tags) t \
             WHERE t.value NOT IN (SELECT value FROM json_each(d.tags)))))))";
 
+/// SQL (for `WHERE`) true for a round `r` a device may join now: in its org, open or collecting,
+/// before its deadline, and the device eligible. Binds the org id, now (ms), and the device id.
+/// Offers list these rounds; a device downloads only their base versions.
+pub fn offered_clause() -> String {
+    format!(
+        "r.org_id = ? AND r.state IN ('open', 'collecting') AND r.deadline_at_ms > ? AND {ELIGIBLE}"
+    )
+}
+
 impl RoundRow {
     pub fn round_id(&self) -> Result<RoundId, ApiError> {
         self.id.parse().map_err(|_| corrupt("round id"))
