@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::fl::device_scope::DeviceScopes;
+use crate::fl::layout::ModelLayout;
 use crate::fl::participation::ParticipationState;
 use crate::fl::round::{AggregationSpec, RejectReason, RoundFailure, RoundState};
 use crate::fl::validate::UpdateFormat;
@@ -250,6 +251,73 @@ pub struct DeviceTokens {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TokenType {
     Bearer,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Model {
+    pub id: ModelId,
+    pub name: String,
+    pub description: Option<String>,
+    pub latest_version: Option<i64>,
+    pub created_at: IsoMillis,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelBody {
+    pub model: Model,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelList {
+    pub models: Vec<Model>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VersionStatus {
+    /// Stored and checked; not yet approved for use.
+    Ready,
+    Approved,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelFormat {
+    Safetensors,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelVersion {
+    pub id: ModelVersionId,
+    pub model_id: ModelId,
+    pub version: i64,
+    pub parent_id: Option<ModelVersionId>,
+    pub parent_version: Option<i64>,
+    /// The round that produced it (none for an uploaded base).
+    pub round_id: Option<RoundId>,
+    pub status: VersionStatus,
+    pub sha256: String,
+    pub size_bytes: i64,
+    pub parameters: i64,
+    pub tensors: usize,
+    pub format: ModelFormat,
+    /// How a round's version was aggregated (algorithm, clipping, noise, participants, ...).
+    pub aggregation: Option<serde_json::Value>,
+    pub created_at: IsoMillis,
+    pub approved_at: Option<IsoMillis>,
+    /// The tensors (single-version reads only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layout: Option<ModelLayout>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelVersionBody {
+    pub version: ModelVersion,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelVersionList {
+    pub versions: Vec<ModelVersion>,
 }
 
 // ---- the device protocol -----------------------------------------------------------------

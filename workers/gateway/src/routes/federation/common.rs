@@ -3,17 +3,11 @@
 
 use edgeplane_core::fl::device_scope::DeviceScopes;
 use edgeplane_core::ids::{DeviceId, OrgId};
-use edgeplane_core::time::IsoMillis;
 use edgeplane_core::{ApiError, ErrorCode};
 
 use crate::authn;
 use crate::http::ctx::now_secs;
 use crate::routes::Cx;
-
-/// A timestamp in the federated-learning wire format (see `IsoMillis`).
-pub fn iso(ms: i64) -> String {
-    IsoMillis(ms).to_string()
-}
 
 /// The org a control-plane request acts in, typed.
 pub fn org_id(cx: &Cx<'_>) -> Result<OrgId, ApiError> {

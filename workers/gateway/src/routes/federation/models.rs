@@ -16,13 +16,19 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use worker::Response;
 
-use super::common::{device, iso, DeviceCx};
+use super::common::{device, DeviceCx};
 use super::MODEL_BODY;
 use crate::http::ctx::now_ms;
 use crate::http::respond::{self, HttpResult};
 use crate::routes::Cx;
 use crate::service::federation::rounds::offered_clause;
+use crate::service::federation::{corrupt, stored_id};
 use crate::storage::R2Blobs;
+use edgeplane_core::time::IsoMillis;
+use edgeplane_core::views::federation::{
+    Model, ModelBody, ModelFormat, ModelList, ModelVersion, ModelVersionBody, ModelVersionList,
+    VersionStatus,
+};
 
 /// A storage fault while writing a base version: logged with its cause, answered as internal.
 fn blob_error(e: BlobError) -> ApiError {
@@ -47,13 +53,13 @@ struct ModelRow {
     latest_version: Option<i64>,
 }
 
-fn model_view(m: ModelRow) -> serde_json::Value {
-    serde_json::json!({
-        "id": m.id,
-        "name": m.name,
-        "description": m.description,
-        "latest_version": m.latest_version,
-        "created_at": iso(m.created_at_ms),
+fn model_view(m: ModelRow) -> Result<Model, ApiError> {
+    Ok(Model {
+        id: stored_id(&m.id)?,
+        name: m.name,
+        description: m.description,
+        latest_version: m.latest_version,
+        created_at: IsoMillis(m.created_at_ms),
     })
 }
 
@@ -93,7 +99,9 @@ pub async fn create(cx: &mut Cx<'_>) -> HttpResult {
         )
         .await?;
     let m = load_model(cx, &id, &org_id).await?;
-    respond::created(&serde_json::json!({"model": model_view(m)}))
+    respond::created(&ModelBody {
+        model: model_view(m)?,
+    })
 }
 
 async fn load_model(cx: &Cx<'_>, id: &ModelId, org_id: &str) -> Result<ModelRow, ApiError> {
@@ -114,14 +122,16 @@ pub async fn list(cx: &mut Cx<'_>) -> HttpResult {
             args![&cx.org()?.org_id],
         )
         .await?;
-    let models: Vec<_> = rows.into_iter().map(model_view).collect();
-    respond::ok(&serde_json::json!({"models": models}))
+    let models = rows.into_iter().map(model_view).collect::<Result<_, _>>()?;
+    respond::ok(&ModelList { models })
 }
 
 pub async fn get(cx: &mut Cx<'_>) -> HttpResult {
     let id: ModelId = cx.id("model")?;
     let m = load_model(cx, &id, &cx.org()?.org_id.clone()).await?;
-    respond::ok(&serde_json::json!({"model": model_view(m)}))
+    respond::ok(&ModelBody {
+        model: model_view(m)?,
+    })
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -157,24 +167,33 @@ impl VersionRow {
     }
 }
 
-pub fn version_view(v: &VersionRow) -> serde_json::Value {
-    let tensors = v.layout().map(|l| l.tensors.len()).unwrap_or(0);
-    serde_json::json!({
-        "id": v.id,
-        "model_id": v.model_id,
-        "version": v.version,
-        "parent_id": v.parent_id,
-        "parent_version": v.parent_version,
-        "round_id": v.round_id,
-        "status": v.status,
-        "sha256": v.sha256,
-        "size_bytes": v.size_bytes,
-        "parameters": v.parameters,
-        "tensors": tensors,
-        "format": "safetensors",
-        "aggregation": v.aggregation.as_deref().and_then(|a| serde_json::from_str::<serde_json::Value>(a).ok()),
-        "created_at": iso(v.created_at_ms),
-        "approved_at": v.approved_at_ms.map(iso),
+pub fn version_view(v: &VersionRow) -> Result<ModelVersion, ApiError> {
+    let layout = v.layout()?;
+    Ok(ModelVersion {
+        id: stored_id(&v.id)?,
+        model_id: stored_id(&v.model_id)?,
+        version: v.version,
+        parent_id: v.parent_id.as_deref().map(stored_id).transpose()?,
+        parent_version: v.parent_version,
+        round_id: v.round_id.as_deref().map(stored_id).transpose()?,
+        status: match v.status.as_str() {
+            "ready" => VersionStatus::Ready,
+            "approved" => VersionStatus::Approved,
+            _ => return Err(corrupt("version status")),
+        },
+        sha256: v.sha256.clone(),
+        size_bytes: v.size_bytes,
+        parameters: v.parameters,
+        tensors: layout.tensors.len(),
+        format: ModelFormat::Safetensors,
+        aggregation: v
+            .aggregation
+            .as_deref()
+            .map(|a| serde_json::from_str(a).map_err(|_| corrupt("version aggregation")))
+            .transpose()?,
+        created_at: IsoMillis(v.created_at_ms),
+        approved_at: v.approved_at_ms.map(IsoMillis),
+        layout: None,
     })
 }
 
@@ -345,7 +364,9 @@ pub async fn upload_version(cx: &mut Cx<'_>) -> HttpResult {
         return Err(e);
     }
     let v = load_version(cx, &model.id, &org_id, &version_id).await?;
-    respond::created(&serde_json::json!({"version": version_view(&v)}))
+    respond::created(&ModelVersionBody {
+        version: version_view(&v)?,
+    })
 }
 
 pub async fn list_versions(cx: &mut Cx<'_>) -> HttpResult {
@@ -359,8 +380,8 @@ pub async fn list_versions(cx: &mut Cx<'_>) -> HttpResult {
             args![&model.id],
         )
         .await?;
-    let versions: Vec<_> = rows.iter().map(version_view).collect();
-    respond::ok(&serde_json::json!({"versions": versions}))
+    let versions = rows.iter().map(version_view).collect::<Result<_, _>>()?;
+    respond::ok(&ModelVersionList { versions })
 }
 
 pub async fn get_version(cx: &mut Cx<'_>) -> HttpResult {
@@ -368,10 +389,9 @@ pub async fn get_version(cx: &mut Cx<'_>) -> HttpResult {
     let model_id: ModelId = cx.id("model")?;
     let which = cx.param("version")?.to_owned();
     let v = load_version(cx, model_id.as_str(), &org_id, &which).await?;
-    let layout = v.layout()?;
-    let mut view = version_view(&v);
-    view["layout"] = serde_json::to_value(&layout).map_err(|_| ApiError::internal())?;
-    respond::ok(&serde_json::json!({"version": view}))
+    let mut version = version_view(&v)?;
+    version.layout = Some(v.layout()?);
+    respond::ok(&ModelVersionBody { version })
 }
 
 /// The version's bytes, streamed piece by piece: to the control plane, or to a device only what
@@ -499,5 +519,7 @@ pub async fn approve(cx: &mut Cx<'_>) -> HttpResult {
         )
         .await?;
     let v = load_version(cx, model_id.as_str(), &org_id, &v.id).await?;
-    respond::ok(&serde_json::json!({"version": version_view(&v)}))
+    respond::ok(&ModelVersionBody {
+        version: version_view(&v)?,
+    })
 }

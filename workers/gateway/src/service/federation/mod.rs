@@ -3,8 +3,14 @@
 
 pub mod rounds;
 
+use edgeplane_core::ids::TypedId;
 use edgeplane_core::ApiError;
 use edgeplane_runtime::log;
+
+/// A stored id of kind `T` (D1 holds what the code wrote; anything else is corruption).
+pub(crate) fn stored_id<T: TypedId>(s: &str) -> Result<T, ApiError> {
+    T::parse(s).map_err(|_| corrupt(T::KIND))
+}
 
 /// A stored value that does not parse as what the code wrote: logged, answered as internal.
 pub(crate) fn corrupt(what: &str) -> ApiError {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use edgeplane_core::fl::round::{AggregationSpec, RoundFailure};
 use edgeplane_core::fl::RoundState;
-use edgeplane_core::ids::{OrgId, RoundId, TypedId};
+use edgeplane_core::ids::{OrgId, RoundId};
 use edgeplane_core::time::IsoMillis;
 use edgeplane_core::views::federation::{DeviceHealth, Failure, Round, RoundList, RoundProgress};
 use edgeplane_core::ApiError;
@@ -14,7 +14,7 @@ use edgeplane_runtime::db::Db;
 use serde::Deserialize;
 use worker::Env;
 
-use super::corrupt;
+use super::{corrupt, stored_id};
 use crate::clients::round::RoundClient;
 use crate::http::ctx::now_ms;
 
@@ -86,11 +86,6 @@ pub async fn round_in_org(db: &Db, round_id: &RoundId, org_id: &str) -> Result<R
     .ok_or_else(|| ApiError::not_found("round"))
 }
 
-/// A stored id of kind `T`.
-fn id<T: TypedId>(s: &str) -> Result<T, ApiError> {
-    T::parse(s).map_err(|_| corrupt(T::KIND))
-}
-
 /// The view of a round as D1 has it (no live counts).
 pub fn view(r: &RoundRow) -> Result<Round, ApiError> {
     let failure = match &r.failure {
@@ -102,23 +97,27 @@ pub fn view(r: &RoundRow) -> Result<Round, ApiError> {
     };
     Ok(Round {
         id: r.round_id()?,
-        org_id: id(&r.org_id)?,
-        model_id: id(&r.model_id)?,
-        base_version_id: id(&r.base_version_id)?,
+        org_id: stored_id(&r.org_id)?,
+        model_id: stored_id(&r.model_id)?,
+        base_version_id: stored_id(&r.base_version_id)?,
         base_version: r.base_version,
-        plan_id: id(&r.plan_id)?,
+        plan_id: stored_id(&r.plan_id)?,
         state: r.state()?,
         target: r.target as u32,
         min: r.min_updates as u32,
         max: r.max_participants as u32,
         deadline_at: IsoMillis(r.deadline_at_ms),
-        device_group: r.device_group_id.as_deref().map(id).transpose()?,
+        device_group: r.device_group_id.as_deref().map(stored_id).transpose()?,
         aggregation: serde_json::from_str::<AggregationSpec>(&r.aggregation)
             .map_err(|_| corrupt("round aggregation"))?,
         created_by: r.created_by.clone(),
         created_at: IsoMillis(r.created_at_ms),
         closed_at: r.closed_at_ms.map(IsoMillis),
-        published_version_id: r.published_version_id.as_deref().map(id).transpose()?,
+        published_version_id: r
+            .published_version_id
+            .as_deref()
+            .map(stored_id)
+            .transpose()?,
         failure: failure.map(Failure::from),
         progress: None,
     })
