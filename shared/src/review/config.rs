@@ -8,7 +8,8 @@ use crate::webhook::Platform;
 /// Where the platform runs: the vendor's cloud or the customer's own server (GitHub Enterprise
 /// Server, GitLab self-managed, Bitbucket Data Center). Bitbucket's two speak different APIs;
 /// GitHub's and GitLab's differ only in base URL.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Deployment {
     Cloud,
     DataCenter,
@@ -61,15 +62,18 @@ impl PlatformApi {
 }
 
 /// LLM provider wire formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ProviderKind {
     /// Anthropic Messages API.
     Anthropic,
     /// OpenAI Chat Completions.
+    #[serde(rename = "openai")]
     OpenAi,
     /// Google Gemini `generateContent`.
     Gemini,
     /// Any Chat Completions-compatible endpoint (OpenRouter, vLLM, Azure-style gateways).
+    #[serde(rename = "openai_compatible")]
     OpenAiCompatible,
 }
 
@@ -174,6 +178,22 @@ pub const MAX_OVERLAP_SECONDS: u32 = 7 * 24 * 3600;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn serde_names_are_the_stored_names() {
+        for k in ProviderKind::ALL {
+            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
+            assert_eq!(
+                serde_json::from_value::<ProviderKind>(k.as_str().into()).unwrap(),
+                k
+            );
+        }
+        for d in [Deployment::Cloud, Deployment::DataCenter] {
+            assert_eq!(serde_json::to_value(d).unwrap(), d.as_str());
+        }
+        assert!(serde_json::from_str::<ProviderKind>("\"open_ai\"").is_err());
+        assert!(serde_json::from_str::<Deployment>("\"moon\"").is_err());
+    }
 
     #[test]
     fn defaults_and_validation() {
