@@ -2,6 +2,8 @@
 //! answer is classified for retrying. The worker turns a [`Call`] into a `fetch`, after the
 //! egress check, adding the credential header itself.
 
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
 /// One request. Credentials are not part of it: the worker adds the auth header last, so a
 /// `Call` can be logged or compared without ever holding a secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,17 +69,17 @@ pub fn retry_after_seconds(value: Option<&str>, now_secs: i64) -> Option<u32> {
     Some(secs.clamp(0, 3600) as u32)
 }
 
-/// Percent-encodes one path segment (everything but RFC 3986 unreserved characters).
+/// Everything but RFC 3986's unreserved characters.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Percent-encodes one path segment (everything but RFC 3986 unreserved characters, so a `/`
+/// inside a segment cannot become a separator).
 pub fn encode_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    utf8_percent_encode(s, SEGMENT).to_string()
 }
 
 /// Encodes each `/`-separated segment of a path, keeping the separators.
@@ -126,6 +128,7 @@ mod tests {
     #[test]
     fn encoding() {
         assert_eq!(encode_segment("a b/c?d"), "a%20b%2Fc%3Fd");
+        assert_eq!(encode_segment("ü~-._%"), "%C3%BC~-._%25");
         assert_eq!(encode_path("src/my file.rs"), "src/my%20file.rs");
     }
 }
