@@ -4,6 +4,10 @@
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
+/// The most a 2xx answer's body may hold unless its call says otherwise: JSON objects such as a
+/// pull request or a created comment are a few KB.
+pub const DEFAULT_RESPONSE_LIMIT: usize = 1024 * 1024;
+
 /// One request. Credentials are not part of it: the worker adds the auth header last, so a
 /// `Call` can be logged or compared without ever holding a secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,6 +16,9 @@ pub struct Call {
     pub url: String,
     pub headers: Vec<(&'static str, String)>,
     pub body: Option<String>,
+    /// The most bytes of a successful answer's body the worker reads; a longer body is refused
+    /// while it streams in (a Worker has 128 MB, and an upstream decides what it sends).
+    pub response_limit: usize,
 }
 
 impl Call {
@@ -21,6 +28,7 @@ impl Call {
             url,
             headers: Vec::new(),
             body: None,
+            response_limit: DEFAULT_RESPONSE_LIMIT,
         }
     }
 
@@ -30,11 +38,17 @@ impl Call {
             url,
             headers: vec![("content-type", "application/json".into())],
             body: Some(body.to_string()),
+            response_limit: DEFAULT_RESPONSE_LIMIT,
         }
     }
 
     pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
         self.headers.push((name, value.into()));
+        self
+    }
+
+    pub fn response_limit(mut self, bytes: usize) -> Self {
+        self.response_limit = bytes;
         self
     }
 }
