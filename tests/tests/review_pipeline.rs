@@ -44,6 +44,21 @@ fn github_anthropic() -> Setup {
     )
 }
 
+/// Registers `pr` with the sample files, opens it and waits until its review ends.
+fn review_of(s: &Setup, pr: &Pr) -> Value {
+    s.register(pr, &sample_files(), None, "open");
+    let id = s.open_and_queue(pr);
+    wait_review(&id, &["done", "failed"], WAIT)
+}
+
+/// Whether the review names `path` as skipped for `reason`.
+fn skipped(r: &Value, path: &str, reason: &str) -> bool {
+    r["skipped_files"]
+        .as_array()
+        .unwrap()
+        .contains(&json!({"path": path, "reason": reason}))
+}
+
 fn by_title<'a>(items: &'a [Value], title: &str, text: impl Fn(&Value) -> String) -> &'a Value {
     items
         .iter()
@@ -742,18 +757,9 @@ fn a_file_the_platform_refuses_to_serve_is_skipped_and_named() {
     let s = github_anthropic();
     s.platforms
         .fault("GET", "/contents/src/auth.rs", None, 403, 1, None);
-    let pr = Pr::new("octo/forbidden", 22);
-    s.register(&pr, &sample_files(), None, "open");
-    let id = s.open_and_queue(&pr);
-    let r = wait_review(&id, &["done", "failed"], WAIT);
+    let r = review_of(&s, &Pr::new("octo/forbidden", 22));
     assert_eq!(r["status"], "done", "{r}");
-    assert!(
-        r["skipped_files"]
-            .as_array()
-            .unwrap()
-            .contains(&json!({"path": "src/auth.rs", "reason": "unreadable"})),
-        "{r}"
-    );
+    assert!(skipped(&r, "src/auth.rs", "unreadable"), "{r}");
     assert_eq!(r["counts"]["files_reviewed"], 1);
     let prompt = body_of(&s.chat_requests()[0]).to_string();
     assert!(prompt.contains("src/handler.rs") && !prompt.contains("src/auth.rs"));
@@ -772,18 +778,9 @@ const HUGE: u64 = 64 * 1024 * 1024;
 fn an_oversized_file_is_skipped_without_being_read_in_full() {
     let s = github_anthropic();
     s.platforms.oversize("GET", "/contents/src/auth.rs", HUGE);
-    let pr = Pr::new("octo/huge-file", 23);
-    s.register(&pr, &sample_files(), None, "open");
-    let id = s.open_and_queue(&pr);
-    let r = wait_review(&id, &["done", "failed"], WAIT);
+    let r = review_of(&s, &Pr::new("octo/huge-file", 23));
     assert_eq!(r["status"], "done", "{r}");
-    assert!(
-        r["skipped_files"]
-            .as_array()
-            .unwrap()
-            .contains(&json!({"path": "src/auth.rs", "reason": "too_large"})),
-        "{r}"
-    );
+    assert!(skipped(&r, "src/auth.rs", "too_large"), "{r}");
     let streamed = s.platforms.streamed();
     assert_eq!(streamed.len(), 1, "{streamed:?}");
     let sent = streamed[0]["sent"].as_u64().unwrap();
@@ -797,11 +794,8 @@ fn an_oversized_file_is_skipped_without_being_read_in_full() {
 fn oversized_platform_and_provider_answers_fail_the_review_with_a_clear_reason() {
     // The pull request itself.
     let s = github_anthropic();
-    let pr = Pr::new("octo/huge-pr", 24);
     s.platforms.oversize("GET", "/pulls/24", HUGE);
-    s.register(&pr, &sample_files(), None, "open");
-    let id = s.open_and_queue(&pr);
-    let r = wait_review(&id, &["done", "failed"], WAIT);
+    let r = review_of(&s, &Pr::new("octo/huge-pr", 24));
     assert_eq!(r["status"], "failed", "{r}");
     let err = r["error"].as_str().unwrap();
     assert!(
@@ -814,10 +808,7 @@ fn oversized_platform_and_provider_answers_fail_the_review_with_a_clear_reason()
     // The provider's answer.
     let s = setup("github", "openai", sample_findings(), json!({}), json!({}));
     s.llm.oversize("POST", "/chat/completions", HUGE);
-    let pr = Pr::new("octo/huge-answer", 25);
-    s.register(&pr, &sample_files(), None, "open");
-    let id = s.open_and_queue(&pr);
-    let r = wait_review(&id, &["done", "failed"], WAIT);
+    let r = review_of(&s, &Pr::new("octo/huge-answer", 25));
     assert_eq!(r["status"], "failed", "{r}");
     let err = r["error"].as_str().unwrap();
     assert!(

@@ -22,13 +22,6 @@ impl Deployment {
             Deployment::DataCenter => "datacenter",
         }
     }
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "cloud" => Some(Deployment::Cloud),
-            "datacenter" => Some(Deployment::DataCenter),
-            _ => None,
-        }
-    }
 }
 
 /// The REST API flavour a review talks to, decided by platform and deployment.
@@ -92,10 +85,6 @@ impl ProviderKind {
             ProviderKind::Gemini => "gemini",
             ProviderKind::OpenAiCompatible => "openai_compatible",
         }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.as_str() == s)
     }
 
     pub fn default_base_url(self) -> Option<&'static str> {
@@ -224,8 +213,8 @@ mod tests {
         let e = secret("has space inside it", "access_token", 1).unwrap_err();
         assert!(!e.message.contains("inside"));
         assert_eq!(
-            ProviderKind::parse("openai_compatible"),
-            Some(ProviderKind::OpenAiCompatible)
+            serde_json::from_str::<ProviderKind>("\"openai_compatible\"").unwrap(),
+            ProviderKind::OpenAiCompatible
         );
         assert!(!ProviderKind::Anthropic.offers_embeddings());
     }

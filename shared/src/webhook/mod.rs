@@ -33,15 +33,6 @@ impl Platform {
             Platform::Bitbucket => "bitbucket",
         }
     }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "github" => Some(Platform::GitHub),
-            "gitlab" => Some(Platform::GitLab),
-            "bitbucket" => Some(Platform::Bitbucket),
-            _ => None,
-        }
-    }
 }
 
 /// The request headers a verifier may look at, with case-insensitive names. The gateway copies

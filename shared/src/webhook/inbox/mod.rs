@@ -169,10 +169,6 @@ impl<S: InboxStore> Inbox<S> {
         }
     }
 
-    pub fn store(&self) -> &S {
-        &self.store
-    }
-
     pub fn schedule(&self) -> &Schedule {
         &self.schedule
     }
