@@ -118,18 +118,20 @@ impl DurableObject for WebhookInbox {
             return reply::<Outcome>(Err(ApiError::internal()));
         };
         let now = now_ms();
-        let outcome = self
-            .inbox()
-            .and_then(|inbox| inbox.accept(&delivery, now).map_err(stored));
-        if let Ok(o) = &outcome {
-            let alarm = self
-                .inbox()
-                .ok()
-                .and_then(|inbox| inbox.schedule().after_accept(o, now));
-            if let Some(at) = alarm {
-                self.arm(at).await;
+        let accepted = self.inbox().and_then(|inbox| {
+            let outcome = inbox.accept(&delivery, now).map_err(stored)?;
+            let alarm = inbox.schedule().after_accept(&outcome, now);
+            Ok((outcome, alarm))
+        });
+        let outcome = match accepted {
+            Ok((outcome, alarm)) => {
+                if let Some(at) = alarm {
+                    self.arm(at).await;
+                }
+                Ok(outcome)
             }
-        }
+            Err(e) => Err(e),
+        };
         reply(outcome)
     }
 
