@@ -6,12 +6,13 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
-use crate::{org_path, wait_for, Client, Resp};
+use crate::{org_path, stack_log, wait_for, Client, Resp};
 
 // ---------------------------------------------------------------------------------------------
 // A minimal HTTP/1.1 server (keep-alive, Content-Length and chunked request bodies).
@@ -19,6 +20,8 @@ use crate::{org_path, wait_for, Client, Resp};
 
 #[derive(Debug, Clone)]
 pub struct Request {
+    /// When the fake read the request (ms since the epoch).
+    pub at_ms: u64,
     pub method: String,
     /// Path without the query, still percent-encoded.
     pub path: String,
@@ -46,7 +49,7 @@ impl Request {
     /// A JSON record of the request, as the fakes' admin endpoints report it.
     pub fn record(&self) -> Value {
         json!({
-            "method": self.method, "path": self.path,
+            "at_ms": self.at_ms, "method": self.method, "path": self.path,
             "query": self.query.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
             "headers": self.headers.iter().map(|(k, v)| json!([k.to_ascii_lowercase(), v])).collect::<Vec<_>>(),
             "body": String::from_utf8_lossy(&self.body),
@@ -58,6 +61,9 @@ pub struct Response {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// Instead of `body`: this many bytes, generated as they are sent with chunked encoding and
+    /// no declared length, counting into `sent` what the client actually took.
+    pub stream: Option<(u64, Arc<AtomicU64>)>,
 }
 
 impl Response {
@@ -66,6 +72,7 @@ impl Response {
             status,
             headers: vec![("content-type".into(), "application/json".into())],
             body: v.to_string().into_bytes(),
+            stream: None,
         }
     }
     pub fn text(status: u16, t: &str) -> Self {
@@ -73,6 +80,16 @@ impl Response {
             status,
             headers: vec![("content-type".into(), "text/plain".into())],
             body: t.as_bytes().to_vec(),
+            stream: None,
+        }
+    }
+    /// A 200 whose body is `len` bytes streamed without a declared length.
+    pub fn streamed(len: u64, sent: Arc<AtomicU64>) -> Self {
+        Self {
+            status: 200,
+            headers: vec![("content-type".into(), "text/plain".into())],
+            body: Vec::new(),
+            stream: Some((len, sent)),
         }
     }
     pub fn with_header(mut self, k: &str, v: &str) -> Self {
@@ -81,22 +98,18 @@ impl Response {
     }
 }
 
+/// One percent-encoded path segment, decoded.
 pub fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(if b[i] == b'+' { b' ' } else { b[i] });
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 fn read_request(r: &mut BufReader<TcpStream>) -> Option<Request> {
@@ -147,15 +160,11 @@ fn read_request(r: &mut BufReader<TcpStream>) -> Option<Request> {
         r.read_exact(&mut body).ok()?;
     }
     let (path, q) = target.split_once('?').unwrap_or((&target, ""));
-    let query = q
-        .split('&')
-        .filter(|s| !s.is_empty())
-        .map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            (percent_decode(k), percent_decode(v))
-        })
+    let query = form_urlencoded::parse(q.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
     Some(Request {
+        at_ms: now_ms(),
         method,
         path: path.to_owned(),
         query,
@@ -165,17 +174,35 @@ fn read_request(r: &mut BufReader<TcpStream>) -> Option<Request> {
 }
 
 fn write_response(w: &mut TcpStream, resp: &Response) -> std::io::Result<()> {
+    let framing = match &resp.stream {
+        Some(_) => "transfer-encoding: chunked".to_owned(),
+        None => format!("content-length: {}", resp.body.len()),
+    };
     let mut head = format!(
-        "HTTP/1.1 {} X\r\ncontent-length: {}\r\nconnection: keep-alive\r\n",
-        resp.status,
-        resp.body.len()
+        "HTTP/1.1 {} X\r\n{framing}\r\nconnection: keep-alive\r\n",
+        resp.status
     );
     for (k, v) in &resp.headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
     head.push_str("\r\n");
     w.write_all(head.as_bytes())?;
-    w.write_all(&resp.body)?;
+    let Some((len, sent)) = &resp.stream else {
+        w.write_all(&resp.body)?;
+        return w.flush();
+    };
+    // Generated as it goes: the fake never holds the body, and stops when the client does.
+    let chunk = vec![b'x'; 64 * 1024];
+    let mut left = *len;
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        w.write_all(format!("{n:x}\r\n").as_bytes())?;
+        w.write_all(&chunk[..n])?;
+        w.write_all(b"\r\n")?;
+        sent.fetch_add(n as u64, Ordering::SeqCst);
+        left -= n as u64;
+    }
+    w.write_all(b"0\r\n\r\n")?;
     w.flush()
 }
 
@@ -279,6 +306,29 @@ impl Fake {
             .unwrap_or_default()
     }
 
+    /// Makes the next request matching `method` and `path_contains` answer 200 with a body of
+    /// `bytes` bytes, streamed without a declared length; [`Fake::streamed`] reports how much of
+    /// it the client read.
+    pub fn oversize(&self, method: &str, path_contains: &str, bytes: u64) {
+        self.admin(
+            reqwest::Method::POST,
+            "/__admin/faults",
+            Some(
+                &json!({"method": method, "path_contains": path_contains, "times": 1,
+                         "stream_bytes": bytes}),
+            ),
+        );
+    }
+
+    /// For each streamed answer: `{"path", "len", "sent"}`, `sent` being the bytes the client
+    /// took before it stopped reading.
+    pub fn streamed(&self) -> Vec<Value> {
+        self.admin(reqwest::Method::GET, "/__admin/streamed", None)
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// Makes the next `times` requests matching `method` and `path_contains` (and, when given,
     /// `body_contains`) answer `status` (with `retry_after` seconds when set).
     pub fn fault(
@@ -323,13 +373,9 @@ macro_rules! fake_llm {
 pub fn random_hex(n: usize) -> String {
     let mut out = String::new();
     while out.len() < n {
-        out.push_str(
-            &edgeplane_core::crypto::random_token("")
-                .unwrap()
-                .bytes()
-                .map(|b| format!("{:02x}", b))
-                .collect::<String>(),
-        );
+        out.push_str(&hex::encode(
+            edgeplane_core::crypto::random_token("").unwrap(),
+        ));
     }
     out.truncate(n);
     out
@@ -543,10 +589,15 @@ pub fn create_provider(body: Value) -> Value {
 
 /// Posts a webhook with raw bytes and headers.
 pub fn deliver(url: &str, body: &[u8], headers: &[(&str, String)]) -> Resp {
+    deliver_as(url, "application/json", body, headers)
+}
+
+/// Posts a webhook with raw bytes, a content type and headers.
+pub fn deliver_as(url: &str, content_type: &str, body: &[u8], headers: &[(&str, String)]) -> Resp {
     let c = Client::anonymous();
     let mut rb = c
         .request(reqwest::Method::POST, url)
-        .header("content-type", "application/json")
+        .header("content-type", content_type)
         .body(body.to_vec());
     for (k, v) in headers {
         rb = rb.header(*k, v);
@@ -605,6 +656,35 @@ fn list(path: &str, field: &str) -> Vec<Value> {
         .as_array()
         .cloned()
         .unwrap_or_default()
+}
+
+/// How many lines of the stack's log contain every one of `needles`.
+pub fn log_lines(needles: &[&str]) -> usize {
+    stack_log()
+        .lines()
+        .filter(|l| needles.iter().all(|n| l.contains(n)))
+        .count()
+}
+
+/// Waits until at least `n` lines of the stack's log contain every one of `needles`: the
+/// observable sign that something the workers do in the background has run.
+pub fn wait_log(needles: &[&str], n: usize, timeout: Duration) {
+    wait_for(&format!("{n} log lines with {needles:?}"), timeout, || {
+        (log_lines(needles) >= n).then_some(())
+    })
+}
+
+/// The gaps in milliseconds between consecutive recorded requests.
+pub fn gaps_ms(recorded: &[Value]) -> Vec<u64> {
+    recorded
+        .windows(2)
+        .map(|w| {
+            w[1]["at_ms"]
+                .as_u64()
+                .unwrap()
+                .saturating_sub(w[0]["at_ms"].as_u64().unwrap())
+        })
+        .collect()
 }
 
 /// The requests a fake recorded, filtered by method and path fragment.

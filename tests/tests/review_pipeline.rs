@@ -1,7 +1,8 @@
 //! The review pipeline end to end: a verified webhook, the queue, the review worker fetching
 //! through the platform API with the integration's token, asking the org's provider with its
 //! own key, and posting one review with correct positions — on every platform and provider
-//! wire format — plus retries, dead-lettering, fallbacks, ignore files, token budgets, egress
+//! wire format — plus retries and their backoff, dead-lettering, fallbacks, ignore files, token
+//! budgets, files the platform will not serve, upstream answers over their size limit, egress
 //! refusal, and secrets that never show up where they must not.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -29,6 +30,33 @@ fn setup(
         provider_extra,
         integration_extra,
     )
+}
+
+/// The most common pair: a GitHub integration and an Anthropic provider answering the sample
+/// findings.
+fn github_anthropic() -> Setup {
+    setup(
+        "github",
+        "anthropic",
+        sample_findings(),
+        json!({}),
+        json!({}),
+    )
+}
+
+/// Registers `pr` with the sample files, opens it and waits until its review ends.
+fn review_of(s: &Setup, pr: &Pr) -> Value {
+    s.register(pr, &sample_files(), None, "open");
+    let id = s.open_and_queue(pr);
+    wait_review(&id, &["done", "failed"], WAIT)
+}
+
+/// Whether the review names `path` as skipped for `reason`.
+fn skipped(r: &Value, path: &str, reason: &str) -> bool {
+    r["skipped_files"]
+        .as_array()
+        .unwrap()
+        .contains(&json!({"path": path, "reason": reason}))
 }
 
 fn by_title<'a>(items: &'a [Value], title: &str, text: impl Fn(&Value) -> String) -> &'a Value {
@@ -93,13 +121,7 @@ fn assert_prompt(s: &Setup) {
 
 #[test]
 fn github_review_is_posted_with_line_and_side_positions() {
-    let s = setup(
-        "github",
-        "anthropic",
-        sample_findings(),
-        json!({}),
-        json!({}),
-    );
+    let s = github_anthropic();
     let pr = Pr::new("octo/widgets", 7);
     s.register(&pr, &sample_files(), None, "open");
     let id = s.open_and_queue(&pr);
@@ -324,13 +346,7 @@ fn bitbucket_data_center_review_uses_anchors() {
 
 #[test]
 fn a_redelivered_queue_message_never_posts_a_second_review() {
-    let s = setup(
-        "github",
-        "anthropic",
-        sample_findings(),
-        json!({}),
-        json!({}),
-    );
+    let s = github_anthropic();
     let pr = Pr::new("octo/redeliver", 5);
     s.register(&pr, &sample_files(), None, "open");
     let id = s.open_and_queue(&pr);
@@ -340,11 +356,14 @@ fn a_redelivered_queue_message_never_posts_a_second_review() {
         .expect(202);
     let done = wait_review(&id, &["done", "failed"], WAIT);
     assert_eq!(done["status"], "done");
+    let handled = ["review already finished; message acknowledged", id.as_str()];
+    let before = log_lines(&handled);
     c.post(&org_path(&format!("/reviews/{id}/requeue")), &json!({}))
         .expect(202);
     c.post(&org_path(&format!("/reviews/{id}/requeue")), &json!({}))
         .expect(202);
-    std::thread::sleep(Duration::from_secs(6));
+    // Both messages reached the worker, which found the review finished.
+    wait_log(&handled, before + 2, WAIT);
     let after = get_review(&id);
     assert_eq!(after["status"], "done");
     assert_eq!(
@@ -360,6 +379,9 @@ fn a_redelivered_queue_message_never_posts_a_second_review() {
     .expect_error(404, "not_found");
 }
 
+/// The test stack's `QUEUE_RETRY_BASE_SECONDS`: the n-th failed attempt waits `base * 2^(n-1)`.
+const RETRY_BASE_MS: u64 = 1000;
+
 #[test]
 fn a_provider_error_is_retried_with_backoff_then_succeeds() {
     let s = setup("github", "openai", sample_findings(), json!({}), json!({}));
@@ -370,19 +392,20 @@ fn a_provider_error_is_retried_with_backoff_then_succeeds() {
     let r = wait_review(&id, &["done", "failed"], WAIT);
     assert_eq!(r["status"], "done", "{r}");
     assert_eq!(r["attempts"], 3);
-    assert_eq!(s.chat_requests().len(), 3);
+    let chats = s.chat_requests();
+    assert_eq!(chats.len(), 3);
     assert_eq!(s.posted().len(), 1);
+    // Each retry waited at least its backoff: 1 s after the first failure, 2 s after the second
+    // (the gap also holds the fetching and indexing of the next attempt, so only the lower
+    // bound is a property of the pipeline).
+    let gaps = gaps_ms(&chats);
+    assert!(gaps[0] >= RETRY_BASE_MS, "{gaps:?}");
+    assert!(gaps[1] >= 2 * RETRY_BASE_MS, "{gaps:?}");
 }
 
 #[test]
 fn a_provider_that_always_fails_ends_in_the_dead_letter_queue_as_failed() {
-    let s = setup(
-        "github",
-        "anthropic",
-        sample_findings(),
-        json!({}),
-        json!({}),
-    );
+    let s = github_anthropic();
     s.llm.fault("POST", "/messages", None, 503, 1000, None);
     let pr = Pr::new("octo/dlq", 9);
     s.register(&pr, &sample_files(), None, "open");
@@ -410,13 +433,7 @@ fn a_provider_that_always_fails_ends_in_the_dead_letter_queue_as_failed() {
 
 #[test]
 fn platform_rate_limits_are_honoured_and_commenting_resumes_without_asking_again() {
-    let s = setup(
-        "github",
-        "anthropic",
-        sample_findings(),
-        json!({}),
-        json!({}),
-    );
+    let s = github_anthropic();
     s.platforms.fault("POST", "/reviews", None, 429, 1, Some(2));
     let pr = Pr::new("octo/ratelimit", 10);
     s.register(&pr, &sample_files(), None, "open");
@@ -432,18 +449,15 @@ fn platform_rate_limits_are_honoured_and_commenting_resumes_without_asking_again
     assert_eq!(s.posted().len(), 1);
     let posts = recorded(&s.platforms, "POST", "/reviews");
     assert_eq!(posts.len(), 2);
+    // The platform's Retry-After (2 s, more than the 1 s backoff of a first failure) was waited.
+    let gaps = gaps_ms(&posts);
+    assert!(gaps[0] >= 2000, "{gaps:?}");
 }
 
 #[test]
 fn rejected_inline_comments_fall_back_to_the_summary() {
     // GitHub refuses the whole review: the findings move into the summary.
-    let s = setup(
-        "github",
-        "anthropic",
-        sample_findings(),
-        json!({}),
-        json!({}),
-    );
+    let s = github_anthropic();
     s.platforms
         .fault("POST", "/reviews", Some("\"comments\":[{"), 422, 1, None);
     let pr = Pr::new("octo/fallback", 14);
@@ -507,13 +521,7 @@ fn rejected_inline_comments_fall_back_to_the_summary() {
 
 #[test]
 fn the_ignore_file_excludes_paths_from_the_review() {
-    let s = setup(
-        "github",
-        "anthropic",
-        sample_findings(),
-        json!({}),
-        json!({}),
-    );
+    let s = github_anthropic();
     let pr = Pr::new("octo/ignore", 16);
     s.register(
         &pr,
@@ -602,13 +610,7 @@ fn a_diff_larger_than_the_token_budget_names_what_did_not_fit() {
 
 #[test]
 fn egress_outside_the_allowlist_is_refused_and_logged() {
-    let s = setup(
-        "github",
-        "anthropic",
-        sample_findings(),
-        json!({}),
-        json!({}),
-    );
+    let s = github_anthropic();
     let pr = Pr::new("octo/egress", 18);
     s.register(&pr, &sample_files(), None, "open");
     s.platforms.admin(
@@ -747,4 +749,101 @@ fn byok_keys_and_source_never_appear_in_responses_logs_or_storage() {
         }
     }
     assert!(scanned > 0);
+}
+
+#[test]
+fn a_file_the_platform_refuses_to_serve_is_skipped_and_named() {
+    // GitHub answers 403 for the contents of a file over 100 MB.
+    let s = github_anthropic();
+    s.platforms
+        .fault("GET", "/contents/src/auth.rs", None, 403, 1, None);
+    let r = review_of(&s, &Pr::new("octo/forbidden", 22));
+    assert_eq!(r["status"], "done", "{r}");
+    assert!(skipped(&r, "src/auth.rs", "unreadable"), "{r}");
+    assert_eq!(r["counts"]["files_reviewed"], 1);
+    let prompt = body_of(&s.chat_requests()[0]).to_string();
+    assert!(prompt.contains("src/handler.rs") && !prompt.contains("src/auth.rs"));
+    let body = s.posted()[0]["body"]["body"].as_str().unwrap().to_owned();
+    assert!(
+        body.contains("`src/auth.rs` — the platform refused to serve its contents"),
+        "{body}"
+    );
+}
+
+/// 64 MiB: far over every limit, and far more than the socket buffers between the fake and the
+/// worker hold, so what the fake managed to send shows whether the worker kept reading.
+const HUGE: u64 = 64 * 1024 * 1024;
+
+#[test]
+fn an_oversized_file_is_skipped_without_being_read_in_full() {
+    let s = github_anthropic();
+    s.platforms.oversize("GET", "/contents/src/auth.rs", HUGE);
+    let r = review_of(&s, &Pr::new("octo/huge-file", 23));
+    assert_eq!(r["status"], "done", "{r}");
+    assert!(skipped(&r, "src/auth.rs", "too_large"), "{r}");
+    let streamed = s.platforms.streamed();
+    assert_eq!(streamed.len(), 1, "{streamed:?}");
+    let sent = streamed[0]["sent"].as_u64().unwrap();
+    assert!(
+        sent < HUGE / 4,
+        "the worker read {sent} of {HUGE} bytes instead of stopping at its limit"
+    );
+}
+
+#[test]
+fn oversized_platform_and_provider_answers_fail_the_review_with_a_clear_reason() {
+    // The pull request itself.
+    let s = github_anthropic();
+    s.platforms.oversize("GET", "/pulls/24", HUGE);
+    let r = review_of(&s, &Pr::new("octo/huge-pr", 24));
+    assert_eq!(r["status"], "failed", "{r}");
+    let err = r["error"].as_str().unwrap();
+    assert!(
+        err.contains("the pull request") && err.contains("larger than the 1048576 bytes allowed"),
+        "{err}"
+    );
+    assert!(s.platforms.streamed()[0]["sent"].as_u64().unwrap() < HUGE / 4);
+    assert!(s.chat_requests().is_empty());
+
+    // The provider's answer.
+    let s = setup("github", "openai", sample_findings(), json!({}), json!({}));
+    s.llm.oversize("POST", "/chat/completions", HUGE);
+    let r = review_of(&s, &Pr::new("octo/huge-answer", 25));
+    assert_eq!(r["status"], "failed", "{r}");
+    let err = r["error"].as_str().unwrap();
+    assert!(
+        err.contains("the LLM provider") && err.contains("larger than the 4194304 bytes allowed"),
+        "{err}"
+    );
+    assert!(s.llm.streamed()[0]["sent"].as_u64().unwrap() < HUGE / 4);
+    assert!(s.posted().is_empty());
+}
+
+#[test]
+fn base_urls_on_special_purpose_addresses_are_refused_when_saved() {
+    let c = Client::owner_key();
+    for host in [
+        "0.1.2.3",
+        "198.18.0.1",
+        "240.0.0.1",
+        "224.0.0.251",
+        "[64:ff9b::a00:1]",
+        "[::10.0.0.1]",
+        "[2002:a00:1::]",
+        "[ff02::1]",
+    ] {
+        let url = format!("https://{host}/v1");
+        c.post(
+            &org_path("/llm-providers"),
+            &json!({"name": "p", "kind": "openai_compatible", "base_url": url,
+                    "model": "m", "api_key": "sk-test-xxxxxxxx"}),
+        )
+        .expect_error(422, "validation_failed");
+        c.post(
+            &org_path("/integrations"),
+            &json!({"name": "i", "platform": "github", "api_base_url": url,
+                    "access_token": "ghp_x", "webhook_secret": "0123456789abcdef"}),
+        )
+        .expect_error(422, "validation_failed");
+    }
 }

@@ -49,9 +49,13 @@ fn an_answered_delivery_survives_d1_refusing_it_and_a_stack_restart() {
     assert_eq!(first["status"], "queued");
     let review_id = first["review_id"].as_str().unwrap().to_owned();
 
-    // The drain has failed at least once by now: its D1 batch is all or nothing, so neither the
+    // The inbox tried to drain and D1 refused: its batch is all or nothing, so neither the
     // delivery nor the review is there, and nothing was enqueued.
-    std::thread::sleep(Duration::from_secs(3));
+    wait_log(
+        &["webhook inbox drain failed", &s.integration_id],
+        1,
+        Duration::from_secs(60),
+    );
     assert!(integration_deliveries(&s.integration_id).is_empty());
     Client::owner_key()
         .get(&org_path(&format!("/reviews/{review_id}")))
@@ -87,8 +91,17 @@ fn an_answered_delivery_survives_d1_refusing_it_and_a_stack_restart() {
     assert_eq!(r["reason"], "pull_request_closed");
     let reviews = integration_reviews(&s.integration_id);
     assert_eq!(reviews.len(), 1);
-    // Further drains (retries that raced the restart) wrote nothing twice.
-    std::thread::sleep(Duration::from_secs(3));
+    // The inbox has drained its outbox to the end (it logs so only once the last entry is
+    // retired): no retry that raced the restart is left to write anything twice.
+    wait_log(
+        &[
+            "webhook inbox drained",
+            &s.integration_id,
+            "\"outbox\":\"empty\"",
+        ],
+        1,
+        Duration::from_secs(60),
+    );
     assert_eq!(integration_deliveries(&s.integration_id).len(), 1);
     assert!(s.chat_requests().is_empty());
 }

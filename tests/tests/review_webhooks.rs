@@ -1,7 +1,8 @@
 //! Webhook intake: signatures verified on the raw body for every platform (tampered, missing,
-//! another integration's secret, stale Standard Webhooks timestamps), de-duplication of
-//! redeliveries, ignored events recorded, secret rotation with an overlap window, and the
-//! integration API's write-only secrets.
+//! another integration's secret, stale Standard Webhooks timestamps), GitHub's form-encoded
+//! deliveries, one indistinguishable refusal whether or not the integration exists,
+//! de-duplication of redeliveries and of replayed bodies, ignored events recorded, secret
+//! rotation with an overlap window, and the integration API's write-only secrets.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
@@ -33,6 +34,18 @@ fn deliveries(s: &Setup, last: &str) -> Vec<Value> {
             let d = integration_deliveries(&s.integration_id);
             d.iter().any(|x| x["delivery_id"] == last).then_some(d)
         },
+    )
+}
+
+/// A refusal as a platform (or a prober) sees it: status, code and message. Only the request id
+/// differs between two refusals.
+fn refusal(r: e2e::Resp) -> (u16, String, String) {
+    let r = r.expect_error(401, "invalid_signature");
+    let e = r.json()["error"].clone();
+    (
+        r.status,
+        e["code"].as_str().unwrap().to_owned(),
+        e["message"].as_str().unwrap().to_owned(),
     )
 }
 
@@ -108,20 +121,183 @@ fn github_signatures_are_verified_on_the_raw_body() {
         .expect_error(401, "invalid_signature");
     // Nothing refused was recorded.
     assert_eq!(delivery_ids(&s, "gh-ok"), vec!["gh-ok"]);
-    // Wrong platform path and unknown integrations are 404.
-    deliver(
-        &format!("/hooks/gitlab/{}", s.integration_id),
-        &body,
-        &hdr(&sig, "x"),
-    )
-    .expect_error(404, "not_found");
-    deliver(
-        "/hooks/github/int_00000000000000000000000000000000",
-        &body,
-        &hdr(&sig, "x"),
-    )
-    .expect_error(404, "not_found");
-    deliver("/hooks/github/..%2F..", &body, &hdr(&sig, "x")).expect_error(404, "not_found");
+}
+
+#[test]
+fn an_unknown_integration_is_refused_exactly_like_a_bad_signature() {
+    let s = setup("github", json!({}));
+    let body =
+        serde_json::to_vec(&json!({"zen": "Anything added dilutes everything else."})).unwrap();
+    let sig = edgeplane_core::webhook::sign_hex_sha256(b"a guess at the secret", &body);
+    let hdr = vec![
+        ("x-github-event", "ping".to_owned()),
+        ("x-github-delivery", "probe".to_owned()),
+        ("x-hub-signature-256", sig),
+    ];
+    // The reference: an integration that exists, a signature that does not verify.
+    let forged = refusal(deliver(&s.hook_url(), &body, &hdr));
+    // An id nobody has, the existing id on another platform's path, a segment that is no id:
+    // the prober learns nothing from status, code or message.
+    for url in [
+        "/hooks/github/int_00000000000000000000000000000000".to_owned(),
+        format!("/hooks/gitlab/{}", s.integration_id),
+        format!("/hooks/bitbucket/{}", s.integration_id),
+        "/hooks/github/..%2F..".to_owned(),
+        "/hooks/github/nope".to_owned(),
+    ] {
+        assert_eq!(refusal(deliver(&url, &body, &hdr)), forged, "{url}");
+    }
+    // The same holds for GitLab's token header.
+    let gl = vec![
+        ("x-gitlab-event", "Merge Request Hook".to_owned()),
+        ("x-gitlab-token", "a guess at the token".to_owned()),
+    ];
+    assert_eq!(
+        refusal(deliver(
+            "/hooks/gitlab/int_00000000000000000000000000000000",
+            &body,
+            &gl
+        )),
+        forged
+    );
+    // A deleted integration is unknown from then on.
+    Client::owner_key()
+        .delete(&org_path(&format!("/integrations/{}", s.integration_id)))
+        .expect(204);
+    let valid = edgeplane_core::webhook::sign_hex_sha256(s.webhook_secret.as_bytes(), &body);
+    let hdr = vec![
+        ("x-github-event", "ping".to_owned()),
+        ("x-github-delivery", "after-delete".to_owned()),
+        ("x-hub-signature-256", valid),
+    ];
+    assert_eq!(refusal(deliver(&s.hook_url(), &body, &hdr)), forged);
+}
+
+#[test]
+fn a_signed_body_replayed_under_fresh_delivery_ids_is_a_duplicate() {
+    // GitHub and Bitbucket sign the body only; GitLab's bare token signs nothing. Whoever holds
+    // one captured delivery must not be able to have it recorded again and again.
+    for platform in ["github", "bitbucket", "gitlab"] {
+        let s = setup(platform, json!({}));
+        let pr = Pr::new("octo/replay", 31);
+        let send = |body: &Value, id: &str| match platform {
+            "github" => s.github("pull_request", body, id),
+            "bitbucket" => s.bitbucket("pullrequest:created", body, id),
+            _ => s.gitlab(body, id, now_secs()),
+        };
+        let body = match platform {
+            "github" => github_pull_request("opened", &pr, false),
+            "bitbucket" => bitbucket_cloud_pr(&pr),
+            _ => gitlab_merge_request("open", pr.repo_id, &pr.repo_name, pr.number, &pr.head, None),
+        };
+        s.register(&pr, &sample_files(), None, "closed");
+        let first = send(&body, "replay-0").expect(202).json();
+        for i in 1..=3 {
+            let again = send(&body, &format!("replay-{i}")).expect(200).json();
+            assert_eq!(again["status"], "duplicate", "{platform}: {again}");
+        }
+        // A different body (another event for the same head) is a new delivery.
+        let other = match platform {
+            "github" => github_pull_request("reopened", &pr, false),
+            "bitbucket" => {
+                let mut b = bitbucket_cloud_pr(&pr);
+                b["pullrequest"]["title"] = json!("Retitled");
+                b
+            }
+            _ => gitlab_merge_request(
+                "reopen",
+                pr.repo_id,
+                &pr.repo_name,
+                pr.number,
+                &pr.head,
+                None,
+            ),
+        };
+        let second = send(&other, "other-1").expect(200).json();
+        assert_eq!(second["status"], "duplicate_head", "{platform}: {second}");
+        let mut ids = delivery_ids(&s, "other-1");
+        ids.sort();
+        assert_eq!(ids, vec!["other-1", "replay-0"], "{platform}");
+        assert_eq!(integration_reviews(&s.integration_id).len(), 1);
+        wait_review(
+            first["review_id"].as_str().unwrap(),
+            &["skipped"],
+            Duration::from_secs(60),
+        );
+    }
+    // With a Standard Webhooks signing token GitLab signs the delivery id and a timestamp: a
+    // replay under a fresh id does not verify at all.
+    let signing = format!(
+        "whsec_{}",
+        "cmVwbGF5LXByb29mLXNpZ25pbmcta2V5LWZvci10ZXN0cw=="
+    );
+    let g = setup("gitlab", json!({"signing_token": signing}));
+    let closed = gitlab_merge_request("close", 77, "grp/replay", 5, &sha(), None);
+    let raw = serde_json::to_vec(&closed).unwrap();
+    let now = now_secs();
+    let sig = edgeplane_core::webhook::gitlab::sign_standard_webhook(
+        signing.as_bytes(),
+        "msg-1",
+        now,
+        &raw,
+    );
+    let hdr = |id: &str| {
+        vec![
+            ("x-gitlab-event", "Merge Request Hook".to_owned()),
+            ("x-gitlab-token", g.webhook_secret.clone()),
+            ("webhook-id", id.to_owned()),
+            ("webhook-timestamp", now.to_string()),
+            ("webhook-signature", sig.clone()),
+        ]
+    };
+    deliver(&g.hook_url(), &raw, &hdr("msg-1")).expect(200);
+    deliver(&g.hook_url(), &raw, &hdr("msg-2")).expect_error(401, "invalid_signature");
+    let again = deliver(&g.hook_url(), &raw, &hdr("msg-1"))
+        .expect(200)
+        .json();
+    assert_eq!(again["status"], "duplicate");
+}
+
+#[test]
+fn github_form_encoded_deliveries_are_verified_raw_then_decoded() {
+    // GitHub's default `content_type` for a new hook is `form`: `payload=<url-encoded JSON>`.
+    let s = setup("github", json!({}));
+    let pr = Pr::new("octo/form", 41);
+    s.register(&pr, &sample_files(), None, "open");
+    let json = serde_json::to_string(&github_pull_request("opened", &pr, false)).unwrap();
+    let form = form_urlencoded::Serializer::new(String::new())
+        .append_pair("payload", &json)
+        .finish()
+        .into_bytes();
+    const FORM: &str = "application/x-www-form-urlencoded";
+    let hdr = |id: &str, signed: &[u8]| {
+        vec![
+            ("x-github-event", "pull_request".to_owned()),
+            ("x-github-delivery", id.to_owned()),
+            (
+                "x-hub-signature-256",
+                edgeplane_core::webhook::sign_hex_sha256(s.webhook_secret.as_bytes(), signed),
+            ),
+        ]
+    };
+    // The signature is over the bytes sent; one over the decoded JSON does not verify.
+    deliver_as(&s.hook_url(), FORM, &form, &hdr("form-0", json.as_bytes()))
+        .expect_error(401, "invalid_signature");
+    let r = deliver_as(&s.hook_url(), FORM, &form, &hdr("form-1", &form))
+        .expect(202)
+        .json();
+    assert_eq!(r["status"], "queued");
+    let review = wait_review(
+        r["review_id"].as_str().unwrap(),
+        &["done", "failed", "skipped"],
+        Duration::from_secs(120),
+    );
+    assert_eq!(review["status"], "done", "{review}");
+    assert_eq!(review["pull_request"], 41);
+    // A verified form without a payload field is the sender's mistake, said so.
+    let empty = b"other=1".to_vec();
+    deliver_as(&s.hook_url(), FORM, &empty, &hdr("form-2", &empty))
+        .expect_error(422, "validation_failed");
 }
 
 #[test]
@@ -357,7 +533,8 @@ fn events_that_do_not_trigger_reviews_are_recorded_as_ignored() {
 #[test]
 fn webhook_secret_rotation_keeps_the_old_secret_valid_during_the_overlap() {
     let mut s = setup("github", json!({}));
-    let body = json!({"zen": "Practicality beats purity.", "hook_id": 2});
+    // Every delivery has its own body, as a platform's do (a repeated body is a replay).
+    let body = |n: u32| json!({"zen": "Practicality beats purity.", "hook_id": 2, "n": n});
     let old = s.webhook_secret.clone();
     let new = format!("rotated_{}", random_hex(24));
     let c = Client::owner_key();
@@ -373,9 +550,9 @@ fn webhook_secret_rotation_keeps_the_old_secret_valid_during_the_overlap() {
         .json();
     assert!(rot["integration"]["previous_webhook_secret_expires_at"].is_string());
     assert!(!rot.to_string().contains(&new) && !rot.to_string().contains(&old));
-    s.github("ping", &body, "rot-old").expect(200);
+    s.github("ping", &body(1), "rot-old").expect(200);
     s.webhook_secret = new.clone();
-    s.github("ping", &body, "rot-new").expect(200);
+    s.github("ping", &body(2), "rot-new").expect(200);
     let d = deliveries(&s, "rot-new");
     let slot = |id: &str| d.iter().find(|x| x["delivery_id"] == id).unwrap()["secret"].clone();
     assert_eq!(
@@ -392,10 +569,10 @@ fn webhook_secret_rotation_keeps_the_old_secret_valid_during_the_overlap() {
         &json!({"webhook_secret": newer, "overlap_seconds": 0}),
     )
     .expect(200);
-    s.github("ping", &body, "rot-stale")
+    s.github("ping", &body(3), "rot-stale")
         .expect_error(401, "invalid_signature");
     s.webhook_secret = newer;
-    s.github("ping", &body, "rot-newest").expect(200);
+    s.github("ping", &body(4), "rot-newest").expect(200);
     c.post(
         &org_path(&format!(
             "/integrations/{}/webhook-secret/rotate",
@@ -496,7 +673,7 @@ fn integrations_are_validated_and_never_return_their_secrets() {
     Client::anonymous()
         .get(&org_path("/integrations"))
         .expect_error(401, "unauthenticated");
-    // Deleted: its webhook endpoint is gone.
+    // Deleted: its webhook endpoint refuses everything (as for any unknown integration).
     c.delete(&path).expect(204);
     c.get(&path).expect_error(404, "not_found");
     deliver(
@@ -504,7 +681,7 @@ fn integrations_are_validated_and_never_return_their_secrets() {
         b"{}",
         &[("x-hub-signature-256", "sha256=00".into())],
     )
-    .expect_error(404, "not_found");
+    .expect_error(401, "invalid_signature");
 }
 
 #[test]

@@ -8,7 +8,8 @@ use crate::webhook::Platform;
 /// Where the platform runs: the vendor's cloud or the customer's own server (GitHub Enterprise
 /// Server, GitLab self-managed, Bitbucket Data Center). Bitbucket's two speak different APIs;
 /// GitHub's and GitLab's differ only in base URL.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Deployment {
     Cloud,
     DataCenter,
@@ -19,13 +20,6 @@ impl Deployment {
         match self {
             Deployment::Cloud => "cloud",
             Deployment::DataCenter => "datacenter",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "cloud" => Some(Deployment::Cloud),
-            "datacenter" => Some(Deployment::DataCenter),
-            _ => None,
         }
     }
 }
@@ -61,15 +55,18 @@ impl PlatformApi {
 }
 
 /// LLM provider wire formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ProviderKind {
     /// Anthropic Messages API.
     Anthropic,
     /// OpenAI Chat Completions.
+    #[serde(rename = "openai")]
     OpenAi,
     /// Google Gemini `generateContent`.
     Gemini,
     /// Any Chat Completions-compatible endpoint (OpenRouter, vLLM, Azure-style gateways).
+    #[serde(rename = "openai_compatible")]
     OpenAiCompatible,
 }
 
@@ -88,10 +85,6 @@ impl ProviderKind {
             ProviderKind::Gemini => "gemini",
             ProviderKind::OpenAiCompatible => "openai_compatible",
         }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.as_str() == s)
     }
 
     pub fn default_base_url(self) -> Option<&'static str> {
@@ -176,6 +169,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn serde_names_are_the_stored_names() {
+        for k in ProviderKind::ALL {
+            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
+            assert_eq!(
+                serde_json::from_value::<ProviderKind>(k.as_str().into()).unwrap(),
+                k
+            );
+        }
+        for d in [Deployment::Cloud, Deployment::DataCenter] {
+            assert_eq!(serde_json::to_value(d).unwrap(), d.as_str());
+        }
+        assert!(serde_json::from_str::<ProviderKind>("\"open_ai\"").is_err());
+        assert!(serde_json::from_str::<Deployment>("\"moon\"").is_err());
+    }
+
+    #[test]
     fn defaults_and_validation() {
         assert_eq!(
             base_url(
@@ -204,8 +213,8 @@ mod tests {
         let e = secret("has space inside it", "access_token", 1).unwrap_err();
         assert!(!e.message.contains("inside"));
         assert_eq!(
-            ProviderKind::parse("openai_compatible"),
-            Some(ProviderKind::OpenAiCompatible)
+            serde_json::from_str::<ProviderKind>("\"openai_compatible\"").unwrap(),
+            ProviderKind::OpenAiCompatible
         );
         assert!(!ProviderKind::Anthropic.offers_embeddings());
     }

@@ -4,8 +4,10 @@
 //! request is built: it must be on an origin the org configured (its platform API or its LLM
 //! provider), over HTTPS, with no credentials in the URL. Redirects are not followed blindly —
 //! each hop is checked again. Loopback is reachable only when a deployment explicitly enables
-//! it for local development (`ALLOW_LOOPBACK_EGRESS=true`); private, link-local and unspecified
-//! addresses never are.
+//! it for local development (`ALLOW_LOOPBACK_EGRESS=true`); private, link-local, reserved,
+//! multicast and every other special-purpose address never is — in IPv6 too, including the IPv6
+//! forms that carry an IPv4 address (NAT64, 6to4, Teredo, mapped, compatible), which are judged
+//! by the IPv4 address they lead to. Hostnames are not resolved here (Workers have no DNS API).
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -20,7 +22,8 @@ pub enum EgressDenied {
     Scheme(String),
     /// `user:password@` in the URL.
     Credentials,
-    /// A private, link-local, unspecified or (when not enabled) loopback address.
+    /// A special-purpose address (private, link-local, reserved, multicast, …) or, when not
+    /// enabled, loopback.
     Address(String),
     /// Not an origin the org configured.
     NotAllowed(String),
@@ -51,22 +54,67 @@ fn is_loopback_host(host: &Host<&str>) -> bool {
     }
 }
 
+/// IPv4 addresses that reach something other than the public internet (the special-purpose
+/// registry, RFC 6890): loopback and private networks, and every block no public API lives in.
 fn is_internal_v4(ip: Ipv4Addr) -> bool {
-    ip.is_private()
+    let [a, b, c, _] = ip.octets();
+    ip.is_loopback()
+        || ip.is_private()
         || ip.is_link_local()
-        || ip.is_unspecified()
-        || ip.is_broadcast()
         || ip.is_documentation()
-        // 100.64.0.0/10, carrier-grade NAT.
-        || (ip.octets()[0] == 100 && (ip.octets()[1] & 0xc0) == 64)
+        || ip.is_multicast()
+        // 0.0.0.0/8: "this network"; connecting to it reaches the local host on many stacks.
+        || a == 0
+        // 100.64.0.0/10: carrier-grade NAT.
+        || (a == 100 && (b & 0xc0) == 64)
+        // 192.0.0.0/24: IETF protocol assignments; 192.88.99.0/24: 6to4 relay anycast.
+        || (a == 192 && b == 0 && c == 0)
+        || (a == 192 && b == 88 && c == 99)
+        // 198.18.0.0/15: benchmarking.
+        || (a == 198 && (b & 0xfe) == 18)
+        // 240.0.0.0/4: reserved, including the broadcast address.
+        || a >= 240
+}
+
+/// The IPv4 addresses an IPv6 address leads to: IPv4-mapped (`::ffff:a.b.c.d`),
+/// IPv4-compatible (`::a.b.c.d`, deprecated), NAT64 (`64:ff9b::/96`), 6to4 (`2002::/16`) and
+/// Teredo (`2001::/32`: its server, and its client stored inverted). Each must pass the IPv4
+/// rules, or a private address could be spelled as a public-looking IPv6 one.
+fn embedded_v4(ip: Ipv6Addr) -> Vec<Ipv4Addr> {
+    let s = ip.segments();
+    let v4 = |hi: u16, lo: u16| Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
+    let mut out = Vec::new();
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        out.push(v4);
+    }
+    if s[..6] == [0; 6] {
+        out.push(v4(s[6], s[7]));
+    }
+    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        out.push(v4(s[6], s[7]));
+    }
+    if s[0] == 0x2002 {
+        out.push(v4(s[1], s[2]));
+    }
+    if s[0] == 0x2001 && s[1] == 0 {
+        out.push(v4(s[2], s[3]));
+        out.push(v4(!s[6], !s[7]));
+    }
+    out
 }
 
 fn is_internal_v6(ip: Ipv6Addr) -> bool {
-    let seg0 = ip.segments()[0];
+    let s = ip.segments();
     ip.is_unspecified()
-        || (seg0 & 0xfe00) == 0xfc00 // unique local
-        || (seg0 & 0xffc0) == 0xfe80 // link local
-        || ip.to_ipv4_mapped().is_some_and(is_internal_v4)
+        || ip.is_loopback()
+        || ip.is_multicast()
+        || (s[0] & 0xfe00) == 0xfc00 // unique local
+        || (s[0] & 0xffc0) == 0xfe80 // link local
+        || (s[0] & 0xffc0) == 0xfec0 // site local (deprecated)
+        || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+        || s[..4] == [0x100, 0, 0, 0] // discard-only
+        || (s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1) // local-use NAT64 (RFC 8215)
+        || embedded_v4(ip).into_iter().any(is_internal_v4)
 }
 
 fn is_internal_host(host: &Host<&str>) -> bool {
@@ -197,6 +245,79 @@ mod tests {
         assert!(validate_base_url("http://127.0.0.1:9000", true).is_ok());
         assert!(validate_base_url("http://localhost:9000/api", true).is_ok());
         assert!(validate_base_url("http://10.0.0.5:9000", true).is_err());
+    }
+
+    /// Addresses that reach something other than the public internet, in every spelling the
+    /// URL parser accepts, including IPv4 embedded in IPv6 (mapped, compatible, NAT64, 6to4,
+    /// Teredo).
+    #[test]
+    fn special_purpose_addresses_are_refused_at_write_and_request_time() {
+        let refused = [
+            "https://0.1.2.3/", // 0.0.0.0/8 "this network"
+            "https://0.0.0.0/",
+            "https://198.18.0.1/", // benchmarking
+            "https://198.19.255.254/",
+            "https://240.0.0.1/",       // reserved
+            "https://255.255.255.255/", // broadcast
+            "https://224.0.0.251/",     // multicast
+            "https://239.255.255.250/",
+            "https://192.0.0.170/",          // IETF protocol assignments
+            "https://100.64.0.1/",           // carrier-grade NAT
+            "https://[64:ff9b::a00:1]/",     // NAT64 of 10.0.0.1
+            "https://[64:ff9b::7f00:1]/",    // NAT64 of 127.0.0.1
+            "https://[64:ff9b::a9fe:a9fe]/", // NAT64 of 169.254.169.254
+            "https://[64:ff9b:1::808:808]/", // local-use NAT64 (RFC 8215)
+            "https://[::10.0.0.1]/",         // IPv4-compatible
+            "https://[::127.0.0.1]/",
+            "https://[::169.254.169.254]/",
+            "https://[::ffff:10.0.0.1]/", // IPv4-mapped
+            "https://[::ffff:127.0.0.1]/",
+            "https://[2002:a00:1::]/",     // 6to4 of 10.0.0.1
+            "https://[2002:7f00:1::1]/",   // 6to4 of 127.0.0.1
+            "https://[2002:a9fe:a9fe::]/", // 6to4 of 169.254.169.254
+            "https://[2001:0:4136:e378:8000:63bf:f5ff:fffe]/", // Teredo, client 10.0.0.1
+            "https://[ff02::1]/",          // multicast
+            "https://[ff0e::1]/",
+            "https://[2001:db8::1]/", // documentation
+            "https://[100::1]/",      // discard-only
+            "https://[fec0::1]/",     // site-local
+            "https://[fe80::1]/",
+            "https://[fd00::1]/",
+            "https://[::]/",
+            "https://[::1]/",
+            "https://0x7f.1/",       // 127.0.0.1 spelled in hex
+            "https://017700000001/", // 127.0.0.1 spelled in octal
+        ];
+        for url in refused {
+            assert!(validate_base_url(url, false).is_err(), "write time: {url}");
+            let mut p = EgressPolicy::new(false);
+            p.allow_base(url);
+            assert!(
+                matches!(p.check(url), Err(EgressDenied::Address(_))),
+                "request time: {url}: {:?}",
+                p.check(url)
+            );
+        }
+        // Public addresses stay reachable in each form that embeds them.
+        for url in [
+            "https://8.8.8.8/",
+            "https://[2606:4700:4700::1111]/",
+            "https://[64:ff9b::808:808]/",
+            "https://[2002:808:808::1]/",
+            "https://198.20.0.1/",
+            "https://223.255.255.1/",
+        ] {
+            assert!(validate_base_url(url, false).is_ok(), "{url}");
+        }
+        // Local development reaches loopback, and still nothing else that is internal.
+        assert!(validate_base_url("http://127.0.0.1:9000", true).is_ok());
+        for url in [
+            "https://[64:ff9b::a00:1]/",
+            "https://[2002:a00:1::]/",
+            "https://0.1.2.3/",
+        ] {
+            assert!(validate_base_url(url, true).is_err(), "{url}");
+        }
     }
 
     #[test]

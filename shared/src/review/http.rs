@@ -2,6 +2,12 @@
 //! answer is classified for retrying. The worker turns a [`Call`] into a `fetch`, after the
 //! egress check, adding the credential header itself.
 
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+/// The most a 2xx answer's body may hold unless its call says otherwise: JSON objects such as a
+/// pull request or a created comment are a few KB.
+pub const DEFAULT_RESPONSE_LIMIT: usize = 1024 * 1024;
+
 /// One request. Credentials are not part of it: the worker adds the auth header last, so a
 /// `Call` can be logged or compared without ever holding a secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -10,6 +16,9 @@ pub struct Call {
     pub url: String,
     pub headers: Vec<(&'static str, String)>,
     pub body: Option<String>,
+    /// The most bytes of a successful answer's body the worker reads; a longer body is refused
+    /// while it streams in (a Worker has 128 MB, and an upstream decides what it sends).
+    pub response_limit: usize,
 }
 
 impl Call {
@@ -19,6 +28,7 @@ impl Call {
             url,
             headers: Vec::new(),
             body: None,
+            response_limit: DEFAULT_RESPONSE_LIMIT,
         }
     }
 
@@ -28,11 +38,17 @@ impl Call {
             url,
             headers: vec![("content-type", "application/json".into())],
             body: Some(body.to_string()),
+            response_limit: DEFAULT_RESPONSE_LIMIT,
         }
     }
 
     pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
         self.headers.push((name, value.into()));
+        self
+    }
+
+    pub fn response_limit(mut self, bytes: usize) -> Self {
+        self.response_limit = bytes;
         self
     }
 }
@@ -67,17 +83,17 @@ pub fn retry_after_seconds(value: Option<&str>, now_secs: i64) -> Option<u32> {
     Some(secs.clamp(0, 3600) as u32)
 }
 
-/// Percent-encodes one path segment (everything but RFC 3986 unreserved characters).
+/// Everything but RFC 3986's unreserved characters.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Percent-encodes one path segment (everything but RFC 3986 unreserved characters, so a `/`
+/// inside a segment cannot become a separator).
 pub fn encode_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    utf8_percent_encode(s, SEGMENT).to_string()
 }
 
 /// Encodes each `/`-separated segment of a path, keeping the separators.
@@ -126,6 +142,7 @@ mod tests {
     #[test]
     fn encoding() {
         assert_eq!(encode_segment("a b/c?d"), "a%20b%2Fc%3Fd");
+        assert_eq!(encode_segment("ü~-._%"), "%C3%BC~-._%25");
         assert_eq!(encode_path("src/my file.rs"), "src/my%20file.rs");
     }
 }

@@ -3,25 +3,75 @@
 //! Supported: comments, blank lines, `!` negation (last match wins), trailing `/` for
 //! directories, patterns anchored by a `/` anywhere but the end, `*`, `?`, `[...]` classes
 //! (with `!`/`^` negation and ranges), and `**` for any number of directories. As in git, a
-//! file inside an excluded directory cannot be re-included.
+//! file inside an excluded directory cannot be re-included. Matching is `globset`'s: each line
+//! becomes one glob over the whole path (`*` never crosses a `/`), an unanchored line is
+//! `**/line`, and one [`GlobSet`] answers which lines match.
+
+use std::path::Path;
+
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+
+/// At most this many lines of the file are read.
+const MAX_RULES: usize = 1000;
 
 #[derive(Debug, Clone)]
 struct Rule {
-    segments: Vec<String>,
     negated: bool,
     dir_only: bool,
-    anchored: bool,
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct IgnoreFile {
+    /// In file order; `set` reports matches by index into this.
     rules: Vec<Rule>,
+    set: GlobSet,
+}
+
+/// gitignore has no `{a,b}` alternation: braces are literal there, so they are escaped for
+/// globset (outside `[...]` classes, where they are literal already).
+fn literal_braces(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len());
+    let mut chars = pattern.chars().peekable();
+    let mut in_class = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                out.push(c);
+                if let Some(next) = chars.next() {
+                    out.push(next);
+                }
+                continue;
+            }
+            '[' if !in_class => {
+                in_class = true;
+                out.push(c);
+                // A `]` right after `[` (or `[!`) is a member, not the end.
+                if let Some(&n) = chars.peek() {
+                    if n == '!' || n == '^' {
+                        out.push(n);
+                        chars.next();
+                    }
+                }
+                if chars.peek() == Some(&']') {
+                    out.push(']');
+                    chars.next();
+                }
+                continue;
+            }
+            ']' if in_class => in_class = false,
+            '{' | '}' if !in_class => out.push('\\'),
+            _ => {}
+        }
+        out.push(c);
+    }
+    out
 }
 
 impl IgnoreFile {
     pub fn parse(text: &str) -> Self {
         let mut rules = Vec::new();
-        for raw in text.lines().take(1000) {
+        let mut set = GlobSetBuilder::new();
+        for raw in text.lines().take(MAX_RULES) {
             let mut line = raw.trim_end_matches('\r');
             if !line.ends_with("\\ ") {
                 line = line.trim_end();
@@ -40,14 +90,28 @@ impl IgnoreFile {
             }
             let anchored = body.contains('/');
             let body = body.strip_prefix('/').unwrap_or(body);
-            rules.push(Rule {
-                segments: body.split('/').map(str::to_owned).collect(),
-                negated,
-                dir_only,
-                anchored,
-            });
+            let pattern = if anchored {
+                literal_braces(body)
+            } else {
+                format!("**/{}", literal_braces(body))
+            };
+            let glob = GlobBuilder::new(&pattern)
+                .literal_separator(true)
+                .backslash_escape(true)
+                // git reads an unclosed `[` as a literal character.
+                .allow_unclosed_class(true)
+                .build();
+            // A line globset cannot read matches nothing, as in git.
+            if let Ok(glob) = glob {
+                set.add(glob);
+                rules.push(Rule { negated, dir_only });
+            }
         }
-        Self { rules }
+        match set.build() {
+            Ok(set) => Self { rules, set },
+            // Only a pathologically large set fails to build: it ignores nothing.
+            Err(_) => Self::default(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -56,134 +120,22 @@ impl IgnoreFile {
 
     /// Whether a file path (relative to the repository root, `/`-separated) is ignored.
     pub fn is_ignored(&self, path: &str) -> bool {
-        let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-        for i in 1..parts.len() {
-            if self.decide(&parts[..i], true) == Some(true) {
-                return true;
-            }
-        }
-        self.decide(&parts, false) == Some(true)
+        let path = path.trim_start_matches('/');
+        let excluded_dir = path
+            .match_indices('/')
+            .any(|(i, _)| self.decide(&path[..i], true) == Some(true));
+        excluded_dir || self.decide(path, false) == Some(true)
     }
 
     /// The last matching rule's verdict: `Some(true)` excluded, `Some(false)` re-included.
-    fn decide(&self, parts: &[&str], is_dir: bool) -> Option<bool> {
-        let mut verdict = None;
-        for r in &self.rules {
-            if r.dir_only && !is_dir {
-                continue;
-            }
-            let hit = if r.anchored {
-                match_segments(&r.segments, parts)
-            } else {
-                parts.last().is_some_and(|name| glob(&r.segments[0], name))
-            };
-            if hit {
-                verdict = Some(!r.negated);
-            }
-        }
-        verdict
+    fn decide(&self, path: &str, is_dir: bool) -> Option<bool> {
+        self.set
+            .matches(Path::new(path))
+            .into_iter()
+            .filter(|i| is_dir || !self.rules[*i].dir_only)
+            .max()
+            .map(|i| !self.rules[i].negated)
     }
-}
-
-fn match_segments(pat: &[String], parts: &[&str]) -> bool {
-    match pat.split_first() {
-        None => parts.is_empty(),
-        Some((first, rest)) if first == "**" => {
-            (0..=parts.len()).any(|skip| match_segments(rest, &parts[skip..]))
-        }
-        Some((first, rest)) => match parts.split_first() {
-            Some((p, prest)) => glob(first, p) && match_segments(rest, prest),
-            None => false,
-        },
-    }
-}
-
-/// One path segment against one pattern segment (`*`, `?`, `[...]`, `\` escapes).
-pub fn glob(pat: &str, s: &str) -> bool {
-    let p: Vec<char> = pat.chars().collect();
-    let t: Vec<char> = s.chars().collect();
-    let (mut pi, mut ti) = (0usize, 0usize);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        if pi < p.len() {
-            match p[pi] {
-                '*' => {
-                    while pi < p.len() && p[pi] == '*' {
-                        pi += 1;
-                    }
-                    star = Some((pi, ti));
-                    continue;
-                }
-                '?' => {
-                    pi += 1;
-                    ti += 1;
-                    continue;
-                }
-                '[' => {
-                    if let Some((matched, next)) = class(&p, pi, t[ti]) {
-                        if matched {
-                            pi = next;
-                            ti += 1;
-                            continue;
-                        }
-                    } else if t[ti] == '[' {
-                        pi += 1;
-                        ti += 1;
-                        continue;
-                    }
-                }
-                '\\' if pi + 1 < p.len() && p[pi + 1] == t[ti] => {
-                    pi += 2;
-                    ti += 1;
-                    continue;
-                }
-                c if c == t[ti] => {
-                    pi += 1;
-                    ti += 1;
-                    continue;
-                }
-                _ => {}
-            }
-        }
-        match star {
-            Some((sp, st)) => {
-                pi = sp;
-                ti = st + 1;
-                star = Some((sp, st + 1));
-            }
-            None => return false,
-        }
-    }
-    p[pi..].iter().all(|c| *c == '*')
-}
-
-/// A `[...]` class at `p[start]`: whether `c` matches, and the index after the class.
-fn class(p: &[char], start: usize, c: char) -> Option<(bool, usize)> {
-    let mut i = start + 1;
-    let negate = matches!(p.get(i), Some('!') | Some('^'));
-    if negate {
-        i += 1;
-    }
-    let mut matched = false;
-    let mut first = true;
-    while i < p.len() {
-        if p[i] == ']' && !first {
-            return Some((matched != negate, i + 1));
-        }
-        first = false;
-        if i + 2 < p.len() && p[i + 1] == '-' && p[i + 2] != ']' {
-            if p[i] <= c && c <= p[i + 2] {
-                matched = true;
-            }
-            i += 3;
-        } else {
-            if p[i] == c {
-                matched = true;
-            }
-            i += 1;
-        }
-    }
-    None
 }
 
 #[cfg(test)]
@@ -222,12 +174,28 @@ mod tests {
 
     #[test]
     fn globs() {
-        assert!(glob("*.rs", "main.rs"));
-        assert!(!glob("*.rs", "main.rsx"));
-        assert!(glob("a?c", "abc"));
-        assert!(glob("[!a]bc", "xbc"));
-        assert!(!glob("[!a]bc", "abc"));
-        assert!(glob("*a*b*", "xxaxxbxx"));
-        assert!(glob("[a-c]*", "banana"));
+        let hit = |pat: &str, path: &str| IgnoreFile::parse(pat).is_ignored(path);
+        assert!(hit("*.rs", "main.rs"));
+        assert!(!hit("*.rs", "main.rsx"));
+        assert!(hit("a?c", "abc"));
+        assert!(!hit("a?c", "a/c"), "? never matches a separator");
+        assert!(hit("[!a]bc", "xbc"));
+        assert!(!hit("[!a]bc", "abc"));
+        assert!(hit("[^a]bc", "xbc"));
+        assert!(hit("*a*b*", "xxaxxbxx"));
+        assert!(hit("[a-c]*", "banana"));
+        assert!(
+            !hit("src/*.rs", "src/a/b.rs"),
+            "* never matches a separator"
+        );
+        assert!(hit("src/**", "src/a/b.rs"));
+        // Literal braces (gitignore has no alternation), inside and outside classes.
+        assert!(hit("{a,b}.txt", "{a,b}.txt"));
+        assert!(!hit("{a,b}.txt", "a.txt"));
+        assert!(hit("x[{]y", "x{y"));
+        assert!(hit("[]]x", "]x"));
+        // An unclosed class is a literal `[`.
+        assert!(hit("[abc", "[abc"));
+        assert!(hit("\\!important.md", "!important.md"));
     }
 }

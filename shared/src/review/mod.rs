@@ -16,3 +16,4 @@ pub mod provider;
 pub mod render;
 pub mod sealed;
 pub mod select;
+pub mod status;

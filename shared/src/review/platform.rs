@@ -11,11 +11,16 @@ use crate::review::config::PlatformApi;
 use crate::review::diff::{parse_hunks, parse_unified, FileDiff, FileStatus, LineKind, Side};
 use crate::review::findings::Finding;
 use crate::review::http::{encode_path, encode_segment, Call};
-use crate::review::select::SkipReason;
+use crate::review::select::{SkipReason, MAX_FILE_BYTES};
 
 pub const PAGE_SIZE: usize = 100;
 /// Most pages of changed files fetched (GitHub itself lists at most 3000 files).
 pub const MAX_PAGES: u32 = 30;
+/// The most one page of changed files (or Bitbucket's whole diff) may hold: a hundred files
+/// with patches of up to `select::MAX_PATCH_LINES` lines.
+pub const DIFF_RESPONSE_LIMIT: usize = 16 * 1024 * 1024;
+/// The most the list of existing comments (searched for this review's marker) may hold.
+pub const COMMENTS_RESPONSE_LIMIT: usize = 8 * 1024 * 1024;
 
 /// GitHub, GitLab and Bitbucket access tokens are bearer tokens; Bitbucket app passwords are
 /// configured as `username:app_password` and sent with Basic authentication.
@@ -127,7 +132,7 @@ impl Target<'_> {
             PlatformApi::BitbucketCloud => format!("{}/diff", self.pr()),
             PlatformApi::BitbucketDataCenter => format!("{}.diff", self.pr()),
         };
-        let c = with_headers(self.api, Call::get(url));
+        let c = with_headers(self.api, Call::get(url)).response_limit(DIFF_RESPONSE_LIMIT);
         match self.api {
             PlatformApi::BitbucketCloud | PlatformApi::BitbucketDataCenter => {
                 c.header("accept", "text/plain")
@@ -136,7 +141,8 @@ impl Target<'_> {
         }
     }
 
-    /// A file's raw bytes at a commit.
+    /// A file's raw bytes at a commit. A file longer than [`MAX_FILE_BYTES`] is not reviewed,
+    /// so no more than that is read.
     pub fn raw_file(&self, path: &str, sha: &str) -> Call {
         let url = match self.api {
             PlatformApi::GitHub => format!(
@@ -164,7 +170,9 @@ impl Target<'_> {
                 encode_segment(sha)
             ),
         };
-        let c = Call::get(url).header("user-agent", "edgeplane-review");
+        let c = Call::get(url)
+            .header("user-agent", "edgeplane-review")
+            .response_limit(MAX_FILE_BYTES);
         match self.api {
             PlatformApi::GitHub => c
                 .header("accept", "application/vnd.github.raw+json")
@@ -181,7 +189,7 @@ impl Target<'_> {
             PlatformApi::BitbucketCloud => format!("{}/comments?pagelen=100", self.pr()),
             PlatformApi::BitbucketDataCenter => format!("{}/activities?limit=100", self.pr()),
         };
-        with_headers(self.api, Call::get(url))
+        with_headers(self.api, Call::get(url)).response_limit(COMMENTS_RESPONSE_LIMIT)
     }
 
     /// GitHub: one review holding the summary and every inline comment.
@@ -512,6 +520,39 @@ mod tests {
             repo_id: "15",
             repo_name: "grp/my repo",
             number: 7,
+        }
+    }
+
+    #[test]
+    fn every_call_caps_what_it_reads() {
+        use crate::review::config::ProviderKind;
+        use crate::review::http::DEFAULT_RESPONSE_LIMIT;
+        use crate::review::provider;
+        for api in [
+            PlatformApi::GitHub,
+            PlatformApi::GitLab,
+            PlatformApi::BitbucketCloud,
+            PlatformApi::BitbucketDataCenter,
+        ] {
+            let t = t(api, "https://x.example");
+            assert_eq!(t.raw_file("a.rs", "abc").response_limit, MAX_FILE_BYTES);
+            assert_eq!(t.diff_page(1).response_limit, DIFF_RESPONSE_LIMIT);
+            assert_eq!(
+                t.existing_comments().response_limit,
+                COMMENTS_RESPONSE_LIMIT
+            );
+            assert_eq!(t.pull_request().response_limit, DEFAULT_RESPONSE_LIMIT);
+            assert_eq!(
+                t.summary_comment("s").response_limit,
+                DEFAULT_RESPONSE_LIMIT
+            );
+        }
+        for kind in ProviderKind::ALL {
+            let chat = provider::chat(kind, "https://p.example", "m", "s", "u", 100);
+            assert_eq!(chat.response_limit, provider::CHAT_RESPONSE_LIMIT);
+            if let Some(e) = provider::embeddings(kind, "https://p.example", "m", &["x"]) {
+                assert_eq!(e.response_limit, provider::EMBEDDINGS_RESPONSE_LIMIT);
+            }
         }
     }
 

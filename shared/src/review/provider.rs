@@ -26,6 +26,13 @@ fn gemini_model(model: &str) -> String {
     encode_path(model.strip_prefix("models/").unwrap_or(model))
 }
 
+/// The most a chat completion's answer may hold: the findings of one review, with room for
+/// verbose providers.
+pub const CHAT_RESPONSE_LIMIT: usize = 4 * 1024 * 1024;
+/// The most one embeddings answer may hold: a batch of 32 vectors of up to 8192 dimensions as
+/// JSON numbers.
+pub const EMBEDDINGS_RESPONSE_LIMIT: usize = 8 * 1024 * 1024;
+
 pub fn chat(
     kind: ProviderKind,
     base_url: &str,
@@ -35,7 +42,7 @@ pub fn chat(
     max_output_tokens: u32,
 ) -> Call {
     let base = base_url.trim_end_matches('/');
-    match kind {
+    let call = match kind {
         ProviderKind::Anthropic => Call::post_json(
             format!("{base}/messages"),
             &json!({
@@ -83,7 +90,8 @@ pub fn chat(
                 },
             }),
         ),
-    }
+    };
+    call.response_limit(CHAT_RESPONSE_LIMIT)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,7 +184,7 @@ pub fn embeddings(
     inputs: &[&str],
 ) -> Option<Call> {
     let base = base_url.trim_end_matches('/');
-    match kind {
+    let call = match kind {
         ProviderKind::Anthropic => None,
         ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => Some(Call::post_json(
             format!("{base}/embeddings"),
@@ -194,7 +202,8 @@ pub fn embeddings(
                 &json!({"requests": requests}),
             ))
         }
-    }
+    };
+    call.map(|c| c.response_limit(EMBEDDINGS_RESPONSE_LIMIT))
 }
 
 /// Vectors in input order; the count must match.

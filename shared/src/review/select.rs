@@ -11,8 +11,10 @@ pub const MAX_PATCH_LINES: usize = 3_000;
 /// At most this many files per review; the rest are named as skipped.
 pub const MAX_FILES: usize = 300;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum SkipReason {
+    #[serde(rename = "edgeplaneignore")]
     IgnoreFile,
     Lockfile,
     Vendored,
@@ -24,9 +26,27 @@ pub enum SkipReason {
     TooManyFiles,
     /// Did not fit the provider's token budget (decided when building the prompt).
     TokenBudget,
+    /// The platform refused to serve the file's contents (GitHub answers 403 for files over
+    /// 100 MB): the rest of the change is still reviewed.
+    Unreadable,
 }
 
 impl SkipReason {
+    pub const ALL: [SkipReason; 11] = [
+        SkipReason::IgnoreFile,
+        SkipReason::Lockfile,
+        SkipReason::Vendored,
+        SkipReason::Generated,
+        SkipReason::Binary,
+        SkipReason::TooLarge,
+        SkipReason::Removed,
+        SkipReason::NoChanges,
+        SkipReason::TooManyFiles,
+        SkipReason::TokenBudget,
+        SkipReason::Unreadable,
+    ];
+
+    /// The name stored and shown by the API (also its serde name).
     pub fn as_str(self) -> &'static str {
         match self {
             SkipReason::IgnoreFile => "edgeplaneignore",
@@ -39,6 +59,7 @@ impl SkipReason {
             SkipReason::NoChanges => "no_changes",
             SkipReason::TooManyFiles => "too_many_files",
             SkipReason::TokenBudget => "token_budget",
+            SkipReason::Unreadable => "unreadable",
         }
     }
 
@@ -54,6 +75,7 @@ impl SkipReason {
             SkipReason::NoChanges => "no textual changes",
             SkipReason::TooManyFiles => "over the per-review file limit",
             SkipReason::TokenBudget => "did not fit the model's token budget",
+            SkipReason::Unreadable => "the platform refused to serve its contents",
         }
     }
 }
@@ -228,6 +250,20 @@ pub fn by_content(content: &[u8]) -> Option<SkipReason> {
 mod tests {
     use super::*;
     use crate::review::diff::parse_hunks;
+
+    #[test]
+    fn serde_names_are_the_stored_names() {
+        for r in SkipReason::ALL {
+            assert_eq!(
+                serde_json::to_value(r).unwrap(),
+                serde_json::Value::String(r.as_str().into())
+            );
+            let back: SkipReason =
+                serde_json::from_value(serde_json::to_value(r).unwrap()).unwrap();
+            assert_eq!(back, r);
+        }
+        assert!(serde_json::from_str::<SkipReason>("\"whatever\"").is_err());
+    }
 
     #[test]
     fn path_rules() {

@@ -5,6 +5,8 @@
 //! closed or merged requests, edits, labels, comments, other event types — is acknowledged and
 //! recorded as ignored with a reason, so a platform's delivery log stays green.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -60,8 +62,20 @@ pub enum Disposition {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClassifyError(pub String);
 
+/// The JSON document a verified delivery carries: the body itself, or the `payload` field of a
+/// form-encoded one (decoded only now, after the raw bytes verified).
+fn json_payload(w: &VerifiedWebhook) -> Result<Cow<'_, [u8]>, ClassifyError> {
+    if !w.is_form_encoded() {
+        return Ok(Cow::Borrowed(w.body()));
+    }
+    form_urlencoded::parse(w.body())
+        .find(|(k, _)| k == "payload")
+        .map(|(_, v)| Cow::Owned(v.into_owned().into_bytes()))
+        .ok_or_else(|| ClassifyError("the form-encoded webhook body has no `payload` field".into()))
+}
+
 pub fn classify(w: &VerifiedWebhook) -> Result<Disposition, ClassifyError> {
-    let body: Value = serde_json::from_slice(w.body())
+    let body: Value = serde_json::from_slice(&json_payload(w)?)
         .map_err(|_| ClassifyError("the webhook body is not valid JSON".into()))?;
     if !body.is_object() {
         return Err(ClassifyError(
@@ -369,6 +383,32 @@ mod tests {
         let mut bad = gh_pr("opened", false);
         bad["repository"]["full_name"] = json!("../../etc");
         assert!(gh_hook("pull_request", &bad).is_err());
+    }
+
+    #[test]
+    fn github_form_payloads_are_decoded_after_verification() {
+        let json = serde_json::to_string(&gh_pr("opened", false)).unwrap();
+        let raw: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair("payload", &json)
+            .finish();
+        let form = |raw: &[u8]| {
+            let h = Headers::new()
+                .with("x-hub-signature-256", &sign_hex_sha256(b"k", raw))
+                .with("x-github-event", "pull_request")
+                .with("content-type", "application/x-www-form-urlencoded");
+            classify(&gh::verify(&h, raw.to_vec(), &SECRETS).unwrap())
+        };
+        match form(raw.as_bytes()).unwrap() {
+            Disposition::Review(r) => {
+                assert_eq!((r.repo_name.as_str(), r.number), ("octo/hello", 7))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            form(b"other=1").unwrap_err().0,
+            "the form-encoded webhook body has no `payload` field"
+        );
+        assert!(form(b"payload=%7Bnot+json").is_err());
     }
 
     #[test]

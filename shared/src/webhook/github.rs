@@ -1,7 +1,12 @@
 //! GitHub: `X-Hub-Signature-256: sha256=<hex HMAC-SHA256(secret, raw body)>`, delivery id in
 //! `X-GitHub-Delivery`, event name in `X-GitHub-Event`. The legacy SHA-1 header is ignored.
+//!
+//! A hook's `content_type` is `json` or — GitHub's default — `form`, which sends
+//! `payload=<url-encoded JSON>` as `application/x-www-form-urlencoded`. The signature covers the
+//! raw bytes as sent either way, so it is checked first; the form is decoded only when the event
+//! is classified.
 
-use super::{verify_hex_hmac, Headers, Platform, Secrets, VerifiedWebhook, VerifyError};
+use super::{is_form, verify_hex_hmac, Headers, Platform, Secrets, VerifiedWebhook, VerifyError};
 
 pub fn verify(
     headers: &Headers,
@@ -15,7 +20,8 @@ pub fn verify(
         headers.get("x-github-event"),
         body,
         slot,
-    ))
+    )
+    .form_encoded(is_form(headers.get("content-type"))))
 }
 
 #[cfg(test)]
@@ -78,6 +84,28 @@ mod tests {
         }
         assert_eq!(
             verify(&h, body, &secrets(b"another org's secret", None)).unwrap_err(),
+            VerifyError::Mismatch
+        );
+    }
+
+    #[test]
+    fn form_deliveries_are_verified_on_the_raw_form_body() {
+        let body = b"payload=%7B%22zen%22%3A%22x%22%7D".to_vec();
+        let h = Headers::new()
+            .with("x-hub-signature-256", &sign_hex_sha256(b"s3cret", &body))
+            .with("content-type", "application/x-www-form-urlencoded");
+        let v = verify(&h, body.clone(), &secrets(b"s3cret", None)).unwrap();
+        assert!(v.is_form_encoded());
+        assert_eq!(v.body(), body.as_slice());
+        // Signing the decoded JSON instead of the bytes sent does not verify.
+        let h = Headers::new()
+            .with(
+                "x-hub-signature-256",
+                &sign_hex_sha256(b"s3cret", br#"{"zen":"x"}"#),
+            )
+            .with("content-type", "application/x-www-form-urlencoded");
+        assert_eq!(
+            verify(&h, body, &secrets(b"s3cret", None)).unwrap_err(),
             VerifyError::Mismatch
         );
     }

@@ -27,9 +27,13 @@ pub fn verify(
         }
     }
     let slot: Slot = slot.ok_or(VerifyError::Mismatch)?;
-    if let Some(signing) = secrets.signing_token {
-        verify_standard_webhook(headers, &body, signing, now_secs)?;
-    }
+    let id_signed = match secrets.signing_token {
+        Some(signing) => {
+            verify_standard_webhook(headers, &body, signing, now_secs)?;
+            true
+        }
+        None => false,
+    };
     let delivery = headers
         .get("webhook-id")
         .or_else(|| headers.get("idempotency-key"))
@@ -40,7 +44,8 @@ pub fn verify(
         headers.get("x-gitlab-event"),
         body,
         slot,
-    ))
+    )
+    .id_signed(id_signed))
 }
 
 /// The HMAC key of a Standard Webhooks secret: `whsec_<base64>` decodes to the key bytes; any
@@ -138,6 +143,8 @@ mod tests {
             .with("X-Gitlab-Event-UUID", "uuid-1");
         let v = verify(&h, body.clone(), &secrets(None), NOW).unwrap();
         assert_eq!(v.delivery_id(), "uuid-1");
+        // A bare token covers nothing of the delivery: replays are recognised by the body.
+        assert!(v.replay_key().is_some());
         let old = Headers::new().with("X-Gitlab-Token", "gl-old");
         assert_eq!(
             verify(&old, body.clone(), &secrets(None), NOW)
@@ -163,6 +170,8 @@ mod tests {
         let s = secrets(Some(key));
         let v = verify(&signed(&body, NOW - 10, key), body.clone(), &s, NOW).unwrap();
         assert_eq!(v.delivery_id(), "msg_1");
+        // The signature covers the id: no body-based replay key is needed.
+        assert_eq!(v.replay_key(), None);
         // Tampered body.
         let mut t = body.clone();
         t[2] ^= 1;

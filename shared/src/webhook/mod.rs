@@ -12,10 +12,13 @@ pub mod github;
 pub mod gitlab;
 pub mod inbox;
 
+use serde::{Deserialize, Serialize};
+
 use crate::crypto::{constant_time_eq, hmac_sha256, sha256_hex};
 
 /// The git platforms edgeplane receives webhooks from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Platform {
     GitHub,
     GitLab,
@@ -28,15 +31,6 @@ impl Platform {
             Platform::GitHub => "github",
             Platform::GitLab => "gitlab",
             Platform::Bitbucket => "bitbucket",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "github" => Some(Platform::GitHub),
-            "gitlab" => Some(Platform::GitLab),
-            "bitbucket" => Some(Platform::Bitbucket),
-            _ => None,
         }
     }
 }
@@ -63,6 +57,7 @@ impl Headers {
         "x-event-key",
         "x-request-uuid",
         "x-request-id",
+        "content-type",
     ];
 
     pub fn new() -> Self {
@@ -107,7 +102,8 @@ impl Secrets<'_> {
 
 /// Which secret verified a delivery. A delivery verified by the previous secret is a signal the
 /// platform has not been updated yet; the gateway records it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Slot {
     Current,
     Previous,
@@ -156,6 +152,12 @@ pub struct VerifiedWebhook {
     event: String,
     body: Vec<u8>,
     slot: Slot,
+    /// The body is `application/x-www-form-urlencoded` with the JSON in its `payload` field
+    /// (GitHub's default `content_type: form`).
+    form_encoded: bool,
+    /// The authenticator covers the delivery id (GitLab's Standard Webhooks signature), so a
+    /// captured delivery cannot be replayed under a fresh id.
+    id_signed: bool,
 }
 
 impl VerifiedWebhook {
@@ -181,7 +183,19 @@ impl VerifiedWebhook {
             event,
             body,
             slot,
+            form_encoded: false,
+            id_signed: false,
         }
+    }
+
+    fn form_encoded(mut self, yes: bool) -> Self {
+        self.form_encoded = yes;
+        self
+    }
+
+    fn id_signed(mut self, yes: bool) -> Self {
+        self.id_signed = yes;
+        self
     }
 
     pub fn platform(&self) -> Platform {
@@ -195,12 +209,38 @@ impl VerifiedWebhook {
     pub fn event(&self) -> &str {
         &self.event
     }
+    /// The exact bytes that were verified.
     pub fn body(&self) -> &[u8] {
         &self.body
     }
     pub fn slot(&self) -> Slot {
         self.slot
     }
+    pub fn is_form_encoded(&self) -> bool {
+        self.form_encoded
+    }
+
+    /// What identifies a replay of this delivery beyond its id: the SHA-256 of the verified
+    /// body, for every scheme whose authenticator does not cover the delivery id (GitHub's and
+    /// Bitbucket's HMACs, GitLab's bare token). Without it anyone holding one captured delivery
+    /// could resend it under fresh ids and have each recorded as new. `None` for GitLab's
+    /// Standard Webhooks signature, which signs `webhook-id` and a timestamp checked against a
+    /// tolerance window, so a replay under another id does not verify and one under the same
+    /// id is a duplicate by id. Platforms never send byte-identical bodies for distinct events
+    /// (every payload carries its own timestamps and ids), so nothing legitimate collides.
+    pub fn replay_key(&self) -> Option<String> {
+        (!self.id_signed).then(|| sha256_hex(&self.body))
+    }
+}
+
+/// Whether a `Content-Type` names a form-encoded body (parameters such as a charset allowed).
+fn is_form(content_type: Option<&str>) -> bool {
+    content_type
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| {
+            m.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
 }
 
 /// `sha256=<hex>` HMAC-SHA256 over the raw body, checked against each candidate secret in
@@ -260,5 +300,28 @@ mod tests {
             Slot::Current,
         );
         assert!(v.delivery_id().starts_with("sha256:"));
+    }
+
+    #[test]
+    fn replay_key_is_the_body_hash_unless_the_id_is_signed() {
+        let v = VerifiedWebhook::new(
+            Platform::GitHub,
+            Some("d"),
+            None,
+            b"{}".to_vec(),
+            Slot::Current,
+        );
+        assert_eq!(v.replay_key(), Some(sha256_hex(b"{}")));
+        assert_eq!(v.id_signed(true).replay_key(), None);
+    }
+
+    #[test]
+    fn form_content_types() {
+        assert!(is_form(Some("application/x-www-form-urlencoded")));
+        assert!(is_form(Some(
+            "Application/X-WWW-Form-Urlencoded; charset=utf-8"
+        )));
+        assert!(!is_form(Some("application/json")));
+        assert!(!is_form(None));
     }
 }

@@ -4,6 +4,7 @@
 //! requests, answers with the review the test configured, and records every request.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use e2e::review::{port_arg, serve, Request, Response};
@@ -15,6 +16,8 @@ struct State {
     reply: Value,
     faults: Vec<Value>,
     requests: Vec<Value>,
+    /// Streamed answers: path, length, bytes the client took.
+    streamed: Vec<(String, u64, Arc<AtomicU64>)>,
 }
 
 /// A deterministic bag-of-words embedding: texts sharing identifiers get close vectors.
@@ -54,6 +57,7 @@ fn handle(state: &Mutex<State>, req: Request) -> Response {
                 Response::json(200, &json!({"ok": true}))
             }
             ("GET", "requests") => Response::json(200, &Value::Array(st.requests.clone())),
+            ("GET", "streamed") => Response::json(200, &streamed(&st.streamed)),
             _ => Response::json(404, &json!({"error": "not found"})),
         };
     }
@@ -67,6 +71,12 @@ fn handle(state: &Mutex<State>, req: Request) -> Response {
                 .is_some_and(|p| path.contains(p))
         {
             f["times"] = json!(times - 1);
+            if let Some(len) = f["stream_bytes"].as_u64() {
+                let sent = Arc::new(AtomicU64::new(0));
+                let r = Response::streamed(len, sent.clone());
+                st.streamed.push((path.clone(), len, sent));
+                return r;
+            }
             let mut r = Response::json(
                 f["status"].as_u64().unwrap_or(500) as u16,
                 &json!({"error": {"message": "injected fault", "type": "api_error"}}),
@@ -179,6 +189,12 @@ fn handle(state: &Mutex<State>, req: Request) -> Response {
         return Response::json(200, &json!({"embeddings": embs}));
     }
     Response::json(404, &json!({"error": {"message": "unknown endpoint"}}))
+}
+
+fn streamed(all: &[(String, u64, Arc<AtomicU64>)]) -> Value {
+    all.iter()
+        .map(|(path, len, sent)| json!({"path": path, "len": len, "sent": sent.load(Ordering::SeqCst)}))
+        .collect()
 }
 
 fn main() {

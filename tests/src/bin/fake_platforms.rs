@@ -9,6 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use base64::Engine;
@@ -38,6 +39,8 @@ struct State {
     requests: Vec<Value>,
     posted: Vec<Value>,
     next_id: u64,
+    /// Streamed answers: path, length, bytes the client took.
+    streamed: Vec<(String, u64, Arc<AtomicU64>)>,
 }
 
 /// The lines a comment may target, computed from a patch independently of edgeplane's parser:
@@ -205,6 +208,7 @@ fn handle(state: &Mutex<State>, req: Request) -> Response {
             }
             ("GET", "requests") => Response::json(200, &Value::Array(st.requests.clone())),
             ("GET", "posted") => Response::json(200, &Value::Array(st.posted.clone())),
+            ("GET", "streamed") => Response::json(200, &streamed(&st.streamed)),
             _ => not_found(),
         };
     }
@@ -222,6 +226,12 @@ fn handle(state: &Mutex<State>, req: Request) -> Response {
                 .is_none_or(|b| body_text.contains(b));
         if hit {
             f["times"] = json!(times - 1);
+            if let Some(len) = f["stream_bytes"].as_u64() {
+                let sent = Arc::new(AtomicU64::new(0));
+                let r = Response::streamed(len, sent.clone());
+                st.streamed.push((path.clone(), len, sent));
+                return r;
+            }
             let mut r = Response::json(
                 f["status"].as_u64().unwrap_or(500) as u16,
                 &json!({"message": "injected fault"}),
@@ -569,6 +579,12 @@ fn handle(state: &Mutex<State>, req: Request) -> Response {
         }
         _ => not_found(),
     }
+}
+
+fn streamed(all: &[(String, u64, Arc<AtomicU64>)]) -> Value {
+    all.iter()
+        .map(|(path, len, sent)| json!({"path": path, "len": len, "sent": sent.load(Ordering::SeqCst)}))
+        .collect()
 }
 
 fn main() {

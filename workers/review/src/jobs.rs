@@ -6,22 +6,8 @@ use edgeplane_runtime::{args, log, Db};
 use serde::Deserialize;
 use worker::Env;
 
+use crate::retry::{retry_base, Outcome, RETRY_CAP_SECONDS};
 use crate::review;
-
-/// Backoff between redeliveries: `QUEUE_RETRY_BASE_SECONDS * 2^(attempt-1)`, capped.
-pub const RETRY_CAP_SECONDS: u32 = 300;
-
-pub enum Outcome {
-    Done,
-    Retry { delay_seconds: u32 },
-}
-
-pub fn retry_base(env: &Env) -> u32 {
-    env.var("QUEUE_RETRY_BASE_SECONDS")
-        .ok()
-        .and_then(|v| v.to_string().parse().ok())
-        .unwrap_or(5)
-}
 
 pub async fn handle(env: &Env, job: &ReviewQueueMessage) -> Outcome {
     let result = match job {
@@ -61,6 +47,7 @@ pub async fn dead_lettered(env: &Env, job: &ReviewQueueMessage) -> Outcome {
         }
     }
 }
+
 #[derive(Deserialize)]
 struct Attempt {
     attempts: i64,

@@ -6,6 +6,7 @@
 
 mod jobs;
 mod net;
+mod retry;
 mod review;
 mod secrets;
 
@@ -13,7 +14,7 @@ use edgeplane_core::queue::ReviewQueueMessage;
 use edgeplane_runtime::log;
 use worker::{event, Context, Env, MessageBatch, MessageExt, Result};
 
-use jobs::Outcome;
+use retry::Outcome;
 
 #[event(queue)]
 async fn queue(batch: MessageBatch<serde_json::Value>, env: Env, _ctx: Context) -> Result<()> {

@@ -1,6 +1,9 @@
 //! Outbound HTTP for one job: every request passes the egress policy first, redirects are
 //! followed by hand (each hop checked again, the credential dropped when the origin changes),
-//! and every request has a deadline.
+//! every request has a deadline, and no answer is read past its call's `response_limit`: a
+//! declared length over it is refused before reading, a streamed body is counted as it arrives
+//! and the fetch is aborted when it goes over. Bodies of non-2xx answers are never read (nothing
+//! uses them, and they may echo credentials).
 
 use std::time::Duration;
 
@@ -9,7 +12,7 @@ use edgeplane_core::review::http::{retry_after_seconds, Call};
 use edgeplane_runtime::clock::now_secs;
 use edgeplane_runtime::log;
 use futures_util::future::{select, Either};
-use futures_util::FutureExt;
+use futures_util::{FutureExt, StreamExt};
 use worker::{
     AbortController, Delay, Fetch, Headers, Method, Request, RequestInit, RequestRedirect,
 };
@@ -36,6 +39,8 @@ pub enum NetError {
     Timeout,
     /// DNS, TLS, connection reset: the runtime's fetch failed.
     Network,
+    /// A successful answer's body is longer than the call allows.
+    TooLarge { limit: usize },
 }
 
 impl std::fmt::Display for NetError {
@@ -44,6 +49,9 @@ impl std::fmt::Display for NetError {
             NetError::Egress(e) => write!(f, "egress refused: {e}"),
             NetError::Timeout => f.write_str("the upstream did not answer in time"),
             NetError::Network => f.write_str("the upstream could not be reached"),
+            NetError::TooLarge { limit } => {
+                write!(f, "the answer is larger than the {limit} bytes allowed")
+            }
         }
     }
 }
@@ -87,6 +95,7 @@ impl Net {
                     body.as_deref(),
                     auth.filter(|_| same_origin),
                     timeout,
+                    call.response_limit,
                 )
                 .await?;
             if !(300..400).contains(&resp.0.status) || resp.1.is_none() {
@@ -114,6 +123,7 @@ impl Net {
         })
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn once(
         &self,
         url: &str,
@@ -122,6 +132,7 @@ impl Net {
         body: Option<&str>,
         auth: Option<&(&'static str, String)>,
         timeout: Duration,
+        limit: usize,
     ) -> Result<(Response, Option<String>), NetError> {
         let h = Headers::new();
         for (k, v) in headers {
@@ -145,15 +156,26 @@ impl Net {
         let controller = AbortController::default();
         let signal = controller.signal();
         let fetch = async move {
-            let mut resp = Fetch::Request(req).send_with_signal(&signal).await?;
+            let mut resp = Fetch::Request(req)
+                .send_with_signal(&signal)
+                .await
+                .map_err(|_| NetError::Network)?;
             let status = resp.status_code();
-            let retry_after = resp.headers().get("retry-after").ok().flatten();
-            let location = resp.headers().get("location").ok().flatten();
-            let bytes = resp.bytes().await?;
-            Ok::<_, worker::Error>((status, retry_after, location, bytes))
+            let header = |name: &str| resp.headers().get(name).ok().flatten();
+            let retry_after = header("retry-after");
+            let location = header("location");
+            let declared = header("content-length").and_then(|v| v.trim().parse::<u64>().ok());
+            let body = if !(200..300).contains(&status) {
+                Vec::new()
+            } else if declared.is_some_and(|n| n > limit as u64) {
+                return Err(NetError::TooLarge { limit });
+            } else {
+                read_capped(&mut resp, limit).await?
+            };
+            Ok((status, retry_after, location, body))
         }
         .boxed_local();
-        match select(fetch, Delay::from(timeout)).await {
+        let result = match select(fetch, Delay::from(timeout)).await {
             Either::Left((Ok((status, retry_after, location, body)), _)) => Ok((
                 Response {
                     status,
@@ -162,11 +184,29 @@ impl Net {
                 },
                 location,
             )),
-            Either::Left((Err(_), _)) => Err(NetError::Network),
-            Either::Right(_) => {
-                controller.abort();
-                Err(NetError::Timeout)
-            }
-        }
+            Either::Left((Err(e), _)) => Err(e),
+            Either::Right(_) => Err(NetError::Timeout),
+        };
+        // Stops whatever is left of the answer (an unread or over-long body, a late one); a
+        // no-op when it was read to the end.
+        controller.abort();
+        result
     }
+}
+
+/// A body, read chunk by chunk up to `limit` bytes; one byte more is [`NetError::TooLarge`].
+async fn read_capped(resp: &mut worker::Response, limit: usize) -> Result<Vec<u8>, NetError> {
+    let Ok(mut stream) = resp.stream() else {
+        // No body at all.
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| NetError::Network)?;
+        if out.len() + chunk.len() > limit {
+            return Err(NetError::TooLarge { limit });
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
 }

@@ -1,62 +1,10 @@
-//! Small helpers over Durable Object SQLite storage. Statements run synchronously; several of them
-//! issued without an `await` in between commit together, which is how the objects make a change
-//! and its bookkeeping atomic.
+//! Durable Object SQLite, adapted to `edgeplane_core::store::SqlExec` (what every object's logic
+//! is written against), and alarm times. Statements run synchronously; several of them issued
+//! without an `await` in between commit together, which is how the objects make a change and its
+//! bookkeeping atomic.
 
 use edgeplane_core::store::{Row, SqlExec, StoreError, Value};
-use edgeplane_core::ApiError;
-use edgeplane_runtime::db::OrInternal;
-use serde::de::DeserializeOwned;
-use worker::{SqlStorage, SqlStorageValue};
-
-pub type V = SqlStorageValue;
-
-pub fn exec(sql: &SqlStorage, q: &str, args: Vec<V>) -> Result<(), ApiError> {
-    sql.exec(q, args).or_internal("do sql exec").map(|_| ())
-}
-
-pub fn rows<T: DeserializeOwned>(
-    sql: &SqlStorage,
-    q: &str,
-    args: Vec<V>,
-) -> Result<Vec<T>, ApiError> {
-    sql.exec(q, args)
-        .or_internal("do sql query")?
-        .to_array::<T>()
-        .or_internal("do sql decode")
-}
-
-pub fn one<T: DeserializeOwned>(
-    sql: &SqlStorage,
-    q: &str,
-    args: Vec<V>,
-) -> Result<Option<T>, ApiError> {
-    Ok(rows::<T>(sql, q, args)?.into_iter().next())
-}
-
-/// The first column of each row, as bytes (blob columns).
-pub fn blobs(sql: &SqlStorage, q: &str, args: Vec<V>) -> Result<Vec<Vec<u8>>, ApiError> {
-    let cursor = sql.exec(q, args).or_internal("do sql query")?;
-    let mut out = Vec::new();
-    for row in cursor.raw() {
-        match row.or_internal("do sql row")?.into_iter().next() {
-            Some(V::Blob(b)) => out.push(b),
-            _ => return Err(ApiError::internal()),
-        }
-    }
-    Ok(out)
-}
-
-pub fn text(s: impl Into<String>) -> V {
-    V::String(s.into())
-}
-
-pub fn int(i: i64) -> V {
-    V::Integer(i)
-}
-
-pub fn real(f: f64) -> V {
-    V::Float(f)
-}
+use worker::{SqlStorage, SqlStorageValue as V};
 
 /// An alarm time from epoch milliseconds.
 pub fn alarm_at(ms: i64) -> worker::ScheduledTime {

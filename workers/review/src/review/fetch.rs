@@ -1,8 +1,12 @@
 //! Fetching: the pull request's commits, its changed files with their diffs, the repository's
 //! `.edgeplaneignore` (read at the base commit, so a pull request cannot exempt itself), and
-//! the full text of each file worth reviewing (for retrieval). All of it stays in memory.
+//! the full text of each file worth reviewing (for retrieval). All of it stays in memory, each
+//! answer capped by its call's limit. A file whose contents the platform will not serve (404:
+//! gone at the head; 403: GitHub's answer for files over 100 MB) or that is over the size a
+//! review reads is skipped and named; it does not fail the review.
 
 use edgeplane_core::review::diff::FileDiff;
+use edgeplane_core::review::http::{classify_status, Failure};
 use edgeplane_core::review::ignore::IgnoreFile;
 use edgeplane_core::review::platform::{
     parse_diff_page, parse_pull_request, PullRequestInfo, MAX_PAGES,
@@ -10,6 +14,7 @@ use edgeplane_core::review::platform::{
 use edgeplane_core::review::select::{self, SkipReason, MAX_FILES};
 
 use super::{upstream, Job, Stop};
+use crate::net::NetError;
 
 /// At most this many files are fetched in full for retrieval (each is one subrequest).
 const MAX_CONTENT_FILES: usize = 60;
@@ -109,6 +114,18 @@ pub async fn fetch(job: &Job) -> Result<Fetched, Stop> {
                     s.content = Some(String::from_utf8_lossy(&r.body).into_owned());
                 }
                 Ok(r) if r.status == 404 => {}
+                // Refused for this file alone (a 403 with Retry-After is a rate limit: retried).
+                Ok(r)
+                    if r.status == 403
+                        && classify_status(r.status, r.retry_after) == Failure::Permanent =>
+                {
+                    skipped.push((s.diff.path.clone(), SkipReason::Unreadable));
+                    continue;
+                }
+                Err(NetError::TooLarge { .. }) => {
+                    skipped.push((s.diff.path.clone(), SkipReason::TooLarge));
+                    continue;
+                }
                 other => {
                     upstream(who, "a file's content", other)?;
                 }

@@ -23,6 +23,8 @@ use edgeplane_core::review::prompt::{self, Budget};
 use edgeplane_core::review::provider;
 use edgeplane_core::review::sealed::Field;
 use edgeplane_core::review::select::SkipReason;
+use edgeplane_core::review::status::ReviewStatus;
+use edgeplane_core::views::review::SkippedFile;
 use edgeplane_core::webhook::Platform;
 use edgeplane_core::ApiError;
 use edgeplane_runtime::clock::now_ms;
@@ -30,8 +32,8 @@ use edgeplane_runtime::{args, log, Db, Stmt};
 use serde::{Deserialize, Serialize};
 use worker::Env;
 
-use crate::jobs::{retry_base, Outcome, RETRY_CAP_SECONDS};
 use crate::net::{Net, NetError, Response};
+use crate::retry::{retry_base, Outcome, RETRY_CAP_SECONDS};
 use crate::secrets;
 use store::{Claim, ReviewRow};
 
@@ -78,6 +80,10 @@ pub fn upstream(who: &str, what: &str, r: Result<Response, NetError>) -> Result<
             }
         }
         Err(NetError::Egress(e)) => Err(Stop::Permanent(format!("{what}: egress refused ({e})"))),
+        // The same upstream will send the same body again: not worth a retry.
+        Err(NetError::TooLarge { limit }) => Err(Stop::Permanent(format!(
+            "{who}'s answer to {what} is larger than the {limit} bytes allowed"
+        ))),
         Err(e) => Err(Stop::Transient {
             reason: format!("{what}: {e}"),
             retry_after: None,
@@ -87,8 +93,8 @@ pub fn upstream(who: &str, what: &str, r: Result<Response, NetError>) -> Result<
 
 #[derive(Deserialize)]
 struct IntegrationRow {
-    platform: String,
-    deployment: String,
+    platform: Platform,
+    deployment: Deployment,
     api_base_url: String,
     llm_provider_id: Option<String>,
     access_token_sealed: Option<String>,
@@ -99,7 +105,7 @@ struct IntegrationRow {
 #[derive(Deserialize)]
 struct ProviderRow {
     id: String,
-    kind: String,
+    kind: ProviderKind,
     base_url: String,
     model: String,
     embedding_model: Option<String>,
@@ -183,7 +189,7 @@ pub struct Work {
     pub summary: String,
     pub findings: Vec<Finding>,
     pub anchors: Vec<Anchor>,
-    pub not_reviewed: Vec<(String, String)>,
+    pub not_reviewed: Vec<(String, SkipReason)>,
     pub dropped: usize,
 }
 
@@ -199,7 +205,16 @@ pub async fn run(env: &Env, org_id: &str, review_id: &str) -> Outcome {
     let now = now_ms();
     let row = match store::claim(&db, org_id, review_id, now).await {
         Ok(Claim::Claimed(r)) => *r,
-        Ok(Claim::Finished) | Ok(Claim::Missing) => return Outcome::Done,
+        Ok(Claim::Finished) => {
+            // A redelivery of a review that has ended: acknowledged, nothing redone. Logged so
+            // an operator (and the end-to-end suite) can see the message was handled.
+            log::info(
+                "review already finished; message acknowledged",
+                serde_json::json!({"review": review_id}),
+            );
+            return Outcome::Done;
+        }
+        Ok(Claim::Missing) => return Outcome::Done,
         Ok(Claim::Busy { retry_in_secs }) => {
             return Outcome::Retry {
                 delay_seconds: retry_in_secs,
@@ -246,10 +261,10 @@ async fn conclude(
         }
         Stop::Permanent(reason) => {
             log::warn("review failed", &format!("{id}: {reason}"));
-            finish_unsuccessful(db, org_id, id, "failed", None, Some(&reason)).await
+            finish_unsuccessful(db, org_id, id, ReviewStatus::Failed, None, Some(&reason)).await
         }
         Stop::Skip(reason) => {
-            finish_unsuccessful(db, org_id, id, "skipped", Some(reason), None).await
+            finish_unsuccessful(db, org_id, id, ReviewStatus::Skipped, Some(reason), None).await
         }
     };
     match result {
@@ -260,23 +275,26 @@ async fn conclude(
     }
 }
 
-/// Ends a review as failed or skipped; failures are audited.
+/// Ends a review as failed or skipped (an unfinished one only); failures are audited.
 pub async fn finish_unsuccessful(
     db: &Db,
     org_id: &str,
     id: &str,
-    status: &str,
+    status: ReviewStatus,
     reason: Option<&str>,
     error: Option<&str>,
 ) -> Result<(), ApiError> {
     let now = now_ms();
     let stmts = vec![Stmt::new(
-        "UPDATE reviews SET status = ?, status_reason = coalesce(?, status_reason), error = coalesce(?, error), \
-         finished_at_ms = ?, lease_until_ms = NULL, work_sealed = NULL \
-         WHERE id = ? AND status IN ('queued', 'fetching', 'indexing', 'reviewing', 'commenting')",
-        args![status, reason, error, now, id],
+        format!(
+            "UPDATE reviews SET status = ?, status_reason = coalesce(?, status_reason), \
+             error = coalesce(?, error), finished_at_ms = ?, lease_until_ms = NULL, \
+             work_sealed = NULL WHERE id = ? AND status IN {}",
+            ReviewStatus::UNFINISHED_SQL
+        ),
+        args![status.as_str(), reason, error, now, id],
     )];
-    let events = if status == "failed" {
+    let events = if status == ReviewStatus::Failed {
         vec![system_event(
             org_id,
             "review.failed",
@@ -334,16 +352,7 @@ async fn prepare(env: &Env, db: Db, row: ReviewRow) -> Result<Job, (Db, Stop)> {
     if integ.enabled == 0 {
         return Err((db, Stop::Skip("integration_disabled")));
     }
-    let (Some(platform), Some(deployment)) = (
-        Platform::parse(&integ.platform),
-        Deployment::parse(&integ.deployment),
-    ) else {
-        return Err((
-            db,
-            Stop::Permanent("the integration's platform is not recognised".into()),
-        ));
-    };
-    let api = PlatformApi::of(platform, deployment);
+    let api = PlatformApi::of(integ.platform, integ.deployment);
     let key = tri!(secrets::integration_key(env).map_err(|e| {
         log::error("config", &e);
         Stop::Transient {
@@ -382,9 +391,7 @@ async fn prepare(env: &Env, db: Db, row: ReviewRow) -> Result<Job, (Db, Stop)> {
     let api_key = tri!(secrets::open_api_key(&review_secret, &p.id, &p.api_key_sealed).ok_or_else(|| Stop::Permanent(
         "the provider's API key could not be opened (sealed to another review key?): set it again".into()
     )));
-    let kind =
-        tri!(ProviderKind::parse(&p.kind)
-            .ok_or_else(|| Stop::Permanent("unknown provider kind".into())));
+    let kind = p.kind;
     let mut policy = EgressPolicy::new(secrets::allow_loopback(env));
     policy.allow_base(&integ.api_base_url);
     policy.allow_base(&p.base_url);
@@ -416,7 +423,7 @@ async fn prepare(env: &Env, db: Db, row: ReviewRow) -> Result<Job, (Db, Stop)> {
 }
 
 async fn pipeline(job: &Job) -> Result<(), Stop> {
-    let resuming = job.row.status == "commenting" && job.row.work_sealed.is_some();
+    let resuming = job.row.status == ReviewStatus::Commenting && job.row.work_sealed.is_some();
     if resuming {
         let sealed = job.row.work_sealed.as_deref().unwrap_or_default();
         let work = edgeplane_core::review::sealed::decode(sealed)
@@ -428,17 +435,40 @@ async fn pipeline(job: &Job) -> Result<(), Stop> {
         return post::post(job, &work, true).await;
     }
     // A retry that stopped in an earlier phase starts over from fetching.
-    if job.row.status != "fetching"
-        && !store::advance(&job.db, &job.row.id, &job.row.status, "fetching", now_ms()).await?
+    if job.row.status != ReviewStatus::Fetching
+        && !store::advance(
+            &job.db,
+            &job.row.id,
+            job.row.status,
+            ReviewStatus::Fetching,
+            now_ms(),
+        )
+        .await?
     {
         return Err(Stop::Gone);
     }
     let fetched = fetch::fetch(job).await?;
-    if !store::advance(&job.db, &job.row.id, "fetching", "indexing", now_ms()).await? {
+    if !store::advance(
+        &job.db,
+        &job.row.id,
+        ReviewStatus::Fetching,
+        ReviewStatus::Indexing,
+        now_ms(),
+    )
+    .await?
+    {
         return Err(Stop::Gone);
     }
     let ctx = context::build(job, &fetched).await?;
-    if !store::advance(&job.db, &job.row.id, "indexing", "reviewing", now_ms()).await? {
+    if !store::advance(
+        &job.db,
+        &job.row.id,
+        ReviewStatus::Indexing,
+        ReviewStatus::Reviewing,
+        now_ms(),
+    )
+    .await?
+    {
         return Err(Stop::Gone);
     }
     let work = review(job, &fetched, &ctx).await?;
@@ -457,15 +487,11 @@ async fn review(job: &Job, f: &fetch::Fetched, ctx: &context::Context) -> Result
             max_input_tokens: job.provider.max_input_tokens,
         },
     );
-    let mut not_reviewed: Vec<(String, String)> = f
-        .skipped
-        .iter()
-        .map(|(path, r)| (path.clone(), r.as_str().to_owned()))
-        .collect();
+    let mut not_reviewed: Vec<(String, SkipReason)> = f.skipped.clone();
     not_reviewed.extend(
         p.omitted
             .iter()
-            .map(|path| (path.clone(), SkipReason::TokenBudget.as_str().to_owned())),
+            .map(|path| (path.clone(), SkipReason::TokenBudget)),
     );
     let included: Vec<&FileDiff> = files
         .iter()
@@ -539,13 +565,16 @@ async fn review(job: &Job, f: &fetch::Fetched, ctx: &context::Context) -> Result
         .map_err(|_| Stop::Permanent("could not encode the review".into()))?;
     let sealed =
         edgeplane_core::review::sealed::encode(&job.review_secret.seal_work(&job.row.id, &plain)?);
-    let skipped_json = serde_json::Value::Array(
-        work.not_reviewed
-            .iter()
-            .map(|(p, r)| serde_json::json!({"path": p, "reason": r}))
-            .collect(),
-    )
-    .to_string();
+    let skipped: Vec<SkippedFile> = work
+        .not_reviewed
+        .iter()
+        .map(|(path, reason)| SkippedFile {
+            path: path.clone(),
+            reason: *reason,
+        })
+        .collect();
+    let skipped_json = serde_json::to_string(&skipped)
+        .map_err(|_| Stop::Permanent("could not encode the skipped files".into()))?;
     let w = job
         .db
         .run_unaudited(
@@ -606,7 +635,7 @@ pub async fn dead_lettered(env: &Env, org_id: &str, review_id: &str) -> Outcome 
         &db,
         org_id,
         review_id,
-        "failed",
+        ReviewStatus::Failed,
         Some("retries_exhausted"),
         Some(&reason),
     )

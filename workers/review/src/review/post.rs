@@ -7,7 +7,7 @@ use edgeplane_core::review::config::PlatformApi;
 use edgeplane_core::review::findings::Finding;
 use edgeplane_core::review::platform::{parse_created_id, parse_existing_bodies};
 use edgeplane_core::review::render::{self, NotReviewed, Summary};
-use edgeplane_core::review::select::SkipReason;
+use edgeplane_core::review::status::{CommentState, ReviewStatus};
 use edgeplane_runtime::clock::now_ms;
 use edgeplane_runtime::{args, Stmt};
 use serde::Deserialize;
@@ -16,32 +16,13 @@ use super::{store, system_event, upstream, Job, Stop, Work};
 
 const REJECTED: &[u16] = &[400, 404, 409, 422];
 
-fn describe(reason: &str) -> &'static str {
-    const ALL: &[SkipReason] = &[
-        SkipReason::IgnoreFile,
-        SkipReason::Lockfile,
-        SkipReason::Vendored,
-        SkipReason::Generated,
-        SkipReason::Binary,
-        SkipReason::TooLarge,
-        SkipReason::Removed,
-        SkipReason::NoChanges,
-        SkipReason::TooManyFiles,
-        SkipReason::TokenBudget,
-    ];
-    ALL.iter()
-        .find(|r| r.as_str() == reason)
-        .map(|r| r.describe())
-        .unwrap_or("not reviewed")
-}
-
 fn summary_text(job: &Job, work: &Work, fallback: &[&Finding]) -> String {
     let nr: Vec<NotReviewed<'_>> = work
         .not_reviewed
         .iter()
         .map(|(p, r)| NotReviewed {
             path: p,
-            reason: describe(r),
+            reason: r.describe(),
         })
         .collect();
     render::summary(&Summary {
@@ -71,7 +52,7 @@ async fn already_posted(job: &Job) -> Result<bool, Stop> {
 #[derive(Deserialize)]
 struct Done {
     idx: i64,
-    state: String,
+    state: CommentState,
 }
 
 /// Inline comments earlier attempts already placed (or folded into the summary).
@@ -93,7 +74,10 @@ pub async fn post(job: &Job, work: &Work, resuming: bool) -> Result<(), Stop> {
     let who = job.platform_name();
     let (posted, fallback_count, platform_id) = if resuming && already_posted(job).await? {
         let rows = recorded_comments(job).await?;
-        let posted = rows.iter().filter(|d| d.state == "posted").count();
+        let posted = rows
+            .iter()
+            .filter(|d| d.state == CommentState::Posted)
+            .count();
         (posted, work.findings.len().saturating_sub(posted), None)
     } else if job.api == PlatformApi::GitHub {
         let bodies: Vec<String> = work.findings.iter().map(render::comment_body).collect();
@@ -126,10 +110,13 @@ pub async fn post(job: &Job, work: &Work, resuming: bool) -> Result<(), Stop> {
         let rows = recorded_comments(job).await?;
         let mut fallback_idx: Vec<usize> = rows
             .iter()
-            .filter(|d| d.state == "fallback")
+            .filter(|d| d.state == CommentState::Fallback)
             .map(|d| d.idx as usize)
             .collect();
-        let mut posted = rows.iter().filter(|d| d.state == "posted").count();
+        let mut posted = rows
+            .iter()
+            .filter(|d| d.state == CommentState::Posted)
+            .count();
         for (i, (f, at)) in work.findings.iter().zip(&work.anchors).enumerate() {
             if rows.iter().any(|d| d.idx as usize == i) {
                 continue;
@@ -138,8 +125,8 @@ pub async fn post(job: &Job, work: &Work, resuming: bool) -> Result<(), Stop> {
                 continue;
             };
             let (state, id) = match job.platform(&call).await {
-                Ok(r) if r.ok() => ("posted", parse_created_id(&r.body)),
-                Ok(r) if REJECTED.contains(&r.status) => ("fallback", None),
+                Ok(r) if r.ok() => (CommentState::Posted, parse_created_id(&r.body)),
+                Ok(r) if REJECTED.contains(&r.status) => (CommentState::Fallback, None),
                 other => {
                     upstream(who, "an inline comment", other)?;
                     continue;
@@ -149,10 +136,10 @@ pub async fn post(job: &Job, work: &Work, resuming: bool) -> Result<(), Stop> {
                 .run_unaudited(
                     "INSERT OR IGNORE INTO review_comments (review_id, idx, path, line, side, state, platform_comment_id, created_at_ms) \
                      VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    args![&job.row.id, i as i64, &f.path, i64::from(f.line), f.side.as_str(), state, id, now_ms()],
+                    args![&job.row.id, i as i64, &f.path, i64::from(f.line), f.side.as_str(), state.as_str(), id, now_ms()],
                 )
                 .await?;
-            if state == "posted" {
+            if state == CommentState::Posted {
                 posted += 1;
             } else {
                 fallback_idx.push(i);
@@ -186,8 +173,8 @@ async fn finish(
     let now = now_ms();
     let stmts = vec![
         Stmt::guard(
-            "EXISTS (SELECT 1 FROM reviews WHERE id = ? AND status = 'commenting')",
-            args![&job.row.id],
+            "EXISTS (SELECT 1 FROM reviews WHERE id = ? AND status = ?)",
+            args![&job.row.id, ReviewStatus::Commenting.as_str()],
             edgeplane_core::ApiError::conflict("the review is no longer being posted"),
         ),
         Stmt::new(

@@ -1,6 +1,7 @@
 //! The review row and its state transitions. Every transition is conditional on the state it
 //! leaves, so a superseded review (or a concurrent redelivery) finds 0 rows changed and stops.
 
+use edgeplane_core::review::status::ReviewStatus;
 use edgeplane_core::ApiError;
 use edgeplane_runtime::{args, Db};
 use serde::Deserialize;
@@ -18,7 +19,7 @@ pub struct ReviewRow {
     pub repo_name: String,
     pub pr_number: i64,
     pub head_sha: String,
-    pub status: String,
+    pub status: ReviewStatus,
     pub attempts: i64,
     pub work_sealed: Option<String>,
 }
@@ -40,7 +41,7 @@ pub enum Claim {
 
 #[derive(Deserialize)]
 struct StatusRow {
-    status: String,
+    status: ReviewStatus,
     lease_until_ms: Option<i64>,
 }
 
@@ -52,8 +53,9 @@ pub async fn claim(db: &Db, org_id: &str, review_id: &str, now: i64) -> Result<C
                  fetching_at_ms = CASE WHEN status = 'queued' THEN ? ELSE fetching_at_ms END, \
                  status = CASE WHEN status = 'queued' THEN 'fetching' ELSE status END \
                  WHERE id = ? AND org_id = ? AND (status = 'queued' OR \
-                 (status IN ('fetching', 'indexing', 'reviewing', 'commenting') AND coalesce(lease_until_ms, 0) < ?)) \
-                 RETURNING {COLUMNS}"
+                 (status IN {active} AND coalesce(lease_until_ms, 0) < ?)) \
+                 RETURNING {COLUMNS}",
+                active = ReviewStatus::ACTIVE_SQL
             ),
             args![now + LEASE_MS, now, review_id, org_id, now],
         )
@@ -69,7 +71,7 @@ pub async fn claim(db: &Db, org_id: &str, review_id: &str, now: i64) -> Result<C
         .await?;
     Ok(match s {
         None => Claim::Missing,
-        Some(s) if matches!(s.status.as_str(), "done" | "failed" | "skipped") => Claim::Finished,
+        Some(s) if s.status.is_finished() => Claim::Finished,
         Some(s) => Claim::Busy {
             retry_in_secs: ((s.lease_until_ms.unwrap_or(now) - now).max(0) / 1000 + 1).min(900)
                 as u32,
@@ -77,20 +79,21 @@ pub async fn claim(db: &Db, org_id: &str, review_id: &str, now: i64) -> Result<C
     })
 }
 
-/// Moves from `from` to `to`, stamping the phase start. False when the review left `from`
+/// Moves from `from` to the phase `to`, stamping its start. False when the review left `from`
 /// (superseded): the caller stops.
-pub async fn advance(db: &Db, id: &str, from: &str, to: &str, now: i64) -> Result<bool, ApiError> {
-    let column = match to {
-        "fetching" => "fetching_at_ms",
-        "indexing" => "indexing_at_ms",
-        "reviewing" => "reviewing_at_ms",
-        "commenting" => "commenting_at_ms",
-        _ => return Err(ApiError::internal()),
-    };
+pub async fn advance(
+    db: &Db,
+    id: &str,
+    from: ReviewStatus,
+    to: ReviewStatus,
+    now: i64,
+) -> Result<bool, ApiError> {
+    // Only the phases have a start column; an end state is never reached through here.
+    let column = to.started_column().ok_or_else(ApiError::internal)?;
     let w = db
         .run_unaudited(
             &format!("UPDATE reviews SET status = ?, {column} = ? WHERE id = ? AND status = ?"),
-            args![to, now, id, from],
+            args![to.as_str(), now, id, from.as_str()],
         )
         .await?;
     Ok(w.changes == 1)
@@ -99,8 +102,10 @@ pub async fn advance(db: &Db, id: &str, from: &str, to: &str, now: i64) -> Resul
 /// Gives the lease back so the queue's retry can claim the review again.
 pub async fn release(db: &Db, id: &str, error: &str) -> Result<(), ApiError> {
     db.run_unaudited(
-        "UPDATE reviews SET lease_until_ms = NULL, error = ? WHERE id = ? \
-         AND status IN ('fetching', 'indexing', 'reviewing', 'commenting')",
+        &format!(
+            "UPDATE reviews SET lease_until_ms = NULL, error = ? WHERE id = ? AND status IN {}",
+            ReviewStatus::ACTIVE_SQL
+        ),
         args![error, id],
     )
     .await
@@ -114,10 +119,5 @@ pub async fn is_active(db: &Db, id: &str) -> Result<bool, ApiError> {
             args![id],
         )
         .await?;
-    Ok(s.is_some_and(|s| {
-        matches!(
-            s.status.as_str(),
-            "fetching" | "indexing" | "reviewing" | "commenting"
-        )
-    }))
+    Ok(s.is_some_and(|s| s.status.is_active()))
 }

@@ -1,19 +1,17 @@
-//! Code review: integrations, BYOK LLM providers, webhook intake, review status.
-
-mod hook_secrets;
-mod hooks;
-mod integrations;
-mod providers;
-mod reviews;
-mod secrets;
-mod update;
+//! Code review: integrations, BYOK LLM providers, webhook intake, review status. Each handler
+//! parses (typed ids, the JSON body, the query), calls `service::review`, and answers its view.
 
 use edgeplane_core::auth::Action;
 use edgeplane_core::http::{BodyLimit, Method::*};
+use edgeplane_core::ids::{IntegrationId, ProviderId, ReviewId};
+use edgeplane_core::views::review::{
+    DeliveryList, IntegrationBody, IntegrationList, ProviderBody, ProviderList, ReviewBody,
+};
 use edgeplane_core::webhook::Platform;
 
 use super::{route, Access, Cx, Route, RouteId};
-use crate::http::respond::HttpResult;
+use crate::http::respond::{self, HttpResult};
+use crate::service::review::{intake, integrations, providers, reviews};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Id {
@@ -179,23 +177,88 @@ pub const ROUTES: &[Route] = &[
 
 pub async fn handle(id: Id, cx: &mut Cx<'_>) -> HttpResult {
     match id {
-        Id::CreateIntegration => integrations::create(cx).await,
-        Id::ListIntegrations => integrations::list(cx).await,
-        Id::GetIntegration => integrations::get(cx).await,
-        Id::UpdateIntegration => integrations::update(cx).await,
-        Id::DeleteIntegration => integrations::delete(cx).await,
-        Id::RotateWebhookSecret => integrations::rotate_webhook_secret(cx).await,
-        Id::ListDeliveries => integrations::deliveries(cx).await,
-        Id::CreateProvider => providers::create(cx).await,
-        Id::ListProviders => providers::list(cx).await,
-        Id::GetProvider => providers::get(cx).await,
-        Id::UpdateProvider => providers::update(cx).await,
-        Id::DeleteProvider => providers::delete(cx).await,
-        Id::ListReviews => reviews::list(cx).await,
-        Id::GetReview => reviews::get(cx).await,
-        Id::RequeueReview => reviews::requeue(cx).await,
-        Id::GitHubHook => hooks::receive(cx, Platform::GitHub).await,
-        Id::GitLabHook => hooks::receive(cx, Platform::GitLab).await,
-        Id::BitbucketHook => hooks::receive(cx, Platform::Bitbucket).await,
+        Id::CreateIntegration => {
+            let body = cx.json().await?;
+            let integration = integrations::create(cx, body).await?;
+            respond::created(&IntegrationBody { integration })
+        }
+        Id::ListIntegrations => respond::ok(&IntegrationList {
+            integrations: integrations::list(cx).await?,
+        }),
+        Id::GetIntegration => {
+            let id = cx.id::<IntegrationId>("integration")?;
+            let integration = integrations::get(cx, &id).await?;
+            respond::ok(&IntegrationBody { integration })
+        }
+        Id::UpdateIntegration => {
+            let id = cx.id::<IntegrationId>("integration")?;
+            let body = cx.json().await?;
+            let integration = integrations::update(cx, &id, body).await?;
+            respond::ok(&IntegrationBody { integration })
+        }
+        Id::DeleteIntegration => {
+            let id = cx.id::<IntegrationId>("integration")?;
+            integrations::delete(cx, &id).await?;
+            respond::no_content()
+        }
+        Id::RotateWebhookSecret => {
+            let id = cx.id::<IntegrationId>("integration")?;
+            let body = cx.json().await?;
+            let integration = integrations::rotate_webhook_secret(cx, &id, body).await?;
+            respond::ok(&IntegrationBody { integration })
+        }
+        Id::ListDeliveries => {
+            let id = cx.id::<IntegrationId>("integration")?;
+            let deliveries = integrations::deliveries(cx, &id).await?;
+            respond::ok(&DeliveryList { deliveries })
+        }
+        Id::CreateProvider => {
+            let body = cx.json().await?;
+            let llm_provider = providers::create(cx, body).await?;
+            respond::created(&ProviderBody { llm_provider })
+        }
+        Id::ListProviders => respond::ok(&ProviderList {
+            llm_providers: providers::list(cx).await?,
+        }),
+        Id::GetProvider => {
+            let id = cx.id::<ProviderId>("provider")?;
+            let llm_provider = providers::get(cx, &id).await?;
+            respond::ok(&ProviderBody { llm_provider })
+        }
+        Id::UpdateProvider => {
+            let id = cx.id::<ProviderId>("provider")?;
+            let body = cx.json().await?;
+            let llm_provider = providers::update(cx, &id, body).await?;
+            respond::ok(&ProviderBody { llm_provider })
+        }
+        Id::DeleteProvider => {
+            let id = cx.id::<ProviderId>("provider")?;
+            providers::delete(cx, &id).await?;
+            respond::no_content()
+        }
+        Id::ListReviews => {
+            let filter = reviews::ReviewFilter::from_query(cx.query()?)?;
+            respond::ok(&reviews::list(cx, &filter).await?)
+        }
+        Id::GetReview => {
+            let id = cx.id::<ReviewId>("review")?;
+            let review = reviews::get(cx, &id).await?;
+            respond::ok(&ReviewBody { review })
+        }
+        Id::RequeueReview => {
+            let id = cx.id::<ReviewId>("review")?;
+            let review = reviews::requeue(cx, &id).await?;
+            respond::json(202, &ReviewBody { review })
+        }
+        Id::GitHubHook => hook(cx, Platform::GitHub).await,
+        Id::GitLabHook => hook(cx, Platform::GitLab).await,
+        Id::BitbucketHook => hook(cx, Platform::Bitbucket).await,
     }
+}
+
+async fn hook(cx: &mut Cx<'_>, platform: Platform) -> HttpResult {
+    // Not `cx.id`: a junk segment is answered like an unknown integration, after verification.
+    let segment = cx.param("integration")?.to_owned();
+    let answer = intake::receive(cx, platform, &segment).await?;
+    respond::json(answer.status_code(), &answer)
 }

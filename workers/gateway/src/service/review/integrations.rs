@@ -1,162 +1,139 @@
 //! Integrations: an org's connection to a git platform. Tokens and secrets are write-only: they
 //! are sealed on the way in and the API only ever says whether each is present.
 
-use edgeplane_core::ids::{looks_like_id, new_id};
+use edgeplane_core::ids::{DeliveryRowId, IntegrationId, ProviderId, ReviewId};
 use edgeplane_core::review::config::{self, Deployment, PlatformApi};
 use edgeplane_core::review::sealed::Field;
 use edgeplane_core::time::rfc3339_millis;
-use edgeplane_core::webhook::Platform;
+use edgeplane_core::views::review::{DeliveryView, IntegrationView};
+use edgeplane_core::webhook::inbox::DeliveryOutcome;
+use edgeplane_core::webhook::{Platform, Slot};
 use edgeplane_core::{validate, ApiError};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use serde_json::json;
 
-use super::hook_secrets;
-use super::secrets;
 use super::update::Update;
+use super::{hook_secrets, nullable, secrets};
 use crate::http::ctx::now_ms;
-use crate::http::respond::{self, HttpResult};
 use crate::routes::Cx;
 use edgeplane_runtime::args;
 use edgeplane_runtime::db::{Stmt, Val};
 
-/// Distinguishes "field absent" (`None`) from "field set to null" (`Some(None)`).
-pub fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
-}
-
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CreateIntegration {
-    name: String,
-    platform: String,
-    #[serde(default)]
-    deployment: Option<String>,
-    #[serde(default)]
-    api_base_url: Option<String>,
-    access_token: String,
-    webhook_secret: String,
-    #[serde(default)]
-    signing_token: Option<String>,
-    #[serde(default)]
-    llm_provider_id: Option<String>,
-    #[serde(default)]
-    enabled: Option<bool>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct UpdateIntegration {
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    api_base_url: Option<String>,
-    #[serde(default)]
-    access_token: Option<String>,
-    #[serde(default, deserialize_with = "nullable")]
-    signing_token: Option<Option<String>>,
-    #[serde(default, deserialize_with = "nullable")]
-    llm_provider_id: Option<Option<String>>,
-    #[serde(default)]
-    enabled: Option<bool>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RotateSecret {
-    webhook_secret: String,
-    #[serde(default)]
-    overlap_seconds: Option<u32>,
-}
-
-#[derive(Deserialize)]
-pub struct IntegrationRow {
-    pub id: String,
-    pub platform: String,
-    pub deployment: String,
+pub struct CreateIntegration {
     pub name: String,
-    pub api_base_url: String,
-    pub llm_provider_id: Option<String>,
-    pub access_token_sealed: Option<String>,
-    pub webhook_secret_sealed: Option<String>,
-    pub previous_secret_sealed: Option<String>,
-    pub previous_secret_expires_at_ms: Option<i64>,
-    pub signing_token_sealed: Option<String>,
-    pub enabled: i64,
-    pub created_at_ms: i64,
-    pub updated_at_ms: i64,
-    pub secret_rotated_at_ms: Option<i64>,
+    pub platform: Platform,
+    #[serde(default)]
+    pub deployment: Option<Deployment>,
+    #[serde(default)]
+    pub api_base_url: Option<String>,
+    pub access_token: String,
+    pub webhook_secret: String,
+    #[serde(default)]
+    pub signing_token: Option<String>,
+    #[serde(default)]
+    pub llm_provider_id: Option<ProviderId>,
+    #[serde(default)]
+    pub enabled: Option<bool>,
 }
 
-pub const COLUMNS: &str = "id, platform, deployment, name, api_base_url, llm_provider_id, \
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateIntegration {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub api_base_url: Option<String>,
+    #[serde(default)]
+    pub access_token: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub signing_token: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub llm_provider_id: Option<Option<ProviderId>>,
+    #[serde(default)]
+    pub enabled: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotateSecret {
+    pub webhook_secret: String,
+    #[serde(default)]
+    pub overlap_seconds: Option<u32>,
+}
+
+#[derive(Deserialize)]
+struct IntegrationRow {
+    id: IntegrationId,
+    platform: Platform,
+    deployment: Deployment,
+    name: String,
+    api_base_url: String,
+    llm_provider_id: Option<ProviderId>,
+    access_token_sealed: Option<String>,
+    webhook_secret_sealed: Option<String>,
+    previous_secret_sealed: Option<String>,
+    previous_secret_expires_at_ms: Option<i64>,
+    signing_token_sealed: Option<String>,
+    enabled: i64,
+    created_at_ms: i64,
+    updated_at_ms: i64,
+    secret_rotated_at_ms: Option<i64>,
+}
+
+const COLUMNS: &str = "id, platform, deployment, name, api_base_url, llm_provider_id, \
     access_token_sealed, webhook_secret_sealed, previous_secret_sealed, \
     previous_secret_expires_at_ms, signing_token_sealed, enabled, created_at_ms, updated_at_ms, \
     secret_rotated_at_ms";
 
-fn view(cx: &Cx<'_>, r: &IntegrationRow, now: i64) -> serde_json::Value {
+fn view(cx: &Cx<'_>, r: IntegrationRow, now: i64) -> IntegrationView {
     let overlap = r.previous_secret_sealed.is_some()
         && r.previous_secret_expires_at_ms.is_some_and(|t| t > now);
-    json!({
-        "id": r.id,
-        "name": r.name,
-        "platform": r.platform,
-        "deployment": r.deployment,
-        "api_base_url": r.api_base_url,
-        "llm_provider_id": r.llm_provider_id,
-        "enabled": r.enabled != 0,
-        "webhook_url": format!("{}/hooks/{}/{}", cx.cfg.issuer, r.platform, r.id),
-        "has_access_token": r.access_token_sealed.is_some(),
-        "has_webhook_secret": r.webhook_secret_sealed.is_some(),
-        "has_signing_token": r.signing_token_sealed.is_some(),
-        "previous_webhook_secret_expires_at": if overlap { r.previous_secret_expires_at_ms.map(rfc3339_millis) } else { None },
-        "secret_rotated_at": r.secret_rotated_at_ms.map(rfc3339_millis),
-        "created_at": rfc3339_millis(r.created_at_ms),
-        "updated_at": rfc3339_millis(r.updated_at_ms),
-    })
-}
-
-fn integration_id(cx: &Cx<'_>) -> Result<String, ApiError> {
-    let id = cx.param("integration")?;
-    if looks_like_id(id, "int") {
-        Ok(id.to_owned())
-    } else {
-        Err(ApiError::not_found("integration"))
+    IntegrationView {
+        webhook_url: format!("{}/hooks/{}/{}", cx.cfg.issuer, r.platform.as_str(), r.id),
+        id: r.id,
+        name: r.name,
+        platform: r.platform,
+        deployment: r.deployment,
+        api_base_url: r.api_base_url,
+        llm_provider_id: r.llm_provider_id,
+        enabled: r.enabled != 0,
+        has_access_token: r.access_token_sealed.is_some(),
+        has_webhook_secret: r.webhook_secret_sealed.is_some(),
+        has_signing_token: r.signing_token_sealed.is_some(),
+        previous_webhook_secret_expires_at: r
+            .previous_secret_expires_at_ms
+            .filter(|_| overlap)
+            .map(rfc3339_millis),
+        secret_rotated_at: r.secret_rotated_at_ms.map(rfc3339_millis),
+        created_at: rfc3339_millis(r.created_at_ms),
+        updated_at: rfc3339_millis(r.updated_at_ms),
     }
 }
 
-pub async fn load(cx: &Cx<'_>, id: &str) -> Result<IntegrationRow, ApiError> {
+async fn load(cx: &Cx<'_>, id: &IntegrationId) -> Result<IntegrationRow, ApiError> {
     cx.db()
         .first(
             &format!("SELECT {COLUMNS} FROM integrations WHERE id = ? AND org_id = ? AND deleted_at_ms IS NULL"),
-            args![id, &cx.org()?.org_id],
+            args![id.as_str(), &cx.org()?.org_id],
         )
         .await?
         .ok_or_else(|| ApiError::not_found("integration"))
 }
 
-fn provider_guard(org_id: &str, provider_id: &str) -> Result<Stmt, ApiError> {
-    if !looks_like_id(provider_id, "llm") {
-        return Err(ApiError::validation(
-            "llm_provider_id does not name a provider of this organization",
-        ));
-    }
-    Ok(Stmt::guard(
+/// The named provider must be this org's, checked inside the write's own batch.
+fn provider_guard(org_id: &str, provider_id: &ProviderId) -> Stmt {
+    Stmt::guard(
         "EXISTS (SELECT 1 FROM llm_providers WHERE id = ? AND org_id = ?)",
-        args![provider_id, org_id],
+        args![provider_id.as_str(), org_id],
         ApiError::validation("llm_provider_id does not name a provider of this organization"),
-    ))
+    )
 }
 
-pub async fn create(cx: &mut Cx<'_>) -> HttpResult {
-    let body: CreateIntegration = cx.json().await?;
-    let platform = Platform::parse(&body.platform)
-        .ok_or_else(|| ApiError::validation("platform must be one of github, gitlab, bitbucket"))?;
-    let deployment = match body.deployment.as_deref() {
-        None => Deployment::Cloud,
-        Some(d) => Deployment::parse(d)
-            .ok_or_else(|| ApiError::validation("deployment must be cloud or datacenter"))?,
-    };
+pub async fn create(cx: &Cx<'_>, body: CreateIntegration) -> Result<IntegrationView, ApiError> {
+    let platform = body.platform;
+    let deployment = body.deployment.unwrap_or(Deployment::Cloud);
     let api = PlatformApi::of(platform, deployment);
     let loopback = secrets::allow_loopback(cx.env);
     let base = config::base_url(
@@ -179,27 +156,30 @@ pub async fn create(cx: &mut Cx<'_>) -> HttpResult {
     };
     let org_id = cx.org()?.org_id.clone();
     let now = now_ms();
-    let id = new_id("int", now)?;
+    let id = IntegrationId::generate(now)?;
     let key = secrets::integration_key(cx);
     let mut stmts = Vec::new();
     if let Some(p) = &body.llm_provider_id {
-        stmts.push(provider_guard(&org_id, p)?);
+        stmts.push(provider_guard(&org_id, p));
     }
     stmts.push(Stmt::new(
         "INSERT INTO integrations (id, org_id, platform, deployment, name, api_base_url, llm_provider_id, \
          access_token_sealed, webhook_secret_sealed, signing_token_sealed, enabled, created_by, created_at_ms, \
          updated_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         args![
-            &id,
+            id.as_str(),
             &org_id,
             platform.as_str(),
             deployment.as_str(),
             &name,
             &base,
-            body.llm_provider_id.clone(),
-            secrets::seal(&key, &id, Field::AccessToken, &token)?,
-            secrets::seal(&key, &id, Field::WebhookSecret, &hook_secret)?,
-            signing.as_deref().map(|s| secrets::seal(&key, &id, Field::SigningToken, s)).transpose()?,
+            body.llm_provider_id.as_ref().map(ProviderId::as_str),
+            secrets::seal(&key, id.as_str(), Field::AccessToken, &token)?,
+            secrets::seal(&key, id.as_str(), Field::WebhookSecret, &hook_secret)?,
+            signing
+                .as_deref()
+                .map(|s| secrets::seal(&key, id.as_str(), Field::SigningToken, s))
+                .transpose()?,
             body.enabled.unwrap_or(true),
             &cx.principal.id,
             now,
@@ -211,17 +191,16 @@ pub async fn create(cx: &mut Cx<'_>) -> HttpResult {
         Some(&org_id),
         "integration.created",
         "integration",
-        &id,
+        id.as_str(),
         json!({"name": name, "platform": platform.as_str(), "deployment": deployment.as_str(),
                "api_base_url": base, "llm_provider_id": body.llm_provider_id,
                "has_signing_token": signing.is_some()}),
     );
     cx.db().commit_audited(stmts, vec![event], now).await?;
-    let row = load(cx, &id).await?;
-    respond::created(&json!({"integration": view(cx, &row, now)}))
+    Ok(view(cx, load(cx, &id).await?, now))
 }
 
-pub async fn list(cx: &mut Cx<'_>) -> HttpResult {
+pub async fn list(cx: &Cx<'_>) -> Result<Vec<IntegrationView>, ApiError> {
     let rows: Vec<IntegrationRow> = cx
         .db()
         .all(
@@ -233,22 +212,21 @@ pub async fn list(cx: &mut Cx<'_>) -> HttpResult {
         )
         .await?;
     let now = now_ms();
-    let items: Vec<_> = rows.iter().map(|r| view(cx, r, now)).collect();
-    respond::ok(&json!({"integrations": items}))
+    Ok(rows.into_iter().map(|r| view(cx, r, now)).collect())
 }
 
-pub async fn get(cx: &mut Cx<'_>) -> HttpResult {
-    let row = load(cx, &integration_id(cx)?).await?;
-    respond::ok(&json!({"integration": view(cx, &row, now_ms())}))
+pub async fn get(cx: &Cx<'_>, id: &IntegrationId) -> Result<IntegrationView, ApiError> {
+    Ok(view(cx, load(cx, id).await?, now_ms()))
 }
 
-pub async fn update(cx: &mut Cx<'_>) -> HttpResult {
-    let id = integration_id(cx)?;
-    let body: UpdateIntegration = cx.json().await?;
-    let row = load(cx, &id).await?;
+pub async fn update(
+    cx: &Cx<'_>,
+    id: &IntegrationId,
+    body: UpdateIntegration,
+) -> Result<IntegrationView, ApiError> {
+    let row = load(cx, id).await?;
     let org_id = cx.org()?.org_id.clone();
-    let platform = Platform::parse(&row.platform).ok_or_else(ApiError::internal)?;
-    let deployment = Deployment::parse(&row.deployment).ok_or_else(ApiError::internal)?;
+    let (platform, deployment) = (row.platform, row.deployment);
     let key = secrets::integration_key(cx);
     let now = now_ms();
     let mut u = Update::default();
@@ -281,7 +259,7 @@ pub async fn update(cx: &mut Cx<'_>) -> HttpResult {
         u.set(
             "access_token",
             "access_token_sealed = ?",
-            vec![secrets::seal(&key, &id, Field::AccessToken, &t)?.into()],
+            vec![secrets::seal(&key, id.as_str(), Field::AccessToken, &t)?.into()],
         );
     }
     if let Some(s) = &body.signing_token {
@@ -293,7 +271,7 @@ pub async fn update(cx: &mut Cx<'_>) -> HttpResult {
         let sealed = match s {
             Some(s) => Val::from(secrets::seal(
                 &key,
-                &id,
+                id.as_str(),
                 Field::SigningToken,
                 &config::secret(s, "signing_token", 16)?,
             )?),
@@ -303,12 +281,12 @@ pub async fn update(cx: &mut Cx<'_>) -> HttpResult {
     }
     if let Some(p) = &body.llm_provider_id {
         if let Some(p) = p {
-            stmts.push(provider_guard(&org_id, p)?);
+            stmts.push(provider_guard(&org_id, p));
         }
         u.set(
             "llm_provider_id",
             "llm_provider_id = ?",
-            vec![p.clone().into()],
+            vec![p.as_ref().map(ProviderId::as_str).into()],
         );
     }
     if let Some(e) = body.enabled {
@@ -318,7 +296,7 @@ pub async fn update(cx: &mut Cx<'_>) -> HttpResult {
         "integrations",
         " AND deleted_at_ms IS NULL",
         now,
-        &id,
+        id.as_str(),
         &org_id,
     )?;
     stmts.push(stmt);
@@ -332,19 +310,17 @@ pub async fn update(cx: &mut Cx<'_>) -> HttpResult {
         Some(&org_id),
         action,
         "integration",
-        &id,
+        id.as_str(),
         json!({"changed": changed, "enabled": body.enabled, "name": body.name,
                "llm_provider_id": body.llm_provider_id, "api_base_url": body.api_base_url}),
     );
     cx.db().commit_audited(stmts, vec![event], now).await?;
-    hook_secrets::invalidate(&id);
-    let row = load(cx, &id).await?;
-    respond::ok(&json!({"integration": view(cx, &row, now)}))
+    hook_secrets::invalidate(id);
+    Ok(view(cx, load(cx, id).await?, now))
 }
 
-pub async fn delete(cx: &mut Cx<'_>) -> HttpResult {
-    let id = integration_id(cx)?;
-    let row = load(cx, &id).await?;
+pub async fn delete(cx: &Cx<'_>, id: &IntegrationId) -> Result<(), ApiError> {
+    let row = load(cx, id).await?;
     let org_id = cx.org()?.org_id.clone();
     let now = now_ms();
     // Soft delete keeps review history pointing somewhere; the secrets are destroyed now.
@@ -353,24 +329,26 @@ pub async fn delete(cx: &mut Cx<'_>) -> HttpResult {
          access_token_sealed = NULL, webhook_secret_sealed = NULL, previous_secret_sealed = NULL, \
          previous_secret_expires_at_ms = NULL, signing_token_sealed = NULL \
          WHERE id = ? AND org_id = ? AND deleted_at_ms IS NULL",
-        args![now, now, &id, &org_id],
+        args![now, now, id.as_str(), &org_id],
     )];
     let event = cx.rc.audit(
         &cx.principal,
         Some(&org_id),
         "integration.deleted",
         "integration",
-        &id,
+        id.as_str(),
         json!({"name": row.name, "platform": row.platform}),
     );
     cx.db().commit_audited(stmts, vec![event], now).await?;
-    hook_secrets::invalidate(&id);
-    respond::no_content()
+    hook_secrets::invalidate(id);
+    Ok(())
 }
 
-pub async fn rotate_webhook_secret(cx: &mut Cx<'_>) -> HttpResult {
-    let id = integration_id(cx)?;
-    let body: RotateSecret = cx.json().await?;
+pub async fn rotate_webhook_secret(
+    cx: &Cx<'_>,
+    id: &IntegrationId,
+    body: RotateSecret,
+) -> Result<IntegrationView, ApiError> {
     let secret = config::secret(&body.webhook_secret, "webhook_secret", 16)?;
     let overlap = body
         .overlap_seconds
@@ -381,7 +359,7 @@ pub async fn rotate_webhook_secret(cx: &mut Cx<'_>) -> HttpResult {
             config::MAX_OVERLAP_SECONDS
         )));
     }
-    let row = load(cx, &id).await?;
+    let row = load(cx, id).await?;
     let org_id = cx.org()?.org_id.clone();
     let key = secrets::integration_key(cx);
     let now = now_ms();
@@ -396,10 +374,10 @@ pub async fn rotate_webhook_secret(cx: &mut Cx<'_>) -> HttpResult {
             overlap,
             overlap,
             expires,
-            secrets::seal(&key, &id, Field::WebhookSecret, &secret)?,
+            secrets::seal(&key, id.as_str(), Field::WebhookSecret, &secret)?,
             now,
             now,
-            &id,
+            id.as_str(),
             &org_id
         ],
     )];
@@ -408,46 +386,49 @@ pub async fn rotate_webhook_secret(cx: &mut Cx<'_>) -> HttpResult {
         Some(&org_id),
         "integration.webhook_secret_rotated",
         "integration",
-        &id,
+        id.as_str(),
         json!({"overlap_seconds": overlap, "name": row.name}),
     );
     cx.db().commit_audited(stmts, vec![event], now).await?;
-    hook_secrets::invalidate(&id);
-    let row = load(cx, &id).await?;
-    respond::ok(&json!({"integration": view(cx, &row, now)}))
+    hook_secrets::invalidate(id);
+    Ok(view(cx, load(cx, id).await?, now))
 }
 
 #[derive(Deserialize)]
 struct DeliveryRow {
-    id: String,
+    id: DeliveryRowId,
     delivery_id: String,
     event: String,
-    outcome: String,
+    outcome: DeliveryOutcome,
     reason: Option<String>,
-    review_id: Option<String>,
-    secret_slot: String,
+    review_id: Option<ReviewId>,
+    secret_slot: Slot,
     received_at_ms: i64,
 }
 
-pub async fn deliveries(cx: &mut Cx<'_>) -> HttpResult {
-    let id = integration_id(cx)?;
-    load(cx, &id).await?;
+/// The integration's newest recorded deliveries (at most 100).
+pub async fn deliveries(cx: &Cx<'_>, id: &IntegrationId) -> Result<Vec<DeliveryView>, ApiError> {
+    load(cx, id).await?;
     let rows: Vec<DeliveryRow> = cx
         .db()
         .all(
             "SELECT id, delivery_id, event, outcome, reason, review_id, secret_slot, received_at_ms \
              FROM webhook_deliveries WHERE integration_id = ? AND org_id = ? \
              ORDER BY received_at_ms DESC, id DESC LIMIT 100",
-            args![&id, &cx.org()?.org_id],
+            args![id.as_str(), &cx.org()?.org_id],
         )
         .await?;
-    let items: Vec<_> = rows
+    Ok(rows
         .into_iter()
-        .map(|d| {
-            json!({"id": d.id, "delivery_id": d.delivery_id, "event": d.event, "outcome": d.outcome,
-                   "reason": d.reason, "review_id": d.review_id, "secret": d.secret_slot,
-                   "received_at": rfc3339_millis(d.received_at_ms)})
+        .map(|d| DeliveryView {
+            id: d.id,
+            delivery_id: d.delivery_id,
+            event: d.event,
+            outcome: d.outcome,
+            reason: d.reason,
+            review_id: d.review_id,
+            secret: d.secret_slot,
+            received_at: rfc3339_millis(d.received_at_ms),
         })
-        .collect();
-    respond::ok(&json!({"deliveries": items}))
+        .collect())
 }

@@ -2,73 +2,72 @@
 //! from then on no gateway code path can read it, and responses only say that one is set.
 //! Setting, rotating and deleting keys is audited (never with the key).
 
-use edgeplane_core::ids::{looks_like_id, new_id};
+use edgeplane_core::ids::ProviderId;
 use edgeplane_core::review::config::{self, ProviderKind};
 use edgeplane_core::review::sealed::{self, Field};
 use edgeplane_core::time::rfc3339_millis;
+use edgeplane_core::views::review::ProviderView;
 use edgeplane_core::{validate, ApiError};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::integrations::nullable;
-use super::secrets;
 use super::update::Update;
+use super::{nullable, secrets};
 use crate::http::ctx::now_ms;
-use crate::http::respond::{self, HttpResult};
 use crate::routes::Cx;
 use edgeplane_runtime::args;
 use edgeplane_runtime::db::Stmt;
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CreateProvider {
-    name: String,
-    kind: String,
+pub struct CreateProvider {
+    pub name: String,
+    pub kind: ProviderKind,
     #[serde(default)]
-    base_url: Option<String>,
-    model: String,
+    pub base_url: Option<String>,
+    pub model: String,
     #[serde(default)]
-    embedding_model: Option<String>,
-    api_key: String,
+    pub embedding_model: Option<String>,
+    pub api_key: String,
     #[serde(default)]
-    max_input_tokens: Option<u32>,
+    pub max_input_tokens: Option<u32>,
     #[serde(default)]
-    max_output_tokens: Option<u32>,
+    pub max_output_tokens: Option<u32>,
     #[serde(default)]
-    is_default: Option<bool>,
+    pub is_default: Option<bool>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct UpdateProvider {
+pub struct UpdateProvider {
     #[serde(default)]
-    name: Option<String>,
+    pub name: Option<String>,
     #[serde(default)]
-    base_url: Option<String>,
+    pub base_url: Option<String>,
     #[serde(default)]
-    model: Option<String>,
+    pub model: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
-    embedding_model: Option<Option<String>>,
+    pub embedding_model: Option<Option<String>>,
     #[serde(default)]
-    api_key: Option<String>,
+    pub api_key: Option<String>,
     #[serde(default)]
-    max_input_tokens: Option<u32>,
+    pub max_input_tokens: Option<u32>,
     #[serde(default)]
-    max_output_tokens: Option<u32>,
+    pub max_output_tokens: Option<u32>,
     #[serde(default)]
-    is_default: Option<bool>,
+    pub is_default: Option<bool>,
 }
 
 #[derive(Deserialize)]
 struct ProviderRow {
-    id: String,
+    id: ProviderId,
     name: String,
-    kind: String,
+    kind: ProviderKind,
     base_url: String,
     model: String,
     embedding_model: Option<String>,
-    max_input_tokens: i64,
-    max_output_tokens: i64,
+    max_input_tokens: u32,
+    max_output_tokens: u32,
     key_kid: String,
     is_default: i64,
     created_at_ms: i64,
@@ -79,39 +78,31 @@ struct ProviderRow {
 const COLUMNS: &str = "id, name, kind, base_url, model, embedding_model, max_input_tokens, \
     max_output_tokens, key_kid, is_default, created_at_ms, updated_at_ms, key_set_at_ms";
 
-fn view(r: &ProviderRow) -> serde_json::Value {
-    json!({
-        "id": r.id,
-        "name": r.name,
-        "kind": r.kind,
-        "base_url": r.base_url,
-        "model": r.model,
-        "embedding_model": r.embedding_model,
-        "max_input_tokens": r.max_input_tokens,
-        "max_output_tokens": r.max_output_tokens,
-        "is_default": r.is_default != 0,
-        "has_api_key": true,
-        "api_key_sealed_to": r.key_kid,
-        "api_key_set_at": rfc3339_millis(r.key_set_at_ms),
-        "created_at": rfc3339_millis(r.created_at_ms),
-        "updated_at": rfc3339_millis(r.updated_at_ms),
-    })
-}
-
-fn provider_id(cx: &Cx<'_>) -> Result<String, ApiError> {
-    let id = cx.param("provider")?;
-    if looks_like_id(id, "llm") {
-        Ok(id.to_owned())
-    } else {
-        Err(ApiError::not_found("LLM provider"))
+fn view(r: ProviderRow) -> ProviderView {
+    ProviderView {
+        id: r.id,
+        name: r.name,
+        kind: r.kind,
+        base_url: r.base_url,
+        model: r.model,
+        embedding_model: r.embedding_model,
+        max_input_tokens: r.max_input_tokens,
+        max_output_tokens: r.max_output_tokens,
+        is_default: r.is_default != 0,
+        // The key column is NOT NULL: a provider always has one.
+        has_api_key: true,
+        api_key_sealed_to: r.key_kid,
+        api_key_set_at: rfc3339_millis(r.key_set_at_ms),
+        created_at: rfc3339_millis(r.created_at_ms),
+        updated_at: rfc3339_millis(r.updated_at_ms),
     }
 }
 
-async fn load(cx: &Cx<'_>, id: &str) -> Result<ProviderRow, ApiError> {
+async fn load(cx: &Cx<'_>, id: &ProviderId) -> Result<ProviderRow, ApiError> {
     cx.db()
         .first(
             &format!("SELECT {COLUMNS} FROM llm_providers WHERE id = ? AND org_id = ?"),
-            args![id, &cx.org()?.org_id],
+            args![id.as_str(), &cx.org()?.org_id],
         )
         .await?
         .ok_or_else(|| ApiError::not_found("LLM provider"))
@@ -128,20 +119,17 @@ fn embedding_model(kind: ProviderKind, m: Option<&str>) -> Result<Option<String>
     }
 }
 
-fn seal_key(cx: &Cx<'_>, id: &str, api_key: &str) -> Result<(String, String), ApiError> {
+fn seal_key(cx: &Cx<'_>, id: &ProviderId, api_key: &str) -> Result<(String, String), ApiError> {
     let public = secrets::byok_public_key(cx.env)?;
     let key = config::secret(api_key, "api_key", 8)?;
     Ok((
-        sealed::encode(&public.seal(&sealed::aad(id, Field::ApiKey), key.as_bytes())?),
+        sealed::encode(&public.seal(&sealed::aad(id.as_str(), Field::ApiKey), key.as_bytes())?),
         public.kid(),
     ))
 }
 
-pub async fn create(cx: &mut Cx<'_>) -> HttpResult {
-    let body: CreateProvider = cx.json().await?;
-    let kind = ProviderKind::parse(&body.kind).ok_or_else(|| {
-        ApiError::validation("kind must be one of anthropic, openai, gemini, openai_compatible")
-    })?;
+pub async fn create(cx: &Cx<'_>, body: CreateProvider) -> Result<ProviderView, ApiError> {
+    let kind = body.kind;
     let name = validate::display_name(&body.name, "name")?;
     let base = config::base_url(
         body.base_url.as_deref(),
@@ -165,7 +153,7 @@ pub async fn create(cx: &mut Cx<'_>) -> HttpResult {
     )?;
     let org_id = cx.org()?.org_id.clone();
     let now = now_ms();
-    let id = new_id("llm", now)?;
+    let id = ProviderId::generate(now)?;
     let (sealed_key, kid) = seal_key(cx, &id, &body.api_key)?;
     let mut stmts = Vec::new();
     // The first provider of an org becomes its default; an explicit default takes over.
@@ -184,7 +172,7 @@ pub async fn create(cx: &mut Cx<'_>) -> HttpResult {
          CASE WHEN ? = 1 OR NOT EXISTS (SELECT 1 FROM llm_providers WHERE org_id = ? AND is_default = 1) THEN 1 ELSE 0 END, \
          ?, ?, ?, ?)",
         args![
-            &id, &org_id, &name, kind.as_str(), &base, &model, embedding.clone(), max_in, max_out,
+            id.as_str(), &org_id, &name, kind.as_str(), &base, &model, embedding.clone(), max_in, max_out,
             sealed_key, &kid, make_default, &org_id, &cx.principal.id, now, now, now
         ],
     ));
@@ -193,15 +181,15 @@ pub async fn create(cx: &mut Cx<'_>) -> HttpResult {
         Some(&org_id),
         "llm_provider.key_set",
         "llm_provider",
-        &id,
+        id.as_str(),
         json!({"name": name, "kind": kind.as_str(), "base_url": base, "model": model,
                "embedding_model": embedding, "sealed_to": kid}),
     );
     cx.db().commit_audited(stmts, vec![event], now).await?;
-    respond::created(&json!({"llm_provider": view(&load(cx, &id).await?)}))
+    Ok(view(load(cx, &id).await?))
 }
 
-pub async fn list(cx: &mut Cx<'_>) -> HttpResult {
+pub async fn list(cx: &Cx<'_>) -> Result<Vec<ProviderView>, ApiError> {
     let rows: Vec<ProviderRow> = cx
         .db()
         .all(
@@ -209,19 +197,20 @@ pub async fn list(cx: &mut Cx<'_>) -> HttpResult {
             args![&cx.org()?.org_id],
         )
         .await?;
-    respond::ok(&json!({"llm_providers": rows.iter().map(view).collect::<Vec<_>>()}))
+    Ok(rows.into_iter().map(view).collect())
 }
 
-pub async fn get(cx: &mut Cx<'_>) -> HttpResult {
-    let row = load(cx, &provider_id(cx)?).await?;
-    respond::ok(&json!({"llm_provider": view(&row)}))
+pub async fn get(cx: &Cx<'_>, id: &ProviderId) -> Result<ProviderView, ApiError> {
+    Ok(view(load(cx, id).await?))
 }
 
-pub async fn update(cx: &mut Cx<'_>) -> HttpResult {
-    let id = provider_id(cx)?;
-    let body: UpdateProvider = cx.json().await?;
-    let row = load(cx, &id).await?;
-    let kind = ProviderKind::parse(&row.kind).ok_or_else(ApiError::internal)?;
+pub async fn update(
+    cx: &Cx<'_>,
+    id: &ProviderId,
+    body: UpdateProvider,
+) -> Result<ProviderView, ApiError> {
+    let row = load(cx, id).await?;
+    let kind = row.kind;
     let org_id = cx.org()?.org_id.clone();
     let now = now_ms();
     let mut u = Update::default();
@@ -266,7 +255,7 @@ pub async fn update(cx: &mut Cx<'_>) -> HttpResult {
     }
     let mut kid = None;
     if let Some(k) = &body.api_key {
-        let (sealed_key, k) = seal_key(cx, &id, k)?;
+        let (sealed_key, k) = seal_key(cx, id, k)?;
         u.set(
             "api_key",
             "api_key_sealed = ?, key_kid = ?, key_set_at_ms = ?",
@@ -279,12 +268,12 @@ pub async fn update(cx: &mut Cx<'_>) -> HttpResult {
         if d {
             stmts.push(Stmt::new(
                 "UPDATE llm_providers SET is_default = 0 WHERE org_id = ? AND id <> ? AND is_default = 1",
-                args![&org_id, &id],
+                args![&org_id, id.as_str()],
             ));
         }
         u.set("is_default", "is_default = ?", vec![d.into()]);
     }
-    let (stmt, changed) = u.statement("llm_providers", "", now, &id, &org_id)?;
+    let (stmt, changed) = u.statement("llm_providers", "", now, id.as_str(), &org_id)?;
     stmts.push(stmt);
     let mut events = Vec::new();
     if kid.is_some() {
@@ -293,7 +282,7 @@ pub async fn update(cx: &mut Cx<'_>) -> HttpResult {
             Some(&org_id),
             "llm_provider.key_rotated",
             "llm_provider",
-            &id,
+            id.as_str(),
             json!({"name": row.name, "sealed_to": kid}),
         ));
     }
@@ -308,18 +297,17 @@ pub async fn update(cx: &mut Cx<'_>) -> HttpResult {
             Some(&org_id),
             "llm_provider.updated",
             "llm_provider",
-            &id,
+            id.as_str(),
             json!({"changed": other, "model": body.model, "base_url": body.base_url,
                    "embedding_model": body.embedding_model, "is_default": body.is_default}),
         ));
     }
     cx.db().commit_audited(stmts, events, now).await?;
-    respond::ok(&json!({"llm_provider": view(&load(cx, &id).await?)}))
+    Ok(view(load(cx, id).await?))
 }
 
-pub async fn delete(cx: &mut Cx<'_>) -> HttpResult {
-    let id = provider_id(cx)?;
-    let row = load(cx, &id).await?;
+pub async fn delete(cx: &Cx<'_>, id: &ProviderId) -> Result<(), ApiError> {
+    let row = load(cx, id).await?;
     let org_id = cx.org()?.org_id.clone();
     let now = now_ms();
     // The sealed key is destroyed with the row; integrations pinned to it fall back to the
@@ -327,18 +315,21 @@ pub async fn delete(cx: &mut Cx<'_>) -> HttpResult {
     let stmts = vec![
         Stmt::new(
             "UPDATE integrations SET llm_provider_id = NULL, updated_at_ms = ? WHERE org_id = ? AND llm_provider_id = ?",
-            args![now, &org_id, &id],
+            args![now, &org_id, id.as_str()],
         ),
-        Stmt::new("DELETE FROM llm_providers WHERE id = ? AND org_id = ?", args![&id, &org_id]),
+        Stmt::new(
+            "DELETE FROM llm_providers WHERE id = ? AND org_id = ?",
+            args![id.as_str(), &org_id],
+        ),
     ];
     let event = cx.rc.audit(
         &cx.principal,
         Some(&org_id),
         "llm_provider.key_deleted",
         "llm_provider",
-        &id,
+        id.as_str(),
         json!({"name": row.name, "kind": row.kind}),
     );
     cx.db().commit_audited(stmts, vec![event], now).await?;
-    respond::no_content()
+    Ok(())
 }
