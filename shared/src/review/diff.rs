@@ -162,32 +162,38 @@ pub fn parse_hunks(patch: &str) -> Result<Vec<Hunk>, DiffError> {
             None => (LineKind::Context, ""),
             _ => continue,
         };
+        // A hunk that claims to start near u32::MAX cannot hold more lines: refuse it rather
+        // than wrap (found by fuzzing: `@@ -1 +4294967295 @@` followed by two added lines).
+        let past_end = || DiffError("a hunk runs past the largest line number".into());
         let line = match kind {
             LineKind::Added => {
-                new += 1;
+                let at = new;
+                new = new.checked_add(1).ok_or_else(past_end)?;
                 DiffLine {
                     kind,
                     old: None,
-                    new: Some(new - 1),
+                    new: Some(at),
                     text: text.to_owned(),
                 }
             }
             LineKind::Removed => {
-                old += 1;
+                let at = old;
+                old = old.checked_add(1).ok_or_else(past_end)?;
                 DiffLine {
                     kind,
-                    old: Some(old - 1),
+                    old: Some(at),
                     new: None,
                     text: text.to_owned(),
                 }
             }
             LineKind::Context => {
-                old += 1;
-                new += 1;
+                let (at_old, at_new) = (old, new);
+                old = old.checked_add(1).ok_or_else(past_end)?;
+                new = new.checked_add(1).ok_or_else(past_end)?;
                 DiffLine {
                     kind,
-                    old: Some(old - 1),
-                    new: Some(new - 1),
+                    old: Some(at_old),
+                    new: Some(at_new),
                     text: text.to_owned(),
                 }
             }
@@ -353,5 +359,20 @@ diff --git a/old name.rs b/new name.rs\nsimilarity index 90%\nrename from old na
             (files[4].path.as_str(), files[4].old_path.as_deref()),
             ("new name.rs", Some("old name.rs"))
         );
+    }
+
+    /// Fuzzing found this (fuzz/findings/unified_diff-line-number-overflow): the line counter
+    /// wrapped past u32::MAX and panicked where overflow checks are on.
+    #[test]
+    fn a_hunk_past_the_largest_line_number_is_refused() {
+        let input = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../fuzz/findings/unified_diff-line-number-overflow"
+        ))
+        .unwrap();
+        assert!(parse_hunks(&input).is_err());
+        // The last representable line still parses.
+        let ok = parse_hunks("@@ -1 +4294967294 @@\n+a\n").unwrap();
+        assert_eq!(ok[0].lines[0].new, Some(4_294_967_294));
     }
 }

@@ -81,7 +81,10 @@ fn verify_standard_webhook(
         .get("webhook-signature")
         .ok_or(VerifyError::Missing)?;
     let ts: i64 = ts_raw.parse().map_err(|_| VerifyError::Malformed)?;
-    if (now_secs - ts).abs() > TOLERANCE_SECONDS {
+    // Checked arithmetic: a timestamp near i64::MIN or i64::MAX is simply stale (found by
+    // fuzzing: `now - ts` overflowed and panicked where overflow checks are on).
+    let skew = now_secs.checked_sub(ts).and_then(i64::checked_abs);
+    if skew.is_none_or(|s| s > TOLERANCE_SECONDS) {
         return Err(VerifyError::StaleTimestamp);
     }
     let mut msg = Vec::with_capacity(id.len() + ts_raw.len() + 2 + body.len());
@@ -161,6 +164,26 @@ mod tests {
             verify(&Headers::new(), body, &secrets(None), NOW).unwrap_err(),
             VerifyError::Missing
         );
+    }
+
+    /// Fuzzing found this (fuzz/findings/webhook-timestamp-overflow): a timestamp of i64::MIN
+    /// overflowed `now - ts`. It is stale, like any timestamp far from now.
+    #[test]
+    fn extreme_timestamps_are_stale_not_a_panic() {
+        let key = b"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let body = b"{}".to_vec();
+        for ts in [i64::MIN, i64::MAX, i64::MIN + 1] {
+            assert_eq!(
+                verify(
+                    &signed(&body, ts, key),
+                    body.clone(),
+                    &secrets(Some(key)),
+                    NOW
+                )
+                .unwrap_err(),
+                VerifyError::StaleTimestamp
+            );
+        }
     }
 
     #[test]
