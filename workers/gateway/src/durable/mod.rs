@@ -1,6 +1,7 @@
 //! Durable Object classes. Each is a thin wrapper: parse the internal request, call the pure
 //! logic in `edgeplane-core`, persist.
 
+pub mod audit_sequencer;
 pub mod rate_limiter;
 pub mod round_aggregator;
 pub mod round_coordinator;

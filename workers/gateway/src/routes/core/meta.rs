@@ -1,5 +1,6 @@
 //! Service metadata: liveness, deep health, version, OpenAPI, JWKS.
 
+use edgeplane_core::views::core::VersionView;
 use serde::{Deserialize, Serialize};
 use worker::Response;
 
@@ -108,13 +109,18 @@ pub fn version(cx: &Cx<'_>) -> HttpResult {
         .ok()
         .map(|v| v.to_string())
         .filter(|v| !v.is_empty());
-    respond::ok(&serde_json::json!({
-        "name": "edgeplane",
-        "version": env!("CARGO_PKG_VERSION"),
-        "api": "v1",
-        "git_sha": git_sha,
-        "environment": cx.cfg.environment,
-    }))
+    respond::ok(&VersionView {
+        name: "edgeplane".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        api: "v1".into(),
+        git_sha,
+        environment: cx.cfg.environment.clone(),
+    })
+}
+
+/// `GET /v1/audit/checkpoint-key`: the public key of audit checkpoints.
+pub fn checkpoint_key(cx: &Cx<'_>) -> HttpResult {
+    respond::ok(&crate::service::core::checkpoint_key(cx)?)
 }
 
 pub fn openapi() -> HttpResult {
