@@ -5,6 +5,50 @@ use serde::{Deserialize, Serialize};
 use crate::auth::{Role, Scopes};
 use crate::ids::{ApiKeyId, OrgId, ProbeId, UserId};
 
+/// `GET /livez`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LivezView {
+    pub status: String,
+}
+
+/// One dependency's health.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckView {
+    pub ok: bool,
+    /// What failed (never the underlying error).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthChecks {
+    pub d1: CheckView,
+    pub durable_object: CheckView,
+    pub r2: CheckView,
+    pub queue: CheckView,
+}
+
+impl HealthChecks {
+    pub fn all_ok(&self) -> bool {
+        [&self.d1, &self.durable_object, &self.r2, &self.queue]
+            .iter()
+            .all(|c| c.ok)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CronView {
+    pub last_run_finished_at_ms: Option<i64>,
+}
+
+/// `GET /healthz`: `ok`, or `degraded` (answered with 503) when any check fails.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthView {
+    pub status: String,
+    pub checks: HealthChecks,
+    pub cron: CronView,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VersionView {
     pub name: String,

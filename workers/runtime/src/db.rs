@@ -269,6 +269,65 @@ impl Backoff {
     }
 }
 
+/// The clock, randomness and sleep a retry loop uses: the runtime's in production, a fake clock
+/// in the native tests.
+pub trait RetryEnv {
+    fn now_ms(&self) -> i64;
+    fn random(&self) -> u32;
+    fn sleep(&self, ms: i64) -> impl std::future::Future<Output = ()>;
+}
+
+struct Runtime;
+
+impl RetryEnv for Runtime {
+    fn now_ms(&self) -> i64 {
+        clock::now_ms()
+    }
+
+    fn random(&self) -> u32 {
+        edgeplane_core::crypto::random_bytes::<4>()
+            .map(u32::from_le_bytes)
+            .unwrap_or(0)
+    }
+
+    fn sleep(&self, ms: i64) -> impl std::future::Future<Output = ()> {
+        worker::Delay::from(Duration::from_millis(ms.max(0) as u64))
+    }
+}
+
+/// Why one D1 call failed: before it ran (binding arguments), or with the runtime's message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Failure {
+    Prepare(DbError),
+    Call(String),
+}
+
+/// Calls `op` again while it fails with a busy database ([`DbError::classify`]) and the backoff
+/// allows another attempt before `deadline_ms`; returns the first other outcome, or the last
+/// busy failure. A busy call applied nothing, so repeating it is safe.
+pub async fn retry_busy<T, F, Fut, E: RetryEnv>(
+    env: &E,
+    deadline_ms: i64,
+    mut op: F,
+) -> Result<T, Failure>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Failure>>,
+{
+    let mut backoff = Backoff::until(deadline_ms);
+    loop {
+        match op().await {
+            Err(Failure::Call(msg)) if DbError::classify(&msg) == DbError::Busy => {
+                match backoff.next_delay(env.now_ms(), env.random()) {
+                    Some(ms) => env.sleep(ms).await,
+                    None => return Err(Failure::Call(msg)),
+                }
+            }
+            other => return other,
+        }
+    }
+}
+
 fn message_of(e: &worker::Error) -> String {
     match e {
         worker::Error::D1(d) => format!("{} {}", d.cause(), e),
@@ -355,34 +414,30 @@ impl Db {
         F: FnMut() -> Result<Fut, DbError>,
         Fut: std::future::Future<Output = worker::Result<T>>,
     {
-        let mut backoff = Backoff::until(self.deadline_ms);
-        loop {
-            let err = match op()?.await {
-                Ok(v) => return Ok(v),
-                Err(e) => e,
-            };
-            let msg = message_of(&err);
-            match DbError::classify(&msg) {
+        let result = retry_busy(&Runtime, self.deadline_ms, || {
+            let call = op();
+            async move {
+                match call {
+                    Ok(fut) => fut.await.map_err(|e| Failure::Call(message_of(&e))),
+                    Err(e) => Err(Failure::Prepare(e)),
+                }
+            }
+        })
+        .await;
+        match result {
+            Ok(v) => Ok(v),
+            Err(Failure::Prepare(e)) => Err(e),
+            Err(Failure::Call(msg)) => match DbError::classify(&msg) {
                 DbError::Busy => {
-                    let random = edgeplane_core::crypto::random_bytes::<4>()
-                        .map(u32::from_le_bytes)
-                        .unwrap_or(0);
-                    match backoff.next_delay(clock::now_ms(), random) {
-                        Some(ms) => {
-                            worker::Delay::from(Duration::from_millis(ms as u64)).await;
-                        }
-                        None => {
-                            log::warn(what, "database busy beyond the request's budget");
-                            return Err(DbError::Busy);
-                        }
-                    }
+                    log::warn(what, "database busy beyond the request's budget");
+                    Err(DbError::Busy)
                 }
                 DbError::Other => {
                     log::error(what, &msg);
-                    return Err(DbError::Other);
+                    Err(DbError::Other)
                 }
-                other => return Err(other),
-            }
+                other => Err(other),
+            },
         }
     }
 
@@ -585,6 +640,77 @@ mod tests {
         }
         // Past the deadline there is no retry at all.
         assert_eq!(Backoff::until(100).next_delay(100, 0), None);
+    }
+
+    /// A clock that the fake sleep advances; the futures are always ready.
+    struct FakeRuntime(std::cell::Cell<i64>);
+
+    impl RetryEnv for FakeRuntime {
+        fn now_ms(&self) -> i64 {
+            self.0.get()
+        }
+        fn random(&self) -> u32 {
+            12_345
+        }
+        fn sleep(&self, ms: i64) -> impl std::future::Future<Output = ()> {
+            self.0.set(self.0.get() + ms);
+            std::future::ready(())
+        }
+    }
+
+    fn run_now<F: std::future::Future>(f: F) -> F::Output {
+        let mut f = std::pin::pin!(f);
+        match f
+            .as_mut()
+            .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+        {
+            std::task::Poll::Ready(v) => v,
+            std::task::Poll::Pending => panic!("the fake runtime never waits"),
+        }
+    }
+
+    /// Issue 14: `SQLITE_BUSY` on a write was a bare 500 although the same request succeeded
+    /// when sent again. The call is now repeated, with backoff, until it succeeds.
+    #[test]
+    fn a_busy_database_is_retried_until_it_answers() {
+        let rt = FakeRuntime(std::cell::Cell::new(0));
+        let calls = std::cell::Cell::new(0);
+        let result = run_now(retry_busy(&rt, DEFAULT_BUDGET_MS, || {
+            calls.set(calls.get() + 1);
+            let n = calls.get();
+            async move {
+                if n < 4 {
+                    Err(Failure::Call(
+                        "D1_ERROR: SQLITE_BUSY: database is locked".into(),
+                    ))
+                } else {
+                    Ok(n)
+                }
+            }
+        }));
+        assert_eq!(result, Ok(4));
+        assert!(rt.now_ms() > 0, "it waited between attempts");
+    }
+
+    #[test]
+    fn busy_past_the_budget_and_other_failures_are_not_retried_forever() {
+        let rt = FakeRuntime(std::cell::Cell::new(0));
+        let calls = std::cell::Cell::new(0u32);
+        let busy = run_now(retry_busy(&rt, DEFAULT_BUDGET_MS, || {
+            calls.set(calls.get() + 1);
+            async { Err::<(), _>(Failure::Call("database is locked".into())) }
+        }));
+        assert_eq!(busy, Err(Failure::Call("database is locked".into())));
+        assert!(rt.now_ms() < DEFAULT_BUDGET_MS, "gave up within the budget");
+        assert!(calls.get() > 3);
+        // A constraint failure is an answer, not a reason to wait.
+        calls.set(0);
+        let unique = run_now(retry_busy(&rt, i64::MAX, || {
+            calls.set(calls.get() + 1);
+            async { Err::<(), _>(Failure::Call("UNIQUE constraint failed: orgs.slug".into())) }
+        }));
+        assert!(unique.is_err());
+        assert_eq!(calls.get(), 1);
     }
 
     #[test]
