@@ -44,7 +44,8 @@ CREATE TABLE api_keys (
 );
 CREATE INDEX api_keys_by_org ON api_keys (org_id, created_at_ms);
 
--- One hash chain per org (chain = org id, or '_platform'); (chain, seq) makes appends race-safe.
+-- One hash chain per org (chain = org id, or '_platform'). Only the chain's sequencer writes here;
+-- (chain, seq) and id make a second, racing sequencer fail as a whole.
 CREATE TABLE audit_events (
   id            TEXT PRIMARY KEY,
   chain         TEXT NOT NULL,
@@ -67,6 +68,38 @@ CREATE TABLE audit_events (
 CREATE INDEX audit_by_org_time ON audit_events (org_id, created_at_ms);
 CREATE INDEX audit_by_org_action ON audit_events (org_id, action);
 CREATE INDEX audit_by_org_actor ON audit_events (org_id, actor_id);
+
+-- Audit events committed in the same batch as their change, waiting for the chain's sequencer to
+-- place them (usually within milliseconds; cron sweeps what a missed poke left). No position is
+-- taken here, so concurrent writers never conflict. pending_id is the commit order.
+CREATE TABLE audit_pending (
+  pending_id    INTEGER PRIMARY KEY AUTOINCREMENT,
+  id            TEXT NOT NULL UNIQUE,
+  chain         TEXT NOT NULL,
+  org_id        TEXT,
+  actor_type    TEXT NOT NULL,
+  actor_id      TEXT NOT NULL,
+  action        TEXT NOT NULL,
+  resource_type TEXT NOT NULL,
+  resource_id   TEXT NOT NULL,
+  ip            TEXT,
+  user_agent    TEXT,
+  request_id    TEXT,
+  metadata      TEXT NOT NULL,
+  created_at_ms INTEGER NOT NULL
+);
+CREATE INDEX audit_pending_by_chain ON audit_pending (chain, pending_id);
+
+-- A signed checkpoint (C2SP signed note over origin, size, head hash) per sequencing batch, so
+-- verification catches a chain cut short or rewritten at its end.
+CREATE TABLE audit_checkpoints (
+  chain         TEXT NOT NULL,
+  size          INTEGER NOT NULL,
+  head_hash     TEXT NOT NULL,
+  note          TEXT NOT NULL,
+  created_at_ms INTEGER NOT NULL,
+  PRIMARY KEY (chain, size)
+);
 
 -- Guard rows live only inside a batch (inserted and deleted by it); the CHECK aborts the batch.
 CREATE TABLE batch_guards (

@@ -1,6 +1,27 @@
 //! Token buckets: the pure arithmetic behind the rate-limiter Durable Object.
 
+use std::net::{IpAddr, Ipv6Addr};
+
 use serde::{Deserialize, Serialize};
+
+/// What a per-address limit counts against: an IPv4 address itself, but an IPv6 address's /64.
+/// One subscriber is routinely given a whole /64 and can pick any address in it, so a limit per
+/// full IPv6 address would be a limit per request. An IPv4-mapped IPv6 address counts as its IPv4
+/// address. Text that is not an address (a missing or malformed header) is `None`: the caller
+/// puts all of those in one shared bucket rather than one per distinct string.
+pub fn address_bucket(ip: &str) -> Option<String> {
+    match ip.trim().parse::<IpAddr>().ok()? {
+        IpAddr::V4(v4) => Some(v4.to_string()),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => Some(v4.to_string()),
+            None => {
+                let s = v6.segments();
+                let net = Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
+                Some(format!("{net}/64"))
+            }
+        },
+    }
+}
 
 /// A limit: at most `capacity` in a burst, refilled at `capacity / window_seconds` per second.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -91,5 +112,27 @@ mod tests {
         let before = b.tokens;
         b.take(limit, 0, 0);
         assert!(b.tokens <= before);
+    }
+
+    #[test]
+    fn ipv6_counts_per_64_and_ipv4_per_address() {
+        let a = address_bucket("2001:db8:1:2:aaaa::1").unwrap();
+        assert_eq!(a, "2001:db8:1:2::/64");
+        // Rotating within the /64 lands in the same bucket; the next /64 does not.
+        assert_eq!(
+            address_bucket("2001:0db8:0001:0002:ffff:ffff:ffff:fffe").unwrap(),
+            a
+        );
+        assert_ne!(address_bucket("2001:db8:1:3::1").unwrap(), a);
+        assert_eq!(address_bucket("203.0.113.9").unwrap(), "203.0.113.9");
+        assert_ne!(
+            address_bucket("203.0.113.10"),
+            address_bucket("203.0.113.9")
+        );
+        assert_eq!(address_bucket("::ffff:203.0.113.9").unwrap(), "203.0.113.9");
+        assert_eq!(address_bucket(" 192.0.2.1 ").unwrap(), "192.0.2.1");
+        for junk in ["", "unknown", "2001:db8::1%eth0", "1.2.3", "[::1]"] {
+            assert_eq!(address_bucket(junk), None, "{junk}");
+        }
     }
 }

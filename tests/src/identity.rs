@@ -33,6 +33,12 @@ pub fn unique_ip() -> String {
     format!("10.{}.{}.{}", (n >> 16) % 256, (n >> 8) % 256, n % 256)
 }
 
+/// An IPv6 /64 no other test uses, as `prefix:` (append the interface identifier).
+pub fn unique_ipv6_prefix() -> String {
+    let n = unique();
+    format!("2001:db8:{:x}:{:x}:", (n >> 16) & 0xffff, n & 0xffff)
+}
+
 /// A signed-in person's session.
 #[derive(Debug, Clone)]
 pub struct Session {
@@ -503,11 +509,16 @@ print(json.dumps(rows))
     serde_json::from_slice::<Vec<Value>>(&out.stdout).expect("d1 rows")
 }
 
-/// Audit events with `action` about `resource_id`.
+/// Audit events with `action` about `resource_id`, placed in their chain or still waiting for
+/// the chain's sequencer (which places them right after their change commits), in order.
 pub fn audit_events(action: &str, resource_id: &str) -> Vec<Value> {
     d1(
         "SELECT chain, org_id, actor_type, actor_id, action, resource_type, resource_id, metadata, \
-         request_id FROM audit_events WHERE action = ? AND resource_id = ? ORDER BY seq",
+         request_id FROM (SELECT *, seq AS position FROM audit_events UNION ALL \
+         SELECT id, chain, NULL, org_id, actor_type, actor_id, action, resource_type, resource_id, \
+         ip, user_agent, request_id, metadata, created_at_ms, NULL, NULL, \
+         1000000000000 + pending_id AS position FROM audit_pending) \
+         WHERE action = ? AND resource_id = ? ORDER BY position",
         &[json!(action), json!(resource_id)],
     )
 }

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use e2e::identity::{create_org, new_user};
 use e2e::{org_path, stack, wait_for, Client};
 use serde_json::{json, Value};
 
@@ -386,4 +387,145 @@ fn people_endpoints_reject_bad_input() {
     owner
         .post(&org_path("/leave"), &json!({}))
         .expect_error(403, "forbidden");
+}
+
+/// Issue 16: enrolling a fleet is hundreds of audited writes in one org at once, and each one
+/// used to extend the org's hash chain inside its own batch: 200 writes 32 at a time got 95
+/// `503`s. A change and its audit event still land together, but placing the event in the
+/// chain no longer races other writers. API key creations (the gateway's one mutation path)
+/// and device bootstrap tokens (the federation routes') in one org, 32 at a time.
+#[test]
+fn two_hundred_concurrent_audited_writes_in_one_org_all_succeed_and_the_chain_verifies() {
+    let owner = new_user("fleet");
+    let org = create_org(&owner, "Fleet")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let c = owner.client();
+    let mut statuses = Vec::new();
+    for wave in 0..7 {
+        let handles: Vec<_> = (0..32)
+            .map(|n| wave * 32 + n)
+            .filter(|n| *n < 200)
+            .map(|n| {
+                let c = c.clone();
+                let org = org.clone();
+                std::thread::spawn(move || {
+                    let r = if n % 2 == 0 {
+                        c.post(
+                            &format!("/v1/orgs/{org}/api-keys"),
+                            &json!({"name": format!("fleet-{n}"), "scopes": ["devices:write"]}),
+                        )
+                    } else {
+                        c.post(
+                            &format!("/v1/orgs/{org}/devices/bootstrap-tokens"),
+                            &json!({"device_identifier": format!("fleet-device-{n}")}),
+                        )
+                    };
+                    (r.status, r.text)
+                })
+            })
+            .collect();
+        statuses.extend(handles.into_iter().map(|h| h.join().unwrap()));
+    }
+    assert_eq!(statuses.len(), 200);
+    let failed: Vec<_> = statuses.iter().filter(|(s, _)| *s != 201).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of 200 failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(3)]
+    );
+
+    // Every write's event is in the chain, once, and the chain verifies against its checkpoint.
+    let v = c
+        .get(&format!("/v1/orgs/{org}/audit-events/verify"))
+        .expect(200)
+        .json();
+    assert_eq!(v["report"]["valid"], true, "{v}");
+    let checked = v["report"]["events_checked"].as_u64().unwrap();
+    assert_eq!(checked, 201, "org.created and 200 writes: {v}");
+    assert_eq!(v["checkpoint"]["size"], 201);
+    assert_eq!(v["checkpoint"]["head_hash"], v["report"]["head_hash"]);
+    let keys = c
+        .get(&format!(
+            "/v1/orgs/{org}/audit-events?action=api_key.created&limit=200"
+        ))
+        .expect(200)
+        .json();
+    assert_eq!(keys["events"].as_array().unwrap().len(), 100);
+}
+
+/// A checkpoint served with an audit read is a C2SP signed note that verifies offline with the
+/// deployment's published key, and `verify` checks the chain against one handed back later.
+#[test]
+fn a_kept_checkpoint_verifies_offline_and_against_the_chain() {
+    use edgeplane_core::audit::checkpoint::NoteVerifier;
+    let owner = new_user("kept");
+    let org = create_org(&owner, "Kept")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let c = owner.client();
+    c.post(
+        &format!("/v1/orgs/{org}/api-keys"),
+        &json!({"name": "k", "scopes": ["org:read"]}),
+    )
+    .expect(201);
+    let page = c
+        .get(&format!("/v1/orgs/{org}/audit-events"))
+        .expect(200)
+        .json();
+    let kept = page["checkpoint"].clone();
+    assert_eq!(kept["size"], 2, "{page}");
+    assert_eq!(kept["head_hash"], page["events"][0]["hash"]);
+    let note = kept["note"].as_str().unwrap();
+
+    // Offline: from the published key alone (no call to the chain's routes).
+    let key = Client::anonymous()
+        .get("/v1/audit/checkpoint-key")
+        .expect(200)
+        .json();
+    assert_eq!(key["algorithm"], "ed25519");
+    let origin = format!("{}{org}", key["origin_prefix"].as_str().unwrap());
+    assert_eq!(kept["origin"], origin.as_str());
+    let v = NoteVerifier::from_published(&origin, key["public_key"].as_str().unwrap()).unwrap();
+    assert_eq!(v.to_string(), kept["verifier_key"].as_str().unwrap());
+    let cp = v.open(note).unwrap();
+    assert_eq!(cp.size, 2);
+    assert_eq!(cp.head_hash_hex(), kept["head_hash"].as_str().unwrap());
+    assert!(v.open(&note.replacen("\n2\n", "\n3\n", 1)).is_err());
+
+    // Later, after more events: the chain still extends the kept checkpoint.
+    c.post(
+        &format!("/v1/orgs/{org}/api-keys"),
+        &json!({"name": "k2", "scopes": ["org:read"]}),
+    )
+    .expect(201);
+    let later = c
+        .send(
+            c.request(
+                reqwest::Method::GET,
+                &format!("/v1/orgs/{org}/audit-events/verify"),
+            )
+            .query(&[("checkpoint", note)]),
+        )
+        .expect(200)
+        .json();
+    assert_eq!(later["report"]["valid"], true, "{later}");
+    assert_eq!(later["report"]["events_checked"], 3);
+    assert!(later["report"]["checkpoints_checked"].as_u64().unwrap() >= 2);
+    // Another chain's checkpoint is refused, not silently ignored.
+    let other = create_org(&owner, "Other")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    c.send(
+        c.request(
+            reqwest::Method::GET,
+            &format!("/v1/orgs/{other}/audit-events/verify"),
+        )
+        .query(&[("checkpoint", note)]),
+    )
+    .expect_error(422, "validation_failed");
 }

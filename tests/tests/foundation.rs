@@ -242,11 +242,39 @@ fn probes_of_another_org_or_junk_ids_are_404() {
 #[test]
 fn cron_runs_locally_and_is_visible_in_health() {
     let c = Client::anonymous();
+    let last_run =
+        || c.get("/healthz").expect(200).json()["cron"]["last_run_finished_at_ms"].as_i64();
+    let before = last_run().unwrap_or(0);
     let r = c.get("/__scheduled?cron=*/5+*+*+*+*");
     assert_eq!(r.status, 200, "{}", r.text);
-    let h = wait_for("cron run in healthz", Duration::from_secs(30), || {
-        let h = c.get("/healthz").expect(200).json();
-        h["cron"]["last_run_finished_at_ms"].as_i64().map(|_| h)
+    // This trigger's run, not an earlier one: the recorded finish moves past what it was.
+    let after = wait_for("this cron run in healthz", Duration::from_secs(30), || {
+        last_run().filter(|t| *t > before)
     });
-    assert!(h["cron"]["last_run_finished_at_ms"].as_i64().unwrap() > 0);
+    assert!(after > before);
+}
+
+/// Issue 13: workers-rs reads a method it does not know (QUERY, PROPFIND, …) as GET, so such a
+/// request on a GET route was answered with the GET body. A known path answers 405 to any
+/// method it does not serve; an unknown path stays 404.
+#[test]
+fn unknown_methods_are_405_on_known_paths_never_a_get() {
+    let c = Client::owner_key();
+    for path in [org_path("/members"), "/v1/version".to_owned()] {
+        for method in ["QUERY", "PROPFIND", "MKCOL", "LOCK", "SEARCH"] {
+            let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+            let r = c.send(c.request(m, &path));
+            assert_eq!(r.status, 405, "{method} {path}: {}", r.text);
+            assert_eq!(
+                r.json()["error"]["code"],
+                "method_not_allowed",
+                "{method} {path}"
+            );
+            assert!(r.text.contains("GET"), "{}", r.text);
+        }
+    }
+    let m = reqwest::Method::from_bytes(b"PROPFIND").unwrap();
+    assert_eq!(c.send(c.request(m, "/v1/no-such-thing")).status, 404);
+    // The methods a path does serve are unaffected.
+    c.get(&org_path("/members")).expect(200);
 }

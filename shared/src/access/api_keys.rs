@@ -60,15 +60,32 @@ pub fn rotated_expiry_ms(
 }
 
 /// Listing status of a key.
-pub fn status(revoked_at_ms: Option<i64>, expires_at_ms: Option<i64>, now_ms: i64) -> &'static str {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyStatus {
+    Active,
+    /// Works until its expiry (a rotated-out key in its overlap, or a key made with a lifetime).
+    ActiveUntilExpiry,
+    Expired,
+    Revoked,
+}
+
+impl KeyStatus {
+    /// Whether the key still authenticates.
+    pub fn is_active(self) -> bool {
+        matches!(self, KeyStatus::Active | KeyStatus::ActiveUntilExpiry)
+    }
+}
+
+pub fn status(revoked_at_ms: Option<i64>, expires_at_ms: Option<i64>, now_ms: i64) -> KeyStatus {
     if revoked_at_ms.is_some() {
-        "revoked"
+        KeyStatus::Revoked
     } else if expires_at_ms.is_some_and(|e| e <= now_ms) {
-        "expired"
+        KeyStatus::Expired
     } else if expires_at_ms.is_some() {
-        "active_until_expiry"
+        KeyStatus::ActiveUntilExpiry
     } else {
-        "active"
+        KeyStatus::Active
     }
 }
 
@@ -98,8 +115,13 @@ mod tests {
         assert_eq!(rotated_expiry_ms(0, Some(10), Some(5_000)).unwrap(), 5_000);
         assert_eq!(rotated_expiry_ms(0, Some(0), None).unwrap(), 0);
         assert!(rotated_expiry_ms(0, Some(MAX_OVERLAP_SECONDS + 1), None).is_err());
-        assert_eq!(status(None, Some(5), 10), "expired");
-        assert_eq!(status(Some(1), None, 10), "revoked");
-        assert_eq!(status(None, None, 10), "active");
+        assert_eq!(status(None, Some(5), 10), KeyStatus::Expired);
+        assert_eq!(status(Some(1), None, 10), KeyStatus::Revoked);
+        assert_eq!(status(None, None, 10), KeyStatus::Active);
+        assert_eq!(status(None, Some(50), 10), KeyStatus::ActiveUntilExpiry);
+        assert_eq!(
+            serde_json::to_string(&KeyStatus::ActiveUntilExpiry).unwrap(),
+            "\"active_until_expiry\""
+        );
     }
 }

@@ -47,7 +47,8 @@ pub fn message(to: &str, org_name: &str, role: &str, link: &str, ttl_hours: u32)
 }
 
 /// The state of an invitation row, decided in one place for listing and accepting.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum InvitationState {
     Pending,
     Accepted,

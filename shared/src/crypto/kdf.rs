@@ -19,6 +19,8 @@ pub enum KeyPurpose {
     UploadUrls,
     /// Deriving the PKCE verifier and nonce of a sign-in flow from its state.
     SignInFlows,
+    /// Signing audit-chain checkpoints (Ed25519; the public half is published).
+    AuditCheckpoints,
 }
 
 impl KeyPurpose {
@@ -31,6 +33,7 @@ impl KeyPurpose {
             KeyPurpose::LlmProviderKeys => "edgeplane/v1/aead/llm-provider-keys".into(),
             KeyPurpose::UploadUrls => "edgeplane/v1/hmac/upload-urls".into(),
             KeyPurpose::SignInFlows => "edgeplane/v1/hmac/sign-in-flows".into(),
+            KeyPurpose::AuditCheckpoints => "edgeplane/v1/audit-checkpoints/ed25519/1".into(),
         }
     }
 }

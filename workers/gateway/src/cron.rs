@@ -5,8 +5,10 @@ use edgeplane_core::ids::new_id;
 use serde_json::json;
 use worker::Env;
 
+use crate::audit;
 use crate::http::ctx::now_ms;
 use crate::http::log;
+use edgeplane_core::audit::sql as audit_sql;
 use edgeplane_runtime::args;
 use edgeplane_runtime::db::{Db, Stmt};
 
@@ -19,6 +21,23 @@ const SIGNIN_ARTIFACT_RETENTION_MS: i64 = 24 * 3600 * 1000;
 const DEAD_SESSION_RETENTION_MS: i64 = 30 * 24 * 3600 * 1000;
 /// The longest any session lives (CLI tokens: a year).
 const LONGEST_SESSION_MS: i64 = 365 * 24 * 3600 * 1000;
+
+/// Chains with events still waiting (a poke lost with its isolate, a write from the review
+/// worker, which has no sequencer binding) are sequenced here, at most this many per run.
+const AUDIT_CHAINS_PER_RUN: i64 = 100;
+
+async fn sequence_audit_chains(env: &Env, db: &Db) -> serde_json::Value {
+    let rows = match db
+        .rows(audit_sql::PENDING_CHAINS, args![AUDIT_CHAINS_PER_RUN])
+        .await
+    {
+        Ok(rows) => rows,
+        Err(_) => return json!({"error": true}),
+    };
+    let chains: Vec<String> = rows.iter().filter_map(|r| r.get(0).ok()).collect();
+    futures_util::future::join_all(chains.iter().map(|c| audit::sync(env, c))).await;
+    json!({"ok": true, "chains": chains.len()})
+}
 
 pub async fn run(env: &Env, cron: &str) {
     let Ok(db) = Db::from_env(env) else {
@@ -81,6 +100,10 @@ pub async fn run(env: &Env, cron: &str) {
         };
         tasks.insert(name.into(), outcome);
     }
+    tasks.insert(
+        "sequence_audit_chains".into(),
+        sequence_audit_chains(env, &db).await,
+    );
 
     let finished = now_ms();
     let record = db

@@ -4,6 +4,7 @@
 //! D1, Durable Objects, Queues and R2. See ARCHITECTURE.md for the request path.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod authn;
 pub mod clients;
 pub mod config;
@@ -18,6 +19,7 @@ pub mod storage;
 
 use worker::{event, Context, Env, Request, Response, ScheduleContext, ScheduledEvent};
 
+pub use durable::audit_sequencer::AuditSequencer;
 pub use durable::rate_limiter::RateLimiter;
 pub use durable::round_aggregator::RoundAggregator;
 pub use durable::round_coordinator::RoundCoordinator;

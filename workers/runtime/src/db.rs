@@ -1,85 +1,44 @@
-//! D1 access: plain-data statements, typed reads, and the audited atomic batch every mutation
-//! goes through.
+//! D1 access: plain-data statements, typed reads, the typed D1 error, and the audited batch every
+//! mutation goes through.
 //!
-//! Statements are data ([`Stmt`]) until executed, so a batch can be rebuilt and retried when the
-//! audit chain moved underneath it, and so guards can be evaluated again to explain a failure.
+//! - Statements are data ([`Stmt`]) until executed, so a batch can be retried and guards can be
+//!   evaluated again to explain a failure.
+//! - Every failure is classified once, here, into [`DbError`]; callers match variants, never
+//!   message text.
+//! - A busy database (`SQLITE_BUSY`, "database is locked", "overloaded") applied nothing, so the
+//!   call is retried with jittered exponential backoff while the request's budget lasts
+//!   ([`Backoff`]); only then does it become a 503 with `Retry-After`.
+//! - [`OrgBatch`] builds an org's writes with the org id bound in each statement, so a write can
+//!   never reach another org's rows because of something read earlier.
+//! - [`Db::commit`] applies a change and records its audit events in the same batch. The events
+//!   take no position in their chain there (see `edgeplane_core::audit::sequencer`), so
+//!   concurrent writers never conflict.
 
-use edgeplane_core::audit::{ChainHead, ChainedEvent, NewEvent};
+use std::time::Duration;
+
+use edgeplane_core::audit::sql::{self as audit_sql, Statement};
+use edgeplane_core::audit::NewEvent;
+use edgeplane_core::store::Row;
 use edgeplane_core::{ApiError, ErrorCode};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use wasm_bindgen::JsValue;
 use worker::{D1Database, D1PreparedStatement, Env};
 
-use crate::log;
+use crate::{clock, log};
 
-/// A bound value.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Val {
-    Null,
-    Int(i64),
-    Real(f64),
-    Text(String),
-    Blob(Vec<u8>),
-}
+/// A bound value: the one value type of `edgeplane-core`'s stores.
+pub use edgeplane_core::store::Value as Val;
 
-impl From<&str> for Val {
-    fn from(v: &str) -> Self {
-        Val::Text(v.to_owned())
-    }
-}
-impl From<String> for Val {
-    fn from(v: String) -> Self {
-        Val::Text(v)
-    }
-}
-impl From<&String> for Val {
-    fn from(v: &String) -> Self {
-        Val::Text(v.clone())
-    }
-}
-impl From<i64> for Val {
-    fn from(v: i64) -> Self {
-        Val::Int(v)
-    }
-}
-impl From<u32> for Val {
-    fn from(v: u32) -> Self {
-        Val::Int(v.into())
-    }
-}
-impl From<bool> for Val {
-    fn from(v: bool) -> Self {
-        Val::Int(v.into())
-    }
-}
-impl From<f64> for Val {
-    fn from(v: f64) -> Self {
-        Val::Real(v)
-    }
-}
-impl From<Vec<u8>> for Val {
-    fn from(v: Vec<u8>) -> Self {
-        Val::Blob(v)
-    }
-}
-impl<T: Into<Val>> From<Option<T>> for Val {
-    fn from(v: Option<T>) -> Self {
-        v.map(Into::into).unwrap_or(Val::Null)
-    }
-}
-
-impl Val {
-    fn to_js(&self) -> JsValue {
-        match self {
-            Val::Null => JsValue::NULL,
-            // D1 numbers are JS numbers; every integer we store (ms timestamps, counters) is far
-            // below 2^53.
-            Val::Int(i) => JsValue::from_f64(*i as f64),
-            Val::Real(f) => JsValue::from_f64(*f),
-            Val::Text(s) => JsValue::from_str(s),
-            Val::Blob(b) => js_sys::Uint8Array::from(b.as_slice()).into(),
-        }
+fn to_js(v: &Val) -> JsValue {
+    match v {
+        Val::Null => JsValue::NULL,
+        // D1 numbers are JS numbers; every integer we store (ms timestamps, counters) is far
+        // below 2^53.
+        Val::Int(i) => JsValue::from_f64(*i as f64),
+        Val::Real(f) => JsValue::from_f64(*f),
+        Val::Text(s) => JsValue::from_str(s),
+        Val::Blob(b) => js_sys::Uint8Array::from(b.as_slice()).into(),
     }
 }
 
@@ -120,6 +79,262 @@ impl Stmt {
     }
 }
 
+impl From<Statement> for Stmt {
+    fn from((sql, args): Statement) -> Self {
+        Stmt::new(sql, args)
+    }
+}
+
+/// The writes of one org's change. Each statement it builds names the org itself (`org_id` is
+/// the first column of an insert, and the first condition of an update or delete), so tenancy
+/// never rests on an earlier read: a stale or wrong id matches nothing in another org.
+#[derive(Debug, Clone)]
+pub struct OrgBatch {
+    org_id: String,
+    stmts: Vec<Stmt>,
+}
+
+impl OrgBatch {
+    pub fn new(org_id: &str) -> Self {
+        Self {
+            org_id: org_id.to_owned(),
+            stmts: Vec::new(),
+        }
+    }
+
+    pub fn org_id(&self) -> &str {
+        &self.org_id
+    }
+
+    /// `INSERT INTO table (org_id, columns…) VALUES (?, …)`.
+    pub fn insert(mut self, table: &str, columns: &[&str], values: Vec<Val>) -> Self {
+        let marks = vec!["?"; columns.len() + 1].join(", ");
+        let mut args = vec![Val::from(self.org_id.as_str())];
+        args.extend(values);
+        self.stmts.push(Stmt::new(
+            format!(
+                "INSERT INTO {table} (org_id, {}) VALUES ({marks})",
+                columns.join(", ")
+            ),
+            args,
+        ));
+        self
+    }
+
+    /// `UPDATE table SET set WHERE org_id = ? AND (filter)`; `args` bind `set`, then `filter`.
+    pub fn update(
+        mut self,
+        table: &str,
+        set: &str,
+        set_args: Vec<Val>,
+        filter: &str,
+        filter_args: Vec<Val>,
+    ) -> Self {
+        let mut args = set_args;
+        args.push(Val::from(self.org_id.as_str()));
+        args.extend(filter_args);
+        self.stmts.push(Stmt::new(
+            format!("UPDATE {table} SET {set} WHERE org_id = ? AND ({filter})"),
+            args,
+        ));
+        self
+    }
+
+    /// `DELETE FROM table WHERE org_id = ? AND (filter)`.
+    pub fn delete(mut self, table: &str, filter: &str, filter_args: Vec<Val>) -> Self {
+        let mut args = vec![Val::from(self.org_id.as_str())];
+        args.extend(filter_args);
+        self.stmts.push(Stmt::new(
+            format!("DELETE FROM {table} WHERE org_id = ? AND ({filter})"),
+            args,
+        ));
+        self
+    }
+
+    /// A guard ([`Stmt::guard`]). Guards only read; their conditions name the org themselves.
+    pub fn guard(mut self, condition: &str, args: Vec<Val>, error: ApiError) -> Self {
+        self.stmts.push(Stmt::guard(condition, args, error));
+        self
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.stmts.is_empty()
+    }
+
+    pub fn into_stmts(self) -> Vec<Stmt> {
+        self.stmts
+    }
+}
+
+/// Why a D1 call failed. Classified once ([`DbError::classify`]) from the runtime's message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DbError {
+    /// The database was busy (locked, overloaded) and applied nothing: retrying may succeed.
+    Busy,
+    /// A `UNIQUE` (or primary key) constraint of `table` failed; the batch was rolled back.
+    Unique { table: String },
+    /// A guard of the batch did not hold; nothing was applied. Carries the guard's own error.
+    Guard(ApiError),
+    /// Anything else (logged where it happened; never shown to a caller).
+    Other,
+}
+
+impl DbError {
+    /// The one place D1's error messages are read. A guard failure is reported by SQLite as the
+    /// `batch_guards` CHECK constraint; which guard failed is worked out afterwards.
+    pub fn classify(message: &str) -> Self {
+        if message.contains("SQLITE_BUSY")
+            || message.contains("database is locked")
+            || message.contains("is overloaded")
+        {
+            return DbError::Busy;
+        }
+        if let Some(rest) = message.split("UNIQUE constraint failed: ").nth(1) {
+            let table = rest
+                .split(['.', ':', ',', ' '])
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            return DbError::Unique { table };
+        }
+        if message.contains("CHECK constraint failed")
+            && (message.contains("ok = 1") || message.contains("batch_guards"))
+        {
+            return DbError::Guard(ApiError::conflict(
+                "the resource changed concurrently; retry the request",
+            ));
+        }
+        DbError::Other
+    }
+
+    pub fn is_unique_in(&self, name: &str) -> bool {
+        matches!(self, DbError::Unique { table } if table == name)
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(e: DbError) -> Self {
+        match e {
+            DbError::Busy => ApiError::new(
+                ErrorCode::Unavailable,
+                "the database is busy; retry the request",
+            )
+            .with_retry_after(1),
+            DbError::Unique { .. } => ApiError::new(
+                ErrorCode::AlreadyExists,
+                "a resource with these unique values already exists",
+            ),
+            DbError::Guard(err) => err,
+            DbError::Other => ApiError::internal(),
+        }
+    }
+}
+
+/// How long a request keeps retrying a busy database, from the moment its `Db` was made: well
+/// inside the platform's request limits, and long enough for the lock holder (another batch in
+/// the same database) to finish.
+pub const DEFAULT_BUDGET_MS: i64 = 4_000;
+
+/// Retry delays for a busy database: exponential from 10 ms, capped at 500 ms, with full jitter
+/// (so requests that collided once do not collide again in lockstep), and never past the
+/// deadline. Pure: the clock and the randomness are passed in.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    deadline_ms: i64,
+    attempt: u32,
+}
+
+impl Backoff {
+    const FIRST_MS: i64 = 10;
+    const CAP_MS: i64 = 500;
+
+    pub fn until(deadline_ms: i64) -> Self {
+        Self {
+            deadline_ms,
+            attempt: 0,
+        }
+    }
+
+    /// The delay before the next attempt, or `None` when the budget would run out. `random` is
+    /// any uniformly random number.
+    pub fn next_delay(&mut self, now_ms: i64, random: u32) -> Option<i64> {
+        let ceiling = (Self::FIRST_MS << self.attempt.min(16)).min(Self::CAP_MS);
+        // At least half the ceiling, so the retries really back off.
+        let delay = ceiling / 2 + i64::from(random) % (ceiling / 2 + 1);
+        if now_ms + delay >= self.deadline_ms {
+            return None;
+        }
+        self.attempt += 1;
+        Some(delay)
+    }
+}
+
+/// The clock, randomness and sleep a retry loop uses: the runtime's in production, a fake clock
+/// in the native tests.
+pub trait RetryEnv {
+    fn now_ms(&self) -> i64;
+    fn random(&self) -> u32;
+    fn sleep(&self, ms: i64) -> impl std::future::Future<Output = ()>;
+}
+
+struct Runtime;
+
+impl RetryEnv for Runtime {
+    fn now_ms(&self) -> i64 {
+        clock::now_ms()
+    }
+
+    fn random(&self) -> u32 {
+        edgeplane_core::crypto::random_bytes::<4>()
+            .map(u32::from_le_bytes)
+            .unwrap_or(0)
+    }
+
+    fn sleep(&self, ms: i64) -> impl std::future::Future<Output = ()> {
+        worker::Delay::from(Duration::from_millis(ms.max(0) as u64))
+    }
+}
+
+/// Why one D1 call failed: before it ran (binding arguments), or with the runtime's message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Failure {
+    Prepare(DbError),
+    Call(String),
+}
+
+/// Calls `op` again while it fails with a busy database ([`DbError::classify`]) and the backoff
+/// allows another attempt before `deadline_ms`; returns the first other outcome, or the last
+/// busy failure. A busy call applied nothing, so repeating it is safe.
+pub async fn retry_busy<T, F, Fut, E: RetryEnv>(
+    env: &E,
+    deadline_ms: i64,
+    mut op: F,
+) -> Result<T, Failure>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Failure>>,
+{
+    let mut backoff = Backoff::until(deadline_ms);
+    loop {
+        match op().await {
+            Err(Failure::Call(msg)) if DbError::classify(&msg) == DbError::Busy => {
+                match backoff.next_delay(env.now_ms(), env.random()) {
+                    Some(ms) => env.sleep(ms).await,
+                    None => return Err(Failure::Call(msg)),
+                }
+            }
+            other => return other,
+        }
+    }
+}
+
+fn message_of(e: &worker::Error) -> String {
+    match e {
+        worker::Error::D1(d) => format!("{} {}", d.cause(), e),
+        other => other.to_string(),
+    }
+}
+
 /// Summary of a write.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Written {
@@ -128,6 +343,7 @@ pub struct Written {
 
 pub struct Db {
     inner: D1Database,
+    deadline_ms: i64,
 }
 
 /// Maps a runtime failure to a generic 500, logging the detail (never shown to the caller).
@@ -144,27 +360,85 @@ impl<T> OrInternal<T> for worker::Result<T> {
     }
 }
 
-#[derive(Deserialize)]
-struct HeadRow {
-    seq: i64,
-    hash: String,
+fn changes_of(r: &worker::D1Result) -> u64 {
+    r.meta().ok().flatten().and_then(|m| m.changes).unwrap_or(0) as u64
 }
 
-const MAX_CHAIN_RETRIES: usize = 8;
+/// A D1 column value as the stores' value type. D1 hands numbers over as doubles and blobs as
+/// arrays of bytes.
+fn value_of(v: serde_json::Value) -> Option<Val> {
+    Some(match v {
+        serde_json::Value::Null => Val::Null,
+        serde_json::Value::Bool(b) => Val::Int(b.into()),
+        serde_json::Value::Number(n) => match n.as_i64() {
+            Some(i) => Val::Int(i),
+            None => Val::Real(n.as_f64()?),
+        },
+        serde_json::Value::String(s) => Val::Text(s),
+        serde_json::Value::Array(bytes) => Val::Blob(
+            bytes
+                .into_iter()
+                .map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok()))
+                .collect::<Option<Vec<u8>>>()?,
+        ),
+        serde_json::Value::Object(_) => return None,
+    })
+}
 
 impl Db {
     pub fn from_env(env: &Env) -> Result<Self, ApiError> {
         Ok(Self {
             inner: env.d1("DB").or_internal("d1 binding")?,
+            deadline_ms: clock::now_ms() + DEFAULT_BUDGET_MS,
         })
     }
 
-    fn prepare(&self, s: &Stmt) -> Result<D1PreparedStatement, ApiError> {
-        let args: Vec<JsValue> = s.args.iter().map(Val::to_js).collect();
-        self.inner
-            .prepare(&s.sql)
-            .bind(&args)
-            .or_internal("d1 bind")
+    /// Retries of a busy database stop at `deadline_ms` (epoch ms).
+    pub fn with_deadline(mut self, deadline_ms: i64) -> Self {
+        self.deadline_ms = deadline_ms;
+        self
+    }
+
+    fn prepare(&self, s: &Stmt) -> Result<D1PreparedStatement, DbError> {
+        let args: Vec<JsValue> = s.args.iter().map(to_js).collect();
+        self.inner.prepare(&s.sql).bind(&args).map_err(|e| {
+            log::error("d1 bind", &e.to_string());
+            DbError::Other
+        })
+    }
+
+    /// Runs `op` until it succeeds, fails for a reason other than a busy database, or the budget
+    /// runs out.
+    async fn retrying<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T, DbError>
+    where
+        F: FnMut() -> Result<Fut, DbError>,
+        Fut: std::future::Future<Output = worker::Result<T>>,
+    {
+        let result = retry_busy(&Runtime, self.deadline_ms, || {
+            let call = op();
+            async move {
+                match call {
+                    Ok(fut) => fut.await.map_err(|e| Failure::Call(message_of(&e))),
+                    Err(e) => Err(Failure::Prepare(e)),
+                }
+            }
+        })
+        .await;
+        match result {
+            Ok(v) => Ok(v),
+            Err(Failure::Prepare(e)) => Err(e),
+            Err(Failure::Call(msg)) => match DbError::classify(&msg) {
+                DbError::Busy => {
+                    log::warn(what, "database busy beyond the request's budget");
+                    Err(DbError::Busy)
+                }
+                DbError::Other => {
+                    log::error(what, &msg);
+                    Err(DbError::Other)
+                }
+                other => Err(other),
+            },
+        }
     }
 
     pub async fn first<T: DeserializeOwned>(
@@ -172,10 +446,10 @@ impl Db {
         sql: &str,
         args: Vec<Val>,
     ) -> Result<Option<T>, ApiError> {
-        self.prepare(&Stmt::new(sql, args))?
-            .first::<T>(None)
-            .await
-            .or_internal("d1 first")
+        let stmt = self.prepare(&Stmt::new(sql, args))?;
+        Ok(self
+            .retrying("d1 first", || Ok(stmt.first::<T>(None)))
+            .await?)
     }
 
     pub async fn all<T: DeserializeOwned>(
@@ -183,67 +457,62 @@ impl Db {
         sql: &str,
         args: Vec<Val>,
     ) -> Result<Vec<T>, ApiError> {
-        let res = self
-            .prepare(&Stmt::new(sql, args))?
-            .all()
-            .await
-            .or_internal("d1 all")?;
+        let stmt = self.prepare(&Stmt::new(sql, args))?;
+        let res = self.retrying("d1 all", || Ok(stmt.all())).await?;
         res.results::<T>().or_internal("d1 decode")
+    }
+
+    /// Rows as positional values, for the row decoders `edgeplane-core` shares with its tests.
+    pub async fn rows(&self, sql: &str, args: Vec<Val>) -> Result<Vec<Row>, DbError> {
+        let stmt = self.prepare(&Stmt::new(sql, args))?;
+        let raw: Vec<Vec<serde_json::Value>> = self
+            .retrying("d1 rows", || Ok(stmt.raw::<serde_json::Value>()))
+            .await?;
+        raw.into_iter()
+            .map(|cols| cols.into_iter().map(value_of).collect::<Option<Vec<_>>>())
+            .map(|r| r.map(Row).ok_or(DbError::Other))
+            .collect()
     }
 
     /// A single write that needs no audit record (bookkeeping such as `last_used_at`).
     pub async fn run_unaudited(&self, sql: &str, args: Vec<Val>) -> Result<Written, ApiError> {
-        let res = self
-            .prepare(&Stmt::new(sql, args))?
-            .run()
-            .await
-            .or_internal("d1 run")?;
+        let stmt = self.prepare(&Stmt::new(sql, args))?;
+        let res = self.retrying("d1 run", || Ok(stmt.run())).await?;
         Ok(Written {
-            changes: res
-                .meta()
-                .ok()
-                .flatten()
-                .and_then(|m| m.changes)
-                .unwrap_or(0) as u64,
+            changes: changes_of(&res),
         })
     }
 
     /// Several statements in one transaction with no audit record (for derived state).
     pub async fn batch_unaudited(&self, stmts: Vec<Stmt>) -> Result<(), ApiError> {
-        self.execute(stmts).await.map(|_| ())
+        self.execute(&stmts).await.map(|_| ()).map_err(Into::into)
     }
 
-    async fn execute(&self, stmts: Vec<Stmt>) -> Result<Vec<u64>, ApiError> {
+    /// Several statements in one transaction; the rows each changed.
+    pub async fn batch(&self, stmts: &[Stmt]) -> Result<Vec<u64>, DbError> {
+        self.execute(stmts).await
+    }
+
+    async fn execute(&self, stmts: &[Stmt]) -> Result<Vec<u64>, DbError> {
         let has_guards = stmts.iter().any(|s| s.guard.is_some());
-        let mut prepared = Vec::with_capacity(stmts.len() + 1);
-        for s in &stmts {
-            prepared.push(self.prepare(s)?);
-        }
-        if has_guards {
-            prepared.push(self.prepare(&Stmt::new("DELETE FROM batch_guards", vec![]))?);
-        }
-        match self.inner.batch(prepared).await {
-            Ok(results) => Ok(results
-                .iter()
-                .map(|r| r.meta().ok().flatten().and_then(|m| m.changes).unwrap_or(0) as u64)
-                .collect()),
-            Err(e) => {
-                let msg = e.to_string();
-                if msg.contains("CHECK constraint failed") && has_guards {
-                    return Err(self.explain_guard_failure(&stmts).await);
+        let result = self
+            .retrying("d1 batch", || {
+                let mut prepared = Vec::with_capacity(stmts.len() + 1);
+                for s in stmts {
+                    prepared.push(self.prepare(s)?);
                 }
-                if msg.contains("UNIQUE constraint failed: audit_events") {
-                    return Err(ApiError::new(ErrorCode::Conflict, "audit chain moved"));
+                if has_guards {
+                    prepared.push(self.prepare(&Stmt::new("DELETE FROM batch_guards", vec![]))?);
                 }
-                if msg.contains("UNIQUE constraint failed") {
-                    return Err(ApiError::new(
-                        ErrorCode::AlreadyExists,
-                        "a resource with these unique values already exists",
-                    ));
-                }
-                log::error("d1 batch", &msg);
-                Err(ApiError::internal())
+                Ok(self.inner.batch(prepared))
+            })
+            .await;
+        match result {
+            Ok(results) => Ok(results.iter().map(changes_of).collect()),
+            Err(DbError::Guard(_)) if has_guards => {
+                Err(DbError::Guard(self.explain_guard_failure(stmts).await))
             }
+            Err(e) => Err(e),
         }
     }
 
@@ -266,96 +535,213 @@ impl Db {
         ApiError::conflict("the resource changed concurrently; retry the request")
     }
 
-    async fn chain_head(&self, chain: &str) -> Result<ChainHead, ApiError> {
-        let row: Option<HeadRow> = self
-            .first(
-                "SELECT seq, hash FROM audit_events WHERE chain = ? ORDER BY seq DESC LIMIT 1",
-                args![chain],
-            )
-            .await?;
-        Ok(row
-            .map(|r| ChainHead {
-                seq: r.seq,
-                hash: r.hash,
-            })
-            .unwrap_or_else(ChainHead::genesis))
+    /// Applies `stmts` and records `events` in one D1 batch: all happen or none does. The
+    /// events wait in `audit_pending` for their chain's sequencer, which the caller pokes
+    /// afterwards (`Cx::commit` does); nothing here can conflict with a concurrent writer.
+    /// Returns the number of rows each of `stmts` changed.
+    pub async fn commit(
+        &self,
+        mut stmts: Vec<Stmt>,
+        events: Vec<NewEvent>,
+        now_ms: i64,
+    ) -> Result<Vec<u64>, DbError> {
+        let changed = stmts.len();
+        for event in events {
+            let id = edgeplane_core::ids::new_id("aud", now_ms).map_err(|_| DbError::Other)?;
+            stmts.push(audit_sql::insert_pending(&event.record(id, now_ms)).into());
+        }
+        let mut changes = self.execute(&stmts).await?;
+        changes.truncate(changed);
+        Ok(changes)
     }
 
-    /// Applies `stmts` and appends `events` to their audit chains in one D1 batch: all happen or
-    /// none does. If another writer extended a chain first (the `(chain, seq)` unique key rejects
-    /// the batch, and with it the change), the batch is rebuilt on the new head.
-    /// Returns the number of rows each statement changed.
+    /// [`Db::commit`] for callers that answer with an `ApiError` directly. Their events are
+    /// placed by the next poke of the chain's sequencer or, at the latest, by cron.
     pub async fn commit_audited(
         &self,
         stmts: Vec<Stmt>,
         events: Vec<NewEvent>,
         now_ms: i64,
     ) -> Result<Vec<u64>, ApiError> {
-        let mut ids = Vec::with_capacity(events.len());
-        for _ in &events {
-            ids.push(edgeplane_core::ids::new_id("aud", now_ms)?);
-        }
-        for _ in 0..MAX_CHAIN_RETRIES {
-            let mut heads: Vec<(String, ChainHead)> = Vec::new();
-            let mut all = stmts.clone();
-            for (event, id) in events.iter().zip(&ids) {
-                let head = match heads.iter().position(|(c, _)| *c == event.chain) {
-                    Some(i) => heads[i].1.clone(),
-                    None => self.chain_head(&event.chain).await?,
-                };
-                let placed: ChainedEvent = event.clone().chain_after(&head, id.clone(), now_ms);
-                let next = ChainHead {
-                    seq: placed.seq,
-                    hash: placed.hash.clone(),
-                };
-                match heads.iter().position(|(c, _)| *c == event.chain) {
-                    Some(i) => heads[i].1 = next,
-                    None => heads.push((event.chain.clone(), next)),
-                }
-                all.push(audit_insert(&placed));
-            }
-            match self.execute(all).await {
-                Ok(mut changes) => {
-                    changes.truncate(stmts.len());
-                    return Ok(changes);
-                }
-                Err(e) if e.code == ErrorCode::Conflict && e.message == "audit chain moved" => {
-                    continue
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        log::error("audit", "chain head contention did not settle");
-        Err(ApiError::new(
-            ErrorCode::Unavailable,
-            "too much concurrent activity; retry",
-        )
-        .with_retry_after(1))
+        Ok(self.commit(stmts, events, now_ms).await?)
     }
 }
 
-fn audit_insert(ev: &ChainedEvent) -> Stmt {
-    Stmt::new(
-        "INSERT INTO audit_events (id, chain, seq, org_id, actor_type, actor_id, action, \
-         resource_type, resource_id, ip, user_agent, request_id, metadata, created_at_ms, \
-         prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        args![
-            &ev.id,
-            &ev.chain,
-            ev.seq,
-            ev.org_id.clone(),
-            &ev.actor_type,
-            &ev.actor_id,
-            &ev.action,
-            &ev.resource_type,
-            &ev.resource_id,
-            ev.ip.clone(),
-            ev.user_agent.clone(),
-            ev.request_id.clone(),
-            &ev.metadata,
-            ev.created_at_ms,
-            &ev.prev_hash,
-            &ev.hash
-        ],
-    )
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn d1_messages_are_classified_once() {
+        for busy in [
+            "D1_ERROR: SQLITE_BUSY: database is locked",
+            "Error: database is locked",
+            "D1 DB is overloaded. Requests queued for too long.",
+        ] {
+            assert_eq!(DbError::classify(busy), DbError::Busy, "{busy}");
+        }
+        let unique =
+            DbError::classify("D1_ERROR: UNIQUE constraint failed: orgs.slug: SQLITE_CONSTRAINT");
+        assert_eq!(
+            unique,
+            DbError::Unique {
+                table: "orgs".into()
+            }
+        );
+        assert!(unique.is_unique_in("orgs"));
+        assert!(DbError::classify(
+            "UNIQUE constraint failed: audit_events.chain, audit_events.seq"
+        )
+        .is_unique_in("audit_events"));
+        assert!(matches!(
+            DbError::classify("D1_ERROR: CHECK constraint failed: ok = 1: SQLITE_CONSTRAINT"),
+            DbError::Guard(_)
+        ));
+        assert_eq!(DbError::classify("no such table: nope"), DbError::Other);
+        assert_eq!(
+            DbError::classify("CHECK constraint failed: role IN ('owner')"),
+            DbError::Other
+        );
+    }
+
+    /// A busy database is a retryable 503 with `Retry-After`, never a bare 500.
+    #[test]
+    fn busy_is_a_503_with_retry_after() {
+        let e = ApiError::from(DbError::classify("SQLITE_BUSY: database is locked"));
+        assert_eq!(e.status(), 503);
+        assert_eq!(e.retry_after, Some(1));
+        assert_eq!(ApiError::from(DbError::Other).status(), 500);
+        assert_eq!(
+            ApiError::from(DbError::Unique {
+                table: "orgs".into()
+            })
+            .status(),
+            409
+        );
+    }
+
+    #[test]
+    fn backoff_grows_jitters_and_stops_at_the_deadline() {
+        let mut b = Backoff::until(2_000);
+        let mut now = 0;
+        let mut delays = Vec::new();
+        while let Some(d) = b.next_delay(now, 7_919 * delays.len() as u32) {
+            delays.push(d);
+            now += d;
+        }
+        assert!(delays.len() >= 6, "{delays:?}");
+        assert!(now < 2_000);
+        for (n, d) in delays.iter().enumerate() {
+            let ceiling = (10i64 << n).min(500);
+            assert!(
+                (ceiling / 2..=ceiling).contains(d),
+                "attempt {n}: {d} of {ceiling}"
+            );
+        }
+        // Past the deadline there is no retry at all.
+        assert_eq!(Backoff::until(100).next_delay(100, 0), None);
+    }
+
+    /// A clock that the fake sleep advances; the futures are always ready.
+    struct FakeRuntime(std::cell::Cell<i64>);
+
+    impl RetryEnv for FakeRuntime {
+        fn now_ms(&self) -> i64 {
+            self.0.get()
+        }
+        fn random(&self) -> u32 {
+            12_345
+        }
+        fn sleep(&self, ms: i64) -> impl std::future::Future<Output = ()> {
+            self.0.set(self.0.get() + ms);
+            std::future::ready(())
+        }
+    }
+
+    fn run_now<F: std::future::Future>(f: F) -> F::Output {
+        let mut f = std::pin::pin!(f);
+        match f
+            .as_mut()
+            .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+        {
+            std::task::Poll::Ready(v) => v,
+            std::task::Poll::Pending => panic!("the fake runtime never waits"),
+        }
+    }
+
+    /// Issue 14: `SQLITE_BUSY` on a write was a bare 500 although the same request succeeded
+    /// when sent again. The call is now repeated, with backoff, until it succeeds.
+    #[test]
+    fn a_busy_database_is_retried_until_it_answers() {
+        let rt = FakeRuntime(std::cell::Cell::new(0));
+        let calls = std::cell::Cell::new(0);
+        let result = run_now(retry_busy(&rt, DEFAULT_BUDGET_MS, || {
+            calls.set(calls.get() + 1);
+            let n = calls.get();
+            async move {
+                if n < 4 {
+                    Err(Failure::Call(
+                        "D1_ERROR: SQLITE_BUSY: database is locked".into(),
+                    ))
+                } else {
+                    Ok(n)
+                }
+            }
+        }));
+        assert_eq!(result, Ok(4));
+        assert!(rt.now_ms() > 0, "it waited between attempts");
+    }
+
+    #[test]
+    fn busy_past_the_budget_and_other_failures_are_not_retried_forever() {
+        let rt = FakeRuntime(std::cell::Cell::new(0));
+        let calls = std::cell::Cell::new(0u32);
+        let busy = run_now(retry_busy(&rt, DEFAULT_BUDGET_MS, || {
+            calls.set(calls.get() + 1);
+            async { Err::<(), _>(Failure::Call("database is locked".into())) }
+        }));
+        assert_eq!(busy, Err(Failure::Call("database is locked".into())));
+        assert!(rt.now_ms() < DEFAULT_BUDGET_MS, "gave up within the budget");
+        assert!(calls.get() > 3);
+        // A constraint failure is an answer, not a reason to wait.
+        calls.set(0);
+        let unique = run_now(retry_busy(&rt, i64::MAX, || {
+            calls.set(calls.get() + 1);
+            async { Err::<(), _>(Failure::Call("UNIQUE constraint failed: orgs.slug".into())) }
+        }));
+        assert!(unique.is_err());
+        assert_eq!(calls.get(), 1);
+    }
+
+    #[test]
+    fn org_batches_bind_the_org_in_every_write() {
+        let b = OrgBatch::new("org_1")
+            .insert("api_keys", &["id", "name"], crate::args!["key_1", "ci"])
+            .update(
+                "api_keys",
+                "revoked_at_ms = ?",
+                crate::args![5i64],
+                "id = ?",
+                crate::args!["key_1"],
+            )
+            .delete("memberships", "user_id = ?", crate::args!["usr_1"])
+            .into_stmts();
+        assert_eq!(
+            b[0].sql,
+            "INSERT INTO api_keys (org_id, id, name) VALUES (?, ?, ?)"
+        );
+        assert_eq!(b[0].args[0], Val::from("org_1"));
+        assert_eq!(
+            b[1].sql,
+            "UPDATE api_keys SET revoked_at_ms = ? WHERE org_id = ? AND (id = ?)"
+        );
+        assert_eq!(
+            b[1].args,
+            vec![Val::Int(5), Val::from("org_1"), Val::from("key_1")]
+        );
+        assert_eq!(
+            b[2].sql,
+            "DELETE FROM memberships WHERE org_id = ? AND (user_id = ?)"
+        );
+    }
 }

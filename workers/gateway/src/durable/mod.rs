@@ -2,6 +2,7 @@
 //! `edgeplane-core` over the object's storage, persist. Nothing here imports `routes/`: objects
 //! reach R2 through `storage/` and each other through `clients/`.
 
+pub mod audit_sequencer;
 pub mod rate_limiter;
 pub mod round_aggregator;
 pub mod round_coordinator;

@@ -30,7 +30,8 @@ impl RequestCtx {
         Self {
             request_id: format!("req_{started_ms:012x}{rand}"),
             started_ms,
-            method: req.method().to_string(),
+            // The raw method: `req.method()` turns one workers-rs does not know into GET.
+            method: req.inner().method(),
             route: "unmatched",
             // Set by Cloudflare's edge; absent under a bare local runtime.
             ip: header(req, "cf-connecting-ip"),
@@ -40,7 +41,9 @@ impl RequestCtx {
         }
     }
 
-    /// An audit event attributed to `principal`, stamped with this request's facts.
+    /// An audit event attributed to `principal`, stamped with this request's facts. (The
+    /// routes that commit through `Cx::commit` describe events with `audit::Event` instead;
+    /// this form remains for callers of `Db::commit_audited`.)
     pub fn audit(
         &self,
         principal: &Principal,
@@ -50,15 +53,14 @@ impl RequestCtx {
         resource_id: &str,
         metadata: serde_json::Value,
     ) -> NewEvent {
-        let actor = if principal.is_anonymous() {
-            Actor::system("anonymous")
-        } else {
-            Actor {
-                kind: principal.kind.as_str().into(),
-                id: principal.id.clone(),
-            }
-        };
-        self.audit_as(actor, org_id, action, resource_type, resource_id, metadata)
+        self.audit_as(
+            Actor::of(principal),
+            org_id,
+            action,
+            resource_type,
+            resource_id,
+            metadata,
+        )
     }
 
     pub fn audit_as(

@@ -173,19 +173,38 @@ fn route_not_found() -> ApiError {
     ApiError::new(ErrorCode::RouteNotFound, "no route matches this path")
 }
 
+fn method_not_allowed(allowed: &[Method]) -> ApiError {
+    let names: Vec<&str> = allowed.iter().map(|m| m.as_str()).collect();
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        format!("this path answers only {}", names.join(", ")),
+    )
+}
+
+/// The methods `path` answers (empty: no route has this path).
+fn methods_of(path: &str) -> Vec<Method> {
+    use Method::*;
+    [Get, Post, Put, Patch, Delete, Head, Options]
+        .into_iter()
+        .filter(|m| matches!(find_route(*m, path), RouteMatch::Found(..)))
+        .collect()
+}
+
 pub async fn dispatch(req: Request, env: &Env, ctx: &Context, rc: &mut RequestCtx) -> HttpResult {
-    let method = Method::parse(req.method().as_ref())
-        .ok_or_else(|| ApiError::new(ErrorCode::MethodNotAllowed, "unsupported method"))?;
     let path = req.path();
+    // The method as sent: workers-rs maps a method it does not know (QUERY, PROPFIND, …) to
+    // GET, which would serve a GET route's answer to it.
+    let Some(method) = Method::parse(&rc.method) else {
+        let allowed = methods_of(&path);
+        return Err(if allowed.is_empty() {
+            route_not_found()
+        } else {
+            method_not_allowed(&allowed)
+        });
+    };
     let (route, params) = match find_route(method, &path) {
         RouteMatch::Found(r, p) => (r, p),
-        RouteMatch::MethodNotAllowed(allowed) => {
-            let names: Vec<&str> = allowed.iter().map(|m| m.as_str()).collect();
-            return Err(ApiError::new(
-                ErrorCode::MethodNotAllowed,
-                format!("this path answers only {}", names.join(", ")),
-            ));
-        }
+        RouteMatch::MethodNotAllowed(allowed) => return Err(method_not_allowed(&allowed)),
         RouteMatch::NotFound => return Err(route_not_found()),
     };
     rc.route = route.pattern;

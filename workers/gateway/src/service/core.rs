@@ -1,1 +1,236 @@
-//! Services of the core area.
+//! Services of the core area: first-run setup, organizations, queue probes, the audit key.
+
+use edgeplane_core::audit::checkpoint::origin;
+use edgeplane_core::audit::{Actor, AuditAction, Event, PLATFORM_CHAIN};
+use edgeplane_core::auth::credential::{mint, CredentialKind};
+use edgeplane_core::auth::{Role, Scopes};
+use edgeplane_core::ids::{ApiKeyId, OrgId, ProbeId, TypedId, UserId};
+use edgeplane_core::queue::ReviewQueueMessage;
+use edgeplane_core::time::rfc3339_millis;
+use edgeplane_core::views::core::{
+    AccessView, CheckpointKeyView, OrgView, OrgWithAccess, ProbeQueued, ProbeView, SetupKey,
+    SetupOrg, SetupOwner, SetupView,
+};
+use edgeplane_core::{ApiError, ErrorCode};
+use edgeplane_runtime::args;
+use edgeplane_runtime::db::{OrgBatch, Stmt};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::audit;
+use crate::http::ctx::now_ms;
+use crate::http::log;
+use crate::routes::Cx;
+use crate::service::access::api_keys::{insert_key, NewKeyRow};
+
+/// What first-run setup creates.
+pub struct SetupRequest {
+    pub org_name: String,
+    pub org_slug: String,
+    pub owner_email: String,
+}
+
+/// Creates the first organization, its owner and an owner API key, once: a guard in the batch
+/// refuses when any organization exists.
+pub async fn setup(cx: &Cx<'_>, req: SetupRequest) -> Result<SetupView, ApiError> {
+    let now = now_ms();
+    let org_id = OrgId::generate(now)?;
+    let user_id = UserId::generate(now)?;
+    let key_id = ApiKeyId::generate(now)?;
+    let key = mint(CredentialKind::ApiKey)?;
+    let scopes = Scopes::all();
+    let SetupRequest {
+        org_name: name,
+        org_slug: slug,
+        owner_email: email,
+    } = req;
+    // The org does not exist before this batch: its rows are written as the platform's.
+    let stmts = vec![
+        Stmt::guard(
+            "NOT EXISTS (SELECT 1 FROM orgs)",
+            args![],
+            ApiError::new(ErrorCode::Conflict, "this deployment is already set up"),
+        ),
+        Stmt::new(
+            "INSERT INTO users (id, email, display_name, created_at_ms) VALUES (?, ?, NULL, ?)",
+            args![user_id.as_str(), &email, now],
+        ),
+        Stmt::new(
+            "INSERT INTO orgs (id, slug, name, created_at_ms, created_by) VALUES (?, ?, ?, ?, ?)",
+            args![org_id.as_str(), &slug, &name, now, user_id.as_str()],
+        ),
+    ];
+    let org_writes = insert_key(
+        OrgBatch::new(org_id.as_str()).insert(
+            "memberships",
+            &["user_id", "role", "created_at_ms"],
+            args![user_id.as_str(), Role::Owner.as_str(), now],
+        ),
+        &NewKeyRow {
+            id: &key_id,
+            name: "setup owner key",
+            key: &key,
+            scopes,
+            created_by: Some(user_id.as_str()),
+            created_at_ms: now,
+            expires_at_ms: None,
+            rotated_from: None,
+        },
+    );
+    let mut all = stmts;
+    all.extend(org_writes.into_stmts());
+    let actor = Actor::system("setup");
+    let events = [
+        Event::new(AuditAction::OrgCreated, "org", org_id.as_str())
+            .by(actor.clone())
+            .in_org(org_id.as_str())
+            .meta(json!({"slug": slug, "name": name, "owner_user_id": user_id, "via": "setup"})),
+        Event::new(AuditAction::ApiKeyCreated, "api_key", key_id.as_str())
+            .by(actor)
+            .in_org(org_id.as_str())
+            .meta(json!({"name": "setup owner key", "scopes": scopes.names()})),
+    ];
+    cx.commit(all, events).await?;
+    Ok(SetupView {
+        org: SetupOrg {
+            id: org_id,
+            slug,
+            name,
+        },
+        owner: SetupOwner { id: user_id, email },
+        api_key: SetupKey {
+            id: key_id,
+            key: key.plaintext,
+            hint: key.hint,
+            scopes,
+        },
+    })
+}
+
+#[derive(Deserialize)]
+struct OrgRow {
+    id: String,
+    slug: String,
+    name: String,
+    created_at_ms: i64,
+}
+
+/// The org the request acts in, and the caller's standing there.
+pub async fn get_org(cx: &Cx<'_>) -> Result<OrgWithAccess, ApiError> {
+    let access = cx.org()?;
+    let row: OrgRow = cx
+        .db()
+        .first(
+            "SELECT id, slug, name, created_at_ms FROM orgs WHERE id = ? AND deleted_at_ms IS NULL",
+            args![&access.org_id],
+        )
+        .await?
+        .ok_or_else(|| ApiError::not_found("organization"))?;
+    Ok(OrgWithAccess {
+        org: OrgView {
+            id: OrgId::parse(&row.id).map_err(|_| ApiError::internal())?,
+            slug: row.slug,
+            name: row.name,
+            created_at: rfc3339_millis(row.created_at_ms),
+        },
+        access: AccessView {
+            role: access.role,
+            scopes: access.scopes,
+        },
+    })
+}
+
+/// More than the queue's `max_retries` can fail, which is the point: it proves dead-lettering.
+pub const MAX_FAIL_TIMES: u32 = 20;
+
+/// Sends a queue probe along the review jobs' path; it fails its first `fail_times` deliveries.
+pub async fn create_probe(cx: &Cx<'_>, fail_times: u32) -> Result<ProbeQueued, ApiError> {
+    if fail_times > MAX_FAIL_TIMES {
+        return Err(ApiError::validation(format!(
+            "fail_times must be at most {MAX_FAIL_TIMES}"
+        )));
+    }
+    let org_id = cx.org()?.org_id.clone();
+    let now = now_ms();
+    let id = ProbeId::generate(now)?;
+    let batch = OrgBatch::new(&org_id).insert(
+        "queue_probes",
+        &["id", "status", "fail_times", "attempts", "created_at_ms"],
+        args![id.as_str(), "queued", fail_times, 0i64, now],
+    );
+    let event = Event::new(AuditAction::QueueProbeCreated, "queue_probe", id.as_str())
+        .meta(json!({"fail_times": fail_times}));
+    cx.commit(batch, [event]).await?;
+
+    let msg = ReviewQueueMessage::Probe {
+        org_id: org_id.clone(),
+        probe_id: id.to_string(),
+    };
+    let sent = match cx.env.queue("REVIEW_QUEUE") {
+        Ok(q) => q.send(&msg).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = sent {
+        log::error("enqueue probe", &e.to_string());
+        let _ = cx
+            .db()
+            .run_unaudited(
+                "UPDATE queue_probes SET status = 'enqueue_failed' WHERE id = ? AND org_id = ?",
+                args![id.as_str(), &org_id],
+            )
+            .await;
+        return Err(
+            ApiError::new(ErrorCode::Unavailable, "the queue did not accept the job")
+                .with_retry_after(5),
+        );
+    }
+    Ok(ProbeQueued {
+        id,
+        status: "queued".into(),
+        fail_times,
+    })
+}
+
+#[derive(Deserialize)]
+struct ProbeRow {
+    id: String,
+    status: String,
+    fail_times: i64,
+    attempts: i64,
+    created_at_ms: i64,
+    processed_at_ms: Option<i64>,
+    last_error: Option<String>,
+}
+
+pub async fn get_probe(cx: &Cx<'_>, id: &ProbeId) -> Result<ProbeView, ApiError> {
+    let p: ProbeRow = cx
+        .db()
+        .first(
+            "SELECT id, status, fail_times, attempts, created_at_ms, processed_at_ms, last_error \
+             FROM queue_probes WHERE id = ? AND org_id = ?",
+            args![id.as_str(), &cx.org()?.org_id],
+        )
+        .await?
+        .ok_or_else(|| ApiError::not_found("queue probe"))?;
+    Ok(ProbeView {
+        id: ProbeId::parse(&p.id).map_err(|_| ApiError::internal())?,
+        status: p.status,
+        fail_times: p.fail_times,
+        attempts: p.attempts,
+        created_at: rfc3339_millis(p.created_at_ms),
+        processed_at: p.processed_at_ms.map(rfc3339_millis),
+        last_error: p.last_error,
+    })
+}
+
+/// The audit checkpoint key, published so checkpoints can be verified without this deployment.
+pub fn checkpoint_key(cx: &Cx<'_>) -> Result<CheckpointKeyView, ApiError> {
+    let signer = audit::signer(&cx.cfg.root);
+    let platform = audit::verifier(cx, PLATFORM_CHAIN)?;
+    Ok(CheckpointKeyView {
+        algorithm: "ed25519".into(),
+        public_key: signer.public_key_base64(),
+        origin_prefix: origin(&cx.cfg.issuer, ""),
+        platform_verifier_key: platform.to_string(),
+    })
+}

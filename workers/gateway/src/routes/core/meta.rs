@@ -1,6 +1,9 @@
 //! Service metadata: liveness, deep health, version, OpenAPI, JWKS.
 
-use serde::{Deserialize, Serialize};
+use edgeplane_core::views::core::{
+    CheckView, CronView, HealthChecks, HealthView, LivezView, VersionView,
+};
+use serde::Deserialize;
 use worker::Response;
 
 use crate::http::respond::{self, HttpResult};
@@ -12,28 +15,15 @@ pub const OPENAPI: &str = include_str!("../../../../../openapi.json");
 
 /// Shallow: the isolate runs and routes. For load balancers, and the benchmark floor.
 pub fn livez() -> HttpResult {
-    respond::ok(&serde_json::json!({"status": "ok"}))
+    respond::ok(&LivezView {
+        status: "ok".into(),
+    })
 }
 
-#[derive(Serialize)]
-struct Check {
-    ok: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    detail: Option<&'static str>,
-}
-
-impl Check {
-    fn from<T, E>(r: Result<T, E>, what: &'static str) -> Self {
-        match r {
-            Ok(_) => Check {
-                ok: true,
-                detail: None,
-            },
-            Err(_) => Check {
-                ok: false,
-                detail: Some(what),
-            },
-        }
+fn check<T, E>(r: Result<T, E>, what: &str) -> CheckView {
+    CheckView {
+        ok: r.is_ok(),
+        detail: r.is_err().then(|| what.to_owned()),
     }
 }
 
@@ -66,23 +56,22 @@ pub async fn healthz(cx: &mut Cx<'_>) -> HttpResult {
     };
     let queue = cx.env.queue("REVIEW_QUEUE").map(|_| ());
 
-    let checks = serde_json::json!({
-        "d1": Check::from(d1, "D1 query failed"),
-        "durable_object": Check::from(durable, "Durable Object did not answer"),
-        "r2": Check::from(r2, "R2 head failed"),
-        "queue": Check::from(queue, "queue binding missing"),
-    });
-    let all_ok = checks
-        .as_object()
-        .map(|o| o.values().all(|c| c["ok"] == true))
-        .unwrap_or(false);
+    let checks = HealthChecks {
+        d1: check(d1, "D1 query failed"),
+        durable_object: check(durable, "Durable Object did not answer"),
+        r2: check(r2, "R2 head failed"),
+        queue: check(queue, "queue binding missing"),
+    };
+    let all_ok = checks.all_ok();
     respond::json(
         if all_ok { 200 } else { 503 },
-        &serde_json::json!({
-            "status": if all_ok { "ok" } else { "degraded" },
-            "checks": checks,
-            "cron": { "last_run_finished_at_ms": last_cron },
-        }),
+        &HealthView {
+            status: if all_ok { "ok" } else { "degraded" }.into(),
+            checks,
+            cron: CronView {
+                last_run_finished_at_ms: last_cron,
+            },
+        },
     )
 }
 
@@ -108,13 +97,18 @@ pub fn version(cx: &Cx<'_>) -> HttpResult {
         .ok()
         .map(|v| v.to_string())
         .filter(|v| !v.is_empty());
-    respond::ok(&serde_json::json!({
-        "name": "edgeplane",
-        "version": env!("CARGO_PKG_VERSION"),
-        "api": "v1",
-        "git_sha": git_sha,
-        "environment": cx.cfg.environment,
-    }))
+    respond::ok(&VersionView {
+        name: "edgeplane".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        api: "v1".into(),
+        git_sha,
+        environment: cx.cfg.environment.clone(),
+    })
+}
+
+/// `GET /v1/audit/checkpoint-key`: the public key of audit checkpoints.
+pub fn checkpoint_key(cx: &Cx<'_>) -> HttpResult {
+    respond::ok(&crate::service::core::checkpoint_key(cx)?)
 }
 
 pub fn openapi() -> HttpResult {

@@ -3,14 +3,14 @@
 //! with `EMAIL_PROVIDER=outbox`); everywhere else the route answers 404 as if it did not exist.
 
 use edgeplane_core::time::rfc3339_millis;
+use edgeplane_core::views::identity::{OutboxMessage, OutboxView};
 use edgeplane_core::{validate, ApiError, ErrorCode};
 use edgeplane_runtime::args;
 use serde::Deserialize;
-use serde_json::json;
 
-use super::settings::{self, EmailSettings};
 use crate::http::respond::{self, HttpResult};
 use crate::routes::Cx;
+use crate::service::identity::settings::{self, EmailSettings};
 
 #[derive(Deserialize)]
 struct Mail {
@@ -38,12 +38,16 @@ pub async fn outbox(cx: &mut Cx<'_>) -> HttpResult {
             args![&to],
         )
         .await?;
-    let messages: Vec<_> = rows
+    let messages = rows
         .into_iter()
-        .map(|m| {
-            json!({"id": m.id, "to": to, "subject": m.subject, "text": m.text_body,
-                   "html": m.html_body, "created_at": rfc3339_millis(m.created_at_ms)})
+        .map(|m| OutboxMessage {
+            id: m.id,
+            to: to.clone(),
+            subject: m.subject,
+            text: m.text_body,
+            html: m.html_body,
+            created_at: rfc3339_millis(m.created_at_ms),
         })
         .collect();
-    respond::ok(&json!({ "messages": messages }))
+    respond::ok(&OutboxView { messages })
 }

@@ -4,17 +4,10 @@
 
 mod dev;
 mod device;
-mod issue;
-mod limits;
 mod magic;
-pub(crate) mod mailer;
 mod me;
-mod outbound;
 mod providers;
-mod refresh;
 mod sessions;
-pub(crate) mod settings;
-mod signin;
 
 use edgeplane_core::auth::{Action, Principal, PrincipalKind};
 use edgeplane_core::http::{BodyLimit, Method::*};
@@ -24,6 +17,7 @@ use serde::Deserialize;
 
 use super::{route, Access, Cx, Route, RouteId};
 use crate::http::respond::{self, HttpResult};
+use crate::service::identity::{issue, limits, refresh, signin};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Id {
@@ -225,13 +219,6 @@ async fn refresh_session(cx: &mut Cx<'_>) -> HttpResult {
     let body: RefreshBody = cx.json().await?;
     limits::per_ip(cx, "refresh", limits::REFRESH_PER_IP).await?;
     let r = refresh::rotate(cx, &body.refresh_token, SessionKind::Web).await?;
-    let user: signin::UserRow = cx
-        .db()
-        .first(
-            "SELECT id, email, display_name, disabled_at_ms FROM users WHERE id = ?",
-            edgeplane_runtime::args![&r.user_id],
-        )
-        .await?
-        .ok_or_else(ApiError::internal)?;
-    respond::ok(&issue::session_body(&r.issued, user.view()))
+    let user = signin::user_by_id(cx, &r.user_id).await?.view()?;
+    respond::ok(&issue::session_body(r.issued, user)?)
 }

@@ -1,128 +1,18 @@
-//! Sign-in through identity providers (OIDC, and GitHub's OAuth): authorization code + PKCE
-//! (S256) + state + nonce.
-//!
-//! `GET …/{provider}/start` records the flow (state hash, browser-binding hash; 10 minutes,
-//! single use), sets the binding cookie and redirects to the provider. The provider redirects
-//! back to `GET …/{provider}/callback`, which must come from the same browser (binding cookie:
-//! no login CSRF), spends the state, re-derives the verifier and nonce from it, exchanges the
-//! code, validates the ID token (or asks GitHub's API), and opens a session.
+//! Sign-in through identity providers: `GET /v1/auth/providers`, `…/{provider}/start` (302 to
+//! the provider, with the browser-binding cookie) and `…/{provider}/callback`.
 
-use std::cell::RefCell;
-use std::rc::Rc;
+use edgeplane_core::views::identity::ProviderRedirect;
+use edgeplane_core::ApiError;
+use worker::Response;
 
-use edgeplane_core::crypto::kdf::KeyPurpose;
-use edgeplane_core::crypto::{constant_time_eq, random_token, sha256_hex};
-use edgeplane_core::identity::cache::TtlCache;
-use edgeplane_core::identity::oidc::id_token::{self, Expectations, IdTokenError, Jwks};
-use edgeplane_core::identity::oidc::{
-    authorization_url, github_identity, token_request_form, Discovery, ExternalIdentity, Protocol,
-    ProviderConfig, TokenResponse,
-};
-use edgeplane_core::identity::pkce::{plausible_state, state_hash, FlowSecrets};
-use edgeplane_core::{ApiError, ErrorCode};
-use edgeplane_runtime::args;
-use edgeplane_runtime::db::Stmt;
-use serde::Deserialize;
-use serde_json::json;
-use worker::{Method, Response};
-
-use super::outbound::{self, Answer};
-use super::settings::{self, IdentitySettings};
-use super::{limits, signin};
-use crate::http::ctx::{now_ms, now_secs};
-use crate::http::log;
 use crate::http::respond::{self, HttpResult};
 use crate::routes::Cx;
+use crate::service::identity::providers::{self, Callback, FLOW_TTL_SECS};
 
-const FLOW_TTL_MS: i64 = 10 * 60 * 1000;
 const COOKIE: &str = "ep_signin";
-/// Provider metadata (discovery documents, JWKS) is kept per isolate this long.
-const METADATA_TTL_MS: i64 = 3_600_000;
 
-thread_local! {
-    static DISCOVERY: RefCell<TtlCache<Rc<Discovery>>> = RefCell::new(TtlCache::new(METADATA_TTL_MS, 64));
-    static JWKS: RefCell<TtlCache<Rc<Jwks>>> = RefCell::new(TtlCache::new(METADATA_TTL_MS, 64));
-}
-
-fn provider<'s>(s: &'s IdentitySettings, name: &str) -> Result<&'s ProviderConfig, ApiError> {
-    s.provider(name)
-        .ok_or_else(|| ApiError::not_found("sign-in provider"))
-}
-
-fn upstream(what: &str) -> ApiError {
-    log::error("sign-in provider", what);
-    ApiError::new(
-        ErrorCode::UpstreamFailed,
-        "the identity provider could not be reached or answered unexpectedly",
-    )
-}
-
-async fn get(url: &str, bearer: Option<&str>) -> Result<Answer, ApiError> {
-    let auth = bearer.map(|t| format!("Bearer {t}"));
-    let mut headers = vec![("accept", "application/json"), ("user-agent", "edgeplane")];
-    if let Some(a) = auth.as_deref() {
-        headers.push(("authorization", a));
-    }
-    outbound::call(Method::Get, url, &headers, None)
-        .await
-        .map_err(|_| upstream("unreachable"))
-}
-
-async fn discovery(p: &ProviderConfig, s: &IdentitySettings) -> Result<Rc<Discovery>, ApiError> {
-    let Protocol::Oidc {
-        issuer,
-        discovery_url,
-    } = &p.protocol
-    else {
-        return Err(ApiError::internal());
-    };
-    if let Some(d) = DISCOVERY.with(|c| c.borrow().get(&p.name, now_ms())) {
-        return Ok(d);
-    }
-    let a = get(discovery_url, None).await?;
-    if !a.ok() {
-        return Err(upstream(&format!("discovery answered HTTP {}", a.status)));
-    }
-    let d = Rc::new(Discovery::parse(&a.body, issuer, s.allow_loopback).map_err(|e| upstream(&e))?);
-    DISCOVERY.with(|c| c.borrow_mut().put(&p.name, d.clone(), now_ms()));
-    Ok(d)
-}
-
-async fn jwks(p: &ProviderConfig, uri: &str, fresh: bool) -> Result<Rc<Jwks>, ApiError> {
-    if !fresh {
-        if let Some(k) = JWKS.with(|c| c.borrow().get(&p.name, now_ms())) {
-            return Ok(k);
-        }
-    }
-    let a = get(uri, None).await?;
-    if !a.ok() {
-        return Err(upstream(&format!("JWKS answered HTTP {}", a.status)));
-    }
-    let k = Rc::new(Jwks::parse(&a.body).map_err(|_| upstream("JWKS is not valid"))?);
-    JWKS.with(|c| c.borrow_mut().put(&p.name, k.clone(), now_ms()));
-    Ok(k)
-}
-
-fn redirect_uri(cx: &Cx<'_>, name: &str) -> String {
-    format!("{}/v1/auth/providers/{name}/callback", cx.cfg.issuer)
-}
-
-fn flow_key(cx: &Cx<'_>) -> [u8; 32] {
-    cx.cfg.root.derive(KeyPurpose::SignInFlows)
-}
-
-/// `GET /v1/auth/providers`: what a sign-in page offers.
 pub async fn list(cx: &mut Cx<'_>) -> HttpResult {
-    let s = settings::load(cx.env, &cx.cfg);
-    let providers: Vec<_> = s
-        .providers
-        .iter()
-        .map(|p| {
-            json!({"name": p.name, "display_name": p.display_name, "preset": p.preset.as_str(),
-                   "start_url": format!("{}/v1/auth/providers/{}/start", cx.cfg.issuer, p.name)})
-        })
-        .collect();
-    respond::ok(&json!({ "providers": providers }))
+    respond::ok(&providers::list(cx))
 }
 
 fn query(cx: &Cx<'_>, name: &str) -> Result<Option<String>, ApiError> {
@@ -146,76 +36,6 @@ fn cookie_attrs(cx: &Cx<'_>, max_age: i64) -> String {
     format!("Path=/v1/auth/providers/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}")
 }
 
-/// `GET /v1/auth/providers/{provider}/start[?login_hint=…]`: 302 to the provider.
-pub async fn start(cx: &mut Cx<'_>) -> HttpResult {
-    let s = settings::load(cx.env, &cx.cfg);
-    let name = cx.param("provider")?.to_owned();
-    let p = provider(&s, &name)?;
-    let login_hint = query(cx, "login_hint")?.filter(|h| !h.is_empty());
-    if login_hint.as_ref().is_some_and(|h| h.len() > 254) {
-        return Err(ApiError::validation("login_hint is too long"));
-    }
-    limits::per_ip(cx, "signin", limits::SIGNIN_PER_IP).await?;
-    let endpoint = match &p.protocol {
-        Protocol::Oidc { .. } => discovery(p, &s).await?.authorization_endpoint.clone(),
-        Protocol::GitHub {
-            authorization_endpoint,
-            ..
-        } => authorization_endpoint.clone(),
-    };
-    let flow = FlowSecrets::new(&flow_key(cx))?;
-    let binding = random_token("")?;
-    let now = now_ms();
-    let stmts = vec![Stmt::new(
-        "INSERT INTO signin_flows (state_hash, provider, binding_hash, created_at_ms, \
-         expires_at_ms) VALUES (?, ?, ?, ?, ?)",
-        args![
-            flow.state_hash(),
-            &name,
-            sha256_hex(binding.as_bytes()),
-            now,
-            now + FLOW_TTL_MS
-        ],
-    )];
-    let event = cx.rc.audit(
-        &cx.principal,
-        None,
-        "sign_in.started",
-        "sign_in_flow",
-        &flow.state_hash()[..16],
-        json!({"provider": name}),
-    );
-    cx.db().commit_audited(stmts, vec![event], now).await?;
-    let url = authorization_url(
-        &endpoint,
-        p,
-        &redirect_uri(cx, &name),
-        &flow,
-        login_hint.as_deref(),
-    )
-    .map_err(|e| upstream(&e))?;
-    let mut resp = Response::from_json(&json!({ "authorization_url": url }))
-        .map_err(|_| ApiError::internal())?
-        .with_status(302);
-    let h = resp.headers_mut();
-    let _ = h.set("location", &url);
-    let _ = h.set(
-        "set-cookie",
-        &format!(
-            "{COOKIE}={binding}; {}",
-            cookie_attrs(cx, FLOW_TTL_MS / 1000)
-        ),
-    );
-    Ok(resp)
-}
-
-fn invalid_flow() -> ApiError {
-    ApiError::new(
-        ErrorCode::InvalidGrant,
-        "this sign-in is unknown, expired, already finished or was started in another browser",
-    )
-}
-
 fn binding_cookie(cx: &Cx<'_>) -> Option<String> {
     let header = cx.req.headers().get("cookie").ok().flatten()?;
     header
@@ -225,153 +45,43 @@ fn binding_cookie(cx: &Cx<'_>) -> Option<String> {
         .map(|(_, v)| v.to_owned())
 }
 
-#[derive(Deserialize)]
-struct FlowRow {
-    provider: String,
-    binding_hash: String,
-    expires_at_ms: i64,
-    consumed_at_ms: Option<i64>,
+/// `GET /v1/auth/providers/{provider}/start[?login_hint=…]`: 302 to the provider.
+pub async fn start(cx: &mut Cx<'_>) -> HttpResult {
+    let name = cx.param("provider")?.to_owned();
+    let login_hint = query(cx, "login_hint")?.filter(|h| !h.is_empty());
+    let started = providers::start(cx, &name, login_hint.as_deref()).await?;
+    let url = started.authorization_url;
+    let mut resp = Response::from_json(&ProviderRedirect {
+        authorization_url: url.clone(),
+    })
+    .map_err(|_| ApiError::internal())?
+    .with_status(302);
+    let h = resp.headers_mut();
+    let _ = h.set("location", &url);
+    let _ = h.set(
+        "set-cookie",
+        &format!(
+            "{COOKIE}={}; {}",
+            started.binding,
+            cookie_attrs(cx, FLOW_TTL_SECS)
+        ),
+    );
+    Ok(resp)
 }
 
 /// `GET /v1/auth/providers/{provider}/callback?code=…&state=…`: finishes the sign-in.
 pub async fn callback(cx: &mut Cx<'_>) -> HttpResult {
-    let s = settings::load(cx.env, &cx.cfg);
     let name = cx.param("provider")?.to_owned();
-    let p = provider(&s, &name)?.clone();
-    limits::per_ip(cx, "grant", limits::GRANT_PER_IP).await?;
-    if let Some(err) = query(cx, "error")? {
-        let err: String = err
-            .chars()
-            .filter(|c| c.is_ascii_lowercase() || *c == '_')
-            .take(64)
-            .collect();
-        return Err(ApiError::forbidden(format!(
-            "the identity provider did not authorize the sign-in ({err})"
-        )));
-    }
-    let state = query(cx, "state")?
-        .filter(|st| plausible_state(st))
-        .ok_or_else(invalid_flow)?;
-    let binding = binding_cookie(cx).ok_or_else(invalid_flow)?;
-    let hash = state_hash(&state);
-    let row: FlowRow = cx
-        .db()
-        .first(
-            "SELECT provider, binding_hash, expires_at_ms, consumed_at_ms FROM signin_flows \
-             WHERE state_hash = ?",
-            args![&hash],
-        )
-        .await?
-        .ok_or_else(invalid_flow)?;
-    let now = now_ms();
-    let bound = constant_time_eq(
-        sha256_hex(binding.as_bytes()).as_bytes(),
-        row.binding_hash.as_bytes(),
-    );
-    if row.provider != name || row.consumed_at_ms.is_some() || now >= row.expires_at_ms || !bound {
-        return Err(invalid_flow());
-    }
-    // Spent before the code exchange: a state is good for one attempt, whatever its outcome.
-    let spent = cx
-        .db()
-        .run_unaudited(
-            "UPDATE signin_flows SET consumed_at_ms = ? WHERE state_hash = ? AND consumed_at_ms IS NULL",
-            args![now, &hash],
-        )
-        .await?;
-    if spent.changes != 1 {
-        return Err(invalid_flow());
-    }
-    let code = query(cx, "code")?
-        .filter(|c| !c.is_empty() && c.len() <= 2048)
-        .ok_or_else(|| ApiError::bad_request("the provider's redirect carries no code"))?;
-    let flow = FlowSecrets::for_state(&flow_key(cx), state);
-    let identity = exchange(cx, &s, &p, &name, &code, &flow).await?;
-    let mut resp = signin::by_identity(cx, &name, &identity).await?;
+    let back = Callback {
+        error: query(cx, "error")?,
+        state: query(cx, "state")?,
+        code: query(cx, "code")?,
+        binding: binding_cookie(cx),
+    };
+    let body = providers::callback(cx, &name, back).await?;
+    let mut resp = respond::ok(&body)?;
     let _ = resp
         .headers_mut()
         .set("set-cookie", &format!("{COOKIE}=; {}", cookie_attrs(cx, 0)));
     Ok(resp)
-}
-
-async fn exchange(
-    cx: &Cx<'_>,
-    s: &IdentitySettings,
-    p: &ProviderConfig,
-    name: &str,
-    code: &str,
-    flow: &FlowSecrets,
-) -> Result<ExternalIdentity, ApiError> {
-    let token_endpoint = match &p.protocol {
-        Protocol::Oidc { .. } => discovery(p, s).await?.token_endpoint.clone(),
-        Protocol::GitHub { token_endpoint, .. } => token_endpoint.clone(),
-    };
-    let form = token_request_form(p, code, &redirect_uri(cx, name), &flow.code_verifier);
-    let a = outbound::call(
-        Method::Post,
-        &token_endpoint,
-        &[
-            ("content-type", "application/x-www-form-urlencoded"),
-            ("accept", "application/json"),
-            ("user-agent", "edgeplane"),
-        ],
-        Some(form),
-    )
-    .await
-    .map_err(|_| upstream("token endpoint unreachable"))?;
-    let answer: Option<TokenResponse> = serde_json::from_slice(&a.body).ok();
-    let refused = answer.as_ref().and_then(|t| t.error.as_deref());
-    if !a.ok() || refused.is_some() {
-        return Err(match refused {
-            // Wrong verifier, replayed or expired code: the provider's own single-use check.
-            Some("invalid_grant") => ApiError::new(
-                ErrorCode::InvalidGrant,
-                "the identity provider refused the authorization code",
-            ),
-            _ => upstream(&format!("token endpoint answered HTTP {}", a.status)),
-        });
-    }
-    let tokens = answer.ok_or_else(|| upstream("token answer is not valid"))?;
-    match &p.protocol {
-        Protocol::Oidc { issuer, .. } => {
-            let raw = tokens
-                .id_token
-                .ok_or_else(|| upstream("token answer has no id_token"))?;
-            let d = discovery(p, s).await?;
-            let want = Expectations {
-                issuer,
-                client_id: &p.client_id,
-                nonce: &flow.nonce,
-                now_secs: now_secs(),
-            };
-            let mut keys = jwks(p, &d.jwks_uri, false).await?;
-            let mut result = id_token::validate(&raw, &keys, &want);
-            if result == Err(IdTokenError::UnknownKey) {
-                // Keys rotate: one fresh fetch before refusing.
-                keys = jwks(p, &d.jwks_uri, true).await?;
-                result = id_token::validate(&raw, &keys, &want);
-            }
-            let claims = result.map_err(|e| {
-                log::warn("id token refused", e.as_str());
-                ApiError::new(ErrorCode::InvalidToken, e.as_str())
-            })?;
-            Ok(ExternalIdentity {
-                subject: format!("{}|{}", claims.issuer, claims.subject),
-                email: claims.email,
-                email_verified: claims.email_verified,
-                name: claims.name,
-            })
-        }
-        Protocol::GitHub { api_base, .. } => {
-            let token = tokens
-                .access_token
-                .ok_or_else(|| upstream("token answer has no access_token"))?;
-            let user = get(&format!("{api_base}/user"), Some(&token)).await?;
-            let emails = get(&format!("{api_base}/user/emails"), Some(&token)).await?;
-            if !user.ok() || !emails.ok() {
-                return Err(upstream("GitHub user API refused the token"));
-            }
-            github_identity(&user.body, &emails.body).map_err(|e| upstream(&e))
-        }
-    }
 }

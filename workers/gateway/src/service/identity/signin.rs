@@ -1,19 +1,19 @@
 //! Finishing a sign-in, whichever way it started: find or create the user, link a provider
 //! identity, open a session — one audited batch, so a sign-in either fully happens or not at all.
 
-use edgeplane_core::audit::{Actor, NewEvent};
+use edgeplane_core::audit::{Actor, AuditAction, Event};
 use edgeplane_core::identity::oidc::ExternalIdentity;
 use edgeplane_core::identity::session::SessionKind;
-use edgeplane_core::ids::new_id;
-use edgeplane_core::{validate, ApiError, ErrorCode};
+use edgeplane_core::ids::{TypedId, UserId};
+use edgeplane_core::views::identity::{SessionIssued, UserView};
+use edgeplane_core::{validate, ApiError};
 use edgeplane_runtime::args;
-use edgeplane_runtime::db::Stmt;
+use edgeplane_runtime::db::{DbError, Stmt};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::issue::{self, SessionSpec};
 use crate::http::ctx::now_ms;
-use crate::http::respond::{self, HttpResult};
 use crate::routes::Cx;
 
 #[derive(Deserialize)]
@@ -25,14 +25,28 @@ pub struct UserRow {
 }
 
 impl UserRow {
-    pub fn view(&self) -> serde_json::Value {
-        json!({"id": self.id, "email": self.email, "display_name": self.display_name})
+    pub fn view(&self) -> Result<UserView, ApiError> {
+        Ok(UserView {
+            id: UserId::parse(&self.id).map_err(|_| ApiError::internal())?,
+            email: self.email.clone(),
+            display_name: self.display_name.clone(),
+        })
     }
 }
 
-const USER_COLUMNS: &str = "id, email, display_name, disabled_at_ms";
+pub const USER_COLUMNS: &str = "id, email, display_name, disabled_at_ms";
 
-pub async fn user_by_email(cx: &Cx<'_>, email: &str) -> Result<Option<UserRow>, ApiError> {
+pub async fn user_by_id(cx: &Cx<'_>, id: &str) -> Result<UserRow, ApiError> {
+    cx.db()
+        .first(
+            &format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?"),
+            args![id],
+        )
+        .await?
+        .ok_or_else(ApiError::internal)
+}
+
+async fn user_by_email(cx: &Cx<'_>, email: &str) -> Result<Option<UserRow>, ApiError> {
     cx.db()
         .first(
             &format!("SELECT {USER_COLUMNS} FROM users WHERE email = ?"),
@@ -45,42 +59,29 @@ fn disabled() -> ApiError {
     ApiError::forbidden("this account is disabled")
 }
 
-fn user_actor(id: &str) -> Actor {
-    Actor {
-        kind: "user".into(),
-        id: id.to_owned(),
-    }
-}
-
 /// The user for `email`: the existing one, or statements and an event creating it.
 fn existing_or_new(
-    cx: &Cx<'_>,
     existing: Option<UserRow>,
     email: &str,
     name: Option<&str>,
     via: &str,
     now: i64,
-) -> Result<(UserRow, Vec<Stmt>, Vec<NewEvent>, bool), ApiError> {
+) -> Result<(UserRow, Vec<Stmt>, Vec<Event>, bool), ApiError> {
     if let Some(u) = existing {
         if u.disabled_at_ms.is_some() {
             return Err(disabled());
         }
         return Ok((u, vec![], vec![], false));
     }
-    let id = new_id("usr", now)?;
+    let id = UserId::generate(now)?.into_string();
     let display_name = name.and_then(|n| validate::display_name(n, "name").ok());
     let stmts = vec![Stmt::new(
         "INSERT INTO users (id, email, display_name, created_at_ms) VALUES (?, ?, ?, ?)",
         args![&id, email, display_name.clone(), now],
     )];
-    let events = vec![cx.rc.audit_as(
-        user_actor(&id),
-        None,
-        "user.created",
-        "user",
-        &id,
-        json!({"email": email, "via": via}),
-    )];
+    let events = vec![Event::new(AuditAction::UserCreated, "user", &id)
+        .by(Actor::user(&id))
+        .meta(json!({"email": email, "via": via}))];
     let user = UserRow {
         id,
         email: email.to_owned(),
@@ -90,16 +91,40 @@ fn existing_or_new(
     Ok((user, stmts, events, true))
 }
 
-/// Opens a web session for `user` after `pre` (e.g. spending the magic link) in one batch.
+/// Why an attempt to finish a sign-in failed.
+enum Failed {
+    /// A concurrent first sign-in of the same person won a unique key; the retry finds what the
+    /// other created.
+    Raced,
+    Api(ApiError),
+}
+
+impl From<ApiError> for Failed {
+    fn from(e: ApiError) -> Self {
+        Failed::Api(e)
+    }
+}
+
+impl From<DbError> for Failed {
+    fn from(e: DbError) -> Self {
+        if e.is_unique_in("users") || e.is_unique_in("user_identities") {
+            Failed::Raced
+        } else {
+            Failed::Api(e.into())
+        }
+    }
+}
+
+/// Opens a web session for `user` after `stmts` (e.g. spending the magic link) in one batch.
 async fn open_session(
     cx: &Cx<'_>,
     user: UserRow,
     mut stmts: Vec<Stmt>,
-    mut events: Vec<NewEvent>,
+    mut events: Vec<Event>,
     method: &str,
     new_user: bool,
     now: i64,
-) -> HttpResult {
+) -> Result<SessionIssued, Failed> {
     let (session_stmts, event, issued) = issue::new_session(
         cx,
         &SessionSpec {
@@ -112,26 +137,30 @@ async fn open_session(
     )?;
     stmts.extend(session_stmts);
     events.push(event);
-    cx.db().commit_audited(stmts, events, now).await?;
-    let mut body = issue::session_body(&issued, user.view());
-    body["new_user"] = json!(new_user);
-    respond::ok(&body)
+    cx.commit(stmts, events).await?;
+    let mut body = issue::session_body(issued, user.view()?)?;
+    body.new_user = Some(new_user);
+    Ok(body)
 }
 
 /// Signs in the owner of `email` (already proven, e.g. by a spent magic link in `pre`).
-pub async fn by_email(cx: &Cx<'_>, email: &str, pre: Vec<Stmt>, method: &str) -> HttpResult {
-    // A concurrent first sign-in of the same address makes one batch fail on the unique email;
-    // the retry then finds the user the other created.
+pub async fn by_email(
+    cx: &Cx<'_>,
+    email: &str,
+    pre: Vec<Stmt>,
+    method: &str,
+) -> Result<SessionIssued, ApiError> {
     for attempt in 0..2 {
         let now = now_ms();
         let existing = user_by_email(cx, email).await?;
-        let (user, mut stmts, events, new_user) =
-            existing_or_new(cx, existing, email, None, method, now)?;
+        let (user, stmts, events, new_user) = existing_or_new(existing, email, None, method, now)?;
         let mut all = pre.clone();
-        all.append(&mut stmts);
+        all.extend(stmts);
         match open_session(cx, user, all, events, method, new_user, now).await {
-            Err(e) if e.code == ErrorCode::AlreadyExists && attempt == 0 => continue,
-            other => return other,
+            Ok(body) => return Ok(body),
+            Err(Failed::Raced) if attempt == 0 => continue,
+            Err(Failed::Raced) => break,
+            Err(Failed::Api(e)) => return Err(e),
         }
     }
     Err(ApiError::conflict("the sign-in raced another one; retry"))
@@ -145,7 +174,11 @@ struct LinkedRow {
 /// Signs in the person an identity provider vouched for. A known provider identity signs in
 /// its user; an unknown one is linked to the user with the same email only if the provider
 /// verified that email (never on an unverified claim, which anyone could set), or creates one.
-pub async fn by_identity(cx: &Cx<'_>, provider: &str, id: &ExternalIdentity) -> HttpResult {
+pub async fn by_identity(
+    cx: &Cx<'_>,
+    provider: &str,
+    id: &ExternalIdentity,
+) -> Result<SessionIssued, ApiError> {
     let method = format!("provider:{provider}");
     for attempt in 0..2 {
         let now = now_ms();
@@ -157,14 +190,7 @@ pub async fn by_identity(cx: &Cx<'_>, provider: &str, id: &ExternalIdentity) -> 
             )
             .await?;
         let result = if let Some(l) = linked {
-            let user: UserRow = cx
-                .db()
-                .first(
-                    &format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?"),
-                    args![&l.user_id],
-                )
-                .await?
-                .ok_or_else(ApiError::internal)?;
+            let user = user_by_id(cx, &l.user_id).await?;
             if user.disabled_at_ms.is_some() {
                 return Err(disabled());
             }
@@ -186,25 +212,24 @@ pub async fn by_identity(cx: &Cx<'_>, provider: &str, id: &ExternalIdentity) -> 
                 })?;
             let existing = user_by_email(cx, &email).await?;
             let (user, mut stmts, mut events, new_user) =
-                existing_or_new(cx, existing, &email, id.name.as_deref(), &method, now)?;
+                existing_or_new(existing, &email, id.name.as_deref(), &method, now)?;
             stmts.push(Stmt::new(
                 "INSERT INTO user_identities (provider, subject, user_id, email, created_at_ms, \
                  last_used_at_ms) VALUES (?, ?, ?, ?, ?, ?)",
                 args![provider, &id.subject, &user.id, &email, now, now],
             ));
-            events.push(cx.rc.audit_as(
-                user_actor(&user.id),
-                None,
-                "user.identity_linked",
-                "user",
-                &user.id,
-                json!({"provider": provider}),
-            ));
+            events.push(
+                Event::new(AuditAction::UserIdentityLinked, "user", &user.id)
+                    .by(Actor::user(&user.id))
+                    .meta(json!({"provider": provider})),
+            );
             open_session(cx, user, stmts, events, &method, new_user, now).await
         };
         match result {
-            Err(e) if e.code == ErrorCode::AlreadyExists && attempt == 0 => continue,
-            other => return other,
+            Ok(body) => return Ok(body),
+            Err(Failed::Raced) if attempt == 0 => continue,
+            Err(Failed::Raced) => break,
+            Err(Failed::Api(e)) => return Err(e),
         }
     }
     Err(ApiError::conflict("the sign-in raced another one; retry"))

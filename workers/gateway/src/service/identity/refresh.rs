@@ -2,7 +2,7 @@
 //! (`POST /oauth/token`, `grant_type=refresh_token`). See `edgeplane_core::identity::session`
 //! for the family rules and the grace window.
 
-use edgeplane_core::audit::Actor;
+use edgeplane_core::audit::{Actor, AuditAction, Event};
 use edgeplane_core::auth::credential::hash_presented;
 use edgeplane_core::auth::Scopes;
 use edgeplane_core::identity::session::{
@@ -99,9 +99,17 @@ pub async fn rotate(cx: &Cx<'_>, presented: &str, kind: SessionKind) -> Result<R
     }
     let state = RefreshState::from_row(&row.status, row.rotated_at_ms, row.successor_unused != 0)
         .ok_or_else(ApiError::internal)?;
-    let (resource, prefix) = match kind {
-        SessionKind::Web => ("session", "session"),
-        SessionKind::Cli => ("cli_token", "cli_token"),
+    let (resource, reused, refreshed) = match kind {
+        SessionKind::Web => (
+            "session",
+            AuditAction::SessionRefreshReuseDetected,
+            AuditAction::SessionRefreshed,
+        ),
+        SessionKind::Cli => (
+            "cli_token",
+            AuditAction::CliTokenRefreshReuseDetected,
+            AuditAction::CliTokenRefreshed,
+        ),
     };
     let decision = decide_refresh(state, now);
     if decision == RefreshDecision::ReuseDetected {
@@ -110,15 +118,11 @@ pub async fn rotate(cx: &Cx<'_>, presented: &str, kind: SessionKind) -> Result<R
              WHERE id = ? AND revoked_at_ms IS NULL",
             args![now, &row.session_id],
         )];
-        let event = cx.rc.audit_as(
-            Actor::system("refresh-reuse-detection"),
-            row.org_id.as_deref(),
-            &format!("{prefix}.refresh_reuse_detected"),
-            resource,
-            &row.session_id,
-            json!({"user_id": row.user_id, "revoked": true}),
-        );
-        cx.db().commit_audited(stmts, vec![event], now).await?;
+        let event = Event::new(reused, resource, &row.session_id)
+            .by(Actor::system("refresh-reuse-detection"))
+            .in_org_if(row.org_id.as_deref())
+            .meta(json!({"user_id": row.user_id, "revoked": true}));
+        cx.commit(stmts, [event]).await?;
         authn::forget_sessions(std::slice::from_ref(&row.session_id));
         log::warn(
             "refresh token reuse",
@@ -173,18 +177,11 @@ pub async fn rotate(cx: &Cx<'_>, presented: &str, kind: SessionKind) -> Result<R
             &row.session_id
         ],
     ));
-    let event = cx.rc.audit_as(
-        Actor {
-            kind: "user".into(),
-            id: row.user_id.clone(),
-        },
-        row.org_id.as_deref(),
-        &format!("{prefix}.refreshed"),
-        resource,
-        &row.session_id,
-        json!({"grace_retry": decision == RefreshDecision::RetryWithinGrace}),
-    );
-    cx.db().commit_audited(stmts, vec![event], now).await?;
+    let event = Event::new(refreshed, resource, &row.session_id)
+        .by(Actor::user(&row.user_id))
+        .in_org_if(row.org_id.as_deref())
+        .meta(json!({"grace_retry": decision == RefreshDecision::RetryWithinGrace}));
+    cx.commit(stmts, [event]).await?;
     let access_token = issue::sign_access(&cx.cfg, &row.user_id, &row.session_id, kind, org, now)?;
     Ok(Rotated {
         issued: Issued {

@@ -3,7 +3,7 @@
 //! so email addresses never become object names.
 
 use edgeplane_core::crypto::sha256_hex;
-use edgeplane_core::ratelimit::Limit;
+use edgeplane_core::ratelimit::{address_bucket, Limit};
 use edgeplane_core::ApiError;
 
 use crate::ratelimit;
@@ -32,9 +32,17 @@ pub const USER_CODE_PER_IP: Limit = per(30, 600);
 /// Organizations one user creates.
 pub const ORGS_PER_USER: Limit = per(10, 3600);
 
+/// Per client address: an IPv4 address, or an IPv6 address's /64 (`address_bucket`), so
+/// rotating through one's own /64 does not multiply the budget. Requests without a usable
+/// address share one bucket.
 pub async fn per_ip(cx: &Cx<'_>, scope: &str, limit: Limit) -> Result<(), ApiError> {
-    let ip = cx.rc.ip.as_deref().unwrap_or("unknown");
-    ratelimit::check(cx.env, &format!("{scope}:ip:{ip}"), limit, 1).await
+    let bucket = cx
+        .rc
+        .ip
+        .as_deref()
+        .and_then(address_bucket)
+        .unwrap_or_else(|| "unknown".to_owned());
+    ratelimit::check(cx.env, &format!("{scope}:ip:{bucket}"), limit, 1).await
 }
 
 pub async fn per_account(

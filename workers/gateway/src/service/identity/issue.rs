@@ -1,17 +1,18 @@
 //! Issuing sessions: the session row (the refresh family), its first refresh token, and access
 //! tokens — and the JSON they are handed out in.
 
-use edgeplane_core::audit::{Actor, NewEvent};
+use edgeplane_core::audit::{Actor, AuditAction, Event};
 use edgeplane_core::auth::credential::{mint, CredentialKind};
 use edgeplane_core::auth::Scopes;
 use edgeplane_core::crypto::jwt::Claims;
 use edgeplane_core::crypto::random_token;
 use edgeplane_core::identity::session::{SessionClaims, SessionKind, ACCESS_TOKEN_TTL_SECS};
-use edgeplane_core::ids::new_id;
+use edgeplane_core::ids::{SessionId, TypedId};
+use edgeplane_core::views::identity::{OAuthToken, SessionIssued, SessionRef, UserView};
 use edgeplane_core::ApiError;
 use edgeplane_runtime::args;
 use edgeplane_runtime::db::Stmt;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::config::Config;
 use crate::routes::Cx;
@@ -87,13 +88,14 @@ pub fn refresh_insert(
     ))
 }
 
-/// The statements creating a session, the `session.created` audit event, and the credentials.
+/// The statements creating a session, its audit event (`session.created` in the platform chain,
+/// or `cli_token.issued` in the token's org), and the credentials.
 pub fn new_session(
     cx: &Cx<'_>,
     spec: &SessionSpec<'_>,
     now_ms: i64,
-) -> Result<(Vec<Stmt>, NewEvent, Issued), ApiError> {
-    let session_id = new_id("ses", now_ms)?;
+) -> Result<(Vec<Stmt>, Event, Issued), ApiError> {
+    let session_id = SessionId::generate(now_ms)?.into_string();
     let (org_id, scopes) = match spec.org {
         Some((o, s)) => (Some(o.to_owned()), Some(s.to_space_separated())),
         None => (None, None),
@@ -121,20 +123,13 @@ pub fn new_session(
         refresh_stmt,
     ];
     let (action, resource) = match spec.kind {
-        SessionKind::Web => ("session.created", "session"),
-        SessionKind::Cli => ("cli_token.issued", "cli_token"),
+        SessionKind::Web => (AuditAction::SessionCreated, "session"),
+        SessionKind::Cli => (AuditAction::CliTokenIssued, "cli_token"),
     };
-    let event = cx.rc.audit_as(
-        Actor {
-            kind: "user".into(),
-            id: spec.user_id.to_owned(),
-        },
-        org_id.as_deref(),
-        action,
-        resource,
-        &session_id,
-        json!({"user_id": spec.user_id, "method": spec.auth_method, "scopes": scopes}),
-    );
+    let event = Event::new(action, resource, &session_id)
+        .by(Actor::user(spec.user_id))
+        .in_org_if(org_id.as_deref())
+        .meta(json!({"user_id": spec.user_id, "method": spec.auth_method, "scopes": scopes}));
     let access_token = sign_access(
         &cx.cfg,
         spec.user_id,
@@ -155,24 +150,28 @@ pub fn new_session(
 }
 
 /// The product's token answer (sign-in and `POST /v1/auth/refresh`).
-pub fn session_body(issued: &Issued, user: Value) -> Value {
-    json!({
-        "access_token": issued.access_token,
-        "token_type": "Bearer",
-        "expires_in": ACCESS_TOKEN_TTL_SECS,
-        "refresh_token": issued.refresh_token,
-        "session": {"id": issued.session_id, "kind": "web"},
-        "user": user,
+pub fn session_body(issued: Issued, user: UserView) -> Result<SessionIssued, ApiError> {
+    Ok(SessionIssued {
+        access_token: issued.access_token,
+        token_type: "Bearer".into(),
+        expires_in: ACCESS_TOKEN_TTL_SECS,
+        refresh_token: issued.refresh_token,
+        session: SessionRef {
+            id: SessionId::parse(&issued.session_id).map_err(|_| ApiError::internal())?,
+            kind: SessionKind::Web,
+        },
+        user,
+        new_user: None,
     })
 }
 
 /// The RFC 6749 §5.1 token answer (`/oauth/token`).
-pub fn oauth_body(issued: &Issued, scopes: Scopes) -> Value {
-    json!({
-        "access_token": issued.access_token,
-        "token_type": "Bearer",
-        "expires_in": ACCESS_TOKEN_TTL_SECS,
-        "refresh_token": issued.refresh_token,
-        "scope": scopes.to_space_separated(),
-    })
+pub fn oauth_body(issued: Issued, scopes: Scopes) -> OAuthToken {
+    OAuthToken {
+        access_token: issued.access_token,
+        token_type: "Bearer".into(),
+        expires_in: ACCESS_TOKEN_TTL_SECS,
+        refresh_token: issued.refresh_token,
+        scope: scopes.to_space_separated(),
+    }
 }

@@ -1,0 +1,164 @@
+//! Reading the audit log and verifying its hash chain against its signed checkpoints.
+//!
+//! Both first ask the chain's sequencer to place every event committed so far, then read only
+//! placed events: a reader sees its own writes, and always a chain prefix that verifies.
+
+use edgeplane_core::access::audit_query::{AuditQuery, QueryArg};
+use edgeplane_core::audit::checkpoint::MAX_NOTE_BYTES;
+use edgeplane_core::audit::sql::{self as audit_sql, EVENT_COLUMNS};
+use edgeplane_core::audit::{AuditAction, ChainVerifier, ChainedEvent};
+use edgeplane_core::ids::{AuditEventId, TypedId};
+use edgeplane_core::store::StoreError;
+use edgeplane_core::time::rfc3339_millis;
+use edgeplane_core::views::access::{AuditEventView, AuditEventsView, AuditVerifyView, TypedRef};
+use edgeplane_core::{ApiError, ErrorCode};
+use edgeplane_runtime::db::Val;
+
+use crate::audit::{self, Latest};
+use crate::http::log;
+use crate::routes::Cx;
+
+/// Events verified per D1 read: bounded memory however long the chain is.
+const VERIFY_PAGE: i64 = 500;
+
+fn corrupt(e: impl std::fmt::Display) -> ApiError {
+    log::error("audit row", &e.to_string());
+    ApiError::internal()
+}
+
+fn view(placed: ChainedEvent) -> Result<AuditEventView, ApiError> {
+    let e = placed.event;
+    Ok(AuditEventView {
+        id: AuditEventId::parse(&e.id).map_err(corrupt)?,
+        seq: placed.seq,
+        actor: TypedRef {
+            kind: e.actor_type,
+            id: e.actor_id,
+        },
+        action: AuditAction::parse(&e.action).map_err(corrupt)?,
+        resource: TypedRef {
+            kind: e.resource_type,
+            id: e.resource_id,
+        },
+        ip: e.ip,
+        user_agent: e.user_agent,
+        request_id: e.request_id,
+        metadata: serde_json::from_str(&e.metadata).map_err(corrupt)?,
+        created_at: rfc3339_millis(e.created_at_ms),
+        prev_hash: placed.prev_hash,
+        hash: placed.hash,
+    })
+}
+
+fn events(rows: &[edgeplane_core::store::Row]) -> Result<Vec<ChainedEvent>, ApiError> {
+    rows.iter()
+        .map(audit_sql::event_from_row)
+        .collect::<Result<_, StoreError>>()
+        .map_err(corrupt)
+}
+
+/// The org's events, newest first, filtered, with the chain's newest checkpoint.
+pub async fn list(cx: &Cx<'_>, q: AuditQuery) -> Result<AuditEventsView, ApiError> {
+    let chain = cx.org()?.org_id.clone();
+    audit::sync(cx.env, &chain).await;
+    let (filters, qargs) = q.where_clause();
+    let mut vals: Vec<Val> = vec![chain.as_str().into()];
+    vals.extend(qargs.into_iter().map(|a| match a {
+        QueryArg::Text(s) => Val::Text(s),
+        QueryArg::Int(i) => Val::Int(i),
+    }));
+    vals.push(Val::Int(q.limit + 1));
+    let rows = cx
+        .db()
+        .rows(
+            &format!(
+                "SELECT {EVENT_COLUMNS} FROM audit_events WHERE chain = ?{filters} \
+                 ORDER BY seq DESC LIMIT ?"
+            ),
+            vals,
+        )
+        .await?;
+    let mut page = events(&rows)?;
+    let next_cursor = if page.len() as i64 > q.limit {
+        page.truncate(q.limit as usize);
+        page.last().map(|e| e.seq.to_string())
+    } else {
+        None
+    };
+    let checkpoint = audit::latest_checkpoint(cx, &chain).await?.view();
+    Ok(AuditEventsView {
+        events: page.into_iter().map(view).collect::<Result<_, _>>()?,
+        next_cursor,
+        checkpoint,
+    })
+}
+
+/// Walks the org's whole chain in `seq` order, page by page, recomputing every link and
+/// comparing it with every stored checkpoint, the newest one's signature verified — and with
+/// `kept`, a checkpoint the caller saved earlier, if given. A chain cut short or rewritten at
+/// its end fails against a checkpoint that covered the lost events.
+pub async fn verify(cx: &Cx<'_>, kept: Option<&str>) -> Result<AuditVerifyView, ApiError> {
+    let chain = cx.org()?.org_id.clone();
+    let mut verifier = ChainVerifier::new();
+    if let Some(note) = kept {
+        if note.len() > MAX_NOTE_BYTES {
+            return Err(ApiError::new(
+                ErrorCode::InvalidQuery,
+                "checkpoint is too long",
+            ));
+        }
+        let cp = audit::verifier(cx, &chain)?.open(note).map_err(|e| {
+            ApiError::validation(format!("checkpoint is not one of this chain's: {e}"))
+        })?;
+        verifier.expect(edgeplane_core::audit::ChainHead {
+            seq: cp.size as i64,
+            hash: cp.head_hash_hex(),
+        });
+    }
+    audit::sync(cx.env, &chain).await;
+    let latest = audit::latest_checkpoint(cx, &chain).await?;
+    match &latest {
+        Latest::Verified(_, head) => verifier.expect(head.clone()),
+        Latest::Forged { size, error } => verifier.fail(
+            *size,
+            format!("the stored checkpoint at size {size} is not authentic: {error}"),
+        ),
+        Latest::None => {}
+    }
+    let mut after = 0i64;
+    loop {
+        let rows = cx
+            .db()
+            .rows(
+                audit_sql::EVENTS_AFTER,
+                vec![chain.as_str().into(), after.into(), VERIFY_PAGE.into()],
+            )
+            .await?;
+        let page = events(&rows)?;
+        let Some(last) = page.last().map(|e| e.seq) else {
+            break;
+        };
+        let stored = cx
+            .db()
+            .rows(
+                audit_sql::CHECKPOINTS_IN,
+                vec![chain.as_str().into(), after.into(), last.into()],
+            )
+            .await?;
+        for r in &stored {
+            verifier.expect(audit_sql::checkpoint_head_from_row(r).map_err(corrupt)?);
+        }
+        after = last;
+        for e in &page {
+            verifier.feed(e);
+        }
+        if verifier.is_broken() || (page.len() as i64) < VERIFY_PAGE {
+            break;
+        }
+    }
+    Ok(AuditVerifyView {
+        chain,
+        report: verifier.finish(),
+        checkpoint: latest.view(),
+    })
+}
