@@ -383,7 +383,7 @@ CREATE TABLE fl_rounds (
   created_at_ms        INTEGER NOT NULL,
   closed_at_ms         INTEGER,
   published_version_id TEXT,
-  -- Why a `failed` round failed (`non_finite_result`); migrations/0006_round_outcomes.sql.
+  -- Why a `failed` round failed (`non_finite_result`); migrations/0007_round_outcomes.sql.
   failure              TEXT
 );
 CREATE INDEX fl_rounds_by_org_state ON fl_rounds (org_id, state);
