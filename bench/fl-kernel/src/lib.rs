@@ -6,7 +6,8 @@
 //! update before it may be folded.
 #![forbid(unsafe_code)]
 
-use edgeplane_core::fl::aggregate::{fold_batch, fold_slice};
+use edgeplane_core::fl::aggregate::{fold_batch, fold_slice, fold_slice_reference};
+use edgeplane_core::fl::dtype::DType;
 use edgeplane_core::fl::layout::ModelLayout;
 use edgeplane_core::fl::safetensors;
 use edgeplane_core::fl::shard::segments;
@@ -135,26 +136,117 @@ impl Kernel {
     }
 }
 
+/// SplitMix64: the deterministic generator behind the bench's inputs and the fold check, so every
+/// implementation and both builds see the same numbers.
+pub struct SplitMix(pub u64);
+
+impl SplitMix {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [-1, 1).
+    pub fn unit(&mut self) -> f32 {
+        ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+}
+
+/// What the fold check covered and found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct FoldCheck {
+    pub cases: u64,
+    pub elements: u64,
+    /// Sums whose bits differ from the scalar reference's.
+    pub mismatches: u64,
+}
+
+/// Runs [`fold_slice`] against [`fold_slice_reference`] on `cases` random cases in the build
+/// this runs in (the bench calls it inside wasm32, where the `simd128` fold runs): every dtype,
+/// lengths that are mostly not multiples of a lane width, arbitrary element bits (non-finite
+/// ones replaced, so no NaN arises whose payload the platform may choose), and weights and
+/// running sums of the sizes a round produces.
+pub fn check_fold(seed: u64, cases: u64) -> FoldCheck {
+    let mut rng = SplitMix(seed);
+    let mut out = FoldCheck::default();
+    for case in 0..cases {
+        let dtype = [DType::F32, DType::F64, DType::BF16, DType::F16][(case % 4) as usize];
+        let n = (rng.next_u64() % 4099) as usize;
+        let mut bytes = Vec::with_capacity(n * dtype.size());
+        for _ in 0..n {
+            let bits = rng.next_u64().to_le_bytes();
+            let e = &bits[..dtype.size()];
+            if dtype.decode(e).is_finite() {
+                bytes.extend_from_slice(e);
+            } else {
+                dtype.encode(f64::from(rng.unit()), &mut bytes);
+            }
+        }
+        let start: Vec<f64> = (0..n).map(|_| f64::from(rng.unit()) * 1e3).collect();
+        let weight = 1.0 + (rng.next_u64() % 500) as f64 * f64::from(rng.unit()).abs();
+        let (mut fast, mut slow) = (start.clone(), start);
+        fold_slice(dtype, &bytes, &mut fast, weight);
+        fold_slice_reference(dtype, &bytes, &mut slow, weight);
+        out.cases += 1;
+        out.elements += n as u64;
+        out.mismatches += fast
+            .iter()
+            .zip(&slow)
+            .filter(|(a, b)| a.to_bits() != b.to_bits())
+            .count() as u64;
+    }
+    out
+}
+
 #[cfg(target_arch = "wasm32")]
 mod wasm {
     use wasm_bindgen::prelude::*;
 
     /// The kernel for JavaScript hosts: update bytes arrive as a `Uint8Array` (copied into wasm
-    /// memory, as R2 bytes are in a Worker).
+    /// memory, as R2 bytes are in a Worker), or are staged in wasm memory once so that the fold
+    /// alone can be timed against the native one.
     #[wasm_bindgen]
-    pub struct WasmKernel(super::Kernel);
+    pub struct WasmKernel {
+        kernel: super::Kernel,
+        staged: Vec<Vec<u8>>,
+    }
 
     #[wasm_bindgen]
     impl WasmKernel {
         #[wasm_bindgen(constructor)]
         pub fn new(base: &[u8]) -> Result<WasmKernel, JsError> {
             super::Kernel::from_base(base)
-                .map(WasmKernel)
+                .map(|kernel| WasmKernel {
+                    kernel,
+                    staged: Vec::new(),
+                })
+                .map_err(|e| JsError::new(&e))
+        }
+
+        /// Keeps a copy of `update` in wasm memory; returns its index for [`Self::fold_staged`].
+        pub fn stage(&mut self, update: &[u8]) -> usize {
+            self.staged.push(update.to_vec());
+            self.staged.len() - 1
+        }
+
+        /// Folds a staged update: no copy from JavaScript, the same work as the native fold.
+        pub fn fold_staged(&mut self, index: usize, weight: f64) -> Result<(), JsError> {
+            let update = self
+                .staged
+                .get(index)
+                .ok_or_else(|| JsError::new("no such staged update"))?;
+            self.kernel
+                .fold(update, weight)
                 .map_err(|e| JsError::new(&e))
         }
 
         pub fn fold(&mut self, update: &[u8], weight: f64) -> Result<(), JsError> {
-            self.0.fold(update, weight).map_err(|e| JsError::new(&e))
+            self.kernel
+                .fold(update, weight)
+                .map_err(|e| JsError::new(&e))
         }
 
         pub fn validate(
@@ -163,7 +255,7 @@ mod wasm {
             sha256_hex: &str,
             samples: f64,
         ) -> Result<f64, JsError> {
-            self.0
+            self.kernel
                 .validate(update, sha256_hex, samples as i64)
                 .map_err(|e| JsError::new(&e))
         }
@@ -176,12 +268,19 @@ mod wasm {
         ) -> Result<(), JsError> {
             let owned: Vec<Vec<u8>> = updates.iter().map(|u| u.to_vec()).collect();
             let refs: Vec<(&[u8], f64)> = owned.iter().map(Vec::as_slice).zip(weights).collect();
-            self.0.fold_batch(&refs).map_err(|e| JsError::new(&e))
+            self.kernel.fold_batch(&refs).map_err(|e| JsError::new(&e))
         }
 
         pub fn checksum(&self) -> f64 {
-            self.0.average_checksum()
+            self.kernel.average_checksum()
         }
+    }
+
+    /// [`super::check_fold`] inside wasm32: `[cases, elements, mismatches]`.
+    #[wasm_bindgen]
+    pub fn check_fold(seed: u32, cases: u32) -> Vec<f64> {
+        let c = super::check_fold(u64::from(seed), u64::from(cases));
+        vec![c.cases as f64, c.elements as f64, c.mismatches as f64]
     }
 }
 
@@ -201,6 +300,13 @@ mod tests {
             out.extend_from_slice(&v.to_le_bytes());
         }
         out
+    }
+
+    #[test]
+    fn the_fold_check_finds_no_difference_natively() {
+        let c = check_fold(7, 64);
+        assert_eq!((c.cases, c.mismatches), (64, 0));
+        assert!(c.elements > 64 * 1000, "{c:?}");
     }
 
     #[test]

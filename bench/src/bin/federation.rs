@@ -1,7 +1,10 @@
 //! Federated-learning benchmarks (see `scripts/bench federation`).
 //!
 //!   federation make-updates DIR        writes the shared inputs: base.safetensors, u0..u3
-//!   federation kernel N [--validate]   times our kernel natively over N updates (one JSON line)
+//!   federation kernel N [--validate] [--batch B] [--best-of R]
+//!                                      times our kernel natively over N updates (one JSON line)
+//!   federation bandwidth [--runs R]    this machine's memory bandwidth (STREAM's triad) and the
+//!                                      fold over arrays as large, 1 thread (two JSON lines)
 //!   federation e2e N C                 drives a whole round through the stack at EP_STACK_FILE
 //!
 //! Every implementation (ours native, ours wasm32 in Node, Flower, numpy) reads the same files:
@@ -14,7 +17,9 @@ use std::time::{Duration, Instant};
 
 use edgeplane_bench::stack;
 use edgeplane_core::crypto::sha256_hex;
-use edgeplane_fl_kernel::Kernel;
+use edgeplane_core::fl::aggregate::fold_slice;
+use edgeplane_core::fl::dtype::DType;
+use edgeplane_fl_kernel::{Kernel, SplitMix};
 use serde_json::{json, Value};
 
 /// 14 layers of [300, 1000] weights plus [1000] biases: 4,214,000 parameters.
@@ -25,22 +30,6 @@ fn layout() -> Vec<(String, Vec<u64>)> {
         t.push((format!("layer{i:02}.bias"), vec![1000]));
     }
     t
-}
-
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn unit(&mut self) -> f32 {
-        ((self.next() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
 }
 
 /// A safetensors file of F32 values drawn from `seed`, scaled by `scale`.
@@ -98,45 +87,178 @@ fn make_updates(dir: &str) {
     }
 }
 
-fn kernel(n: usize, validate: bool, batch: usize, dir: &str) {
+/// Times our kernel over `n` updates; with `runs > 1`, that many times on a fresh accumulator
+/// each, reporting the fastest (what the bandwidth comparison uses on a shared machine).
+fn kernel(n: usize, validate: bool, batch: usize, runs: usize, dir: &str) {
     let base = std::fs::read(format!("{dir}/base.safetensors")).unwrap();
     let pool: Vec<Vec<u8>> = (0..4)
         .map(|k| std::fs::read(format!("{dir}/u{k}.safetensors")).unwrap())
         .collect();
     let shas: Vec<String> = pool.iter().map(|b| sha256_hex(b)).collect();
-    let mut k = Kernel::from_base(&base).unwrap();
     let bytes_per = pool[0].len();
-    let start = Instant::now();
-    let mut i = 0;
-    while i < n {
-        let b = batch.min(n - i);
-        if validate {
-            for j in i..i + b {
-                k.validate(&pool[j % 4], &shas[j % 4], weight(j) as i64)
-                    .unwrap();
+    let run = || {
+        let mut k = Kernel::from_base(&base).unwrap();
+        let start = Instant::now();
+        let mut i = 0;
+        while i < n {
+            let b = batch.min(n - i);
+            if validate {
+                for j in i..i + b {
+                    k.validate(&pool[j % 4], &shas[j % 4], weight(j) as i64)
+                        .unwrap();
+                }
             }
+            if b == 1 {
+                k.fold(&pool[i % 4], weight(i)).unwrap();
+            } else {
+                let ups: Vec<(&[u8], f64)> = (i..i + b)
+                    .map(|j| (pool[j % 4].as_slice(), weight(j)))
+                    .collect();
+                k.fold_batch(&ups).unwrap();
+            }
+            i += b;
         }
-        if b == 1 {
-            k.fold(&pool[i % 4], weight(i)).unwrap();
-        } else {
-            let ups: Vec<(&[u8], f64)> = (i..i + b)
-                .map(|j| (pool[j % 4].as_slice(), weight(j)))
-                .collect();
-            k.fold_batch(&ups).unwrap();
-        }
-        i += b;
+        (start.elapsed().as_secs_f64(), k)
+    };
+    let (mut secs, k) = run();
+    for _ in 1..runs {
+        secs = secs.min(run().0);
     }
-    let secs = start.elapsed().as_secs_f64();
     println!(
         "{}",
         json!({
             "impl": format!("edgeplane native ({}fold{})", if validate { "validate+" } else { "" },
                 if batch > 1 { format!(", batches of {batch}") } else { String::new() }),
-            "n": n, "params": k.parameters(), "seconds": secs,
+            "n": n, "params": k.parameters(), "seconds": secs, "runs": runs.max(1), "batch": batch,
             "mb_per_s": (n * bytes_per) as f64 / 1e6 / secs,
             "peak_rss_mb": peak_rss_mb("self"), "checksum": k.average_checksum(),
         })
     );
+}
+
+/// The size of the largest CPU cache (the last level), in bytes, from sysfs.
+fn last_level_cache_bytes() -> Option<u64> {
+    let mut largest = None;
+    for e in std::fs::read_dir("/sys/devices/system/cpu/cpu0/cache")
+        .ok()?
+        .flatten()
+    {
+        let Ok(size) = std::fs::read_to_string(e.path().join("size")) else {
+            continue;
+        };
+        let size = size.trim();
+        let (digits, unit) = size.split_at(
+            size.find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(size.len()),
+        );
+        let Ok(v) = digits.parse::<u64>() else {
+            continue;
+        };
+        let bytes = v * match unit {
+            "K" => 1 << 10,
+            "M" => 1 << 20,
+            "G" => 1 << 30,
+            _ => 1,
+        };
+        largest = largest.max(Some(bytes));
+    }
+    largest
+}
+
+fn mem_available_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kb = s
+        .lines()
+        .find(|l| l.starts_with("MemAvailable:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse::<u64>()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+/// The size of each bandwidth array: `FL_TRIAD_MB` MB, by default 4x the last-level cache
+/// (STREAM's rule, so that no run is served from cache), capped at an eighth of the available
+/// memory.
+fn bandwidth_array_bytes(llc: u64) -> u64 {
+    match std::env::var("FL_TRIAD_MB")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        Some(mb) => mb << 20,
+        None => (4 * llc)
+            .max(64 << 20)
+            .min(mem_available_bytes().unwrap_or(u64::MAX) / 8),
+    }
+}
+
+/// The fastest of `runs` timed runs of `f`, after one warm-up run (as STREAM does).
+fn best_of(runs: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    (0..runs.max(1))
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            start.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// This machine's memory bandwidth and the fold against it, both on one thread (the fold runs on
+/// one: one aggregator per isolate) over arrays far larger than the cache. Prints two JSON lines:
+///
+/// - STREAM's triad, `a[i] = b[i] + s * c[i]` over `f64`, counted as STREAM counts it: 24 bytes
+///   per element (`b` and `c` read, `a` written; the cache's read of `a` before writing it is
+///   not counted);
+/// - the fold, `sum[i] += w * x[i]` with `x` float32 bytes and `sum` f64, over as many elements,
+///   counted the same way: 20 bytes per element (4 of `x` and 8 of `sum` read, 8 of `sum`
+///   written).
+fn bandwidth(runs: usize) {
+    let llc = last_level_cache_bytes().unwrap_or(32 << 20);
+    let n = (bandwidth_array_bytes(llc) / 8) as usize;
+    let triad_seconds = {
+        let (mut a, b, c) = (vec![0.0f64; n], vec![1.0f64; n], vec![2.0f64; n]);
+        let secs = best_of(runs, || {
+            let s = std::hint::black_box(3.0f64);
+            let (b, c) = (std::hint::black_box(&b), std::hint::black_box(&c));
+            for ((a, b), c) in a.iter_mut().zip(b).zip(c) {
+                *a = b + s * c;
+            }
+            std::hint::black_box(&mut a);
+        });
+        // The work was done: every element is 1 + 3 * 2.
+        assert!(a.iter().step_by(4099).all(|&x| x == 7.0));
+        secs
+    };
+    let fold_seconds = {
+        let mut rng = SplitMix(9);
+        let x: Vec<u8> = (0..n).flat_map(|_| rng.unit().to_le_bytes()).collect();
+        let mut sum = vec![0.0f64; n];
+        let mut w = 0.0;
+        let secs = best_of(runs, || {
+            w += 1.0;
+            fold_slice(DType::F32, std::hint::black_box(&x), &mut sum, w);
+            std::hint::black_box(&mut sum);
+        });
+        assert!(sum.iter().any(|&s| s != 0.0));
+        secs
+    };
+    let common = json!({"elements": n, "array_mb": (n * 8) as f64 / 1e6, "llc_mb": llc as f64 / 1e6, "runs": runs});
+    for (name, bytes_per_element, secs) in [
+        ("STREAM triad (native, 1 thread)", 24, triad_seconds),
+        (
+            "edgeplane fold, float32 (native, 1 thread)",
+            20,
+            fold_seconds,
+        ),
+    ] {
+        let mut line = common.clone();
+        line["impl"] = json!(name);
+        line["bytes_per_element"] = json!(bytes_per_element);
+        line["seconds"] = json!(secs);
+        line["gb_per_s"] = json!((bytes_per_element * n) as f64 / 1e9 / secs);
+        println!("{line}");
+    }
 }
 
 // ---- end to end ---------------------------------------------------------------------------
@@ -453,6 +575,13 @@ async fn e2e(n: usize, concurrency: usize) {
     );
 }
 
+/// The number after `flag` on the command line.
+fn option(args: &[String], flag: &str) -> Option<usize> {
+    args.iter()
+        .position(|a| a == flag)
+        .and_then(|i| args.get(i + 1)?.parse().ok())
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -461,13 +590,11 @@ async fn main() {
         Some("make-updates") => make_updates(args.get(2).unwrap_or(&dir)),
         Some("kernel") => {
             let n = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(100);
-            let batch = args
-                .iter()
-                .position(|a| a == "--batch")
-                .and_then(|i| args.get(i + 1)?.parse().ok())
-                .unwrap_or(1);
-            kernel(n, args.iter().any(|a| a == "--validate"), batch, &dir)
+            let batch = option(&args, "--batch").unwrap_or(1);
+            let runs = option(&args, "--best-of").unwrap_or(1);
+            kernel(n, args.iter().any(|a| a == "--validate"), batch, runs, &dir)
         }
+        Some("bandwidth") => bandwidth(option(&args, "--runs").unwrap_or(10)),
         Some("e2e") => {
             let n = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(100);
             let c = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(8);
@@ -475,7 +602,8 @@ async fn main() {
         }
         _ => {
             eprintln!(
-                "usage: federation make-updates DIR | kernel N [--validate] | e2e N CONCURRENCY"
+                "usage: federation make-updates DIR | kernel N [--validate] [--batch B] [--best-of R] \
+                 | bandwidth [--runs R] | e2e N CONCURRENCY"
             );
             std::process::exit(2);
         }
