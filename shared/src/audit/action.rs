@@ -95,6 +95,7 @@ audit_actions! {
     RoundCancelled => "round.cancelled",
     RoundPublished => "round.published",
     RoundInsufficientUpdates => "round.insufficient_updates",
+    RoundFailed => "round.failed",
 
     // Code review: integrations, providers, reviews.
     IntegrationCreated => "integration.created",
