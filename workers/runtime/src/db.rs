@@ -10,9 +10,10 @@
 //!   ([`Backoff`]); only then does it become a 503 with `Retry-After`.
 //! - [`OrgBatch`] builds an org's writes with the org id bound in each statement, so a write can
 //!   never reach another org's rows because of something read earlier.
-//! - [`Db::commit`] applies a change and records its audit events in the same batch. The events
-//!   take no position in their chain there (see `edgeplane_core::audit::sequencer`), so
-//!   concurrent writers never conflict.
+//! - [`Db::commit`] applies a change ([`Writes`]) and records its audit events, completed with
+//!   the change's [`Facts`], in the same batch. The events take no position in their chain
+//!   there (see `edgeplane_core::audit::sequencer`), so concurrent writers never conflict; the
+//!   caller pokes the chains' sequencers afterwards (`crate::audit`).
 
 use std::time::Duration;
 
