@@ -5,11 +5,11 @@
 //   3. a plain Node.js receiver       — @octokit/webhooks-methods verify only (reference)
 // The gateway is the built worker (workers/gateway/build) served by workerd through
 // Miniflare's Node API (no wrangler dev proxy), with D1 (migrations applied), the review queue
-// producer, a Durable Object namespace and R2, as in production. Every webhook request carries
-// a distinct delivery id and a distinct head commit, so de-duplication inserts and a review job
-// is really enqueued; the body (~18 KB, shaped like GitHub's pull_request event) is signed per
-// request with HMAC-SHA256. Closed-loop load over keep-alive connections on 127.0.0.1 only,
-// bounded in time.
+// producer, the Durable Object namespaces intake uses (rate limits, the webhook inbox, the audit
+// sequencer) and R2, as in production. Every webhook request carries a distinct delivery id and
+// a distinct head commit, so de-duplication inserts and a review job is really enqueued; the body
+// (~18 KB, shaped like GitHub's pull_request event) is signed per request with HMAC-SHA256.
+// Closed-loop load over keep-alive connections on 127.0.0.1 only, bounded in time.
 //
 // Usage: node bench/review-intake.mjs [--seconds 10] [--connections 16] [--warmup 2]
 import { Miniflare } from "miniflare";
@@ -67,6 +67,8 @@ const mf = new Miniflare({
   durableObjects: {
     RATE_LIMITER: { className: "RateLimiter", useSQLite: true },
     WEBHOOK_INBOX: { className: "WebhookInbox", useSQLite: true },
+    // Every audited write (setup, the integration) pokes its chain's sequencer.
+    AUDIT_SEQUENCER: { className: "AuditSequencer", useSQLite: true },
   },
   durableObjectsPersist: path.join(persist, "do"),
   r2Buckets: ["MODELS"],

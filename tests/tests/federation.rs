@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use e2e::federation::*;
+use e2e::identity::{create_org, d1, new_user};
 use e2e::{org_path, stack, wait_for, Client};
 use serde_json::{json, Value};
 
@@ -1131,4 +1132,135 @@ fn a_device_downloads_only_the_base_of_a_round_it_is_offered() {
         sha256_hex(&download(&model_id, &v2_id)),
         v2["sha256"].as_str().unwrap()
     );
+}
+
+/// Federation changes take the one mutation path: each commits its audit event with the change
+/// and pokes the org's chain, including the round's end, which the coordinator records itself.
+/// In a fresh org whose audit log nobody reads (a read would place pending events itself), every
+/// event still reaches the chain — before, federation events waited for a read or for cron. And
+/// an event is in the audit log right after its change answers.
+#[test]
+fn federation_changes_reach_the_audit_chain_through_their_own_commit() {
+    let owner = new_user("fl-audit");
+    let org = create_org(&owner, "FL audit")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let c = owner.client();
+    let at = |p: &str| format!("/v1/orgs/{org}{p}");
+    let model_id = c
+        .post(&at("/models"), &json!({"name": "audited"}))
+        .expect(201)
+        .json()["model"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let spec = tensors(&[("w", vec![8])]);
+    c.send(
+        c.request(
+            reqwest::Method::POST,
+            &at(&format!("/models/{model_id}/versions")),
+        )
+        .header("content-type", "application/octet-stream")
+        .body(safetensors_f32(&spec, &[0.5; 8], &[0])),
+    )
+    .expect(201);
+    let rid = c
+        .post(
+            &at("/rounds"),
+            &round_body(&model_id, 2, 1, 2, 600, json!({"algorithm": "fedavg"})),
+        )
+        .expect(201)
+        .json()["round"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let enroll = |identifier: &str| {
+        let bt = c
+            .post(
+                &at("/devices/bootstrap-tokens"),
+                &json!({"device_identifier": identifier}),
+            )
+            .expect(201)
+            .json();
+        Client::anonymous()
+            .with_bearer(bt["token"].as_str().unwrap())
+            .post(
+                "/api/v1/device-auth/bootstrap",
+                &json!({"org_id": org, "device_identifier": identifier}),
+            )
+            .expect(201)
+            .json()["device_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let first = enroll("audited-1");
+    c.post(
+        &at(&format!("/devices/{first}/revoke")),
+        &json!({"reason": "lost"}),
+    )
+    .expect(200);
+    c.post(&at(&format!("/rounds/{rid}/cancel")), &json!({}))
+        .expect(200);
+
+    let placed = wait_for(
+        "the org's events to be placed without an audit read",
+        Duration::from_secs(60),
+        || {
+            let pending = d1(
+                "SELECT count(*) AS n FROM audit_pending WHERE chain = ?",
+                &[json!(org)],
+            );
+            let placed = d1(
+                "SELECT action, actor_type FROM audit_events WHERE chain = ? ORDER BY seq",
+                &[json!(org)],
+            );
+            (pending[0]["n"] == 0 && placed.len() == 8).then_some(placed)
+        },
+    );
+    let placed: Vec<(&str, &str)> = placed
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap(),
+                e["actor_type"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        placed,
+        [
+            ("org.created", "user"),
+            ("model.created", "user"),
+            ("model_version.created", "user"),
+            ("round.created", "user"),
+            ("device.bootstrap_token_created", "user"),
+            ("device.bootstrapped", "device"),
+            ("device.revoked", "user"),
+            ("round.cancelled", "user"),
+        ]
+    );
+
+    // Read right after the change: the audit read syncs the chain, so its own writes are there.
+    let second = enroll("audited-2");
+    c.post(
+        &at(&format!("/devices/{second}/revoke")),
+        &json!({"reason": "stolen"}),
+    )
+    .expect(200);
+    let events = c
+        .get(&at(&format!(
+            "/audit-events?action=device.revoked&resource={second}"
+        )))
+        .expect(200)
+        .json();
+    let events = events["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["actor"]["type"], "user");
+    assert_eq!(events[0]["metadata"]["reason"], "stolen");
+    assert!(events[0]["request_id"]
+        .as_str()
+        .unwrap()
+        .starts_with("req_"));
 }

@@ -2,7 +2,8 @@
 //!
 //! Code that changes something says *what* happened ([`Event`]: action, resource, metadata).
 //! *Who* acted, in *which org's* chain, *when* and *from where* (IP, user agent, request id) are
-//! [`Facts`] the request already knows; the one mutation path (`Cx::commit` in the gateway)
+//! [`Facts`] the request already knows; the one mutation path (`Cx::commit` in the gateway, or
+//! `edgeplane_runtime::audit::commit_with_facts` with explicit facts where no request is served)
 //! joins the two, so no handler can forget a field or attribute an action to someone else.
 
 use super::action::AuditAction;
@@ -97,6 +98,20 @@ pub struct Facts {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     pub request_id: Option<String>,
+}
+
+impl Facts {
+    /// The facts of a change the system makes on its own in `org_id` (a round's coordinator,
+    /// the review worker): acted by `component`, on no request.
+    pub fn system(component: &str, org_id: &str) -> Self {
+        Self {
+            actor: Actor::system(component),
+            org_id: Some(org_id.to_owned()),
+            ip: None,
+            user_agent: None,
+            request_id: None,
+        }
+    }
 }
 
 #[cfg(test)]

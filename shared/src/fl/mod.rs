@@ -18,6 +18,7 @@ pub mod safetensors;
 pub mod shard;
 pub mod upload_url;
 pub mod validate;
+pub mod versions;
 pub mod wire;
 
 pub use dtype::DType;

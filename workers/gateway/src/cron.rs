@@ -22,8 +22,8 @@ const DEAD_SESSION_RETENTION_MS: i64 = 30 * 24 * 3600 * 1000;
 /// The longest any session lives (CLI tokens: a year).
 const LONGEST_SESSION_MS: i64 = 365 * 24 * 3600 * 1000;
 
-/// Chains with events still waiting (a poke lost with its isolate, a write from the review
-/// worker, which has no sequencer binding) are sequenced here, at most this many per run.
+/// Chains with events still waiting (a poke lost with its isolate, or one that failed, or a
+/// sequencer run that failed) are sequenced here, at most this many per run.
 const AUDIT_CHAINS_PER_RUN: i64 = 100;
 
 async fn sequence_audit_chains(env: &Env, db: &Db) -> serde_json::Value {

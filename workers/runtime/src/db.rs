@@ -10,14 +10,15 @@
 //!   ([`Backoff`]); only then does it become a 503 with `Retry-After`.
 //! - [`OrgBatch`] builds an org's writes with the org id bound in each statement, so a write can
 //!   never reach another org's rows because of something read earlier.
-//! - [`Db::commit`] applies a change and records its audit events in the same batch. The events
-//!   take no position in their chain there (see `edgeplane_core::audit::sequencer`), so
-//!   concurrent writers never conflict.
+//! - [`Db::commit`] applies a change ([`Writes`]) and records its audit events, completed with
+//!   the change's [`Facts`], in the same batch. The events take no position in their chain
+//!   there (see `edgeplane_core::audit::sequencer`), so concurrent writers never conflict; the
+//!   caller pokes the chains' sequencers afterwards (`crate::audit`).
 
 use std::time::Duration;
 
 use edgeplane_core::audit::sql::{self as audit_sql, Statement};
-use edgeplane_core::audit::NewEvent;
+use edgeplane_core::audit::{Event, Facts};
 use edgeplane_core::store::Row;
 use edgeplane_core::{ApiError, ErrorCode};
 use serde::de::DeserializeOwned;
@@ -121,12 +122,101 @@ impl OrgBatch {
         self
     }
 
+    /// `INSERT INTO table (org_id, columns…) SELECT ?, select`: for values computed in SQL (the
+    /// next version number, a default that depends on other rows). `select` is the rest of the
+    /// `SELECT` after the org id (values, and any `FROM`/`WHERE`); `args` bind it.
+    pub fn insert_select(
+        mut self,
+        table: &str,
+        columns: &[&str],
+        select: &str,
+        args: Vec<Val>,
+    ) -> Self {
+        let mut all = vec![Val::from(self.org_id.as_str())];
+        all.extend(args);
+        self.stmts.push(Stmt::new(
+            format!(
+                "INSERT INTO {table} (org_id, {}) SELECT ?, {select}",
+                columns.join(", ")
+            ),
+            all,
+        ));
+        self
+    }
+
+    /// `INSERT INTO table (columns…) SELECT ?, … WHERE` every `(owner_table, id)` of `owners`
+    /// is a row of this org: for a table with no `org_id` of its own, which belongs to the org
+    /// through the rows it references (a group's members, a token family's tokens). If an
+    /// owner is missing or another org's, nothing is inserted.
+    pub fn insert_linked(
+        mut self,
+        table: &str,
+        columns: &[&str],
+        values: Vec<Val>,
+        owners: &[(&str, &str)],
+        on_duplicate: OnDuplicate,
+    ) -> Self {
+        let verb = match on_duplicate {
+            OnDuplicate::Fail => "INSERT",
+            OnDuplicate::Ignore => "INSERT OR IGNORE",
+        };
+        let marks = vec!["?"; columns.len()].join(", ");
+        let mut args = values;
+        let mut conditions = Vec::with_capacity(owners.len());
+        for (owner, id) in owners {
+            conditions.push(format!(
+                "EXISTS (SELECT 1 FROM {owner} WHERE id = ? AND org_id = ?)"
+            ));
+            args.push(Val::from(*id));
+            args.push(Val::from(self.org_id.as_str()));
+        }
+        self.stmts.push(Stmt::new(
+            format!(
+                "{verb} INTO {table} ({}) SELECT {marks} WHERE {}",
+                columns.join(", "),
+                conditions.join(" AND ")
+            ),
+            args,
+        ));
+        self
+    }
+
+    /// `UPDATE table SET set WHERE column IN (SELECT id FROM owner WHERE org_id = ?) AND
+    /// (filter)`: an update of a table with no `org_id` of its own (see
+    /// [`OrgBatch::insert_linked`]), limited to rows whose `column` names a row of this org in
+    /// `owner`.
+    pub fn update_linked(
+        self,
+        table: &str,
+        set: &str,
+        set_args: Vec<Val>,
+        (column, owner): (&str, &str),
+        filter: &str,
+        filter_args: Vec<Val>,
+    ) -> Self {
+        let scope = format!("{column} IN (SELECT id FROM {owner} WHERE org_id = ?)");
+        self.scoped_update(table, set, set_args, &scope, filter, filter_args)
+    }
+
     /// `UPDATE table SET set WHERE org_id = ? AND (filter)`; `args` bind `set`, then `filter`.
     pub fn update(
+        self,
+        table: &str,
+        set: &str,
+        set_args: Vec<Val>,
+        filter: &str,
+        filter_args: Vec<Val>,
+    ) -> Self {
+        self.scoped_update(table, set, set_args, "org_id = ?", filter, filter_args)
+    }
+
+    /// An update limited by `scope`, a condition with one placeholder: the org id.
+    fn scoped_update(
         mut self,
         table: &str,
         set: &str,
         set_args: Vec<Val>,
+        scope: &str,
         filter: &str,
         filter_args: Vec<Val>,
     ) -> Self {
@@ -134,7 +224,7 @@ impl OrgBatch {
         args.push(Val::from(self.org_id.as_str()));
         args.extend(filter_args);
         self.stmts.push(Stmt::new(
-            format!("UPDATE {table} SET {set} WHERE org_id = ? AND ({filter})"),
+            format!("UPDATE {table} SET {set} WHERE {scope} AND ({filter})"),
             args,
         ));
         self
@@ -164,6 +254,15 @@ impl OrgBatch {
     pub fn into_stmts(self) -> Vec<Stmt> {
         self.stmts
     }
+}
+
+/// What [`OrgBatch::insert_linked`] does when a row with the same key exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnDuplicate {
+    /// The batch fails (`DbError::Unique`).
+    Fail,
+    /// The existing row stays as it is; the statement changes nothing.
+    Ignore,
 }
 
 /// Why a D1 call failed. Classified once ([`DbError::classify`]) from the runtime's message.
@@ -535,36 +634,91 @@ impl Db {
         ApiError::conflict("the resource changed concurrently; retry the request")
     }
 
-    /// Applies `stmts` and records `events` in one D1 batch: all happen or none does. The
-    /// events wait in `audit_pending` for their chain's sequencer, which the caller pokes
-    /// afterwards (`Cx::commit` does); nothing here can conflict with a concurrent writer.
-    /// Returns the number of rows each of `stmts` changed.
+    /// Applies `writes` and records `events`, completed with `facts`, in one D1 batch: all
+    /// happen or none does. This is the shared half of the one mutation path (`Cx::commit` in
+    /// the gateway, [`crate::audit::commit_with_facts`] where no request is served): the events
+    /// wait in `audit_pending`, without a position in their chain, so nothing here can conflict
+    /// with a concurrent writer; the caller pokes the returned chains' sequencers afterwards.
+    ///
+    /// An org's writes ([`Writes::Org`]) must be for the org the facts name, if they name one,
+    /// and make it the events' default chain; when the facts name an org, unscoped writes are
+    /// refused, so every write made in an org's name binds that org.
     pub async fn commit(
         &self,
-        mut stmts: Vec<Stmt>,
-        events: Vec<NewEvent>,
+        writes: Writes,
+        events: impl IntoIterator<Item = Event>,
+        mut facts: Facts,
         now_ms: i64,
-    ) -> Result<Vec<u64>, DbError> {
+    ) -> Result<Committed, DbError> {
+        let mut stmts = writes.bind(&mut facts).map_err(|why| {
+            log::error("commit", why);
+            DbError::Other
+        })?;
         let changed = stmts.len();
+        let mut chains = Vec::new();
         for event in events {
+            let event = event.complete(&facts);
+            chains.push(event.chain.clone());
             let id = edgeplane_core::ids::new_id("aud", now_ms).map_err(|_| DbError::Other)?;
             stmts.push(audit_sql::insert_pending(&event.record(id, now_ms)).into());
         }
+        chains.sort();
+        chains.dedup();
         let mut changes = self.execute(&stmts).await?;
         changes.truncate(changed);
-        Ok(changes)
+        Ok(Committed { changes, chains })
     }
+}
 
-    /// [`Db::commit`] for callers that answer with an `ApiError` directly. Their events are
-    /// placed by the next poke of the chain's sequencer or, at the latest, by cron.
-    pub async fn commit_audited(
-        &self,
-        stmts: Vec<Stmt>,
-        events: Vec<NewEvent>,
-        now_ms: i64,
-    ) -> Result<Vec<u64>, ApiError> {
-        Ok(self.commit(stmts, events, now_ms).await?)
+/// The writes of a change: an org's ([`OrgBatch`], org id bound in every statement) or rows that
+/// belong to no org (users, sessions, sign-in artifacts).
+pub enum Writes {
+    Org(OrgBatch),
+    Unscoped(Vec<Stmt>),
+}
+
+impl Writes {
+    /// The statements, once they agree with `facts`: an org's writes must be for the org the
+    /// facts name (if any) and become the facts' org; unscoped writes are refused when the facts
+    /// name an org. Nothing else decides which org a change is written in. The error says why
+    /// (a defect in the caller, never the client's doing).
+    fn bind(self, facts: &mut Facts) -> Result<Vec<Stmt>, &'static str> {
+        match self {
+            Writes::Org(batch) => {
+                if facts.org_id.as_deref().is_some_and(|o| o != batch.org_id()) {
+                    return Err("writes for another org than the facts name");
+                }
+                facts.org_id = Some(batch.org_id().to_owned());
+                Ok(batch.into_stmts())
+            }
+            Writes::Unscoped(stmts) => {
+                if facts.org_id.is_some() && !stmts.is_empty() {
+                    return Err("an org's change written without an OrgBatch");
+                }
+                Ok(stmts)
+            }
+        }
     }
+}
+
+impl From<OrgBatch> for Writes {
+    fn from(b: OrgBatch) -> Self {
+        Writes::Org(b)
+    }
+}
+
+impl From<Vec<Stmt>> for Writes {
+    fn from(s: Vec<Stmt>) -> Self {
+        Writes::Unscoped(s)
+    }
+}
+
+/// What [`Db::commit`] did: the rows each write changed, and the audit chains that now hold
+/// events waiting for their sequencer (to be poked).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    pub changes: Vec<u64>,
+    pub chains: Vec<String>,
 }
 
 #[cfg(test)]
@@ -743,5 +897,215 @@ mod tests {
             b[2].sql,
             "DELETE FROM memberships WHERE org_id = ? AND (user_id = ?)"
         );
+    }
+
+    /// Runs statements as D1 runs a batch (one transaction) over the real `schema.sql`.
+    fn sqlite() -> rusqlite::Connection {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch(include_str!("../../../schema.sql"))
+            .unwrap();
+        conn.execute_batch(
+            "INSERT INTO orgs (id, slug, name, created_at_ms, created_by) VALUES \
+               ('org_a', 'a', 'A', 1, 'u'), ('org_b', 'b', 'B', 1, 'u'); \
+             INSERT INTO fl_models (id, org_id, name, created_by, created_at_ms) VALUES \
+               ('mdl_a', 'org_a', 'm', 'u', 1);",
+        )
+        .unwrap();
+        conn
+    }
+
+    fn run(conn: &mut rusqlite::Connection, stmts: Vec<Stmt>) -> Vec<usize> {
+        use rusqlite::types::Value as Sq;
+        let tx = conn.transaction().unwrap();
+        let mut changes = Vec::new();
+        for s in stmts {
+            let args = s.args.iter().map(|v| match v {
+                Val::Null => Sq::Null,
+                Val::Int(i) => Sq::Integer(*i),
+                Val::Real(f) => Sq::Real(*f),
+                Val::Text(t) => Sq::Text(t.clone()),
+                Val::Blob(b) => Sq::Blob(b.clone()),
+            });
+            changes.push(
+                tx.execute(&s.sql, rusqlite::params_from_iter(args))
+                    .unwrap(),
+            );
+        }
+        tx.commit().unwrap();
+        changes
+    }
+
+    fn count(conn: &rusqlite::Connection, sql: &str) -> i64 {
+        conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    /// Rows of tables that have no `org_id` column are written only through owners of the
+    /// batch's org: another org's group, device or token family matches nothing.
+    #[test]
+    fn linked_writes_reach_only_rows_owned_by_the_org() {
+        let mut db = sqlite();
+        db.execute_batch(
+            "INSERT INTO fl_devices (id, org_id, device_identifier, created_at_ms) VALUES \
+               ('dev_a', 'org_a', 'a', 1), ('dev_b', 'org_b', 'b', 1); \
+             INSERT INTO fl_device_groups (id, org_id, name, created_by, created_at_ms) VALUES \
+               ('dgr_a', 'org_a', 'ga', 'u', 1), ('dgr_b', 'org_b', 'gb', 'u', 1); \
+             INSERT INTO fl_device_families (id, org_id, device_id, scopes, access_ttl_s, created_at_ms) \
+               VALUES ('dfm_a', 'org_a', 'dev_a', 's', 60, 1), ('dfm_b', 'org_b', 'dev_b', 's', 60, 1); \
+             INSERT INTO fl_device_refresh_tokens (id, family_id, token_hash, created_at_ms, expires_at_ms) \
+               VALUES ('drt_a', 'dfm_a', 'ha', 1, 9), ('drt_b', 'dfm_b', 'hb', 1, 9);",
+        )
+        .unwrap();
+        let member = |b: OrgBatch, g: &str, d: &str| {
+            b.insert_linked(
+                "fl_device_group_members",
+                &["group_id", "device_id"],
+                crate::args![g, d],
+                &[("fl_device_groups", g), ("fl_devices", d)],
+                OnDuplicate::Ignore,
+            )
+        };
+        let batch = OrgBatch::new("org_a");
+        let batch = member(batch, "dgr_a", "dev_a");
+        let batch = member(batch, "dgr_a", "dev_a");
+        let batch = member(batch, "dgr_a", "dev_b");
+        let batch = member(batch, "dgr_b", "dev_a");
+        let batch = batch
+            .insert_linked(
+                "fl_device_refresh_tokens",
+                &[
+                    "id",
+                    "family_id",
+                    "token_hash",
+                    "created_at_ms",
+                    "expires_at_ms",
+                ],
+                crate::args!["drt_x", "dfm_b", "hx", 2i64, 9i64],
+                &[("fl_device_families", "dfm_b")],
+                OnDuplicate::Fail,
+            )
+            .update_linked(
+                "fl_device_refresh_tokens",
+                "rotated_at_ms = ?",
+                crate::args![5i64],
+                ("family_id", "fl_device_families"),
+                "id IN (?, ?)",
+                crate::args!["drt_a", "drt_b"],
+            );
+        assert_eq!(run(&mut db, batch.into_stmts()), vec![1, 0, 0, 0, 0, 1]);
+        assert_eq!(
+            count(&db, "SELECT count(*) FROM fl_device_group_members"),
+            1
+        );
+        assert_eq!(
+            count(
+                &db,
+                "SELECT count(*) FROM fl_device_refresh_tokens WHERE rotated_at_ms IS NOT NULL"
+            ),
+            1
+        );
+        assert_eq!(
+            count(
+                &db,
+                "SELECT rotated_at_ms FROM fl_device_refresh_tokens WHERE id = 'drt_a'"
+            ),
+            5
+        );
+        assert_eq!(
+            count(
+                &db,
+                "SELECT count(*) FROM fl_device_refresh_tokens WHERE id = 'drt_x'"
+            ),
+            0
+        );
+    }
+
+    /// An insert whose values SQL computes still names the org first; a new model version is
+    /// numbered after the model's latest in the same statement.
+    #[test]
+    fn computed_inserts_bind_the_org() {
+        use edgeplane_core::fl::versions::NewVersion;
+        let mut db = sqlite();
+        let version = |id: &str| {
+            let v = NewVersion {
+                id,
+                model_id: "mdl_a",
+                parent_id: None,
+                round_id: None,
+                sha256: "h",
+                size_bytes: 1,
+                parameters: 1,
+                layout: "{}".into(),
+                pieces: "[]".into(),
+                aggregation: None,
+                created_by: "u",
+                created_at_ms: 1,
+            };
+            OrgBatch::new("org_a").insert_select(
+                NewVersion::TABLE,
+                NewVersion::COLUMNS,
+                NewVersion::SELECT,
+                v.values(),
+            )
+        };
+        let stmts = version("mv_1").into_stmts();
+        assert!(stmts[0]
+            .sql
+            .starts_with("INSERT INTO fl_model_versions (org_id, id, model_id, version, "));
+        assert_eq!(stmts[0].args[0], Val::from("org_a"));
+        run(&mut db, stmts);
+        run(&mut db, version("mv_2").into_stmts());
+        let numbered: Vec<(String, String, i64)> = db
+            .prepare("SELECT id, org_id, version FROM fl_model_versions ORDER BY version")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            numbered,
+            vec![
+                ("mv_1".into(), "org_a".into(), 1),
+                ("mv_2".into(), "org_a".into(), 2)
+            ]
+        );
+    }
+
+    fn facts(org: Option<&str>) -> Facts {
+        Facts {
+            org_id: org.map(str::to_owned),
+            ..Facts::system("test", "x")
+        }
+    }
+
+    /// Which org a change is written in is decided by its writes and the facts together: never
+    /// two different orgs, and never unscoped writes in an org's name.
+    #[test]
+    fn writes_and_facts_agree_on_the_org() {
+        let batch =
+            || OrgBatch::new("org_a").delete("memberships", "user_id = ?", crate::args!["u"]);
+        let mut f = facts(None);
+        assert_eq!(Writes::from(batch()).bind(&mut f).unwrap().len(), 1);
+        assert_eq!(
+            f.org_id.as_deref(),
+            Some("org_a"),
+            "the batch names the events' org"
+        );
+        let mut f = facts(Some("org_a"));
+        assert!(Writes::from(batch()).bind(&mut f).is_ok());
+        let mut f = facts(Some("org_b"));
+        assert_eq!(
+            Writes::from(batch()).bind(&mut f).err(),
+            Some("writes for another org than the facts name")
+        );
+        let unscoped = || Writes::from(vec![Stmt::new("DELETE FROM users", vec![])]);
+        assert_eq!(
+            unscoped().bind(&mut facts(Some("org_a"))).err(),
+            Some("an org's change written without an OrgBatch")
+        );
+        assert!(unscoped().bind(&mut facts(None)).is_ok());
+        // Events alone (no writes) may be recorded in an org's name.
+        assert!(Writes::from(Vec::new())
+            .bind(&mut facts(Some("org_a")))
+            .is_ok());
     }
 }

@@ -99,6 +99,7 @@ impl Core {
             blobs: R2Blobs::from_env(&self.env)?,
             registry: D1Registry {
                 db: Db::from_env(&self.env)?,
+                env: self.env.clone(),
             },
         })
     }

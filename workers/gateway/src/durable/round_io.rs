@@ -1,15 +1,17 @@
 //! What a round's coordinator talks to, adapted to the traits its driver is written against:
 //! its aggregator shards (Durable Object stubs) and D1 (the round's end, with its audit record).
 
-use edgeplane_core::audit::{Actor, NewEvent};
+use edgeplane_core::audit::{Actor, AuditAction, Event, Facts};
 use edgeplane_core::fl::ledger::records::Ended;
 use edgeplane_core::fl::ledger::run::{Aggregators, Registry, RemoteError, RoundEnd};
+use edgeplane_core::fl::versions::NewVersion;
 use edgeplane_core::fl::wire::{
     AggStatus, FoldReply, FoldRequest, PublishReply, PublishRequest, RoundConfig, StatusRequest,
 };
 use edgeplane_core::fl::RoundState;
 use edgeplane_core::{ApiError, ErrorCode};
-use edgeplane_runtime::db::{Db, Stmt};
+use edgeplane_runtime::audit::commit_with_facts;
+use edgeplane_runtime::db::{Db, OrgBatch};
 use edgeplane_runtime::{args, log};
 use serde::Deserialize;
 use worker::Env;
@@ -53,9 +55,11 @@ impl Aggregators for StubShards {
     }
 }
 
-/// D1 as the coordinator writes it.
+/// D1 as the coordinator writes it, and the audit sequencers it pokes after writing a round's
+/// end.
 pub struct D1Registry {
     pub db: Db,
+    pub env: Env,
 }
 
 const TERMINAL: &str = "('published', 'insufficient_updates', 'cancelled', 'failed')";
@@ -65,69 +69,53 @@ struct StateRow {
     state: String,
 }
 
-fn event(
-    cfg: &RoundConfig,
-    actor: Actor,
-    action: &str,
-    resource: (&str, &str),
-    metadata: serde_json::Value,
-) -> NewEvent {
-    NewEvent {
-        chain: cfg.org_id.to_string(),
-        org_id: Some(cfg.org_id.to_string()),
-        actor,
-        action: action.into(),
-        resource_type: resource.0.into(),
-        resource_id: resource.1.into(),
-        ip: None,
-        user_agent: None,
-        request_id: None,
-        metadata,
-    }
-}
-
-fn coordinator() -> Actor {
-    Actor::system("round_coordinator")
-}
+/// The round's coordinator, acting on its own (publication, the deadline, a failure).
+const COORDINATOR: &str = "round_coordinator";
 
 impl D1Registry {
     async fn state_in_d1(&self, cfg: &RoundConfig) -> Result<Option<String>, RemoteError> {
         let row: Option<StateRow> = self
             .db
             .first(
-                "SELECT state FROM fl_rounds WHERE id = ?",
-                args![cfg.round_id.as_str()],
+                "SELECT state FROM fl_rounds WHERE id = ? AND org_id = ?",
+                args![cfg.round_id.as_str(), cfg.org_id.as_str()],
             )
             .await
             .map_err(remote)?;
         Ok(row.map(|r| r.state))
     }
 
-    /// Commits the end unless D1 already has it: a repeat after a lost answer changes nothing.
+    /// The start of a round's end: its org's writes, guarded so that only the first end of a
+    /// round is ever written.
+    fn end_batch(cfg: &RoundConfig) -> OrgBatch {
+        OrgBatch::new(cfg.org_id.as_str()).guard(
+            &format!("(SELECT state FROM fl_rounds WHERE id = ?) NOT IN {TERMINAL}"),
+            args![cfg.round_id.as_str()],
+            ApiError::conflict("the round's end is already recorded"),
+        )
+    }
+
+    /// Commits the end (`writes`, begun by [`D1Registry::end_batch`]) with its events, unless D1
+    /// already has it: a repeat after a lost answer changes nothing. The org's audit sequencer
+    /// is poked once it is written.
     async fn commit_once(
         &self,
         cfg: &RoundConfig,
         state: RoundState,
-        stmts: Vec<Stmt>,
-        events: Vec<NewEvent>,
-        at_ms: i64,
+        writes: OrgBatch,
+        events: Vec<Event>,
+        facts: Facts,
     ) -> Result<(), RemoteError> {
         if self.state_in_d1(cfg).await?.as_deref() == Some(state.as_str()) {
             return Ok(());
         }
-        let mut all = vec![Stmt::guard(
-            &format!("(SELECT state FROM fl_rounds WHERE id = ?) NOT IN {TERMINAL}"),
-            args![cfg.round_id.as_str()],
-            ApiError::conflict("the round's end is already recorded"),
-        )];
-        all.extend(stmts);
-        match self.db.commit_audited(all, events, at_ms).await {
+        match commit_with_facts(&self.env, &self.db, writes, events, facts).await {
             Ok(_) => Ok(()),
             Err(e) => {
                 if self.state_in_d1(cfg).await?.as_deref() == Some(state.as_str()) {
                     return Ok(());
                 }
-                Err(remote(e))
+                Err(remote(e.into()))
             }
         }
     }
@@ -137,8 +125,11 @@ impl Registry for D1Registry {
     async fn mirror(&self, cfg: &RoundConfig, state: RoundState) -> Result<(), RemoteError> {
         self.db
             .run_unaudited(
-                &format!("UPDATE fl_rounds SET state = ? WHERE id = ? AND state NOT IN {TERMINAL}"),
-                args![state.as_str(), cfg.round_id.as_str()],
+                &format!(
+                    "UPDATE fl_rounds SET state = ? WHERE org_id = ? AND id = ? \
+                     AND state NOT IN {TERMINAL}"
+                ),
+                args![state.as_str(), cfg.org_id.as_str(), cfg.round_id.as_str()],
             )
             .await
             .map(|_| ())
@@ -150,6 +141,7 @@ impl Registry for D1Registry {
 
     async fn record_end(&self, cfg: &RoundConfig, end: &RoundEnd<'_>) -> Result<(), RemoteError> {
         let round = cfg.round_id.as_str();
+        let org = cfg.org_id.as_str();
         match end {
             RoundEnd::Published(v) => {
                 let json = |r: serde_json::Result<String>| {
@@ -158,106 +150,104 @@ impl Registry for D1Registry {
                         retry: false,
                     })
                 };
-                let stmts = vec![
-                    Stmt::new(
-                        "INSERT INTO fl_model_versions (id, org_id, model_id, version, parent_id, round_id, \
-                         status, sha256, size_bytes, parameters, layout, pieces, aggregation, created_by, \
-                         created_at_ms) SELECT ?, ?, ?, coalesce(max(version), 0) + 1, ?, ?, 'ready', ?, ?, \
-                         ?, ?, ?, ?, ?, ? FROM fl_model_versions WHERE model_id = ?",
-                        args![
-                            v.version_id.as_str(),
-                            cfg.org_id.as_str(),
-                            cfg.model_id.as_str(),
-                            cfg.base_version_id.as_str(),
-                            round,
-                            v.sha256.as_str(),
-                            v.size as i64,
-                            cfg.layout.total_elements() as i64,
-                            json(serde_json::to_string(&cfg.layout))?,
-                            json(serde_json::to_string(&v.pieces))?,
-                            v.aggregation.to_string(),
-                            "round_coordinator",
-                            v.at_ms,
-                            cfg.model_id.as_str()
-                        ],
-                    ),
-                    Stmt::new(
-                        "UPDATE fl_rounds SET state = 'published', published_version_id = ?, closed_at_ms = ? \
-                         WHERE id = ?",
-                        args![v.version_id.as_str(), v.at_ms, round],
-                    ),
-                ];
+                let version = NewVersion {
+                    id: v.version_id.as_str(),
+                    model_id: cfg.model_id.as_str(),
+                    parent_id: Some(cfg.base_version_id.as_str()),
+                    round_id: Some(round),
+                    sha256: &v.sha256,
+                    size_bytes: v.size as i64,
+                    parameters: cfg.layout.total_elements() as i64,
+                    layout: json(serde_json::to_string(&cfg.layout))?,
+                    pieces: json(serde_json::to_string(&v.pieces))?,
+                    aggregation: Some(v.aggregation.to_string()),
+                    created_by: COORDINATOR,
+                    created_at_ms: v.at_ms,
+                };
+                let writes = Self::end_batch(cfg)
+                    .insert_select(
+                        NewVersion::TABLE,
+                        NewVersion::COLUMNS,
+                        NewVersion::SELECT,
+                        version.values(),
+                    )
+                    .update(
+                        "fl_rounds",
+                        "state = 'published', published_version_id = ?, closed_at_ms = ?",
+                        args![v.version_id.as_str(), v.at_ms],
+                        "id = ?",
+                        args![round],
+                    );
                 let events = vec![
-                    event(
-                        cfg,
-                        coordinator(),
-                        "round.published",
-                        ("round", round),
+                    Event::new(AuditAction::RoundPublished, "round", round).meta(
                         serde_json::json!({
                             "model_id": cfg.model_id, "version_id": v.version_id,
                             "accepted": v.accepted, "total_samples": v.total_samples,
                             "sha256": v.sha256,
                         }),
                     ),
-                    event(
-                        cfg,
-                        coordinator(),
-                        "model_version.created",
-                        ("model_version", v.version_id.as_str()),
-                        serde_json::json!({
-                            "model_id": cfg.model_id, "round_id": cfg.round_id,
-                            "parent_id": cfg.base_version_id, "aggregation": v.aggregation,
-                        }),
-                    ),
+                    Event::new(
+                        AuditAction::ModelVersionCreated,
+                        "model_version",
+                        v.version_id.as_str(),
+                    )
+                    .meta(serde_json::json!({
+                        "model_id": cfg.model_id, "round_id": cfg.round_id,
+                        "parent_id": cfg.base_version_id, "aggregation": v.aggregation,
+                    })),
                 ];
-                self.commit_once(cfg, RoundState::Published, stmts, events, v.at_ms)
+                let facts = Facts::system(COORDINATOR, org);
+                self.commit_once(cfg, RoundState::Published, writes, events, facts)
                     .await
             }
             RoundEnd::Other { ended, at_ms } => {
-                let (state, failure, actor, action, metadata, facts) = match ended {
+                let (state, failure, action, metadata, facts) = match ended {
                     Ended::Cancelled {
                         previous,
                         requester,
                     } => (
                         RoundState::Cancelled,
                         None,
-                        Actor {
-                            kind: requester.actor_type.clone(),
-                            id: requester.actor_id.clone(),
-                        },
-                        "round.cancelled",
+                        AuditAction::RoundCancelled,
                         serde_json::json!({"previous_state": previous.as_str()}),
-                        Some(requester),
+                        // On the request of whoever cancelled, recorded with the cancel.
+                        Facts {
+                            actor: Actor {
+                                kind: requester.actor_type.clone(),
+                                id: requester.actor_id.clone(),
+                            },
+                            org_id: Some(org.to_owned()),
+                            ip: requester.ip.clone(),
+                            user_agent: requester.user_agent.clone(),
+                            request_id: requester.request_id.clone(),
+                        },
                     ),
                     Ended::InsufficientUpdates { accepted } => (
                         RoundState::InsufficientUpdates,
                         None,
-                        coordinator(),
-                        "round.insufficient_updates",
+                        AuditAction::RoundInsufficientUpdates,
                         serde_json::json!({"accepted": accepted, "min": cfg.min}),
-                        None,
+                        Facts::system(COORDINATOR, org),
                     ),
                     Ended::Failed { failure, detail } => (
                         RoundState::Failed,
                         Some(failure.as_str()),
-                        coordinator(),
-                        "round.failed",
+                        AuditAction::RoundFailed,
                         serde_json::json!({"failure": failure.as_str(), "detail": detail}),
-                        None,
+                        Facts::system(COORDINATOR, org),
                     ),
                     Ended::Published { .. } => return Ok(()),
                 };
-                let mut ev = event(cfg, actor, action, ("round", round), metadata);
-                if let Some(r) = facts {
-                    ev.ip = r.ip.clone();
-                    ev.user_agent = r.user_agent.clone();
-                    ev.request_id = r.request_id.clone();
-                }
-                let stmts = vec![Stmt::new(
-                    "UPDATE fl_rounds SET state = ?, failure = ?, closed_at_ms = ? WHERE id = ?",
-                    args![state.as_str(), failure, *at_ms, round],
-                )];
-                self.commit_once(cfg, state, stmts, vec![ev], *at_ms).await
+                let writes = Self::end_batch(cfg).update(
+                    "fl_rounds",
+                    "state = ?, failure = ?, closed_at_ms = ?",
+                    args![state.as_str(), failure, *at_ms],
+                    "id = ?",
+                    args![round],
+                );
+                let event = Event::new(action, "round", round).meta(metadata);
+                self.commit_once(cfg, state, writes, vec![event], facts)
+                    .await
             }
         }
     }

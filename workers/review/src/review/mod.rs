@@ -10,7 +10,7 @@ mod store;
 
 use std::time::Duration;
 
-use edgeplane_core::audit::{Actor, NewEvent};
+use edgeplane_core::audit::{AuditAction, Event, Facts};
 use edgeplane_core::queue::retry_delay_seconds;
 use edgeplane_core::review::byok::ReviewSecret;
 use edgeplane_core::review::config::{Deployment, PlatformApi, ProviderKind};
@@ -27,8 +27,10 @@ use edgeplane_core::review::status::ReviewStatus;
 use edgeplane_core::views::review::SkippedFile;
 use edgeplane_core::webhook::Platform;
 use edgeplane_core::ApiError;
+use edgeplane_runtime::audit::commit_with_facts;
 use edgeplane_runtime::clock::now_ms;
-use edgeplane_runtime::{args, log, Db, Stmt};
+use edgeplane_runtime::db::OrgBatch;
+use edgeplane_runtime::{args, log, Db};
 use serde::{Deserialize, Serialize};
 use worker::Env;
 
@@ -134,6 +136,8 @@ impl Provider {
 
 /// Everything one job needs, resolved once.
 pub struct Job {
+    /// For the audit sequencer a finished review pokes.
+    pub env: Env,
     pub db: Db,
     pub row: ReviewRow,
     pub api: PlatformApi,
@@ -261,10 +265,28 @@ async fn conclude(
         }
         Stop::Permanent(reason) => {
             log::warn("review failed", &format!("{id}: {reason}"));
-            finish_unsuccessful(db, org_id, id, ReviewStatus::Failed, None, Some(&reason)).await
+            finish_unsuccessful(
+                env,
+                db,
+                org_id,
+                id,
+                ReviewStatus::Failed,
+                None,
+                Some(&reason),
+            )
+            .await
         }
         Stop::Skip(reason) => {
-            finish_unsuccessful(db, org_id, id, ReviewStatus::Skipped, Some(reason), None).await
+            finish_unsuccessful(
+                env,
+                db,
+                org_id,
+                id,
+                ReviewStatus::Skipped,
+                Some(reason),
+                None,
+            )
+            .await
         }
     };
     match result {
@@ -277,6 +299,7 @@ async fn conclude(
 
 /// Ends a review as failed or skipped (an unfinished one only); failures are audited.
 pub async fn finish_unsuccessful(
+    env: &Env,
     db: &Db,
     org_id: &str,
     id: &str,
@@ -284,47 +307,28 @@ pub async fn finish_unsuccessful(
     reason: Option<&str>,
     error: Option<&str>,
 ) -> Result<(), ApiError> {
-    let now = now_ms();
-    let stmts = vec![Stmt::new(
-        format!(
-            "UPDATE reviews SET status = ?, status_reason = coalesce(?, status_reason), \
-             error = coalesce(?, error), finished_at_ms = ?, lease_until_ms = NULL, \
-             work_sealed = NULL WHERE id = ? AND status IN {}",
-            ReviewStatus::UNFINISHED_SQL
-        ),
-        args![status.as_str(), reason, error, now, id],
-    )];
+    let batch = OrgBatch::new(org_id).update(
+        "reviews",
+        "status = ?, status_reason = coalesce(?, status_reason), error = coalesce(?, error), \
+         finished_at_ms = ?, lease_until_ms = NULL, work_sealed = NULL",
+        args![status.as_str(), reason, error, now_ms()],
+        &format!("id = ? AND status IN {}", ReviewStatus::UNFINISHED_SQL),
+        args![id],
+    );
     let events = if status == ReviewStatus::Failed {
-        vec![system_event(
-            org_id,
-            "review.failed",
-            id,
-            serde_json::json!({"error": error}),
-        )]
+        vec![Event::new(AuditAction::ReviewFailed, "review", id)
+            .meta(serde_json::json!({"error": error}))]
     } else {
         vec![]
     };
-    db.commit_audited(stmts, events, now).await.map(|_| ())
+    commit_with_facts(env, db, batch, events, facts(org_id)).await?;
+    Ok(())
 }
 
-pub fn system_event(
-    org_id: &str,
-    action: &str,
-    review_id: &str,
-    metadata: serde_json::Value,
-) -> NewEvent {
-    NewEvent {
-        chain: org_id.to_owned(),
-        org_id: Some(org_id.to_owned()),
-        actor: Actor::system("review-worker"),
-        action: action.into(),
-        resource_type: "review".into(),
-        resource_id: review_id.into(),
-        ip: None,
-        user_agent: None,
-        request_id: None,
-        metadata,
-    }
+/// What the review worker's changes are recorded with: the worker acting on its own, in the
+/// review's org.
+pub fn facts(org_id: &str) -> Facts {
+    Facts::system("review-worker", org_id)
 }
 
 /// Resolves the integration, the provider and their secrets. A review whose integration or
@@ -417,6 +421,7 @@ async fn prepare(env: &Env, db: Db, row: ReviewRow) -> Result<Job, (Db, Stop)> {
         base_url: integ.api_base_url,
         net: Net::new(policy),
         review_secret,
+        env: env.clone(),
         db,
         row,
     })
@@ -632,6 +637,7 @@ pub async fn dead_lettered(env: &Env, org_id: &str, review_id: &str) -> Outcome 
             .unwrap_or_else(|| "none recorded".into())
     );
     match finish_unsuccessful(
+        env,
         &db,
         org_id,
         review_id,

@@ -3,16 +3,20 @@
 //! as it lands so a retry resumes where it stopped. A comment the platform refuses (400/422:
 //! the line moved, the position is invalid) is folded into the summary instead of being lost.
 
+use edgeplane_core::audit::{AuditAction, Event};
 use edgeplane_core::review::config::PlatformApi;
 use edgeplane_core::review::findings::Finding;
 use edgeplane_core::review::platform::{parse_created_id, parse_existing_bodies};
 use edgeplane_core::review::render::{self, NotReviewed, Summary};
 use edgeplane_core::review::status::{CommentState, ReviewStatus};
+use edgeplane_core::ApiError;
+use edgeplane_runtime::args;
+use edgeplane_runtime::audit::commit_with_facts;
 use edgeplane_runtime::clock::now_ms;
-use edgeplane_runtime::{args, Stmt};
+use edgeplane_runtime::db::{DbError, OrgBatch};
 use serde::Deserialize;
 
-use super::{store, system_event, upstream, Job, Stop, Work};
+use super::{facts, store, upstream, Job, Stop, Work};
 
 const REJECTED: &[u16] = &[400, 404, 409, 422];
 
@@ -170,25 +174,28 @@ async fn finish(
     fallback: usize,
     platform_id: Option<String>,
 ) -> Result<(), Stop> {
-    let now = now_ms();
-    let stmts = vec![
-        Stmt::guard(
+    let batch = OrgBatch::new(&job.row.org_id)
+        .guard(
             "EXISTS (SELECT 1 FROM reviews WHERE id = ? AND status = ?)",
             args![&job.row.id, ReviewStatus::Commenting.as_str()],
             edgeplane_core::ApiError::conflict("the review is no longer being posted"),
-        ),
-        Stmt::new(
-            "UPDATE reviews SET status = 'done', finished_at_ms = ?, comments_posted = ?, comments_fallback = ?, \
-             platform_review_id = coalesce(?, platform_review_id), work_sealed = NULL, lease_until_ms = NULL, error = NULL \
-             WHERE id = ? AND status = 'commenting'",
-            args![now, posted as i64, fallback as i64, platform_id.clone(), &job.row.id],
-        ),
-    ];
-    let event = system_event(
-        &job.row.org_id,
-        "review.posted",
-        &job.row.id,
-        serde_json::json!({
+        )
+        .update(
+            "reviews",
+            "status = 'done', finished_at_ms = ?, comments_posted = ?, comments_fallback = ?, \
+             platform_review_id = coalesce(?, platform_review_id), work_sealed = NULL, \
+             lease_until_ms = NULL, error = NULL",
+            args![
+                now_ms(),
+                posted as i64,
+                fallback as i64,
+                platform_id.clone()
+            ],
+            "id = ? AND status = 'commenting'",
+            args![&job.row.id],
+        );
+    let event =
+        Event::new(AuditAction::ReviewPosted, "review", &job.row.id).meta(serde_json::json!({
             "platform": job.platform_name(),
             "repository": job.row.repo_name,
             "pull_request": job.row.pr_number,
@@ -199,11 +206,11 @@ async fn finish(
             "not_reviewed": work.not_reviewed.len(),
             "platform_review_id": platform_id,
             "llm_provider_id": job.provider.id,
-        }),
-    );
-    match job.db.commit_audited(stmts, vec![event], now).await {
+        }));
+    match commit_with_facts(&job.env, &job.db, batch, [event], facts(&job.row.org_id)).await {
         Ok(_) => Ok(()),
-        Err(e) if e.code == edgeplane_core::ErrorCode::Conflict => Err(Stop::Gone),
-        Err(e) => Err(e.into()),
+        // The batch's one guard: the review left the commenting state (superseded).
+        Err(DbError::Guard(_)) => Err(Stop::Gone),
+        Err(e) => Err(ApiError::from(e).into()),
     }
 }

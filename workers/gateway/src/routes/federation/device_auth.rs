@@ -6,14 +6,15 @@
 //! again means it was copied, so the whole family is revoked. No long-lived credential ever lives
 //! on the device, and every token is stored only as its SHA-256.
 
-use edgeplane_core::audit::Actor;
+use edgeplane_core::audit::{Actor, AuditAction, Event};
 use edgeplane_core::auth::credential::{hash_presented, mint, CredentialKind};
 use edgeplane_core::fl::device_scope::DeviceScopes;
 use edgeplane_core::ids::new_id;
 use edgeplane_core::{ApiError, ErrorCode};
 use edgeplane_runtime::args;
-use edgeplane_runtime::db::Stmt;
+use edgeplane_runtime::db::{DbError, OnDuplicate, OrgBatch};
 use serde::Deserialize;
+use serde_json::json;
 
 use super::common::identifier;
 use crate::authn::device::{mint_access_token, DeviceClaims};
@@ -53,17 +54,23 @@ pub async fn mint_bootstrap_token(cx: &mut Cx<'_>) -> HttpResult {
     if scopes.is_empty() {
         return Err(ApiError::validation("scopes must not be empty"));
     }
-    let org_id = cx.org()?.org_id.clone();
     let now = now_ms();
     let id = new_id("dbt", now)?;
     let token = mint(CredentialKind::DeviceBootstrap)?;
     let expires = now + ttl * 1000;
-    let stmts = vec![Stmt::new(
-        "INSERT INTO fl_bootstrap_tokens (id, org_id, token_hash, device_identifier, scopes, created_by, \
-         created_at_ms, expires_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    let batch = OrgBatch::new(&cx.org()?.org_id).insert(
+        "fl_bootstrap_tokens",
+        &[
+            "id",
+            "token_hash",
+            "device_identifier",
+            "scopes",
+            "created_by",
+            "created_at_ms",
+            "expires_at_ms",
+        ],
         args![
             &id,
-            &org_id,
             &token.hash,
             &body.device_identifier,
             scopes.to_space_separated(),
@@ -71,16 +78,16 @@ pub async fn mint_bootstrap_token(cx: &mut Cx<'_>) -> HttpResult {
             now,
             expires
         ],
-    )];
-    let event = cx.rc.audit(
-        &cx.principal,
-        Some(&org_id),
-        "device.bootstrap_token_created",
+    );
+    let event = Event::new(
+        AuditAction::DeviceBootstrapTokenCreated,
         "bootstrap_token",
         &id,
-        serde_json::json!({"device_identifier": body.device_identifier, "scopes": scopes, "ttl_seconds": ttl}),
+    )
+    .meta(
+        json!({"device_identifier": body.device_identifier, "scopes": scopes, "ttl_seconds": ttl}),
     );
-    cx.db().commit_audited(stmts, vec![event], now).await?;
+    cx.commit(batch, [event]).await?;
     respond::created(&BootstrapTokenMinted {
         id,
         token: token.plaintext,
@@ -117,6 +124,34 @@ struct BootstrapRow {
 struct DeviceRow {
     id: String,
     revoked_at_ms: Option<i64>,
+}
+
+/// Adds a refresh token to `family_id`, a family of the batch's org.
+fn add_refresh_token(
+    batch: OrgBatch,
+    family_id: &str,
+    hash: &str,
+    now: i64,
+) -> Result<OrgBatch, ApiError> {
+    Ok(batch.insert_linked(
+        "fl_device_refresh_tokens",
+        &[
+            "id",
+            "family_id",
+            "token_hash",
+            "created_at_ms",
+            "expires_at_ms",
+        ],
+        args![
+            new_id("drt", now)?,
+            family_id,
+            hash,
+            now,
+            now + REFRESH_TTL_MS
+        ],
+        &[("fl_device_families", family_id)],
+        OnDuplicate::Fail,
+    ))
 }
 
 /// The token pair every exchange answers with (`POST /api/v1/device-auth/bootstrap|refresh`).
@@ -212,17 +247,20 @@ pub async fn bootstrap(cx: &mut Cx<'_>) -> HttpResult {
             args![&row.org_id, &row.device_identifier],
         )
         .await?;
-    let mut stmts = vec![
-        Stmt::guard(
+    // The token's org is the org of everything this exchange writes.
+    let mut batch = OrgBatch::new(&row.org_id)
+        .guard(
             "EXISTS (SELECT 1 FROM fl_bootstrap_tokens WHERE id = ? AND used_at_ms IS NULL AND expires_at_ms > ?)",
             args![&row.id, now],
             invalid_token(),
-        ),
-        Stmt::new(
-            "UPDATE fl_bootstrap_tokens SET used_at_ms = ? WHERE id = ?",
-            args![now, &row.id],
-        ),
-    ];
+        )
+        .update(
+            "fl_bootstrap_tokens",
+            "used_at_ms = ?",
+            args![now],
+            "id = ?",
+            args![&row.id],
+        );
     let device_id = match (&existing, &body.device_id) {
         (Some(d), _) if d.revoked_at_ms.is_some() => {
             return Err(ApiError::forbidden("this device has been revoked"));
@@ -232,38 +270,40 @@ pub async fn bootstrap(cx: &mut Cx<'_>) -> HttpResult {
         (None, Some(_)) => return Err(ApiError::not_found("device")),
         (None, None) => {
             let id = new_id("dev", now)?;
-            stmts.push(Stmt::new(
-                "INSERT INTO fl_devices (id, org_id, device_identifier, created_at_ms, last_seen_at_ms) \
-                 VALUES (?, ?, ?, ?, ?)",
-                args![&id, &row.org_id, &row.device_identifier, now, now],
-            ));
+            batch = batch.insert(
+                "fl_devices",
+                &[
+                    "id",
+                    "device_identifier",
+                    "created_at_ms",
+                    "last_seen_at_ms",
+                ],
+                args![&id, &row.device_identifier, now, now],
+            );
             id
         }
     };
     let family_id = new_id("dfm", now)?;
     let refresh = mint(CredentialKind::DeviceRefresh)?;
-    stmts.push(Stmt::new(
-        "INSERT INTO fl_device_families (id, org_id, device_id, scopes, access_ttl_s, created_at_ms) \
-         VALUES (?, ?, ?, ?, ?, ?)",
-        args![&family_id, &row.org_id, &device_id, scopes.to_space_separated(), ttl, now],
-    ));
-    stmts.push(Stmt::new(
-        "INSERT INTO fl_device_refresh_tokens (id, family_id, token_hash, created_at_ms, expires_at_ms) \
-         VALUES (?, ?, ?, ?, ?)",
-        args![new_id("drt", now)?, &family_id, &refresh.hash, now, now + REFRESH_TTL_MS],
-    ));
-    let event = cx.rc.audit_as(
-        device_actor(&device_id),
-        Some(&row.org_id),
-        "device.bootstrapped",
-        "device",
-        &device_id,
-        serde_json::json!({
+    let batch = batch.insert(
+        "fl_device_families",
+        &["id", "device_id", "scopes", "access_ttl_s", "created_at_ms"],
+        args![
+            &family_id,
+            &device_id,
+            scopes.to_space_separated(),
+            ttl,
+            now
+        ],
+    );
+    let batch = add_refresh_token(batch, &family_id, &refresh.hash, now)?;
+    let event = Event::new(AuditAction::DeviceBootstrapped, "device", &device_id)
+        .by(device_actor(&device_id))
+        .meta(json!({
             "device_identifier": row.device_identifier, "bootstrap_token_id": row.id,
             "family_id": family_id, "scopes": scopes, "new_device": existing.is_none(),
-        }),
-    );
-    cx.db().commit_audited(stmts, vec![event], now).await?;
+        }));
+    cx.commit(batch, [event]).await?;
     let pair = token_pair(
         cx,
         &device_id,
@@ -323,25 +363,32 @@ async fn revoke_family(
     cx: &Cx<'_>,
     r: &RefreshRow,
     reason: &str,
-    action: &str,
+    action: AuditAction,
 ) -> Result<(), ApiError> {
-    let now = now_ms();
-    let stmts = vec![Stmt::new(
-        "UPDATE fl_device_families SET revoked_at_ms = ?, revoked_reason = ? WHERE id = ? AND revoked_at_ms IS NULL",
-        args![now, reason, &r.family_id],
-    )];
-    let event = cx.rc.audit_as(
-        device_actor(&r.device_id),
-        Some(&r.org_id),
-        action,
-        "device",
-        &r.device_id,
-        serde_json::json!({"family_id": r.family_id, "reason": reason}),
+    let batch = OrgBatch::new(&r.org_id).update(
+        "fl_device_families",
+        "revoked_at_ms = ?, revoked_reason = ?",
+        args![now_ms(), reason],
+        "id = ? AND revoked_at_ms IS NULL",
+        args![&r.family_id],
     );
-    cx.db()
-        .commit_audited(stmts, vec![event], now)
-        .await
-        .map(|_| ())
+    let event = Event::new(action, "device", &r.device_id)
+        .by(device_actor(&r.device_id))
+        .meta(json!({"family_id": r.family_id, "reason": reason}));
+    cx.commit(batch, [event]).await?;
+    Ok(())
+}
+
+/// A refresh token came back after it was rotated: someone kept a copy. The whole family ends.
+async fn reused(cx: &Cx<'_>, r: &RefreshRow) -> HttpResult {
+    revoke_family(
+        cx,
+        r,
+        "refresh_token_reuse",
+        AuditAction::DeviceTokenFamilyRevoked,
+    )
+    .await?;
+    Err(invalid_token())
 }
 
 pub async fn refresh(cx: &mut Cx<'_>) -> HttpResult {
@@ -354,9 +401,7 @@ pub async fn refresh(cx: &mut Cx<'_>) -> HttpResult {
         return Err(invalid_token());
     }
     if r.rotated_at_ms.is_some() {
-        // A rotated token came back: someone kept a copy. End the whole family.
-        revoke_family(cx, &r, "refresh_token_reuse", "device.token_family_revoked").await?;
-        return Err(invalid_token());
+        return reused(cx, &r).await;
     }
     if r.expires_at_ms <= now {
         return Err(invalid_token());
@@ -364,43 +409,37 @@ pub async fn refresh(cx: &mut Cx<'_>) -> HttpResult {
     let scopes =
         DeviceScopes::parse_list(r.scopes.split_whitespace()).map_err(|_| ApiError::internal())?;
     let next = mint(CredentialKind::DeviceRefresh)?;
-    let stmts = vec![
-        Stmt::guard(
+    let batch = OrgBatch::new(&r.org_id)
+        .guard(
             "EXISTS (SELECT 1 FROM fl_device_refresh_tokens t JOIN fl_device_families f ON f.id = t.family_id \
              WHERE t.id = ? AND t.rotated_at_ms IS NULL AND f.revoked_at_ms IS NULL)",
             args![&r.id],
             ApiError::new(ErrorCode::Conflict, "refresh token already rotated"),
-        ),
-        Stmt::new(
-            "UPDATE fl_device_refresh_tokens SET rotated_at_ms = ? WHERE id = ?",
-            args![now, &r.id],
-        ),
-        Stmt::new(
-            "INSERT INTO fl_device_refresh_tokens (id, family_id, token_hash, created_at_ms, expires_at_ms) \
-             VALUES (?, ?, ?, ?, ?)",
-            args![new_id("drt", now)?, &r.family_id, &next.hash, now, now + REFRESH_TTL_MS],
-        ),
-        Stmt::new(
-            "UPDATE fl_devices SET last_seen_at_ms = ? WHERE id = ?",
-            args![now, &r.device_id],
-        ),
-    ];
-    let event = cx.rc.audit_as(
-        device_actor(&r.device_id),
-        Some(&r.org_id),
-        "device.token_refreshed",
-        "device",
-        &r.device_id,
-        serde_json::json!({"family_id": r.family_id}),
-    );
-    match cx.db().commit_audited(stmts, vec![event], now).await {
+        )
+        .update_linked(
+            "fl_device_refresh_tokens",
+            "rotated_at_ms = ?",
+            args![now],
+            ("family_id", "fl_device_families"),
+            "id = ?",
+            args![&r.id],
+        )
+        .update(
+            "fl_devices",
+            "last_seen_at_ms = ?",
+            args![now],
+            "id = ?",
+            args![&r.device_id],
+        );
+    let batch = add_refresh_token(batch, &r.family_id, &next.hash, now)?;
+    let event = Event::new(AuditAction::DeviceTokenRefreshed, "device", &r.device_id)
+        .by(device_actor(&r.device_id))
+        .meta(json!({"family_id": r.family_id}));
+    match cx.commit(batch, [event]).await {
         Ok(_) => {}
-        Err(e) if e.code == ErrorCode::Conflict && e.message == "refresh token already rotated" => {
-            // Two refreshes raced with one token: the loser is a reuse.
-            revoke_family(cx, &r, "refresh_token_reuse", "device.token_family_revoked").await?;
-            return Err(invalid_token());
-        }
-        Err(e) => return Err(e),
+        // The batch's one guard: two refreshes raced with one token, and the loser is a reuse.
+        Err(DbError::Guard(_)) => return reused(cx, &r).await,
+        Err(e) => return Err(e.into()),
     }
     let pair = token_pair(
         cx,
@@ -437,7 +476,7 @@ pub async fn revoke(cx: &mut Cx<'_>) -> HttpResult {
         .collect();
     if let Some(r) = find_refresh(cx, &body.refresh_token).await? {
         if r.family_revoked.is_none() {
-            revoke_family(cx, &r, &reason, "device.token_revoked").await?;
+            revoke_family(cx, &r, &reason, AuditAction::DeviceTokenRevoked).await?;
         }
     }
     respond::no_content()

@@ -1,13 +1,15 @@
 //! Devices in the control plane (list, tag, revoke) and the device heartbeat.
 
 use crate::service::federation::corrupt;
+use edgeplane_core::audit::{AuditAction, Event};
 use edgeplane_core::time::IsoMillis;
 use edgeplane_core::views::federation::{Device, DeviceBody, DeviceList, Heartbeat, HeartbeatAck};
 use edgeplane_core::ApiError;
 use edgeplane_runtime::args;
-use edgeplane_runtime::db::Stmt;
+use edgeplane_runtime::db::OrgBatch;
 use edgeplane_runtime::log;
 use serde::Deserialize;
+use serde_json::json;
 
 use super::common::{device, identifier, query};
 use crate::clients::round::RoundClient;
@@ -129,27 +131,16 @@ pub async fn update(cx: &mut Cx<'_>) -> HttpResult {
     tags.sort();
     tags.dedup();
     let d = load(cx).await?;
-    let org_id = cx.org()?.org_id.clone();
-    let now = now_ms();
     let tags_json = serde_json::to_string(&tags).map_err(|_| ApiError::internal())?;
-    let event = cx.rc.audit(
-        &cx.principal,
-        Some(&org_id),
-        "device.updated",
-        "device",
-        &d.id,
-        serde_json::json!({"tags": tags}),
+    let batch = OrgBatch::new(&cx.org()?.org_id).update(
+        "fl_devices",
+        "tags = ?",
+        args![&tags_json],
+        "id = ?",
+        args![&d.id],
     );
-    cx.db()
-        .commit_audited(
-            vec![Stmt::new(
-                "UPDATE fl_devices SET tags = ? WHERE id = ?",
-                args![&tags_json, &d.id],
-            )],
-            vec![event],
-            now,
-        )
-        .await?;
+    let event = Event::new(AuditAction::DeviceUpdated, "device", &d.id).meta(json!({"tags": tags}));
+    cx.commit(batch, [event]).await?;
     let d = load(cx).await?;
     respond::ok(&DeviceBody { device: view(d)? })
 }
@@ -183,26 +174,24 @@ pub async fn revoke(cx: &mut Cx<'_>) -> HttpResult {
     }
     let org_id = cx.org()?.org_id.clone();
     let now = now_ms();
-    let stmts = vec![
-        Stmt::new(
-            "UPDATE fl_devices SET revoked_at_ms = ?, revoked_reason = ? WHERE id = ? AND revoked_at_ms IS NULL",
-            args![now, &reason, &d.id],
-        ),
-        Stmt::new(
-            "UPDATE fl_device_families SET revoked_at_ms = ?, revoked_reason = 'device_revoked' \
-             WHERE device_id = ? AND revoked_at_ms IS NULL",
-            args![now, &d.id],
-        ),
-    ];
-    let event = cx.rc.audit(
-        &cx.principal,
-        Some(&org_id),
-        "device.revoked",
-        "device",
-        &d.id,
-        serde_json::json!({"device_identifier": d.device_identifier, "reason": reason}),
-    );
-    cx.db().commit_audited(stmts, vec![event], now).await?;
+    let batch = OrgBatch::new(&org_id)
+        .update(
+            "fl_devices",
+            "revoked_at_ms = ?, revoked_reason = ?",
+            args![now, &reason],
+            "id = ? AND revoked_at_ms IS NULL",
+            args![&d.id],
+        )
+        .update(
+            "fl_device_families",
+            "revoked_at_ms = ?, revoked_reason = 'device_revoked'",
+            args![now],
+            "device_id = ? AND revoked_at_ms IS NULL",
+            args![&d.id],
+        );
+    let event = Event::new(AuditAction::DeviceRevoked, "device", &d.id)
+        .meta(json!({"device_identifier": d.device_identifier, "reason": reason}));
+    cx.commit(batch, [event]).await?;
     // Live rounds drop the device's in-flight uploads. D1 already refuses its tokens, so a round
     // that misses this message still refuses its parts (the part route re-checks the device).
     let rounds: Vec<LiveRound> = cx
@@ -244,8 +233,9 @@ pub async fn heartbeat(cx: &mut Cx<'_>) -> HttpResult {
     let json = serde_json::to_string(&body).map_err(|_| ApiError::internal())?;
     cx.db()
         .run_unaudited(
-            "UPDATE fl_devices SET heartbeat = ?, heartbeat_at_ms = ?, last_seen_at_ms = ? WHERE id = ?",
-            args![json, now, now, &dev.id],
+            "UPDATE fl_devices SET heartbeat = ?, heartbeat_at_ms = ?, last_seen_at_ms = ? \
+             WHERE org_id = ? AND id = ?",
+            args![json, now, now, &dev.org_id, &dev.id],
         )
         .await?;
     respond::ok(&HeartbeatAck {

@@ -1,11 +1,13 @@
 //! Device groups: the targets of rounds. A group selects devices either by tags (a device
 //! belongs when it carries every tag of the group) or by explicit membership.
 
+use edgeplane_core::audit::{AuditAction, Event};
 use edgeplane_core::ids::{looks_like_id, new_id};
 use edgeplane_core::{validate, ApiError};
 use edgeplane_runtime::args;
-use edgeplane_runtime::db::Stmt;
+use edgeplane_runtime::db::{OnDuplicate, OrgBatch};
 use serde::Deserialize;
+use serde_json::json;
 
 use super::devices::validate_tags;
 use crate::http::ctx::now_ms;
@@ -106,14 +108,28 @@ async fn check_devices(cx: &Cx<'_>, ids: &[String]) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Adds explicit members (already members stay as they are). A row is written only when both
+/// the group and the device are this org's.
+fn add(mut batch: OrgBatch, group: &str, devices: &[String]) -> OrgBatch {
+    for d in devices {
+        batch = batch.insert_linked(
+            "fl_device_group_members",
+            &["group_id", "device_id"],
+            args![group, d],
+            &[("fl_device_groups", group), ("fl_devices", d)],
+            OnDuplicate::Ignore,
+        );
+    }
+    batch
+}
+
 pub async fn create(cx: &mut Cx<'_>) -> HttpResult {
     let body: CreateGroup = cx.json().await?;
     let name = validate::display_name(&body.name, "name")?;
     let org_id = cx.org()?.org_id.clone();
     let now = now_ms();
     let id = new_id("dgr", now)?;
-    let mut stmts = Vec::new();
-    let tags_json = match (&body.tags, &body.device_ids) {
+    let (tags_json, members) = match (&body.tags, &body.device_ids) {
         (Some(tags), None) => {
             if tags.is_empty() {
                 return Err(ApiError::validation("a tag group needs at least one tag"));
@@ -122,18 +138,15 @@ pub async fn create(cx: &mut Cx<'_>) -> HttpResult {
             let mut t = tags.clone();
             t.sort();
             t.dedup();
-            Some(serde_json::to_string(&t).map_err(|_| ApiError::internal())?)
+            (
+                Some(serde_json::to_string(&t).map_err(|_| ApiError::internal())?),
+                Vec::new(),
+            )
         }
         (None, ids) => {
             let ids = ids.clone().unwrap_or_default();
             check_devices(cx, &ids).await?;
-            for d in &ids {
-                stmts.push(Stmt::new(
-                    "INSERT OR IGNORE INTO fl_device_group_members (group_id, device_id) VALUES (?, ?)",
-                    args![&id, d],
-                ));
-            }
-            None
+            (None, ids)
         }
         (Some(_), Some(_)) => {
             return Err(ApiError::validation(
@@ -141,22 +154,14 @@ pub async fn create(cx: &mut Cx<'_>) -> HttpResult {
             ))
         }
     };
-    stmts.insert(
-        0,
-        Stmt::new(
-            "INSERT INTO fl_device_groups (id, org_id, name, tags, created_by, created_at_ms) VALUES (?, ?, ?, ?, ?, ?)",
-            args![&id, &org_id, &name, tags_json.clone(), &cx.principal.id, now],
-        ),
+    let batch = OrgBatch::new(&org_id).insert(
+        "fl_device_groups",
+        &["id", "name", "tags", "created_by", "created_at_ms"],
+        args![&id, &name, tags_json, &cx.principal.id, now],
     );
-    let event = cx.rc.audit(
-        &cx.principal,
-        Some(&org_id),
-        "device_group.created",
-        "device_group",
-        &id,
-        serde_json::json!({"name": name, "tags": body.tags, "device_ids": body.device_ids}),
-    );
-    cx.db().commit_audited(stmts, vec![event], now).await?;
+    let event = Event::new(AuditAction::DeviceGroupCreated, "device_group", &id)
+        .meta(json!({"name": name, "tags": body.tags, "device_ids": body.device_ids}));
+    cx.commit(add(batch, &id, &members), [event]).await?;
     let g = load(cx, &id).await?;
     respond::created(&DeviceGroupBody {
         device_group: view(g)?,
@@ -203,27 +208,10 @@ pub async fn add_members(cx: &mut Cx<'_>) -> HttpResult {
         return Err(ApiError::validation("device_ids must not be empty"));
     }
     check_devices(cx, &body.device_ids).await?;
-    let org_id = cx.org()?.org_id.clone();
-    let now = now_ms();
-    let stmts = body
-        .device_ids
-        .iter()
-        .map(|d| {
-            Stmt::new(
-                "INSERT OR IGNORE INTO fl_device_group_members (group_id, device_id) VALUES (?, ?)",
-                args![&id, d],
-            )
-        })
-        .collect();
-    let event = cx.rc.audit(
-        &cx.principal,
-        Some(&org_id),
-        "device_group.members_added",
-        "device_group",
-        &id,
-        serde_json::json!({"device_ids": body.device_ids}),
-    );
-    cx.db().commit_audited(stmts, vec![event], now).await?;
+    let batch = add(OrgBatch::new(&cx.org()?.org_id), &id, &body.device_ids);
+    let event = Event::new(AuditAction::DeviceGroupMembersAdded, "device_group", &id)
+        .meta(json!({"device_ids": body.device_ids}));
+    cx.commit(batch, [event]).await?;
     let g = load(cx, &id).await?;
     respond::ok(&DeviceGroupBody {
         device_group: view(g)?,

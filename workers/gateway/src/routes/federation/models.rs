@@ -2,17 +2,20 @@
 //! manifest, checksum and size in D1, plus where it came from: its parent version and the round
 //! that produced it (none for an uploaded base).
 
+use edgeplane_core::audit::{AuditAction, Event};
 use edgeplane_core::fl::device_scope::DeviceScope;
 use edgeplane_core::fl::layout::ModelLayout;
 use edgeplane_core::fl::pieces::{self, BlobError, Blobs, Piece, PieceCutter, READ_WINDOW};
 use edgeplane_core::fl::safetensors::{self, FormatError, HeaderReader};
+use edgeplane_core::fl::versions::NewVersion;
 use edgeplane_core::http::BodyLimit;
 use edgeplane_core::ids::{new_id, ModelId, ModelVersionId, TypedId};
 use edgeplane_core::{validate, ApiError, ErrorCode};
 use edgeplane_runtime::args;
-use edgeplane_runtime::db::{OrInternal, Stmt};
+use edgeplane_runtime::db::{OrInternal, OrgBatch};
 use futures_util::StreamExt;
 use serde::Deserialize;
+use serde_json::json;
 use sha2::{Digest, Sha256};
 use worker::Response;
 
@@ -80,24 +83,14 @@ pub async fn create(cx: &mut Cx<'_>) -> HttpResult {
     let org_id = cx.org()?.org_id.clone();
     let now = now_ms();
     let id = ModelId::generate(now)?;
-    let event = cx.rc.audit(
-        &cx.principal,
-        Some(&org_id),
-        "model.created",
-        "model",
-        id.as_str(),
-        serde_json::json!({"name": name}),
+    let batch = OrgBatch::new(&org_id).insert(
+        "fl_models",
+        &["id", "name", "description", "created_by", "created_at_ms"],
+        args![id.as_str(), &name, description, &cx.principal.id, now],
     );
-    cx.db()
-        .commit_audited(
-            vec![Stmt::new(
-                "INSERT INTO fl_models (id, org_id, name, description, created_by, created_at_ms) VALUES (?, ?, ?, ?, ?, ?)",
-                args![id.as_str(), &org_id, &name, description, &cx.principal.id, now],
-            )],
-            vec![event],
-            now,
-        )
-        .await?;
+    let event =
+        Event::new(AuditAction::ModelCreated, "model", id.as_str()).meta(json!({"name": name}));
+    cx.commit(batch, [event]).await?;
     let m = load_model(cx, &id, &org_id).await?;
     respond::created(&ModelBody {
         model: model_view(m)?,
@@ -332,36 +325,35 @@ pub async fn upload_version(cx: &mut Cx<'_>) -> HttpResult {
         }
     };
     let layout = h.layout();
-    let event = cx.rc.audit(
-        &cx.principal,
-        Some(&org_id),
-        "model_version.created",
+    let event = Event::new(
+        AuditAction::ModelVersionCreated,
         "model_version",
         &version_id,
-        serde_json::json!({"model_id": model.id, "sha256": sha, "size_bytes": total, "source": "upload"}),
+    )
+    .meta(json!({"model_id": model.id, "sha256": sha, "size_bytes": total, "source": "upload"}));
+    let version = NewVersion {
+        id: &version_id,
+        model_id: &model.id,
+        parent_id: None,
+        round_id: None,
+        sha256: &sha,
+        size_bytes: total as i64,
+        parameters: layout.total_elements() as i64,
+        layout: serde_json::to_string(&layout).map_err(|_| ApiError::internal())?,
+        pieces: serde_json::to_string(&pieces).map_err(|_| ApiError::internal())?,
+        aggregation: None,
+        created_by: &cx.principal.id,
+        created_at_ms: now,
+    };
+    let batch = OrgBatch::new(&org_id).insert_select(
+        NewVersion::TABLE,
+        NewVersion::COLUMNS,
+        NewVersion::SELECT,
+        version.values(),
     );
-    let stmts = vec![Stmt::new(
-        "INSERT INTO fl_model_versions (id, org_id, model_id, version, parent_id, round_id, status, sha256, \
-         size_bytes, parameters, layout, pieces, created_by, created_at_ms) \
-         SELECT ?, ?, ?, coalesce(max(version), 0) + 1, NULL, NULL, 'ready', ?, ?, ?, ?, ?, ?, ? \
-         FROM fl_model_versions WHERE model_id = ?",
-        args![
-            &version_id,
-            &org_id,
-            &model.id,
-            &sha,
-            total as i64,
-            layout.total_elements() as i64,
-            serde_json::to_string(&layout).map_err(|_| ApiError::internal())?,
-            serde_json::to_string(&pieces).map_err(|_| ApiError::internal())?,
-            &cx.principal.id,
-            now,
-            &model.id
-        ],
-    )];
-    if let Err(e) = cx.db().commit_audited(stmts, vec![event], now).await {
+    if let Err(e) = cx.commit(batch, [event]).await {
         blobs.discard(&pieces).await;
-        return Err(e);
+        return Err(e.into());
     }
     let v = load_version(cx, &model.id, &org_id, &version_id).await?;
     respond::created(&ModelVersionBody {
@@ -493,31 +485,23 @@ pub async fn approve(cx: &mut Cx<'_>) -> HttpResult {
         return Err(ApiError::conflict("this version is already approved"));
     }
     let now = now_ms();
-    let event = cx.rc.audit(
-        &cx.principal,
-        Some(&org_id),
-        "model_version.approved",
-        "model_version",
-        &v.id,
-        serde_json::json!({"model_id": v.model_id, "version": v.version, "sha256": v.sha256, "round_id": v.round_id}),
-    );
-    cx.db()
-        .commit_audited(
-            vec![
-                Stmt::guard(
-                    "EXISTS (SELECT 1 FROM fl_model_versions WHERE id = ? AND status = 'ready')",
-                    args![&v.id],
-                    ApiError::conflict("this version is already approved"),
-                ),
-                Stmt::new(
-                    "UPDATE fl_model_versions SET status = 'approved', approved_by = ?, approved_at_ms = ? WHERE id = ?",
-                    args![&cx.principal.id, now, &v.id],
-                ),
-            ],
-            vec![event],
-            now,
+    let event = Event::new(AuditAction::ModelVersionApproved, "model_version", &v.id).meta(json!({
+        "model_id": v.model_id, "version": v.version, "sha256": v.sha256, "round_id": v.round_id,
+    }));
+    let batch = OrgBatch::new(&org_id)
+        .guard(
+            "EXISTS (SELECT 1 FROM fl_model_versions WHERE id = ? AND org_id = ? AND status = 'ready')",
+            args![&v.id, &org_id],
+            ApiError::conflict("this version is already approved"),
         )
-        .await?;
+        .update(
+            "fl_model_versions",
+            "status = 'approved', approved_by = ?, approved_at_ms = ?",
+            args![&cx.principal.id, now],
+            "id = ?",
+            args![&v.id],
+        );
+    cx.commit(batch, [event]).await?;
     let v = load_version(cx, model_id.as_str(), &org_id, &v.id).await?;
     respond::ok(&ModelVersionBody {
         version: version_view(&v)?,

@@ -1,6 +1,7 @@
 //! Rounds in the control plane: create (which starts the round's coordinator), list, read live
 //! progress, cancel.
 
+use edgeplane_core::audit::{AuditAction, Event};
 use edgeplane_core::auth::{authorize, Action};
 use edgeplane_core::fl::round::{validate_deadline, AggregationSpec, Quorum};
 use edgeplane_core::fl::safetensors;
@@ -8,8 +9,9 @@ use edgeplane_core::fl::shard;
 use edgeplane_core::ids::looks_like_id;
 use edgeplane_core::{ApiError, ErrorCode};
 use edgeplane_runtime::args;
-use edgeplane_runtime::db::Stmt;
+use edgeplane_runtime::db::OrgBatch;
 use serde::Deserialize;
+use serde_json::json;
 
 use super::common::{org_id, query};
 use super::models::load_version;
@@ -164,45 +166,47 @@ pub async fn create(cx: &mut Cx<'_>) -> HttpResult {
         .init(&cfg)
         .await?;
     let aggregation = serde_json::to_string(&body.aggregation).map_err(|_| ApiError::internal())?;
-    let event = cx.rc.audit(
-        &cx.principal,
-        Some(&org_id),
-        "round.created",
-        "round",
-        round_id.as_str(),
-        serde_json::json!({
-            "model_id": base.model_id, "base_version": base.version, "target": q.target, "min": q.min,
-            "max": q.max, "deadline_seconds": body.deadline_seconds, "device_group": body.device_group,
-            "aggregation": body.aggregation, "shards": shards.len(),
-        }),
+    let event = Event::new(AuditAction::RoundCreated, "round", round_id.as_str()).meta(json!({
+        "model_id": base.model_id, "base_version": base.version, "target": q.target, "min": q.min,
+        "max": q.max, "deadline_seconds": body.deadline_seconds, "device_group": body.device_group,
+        "aggregation": body.aggregation, "shards": shards.len(),
+    }));
+    let batch = OrgBatch::new(&org_id).insert(
+        "fl_rounds",
+        &[
+            "id",
+            "model_id",
+            "base_version_id",
+            "plan_id",
+            "state",
+            "target",
+            "min_updates",
+            "max_participants",
+            "deadline_at_ms",
+            "device_group_id",
+            "aggregation",
+            "plan",
+            "created_by",
+            "created_at_ms",
+        ],
+        args![
+            round_id.as_str(),
+            &base.model_id,
+            &base.id,
+            plan_id.as_str(),
+            RoundState::Open.as_str(),
+            q.target,
+            q.min,
+            q.max,
+            deadline,
+            body.device_group.clone(),
+            aggregation,
+            plan_json.to_string(),
+            &cx.principal.id,
+            now
+        ],
     );
-    cx.db()
-        .commit_audited(
-            vec![Stmt::new(
-                "INSERT INTO fl_rounds (id, org_id, model_id, base_version_id, plan_id, state, target, min_updates, \
-                 max_participants, deadline_at_ms, device_group_id, aggregation, plan, created_by, created_at_ms) \
-                 VALUES (?, ?, ?, ?, ?, 'open', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                args![
-                    round_id.as_str(),
-                    &org_id,
-                    &base.model_id,
-                    &base.id,
-                    plan_id.as_str(),
-                    q.target,
-                    q.min,
-                    q.max,
-                    deadline,
-                    body.device_group.clone(),
-                    aggregation,
-                    plan_json.to_string(),
-                    &cx.principal.id,
-                    now
-                ],
-            )],
-            vec![event],
-            now,
-        )
-        .await?;
+    cx.commit(batch, [event]).await?;
     let row = round_in_org(cx.db(), &round_id, &org_id).await?;
     respond::created(&RoundBody {
         round: rounds::live(cx.db(), cx.env, &row).await?,

@@ -1,6 +1,7 @@
 //! Integrations: an org's connection to a git platform. Tokens and secrets are write-only: they
 //! are sealed on the way in and the API only ever says whether each is present.
 
+use edgeplane_core::audit::{AuditAction, Event};
 use edgeplane_core::ids::{DeliveryRowId, IntegrationId, ProviderId, ReviewId};
 use edgeplane_core::review::config::{self, Deployment, PlatformApi};
 use edgeplane_core::review::sealed::Field;
@@ -17,7 +18,7 @@ use super::{hook_secrets, nullable, secrets};
 use crate::http::ctx::now_ms;
 use crate::routes::Cx;
 use edgeplane_runtime::args;
-use edgeplane_runtime::db::{Stmt, Val};
+use edgeplane_runtime::db::{OrgBatch, Val};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -123,8 +124,10 @@ async fn load(cx: &Cx<'_>, id: &IntegrationId) -> Result<IntegrationRow, ApiErro
 }
 
 /// The named provider must be this org's, checked inside the write's own batch.
-fn provider_guard(org_id: &str, provider_id: &ProviderId) -> Stmt {
-    Stmt::guard(
+/// The provider an integration is pinned to must be one of the org's (checked in the batch).
+fn provider_guard(batch: OrgBatch, provider_id: &ProviderId) -> OrgBatch {
+    let org_id = batch.org_id().to_owned();
+    batch.guard(
         "EXISTS (SELECT 1 FROM llm_providers WHERE id = ? AND org_id = ?)",
         args![provider_id.as_str(), org_id],
         ApiError::validation("llm_provider_id does not name a provider of this organization"),
@@ -158,17 +161,29 @@ pub async fn create(cx: &Cx<'_>, body: CreateIntegration) -> Result<IntegrationV
     let now = now_ms();
     let id = IntegrationId::generate(now)?;
     let key = secrets::integration_key(cx);
-    let mut stmts = Vec::new();
+    let mut batch = OrgBatch::new(&org_id);
     if let Some(p) = &body.llm_provider_id {
-        stmts.push(provider_guard(&org_id, p));
+        batch = provider_guard(batch, p);
     }
-    stmts.push(Stmt::new(
-        "INSERT INTO integrations (id, org_id, platform, deployment, name, api_base_url, llm_provider_id, \
-         access_token_sealed, webhook_secret_sealed, signing_token_sealed, enabled, created_by, created_at_ms, \
-         updated_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    let batch = batch.insert(
+        "integrations",
+        &[
+            "id",
+            "platform",
+            "deployment",
+            "name",
+            "api_base_url",
+            "llm_provider_id",
+            "access_token_sealed",
+            "webhook_secret_sealed",
+            "signing_token_sealed",
+            "enabled",
+            "created_by",
+            "created_at_ms",
+            "updated_at_ms",
+        ],
         args![
             id.as_str(),
-            &org_id,
             platform.as_str(),
             deployment.as_str(),
             &name,
@@ -185,18 +200,13 @@ pub async fn create(cx: &Cx<'_>, body: CreateIntegration) -> Result<IntegrationV
             now,
             now
         ],
-    ));
-    let event = cx.rc.audit(
-        &cx.principal,
-        Some(&org_id),
-        "integration.created",
-        "integration",
-        id.as_str(),
+    );
+    let event = Event::new(AuditAction::IntegrationCreated, "integration", id.as_str()).meta(
         json!({"name": name, "platform": platform.as_str(), "deployment": deployment.as_str(),
                "api_base_url": base, "llm_provider_id": body.llm_provider_id,
                "has_signing_token": signing.is_some()}),
     );
-    cx.db().commit_audited(stmts, vec![event], now).await?;
+    cx.commit(batch, [event]).await?;
     Ok(view(cx, load(cx, &id).await?, now))
 }
 
@@ -230,7 +240,7 @@ pub async fn update(
     let key = secrets::integration_key(cx);
     let now = now_ms();
     let mut u = Update::default();
-    let mut stmts = Vec::new();
+    let mut batch = OrgBatch::new(&org_id);
     if let Some(n) = &body.name {
         u.set(
             "name",
@@ -281,7 +291,7 @@ pub async fn update(
     }
     if let Some(p) = &body.llm_provider_id {
         if let Some(p) = p {
-            stmts.push(provider_guard(&org_id, p));
+            batch = provider_guard(batch, p);
         }
         u.set(
             "llm_provider_id",
@@ -292,54 +302,43 @@ pub async fn update(
     if let Some(e) = body.enabled {
         u.set("enabled", "enabled = ?", vec![e.into()]);
     }
-    let (stmt, changed) = u.statement(
+    let (batch, changed) = u.apply(
+        batch,
         "integrations",
         " AND deleted_at_ms IS NULL",
         now,
         id.as_str(),
-        &org_id,
     )?;
-    stmts.push(stmt);
     let action = if changed == ["access_token"] {
-        "integration.access_token_rotated"
+        AuditAction::IntegrationAccessTokenRotated
     } else {
-        "integration.updated"
+        AuditAction::IntegrationUpdated
     };
-    let event = cx.rc.audit(
-        &cx.principal,
-        Some(&org_id),
-        action,
-        "integration",
-        id.as_str(),
+    let event = Event::new(action, "integration", id.as_str()).meta(
         json!({"changed": changed, "enabled": body.enabled, "name": body.name,
                "llm_provider_id": body.llm_provider_id, "api_base_url": body.api_base_url}),
     );
-    cx.db().commit_audited(stmts, vec![event], now).await?;
+    cx.commit(batch, [event]).await?;
     hook_secrets::invalidate(id);
     Ok(view(cx, load(cx, id).await?, now))
 }
 
 pub async fn delete(cx: &Cx<'_>, id: &IntegrationId) -> Result<(), ApiError> {
     let row = load(cx, id).await?;
-    let org_id = cx.org()?.org_id.clone();
     let now = now_ms();
     // Soft delete keeps review history pointing somewhere; the secrets are destroyed now.
-    let stmts = vec![Stmt::new(
-        "UPDATE integrations SET deleted_at_ms = ?, updated_at_ms = ?, enabled = 0, \
-         access_token_sealed = NULL, webhook_secret_sealed = NULL, previous_secret_sealed = NULL, \
-         previous_secret_expires_at_ms = NULL, signing_token_sealed = NULL \
-         WHERE id = ? AND org_id = ? AND deleted_at_ms IS NULL",
-        args![now, now, id.as_str(), &org_id],
-    )];
-    let event = cx.rc.audit(
-        &cx.principal,
-        Some(&org_id),
-        "integration.deleted",
-        "integration",
-        id.as_str(),
-        json!({"name": row.name, "platform": row.platform}),
+    let batch = OrgBatch::new(&cx.org()?.org_id).update(
+        "integrations",
+        "deleted_at_ms = ?, updated_at_ms = ?, enabled = 0, access_token_sealed = NULL, \
+         webhook_secret_sealed = NULL, previous_secret_sealed = NULL, \
+         previous_secret_expires_at_ms = NULL, signing_token_sealed = NULL",
+        args![now, now],
+        "id = ? AND deleted_at_ms IS NULL",
+        args![id.as_str()],
     );
-    cx.db().commit_audited(stmts, vec![event], now).await?;
+    let event = Event::new(AuditAction::IntegrationDeleted, "integration", id.as_str())
+        .meta(json!({"name": row.name, "platform": row.platform}));
+    cx.commit(batch, [event]).await?;
     hook_secrets::invalidate(id);
     Ok(())
 }
@@ -360,36 +359,34 @@ pub async fn rotate_webhook_secret(
         )));
     }
     let row = load(cx, id).await?;
-    let org_id = cx.org()?.org_id.clone();
     let key = secrets::integration_key(cx);
     let now = now_ms();
     let expires = now + i64::from(overlap) * 1000;
     // The current secret becomes the previous one in the same statement, so two concurrent
     // rotations cannot both keep the original.
-    let stmts = vec![Stmt::new(
-        "UPDATE integrations SET previous_secret_sealed = CASE WHEN ? > 0 THEN webhook_secret_sealed END, \
+    let batch = OrgBatch::new(&cx.org()?.org_id).update(
+        "integrations",
+        "previous_secret_sealed = CASE WHEN ? > 0 THEN webhook_secret_sealed END, \
          previous_secret_expires_at_ms = CASE WHEN ? > 0 THEN ? END, webhook_secret_sealed = ?, \
-         secret_rotated_at_ms = ?, updated_at_ms = ? WHERE id = ? AND org_id = ? AND deleted_at_ms IS NULL",
+         secret_rotated_at_ms = ?, updated_at_ms = ?",
         args![
             overlap,
             overlap,
             expires,
             secrets::seal(&key, id.as_str(), Field::WebhookSecret, &secret)?,
             now,
-            now,
-            id.as_str(),
-            &org_id
+            now
         ],
-    )];
-    let event = cx.rc.audit(
-        &cx.principal,
-        Some(&org_id),
-        "integration.webhook_secret_rotated",
+        "id = ? AND deleted_at_ms IS NULL",
+        args![id.as_str()],
+    );
+    let event = Event::new(
+        AuditAction::IntegrationWebhookSecretRotated,
         "integration",
         id.as_str(),
-        json!({"overlap_seconds": overlap, "name": row.name}),
-    );
-    cx.db().commit_audited(stmts, vec![event], now).await?;
+    )
+    .meta(json!({"overlap_seconds": overlap, "name": row.name}));
+    cx.commit(batch, [event]).await?;
     hook_secrets::invalidate(id);
     Ok(view(cx, load(cx, id).await?, now))
 }

@@ -2,6 +2,7 @@
 //! from then on no gateway code path can read it, and responses only say that one is set.
 //! Setting, rotating and deleting keys is audited (never with the key).
 
+use edgeplane_core::audit::{AuditAction, Event};
 use edgeplane_core::ids::ProviderId;
 use edgeplane_core::review::config::{self, ProviderKind};
 use edgeplane_core::review::sealed::{self, Field};
@@ -16,7 +17,7 @@ use super::{nullable, secrets};
 use crate::http::ctx::now_ms;
 use crate::routes::Cx;
 use edgeplane_runtime::args;
-use edgeplane_runtime::db::Stmt;
+use edgeplane_runtime::db::OrgBatch;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -155,37 +156,50 @@ pub async fn create(cx: &Cx<'_>, body: CreateProvider) -> Result<ProviderView, A
     let now = now_ms();
     let id = ProviderId::generate(now)?;
     let (sealed_key, kid) = seal_key(cx, &id, &body.api_key)?;
-    let mut stmts = Vec::new();
+    let mut batch = OrgBatch::new(&org_id);
     // The first provider of an org becomes its default; an explicit default takes over.
     let make_default = body.is_default.unwrap_or(false);
     if make_default {
-        stmts.push(Stmt::new(
-            "UPDATE llm_providers SET is_default = 0 WHERE org_id = ? AND is_default = 1",
-            args![&org_id],
-        ));
+        batch = batch.update(
+            "llm_providers",
+            "is_default = 0",
+            args![],
+            "is_default = 1",
+            args![],
+        );
     }
-    stmts.push(Stmt::new(
-        "INSERT INTO llm_providers (id, org_id, name, kind, base_url, model, embedding_model, \
-         max_input_tokens, max_output_tokens, api_key_sealed, key_kid, is_default, created_by, \
-         created_at_ms, updated_at_ms, key_set_at_ms) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, \
+    let batch = batch.insert_select(
+        "llm_providers",
+        &[
+            "id",
+            "name",
+            "kind",
+            "base_url",
+            "model",
+            "embedding_model",
+            "max_input_tokens",
+            "max_output_tokens",
+            "api_key_sealed",
+            "key_kid",
+            "is_default",
+            "created_by",
+            "created_at_ms",
+            "updated_at_ms",
+            "key_set_at_ms",
+        ],
+        "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, \
          CASE WHEN ? = 1 OR NOT EXISTS (SELECT 1 FROM llm_providers WHERE org_id = ? AND is_default = 1) THEN 1 ELSE 0 END, \
-         ?, ?, ?, ?)",
+         ?, ?, ?, ?",
         args![
-            id.as_str(), &org_id, &name, kind.as_str(), &base, &model, embedding.clone(), max_in, max_out,
+            id.as_str(), &name, kind.as_str(), &base, &model, embedding.clone(), max_in, max_out,
             sealed_key, &kid, make_default, &org_id, &cx.principal.id, now, now, now
         ],
-    ));
-    let event = cx.rc.audit(
-        &cx.principal,
-        Some(&org_id),
-        "llm_provider.key_set",
-        "llm_provider",
-        id.as_str(),
+    );
+    let event = Event::new(AuditAction::LlmProviderKeySet, "llm_provider", id.as_str()).meta(
         json!({"name": name, "kind": kind.as_str(), "base_url": base, "model": model,
                "embedding_model": embedding, "sealed_to": kid}),
     );
-    cx.db().commit_audited(stmts, vec![event], now).await?;
+    cx.commit(batch, [event]).await?;
     Ok(view(load(cx, &id).await?))
 }
 
@@ -263,28 +277,30 @@ pub async fn update(
         );
         kid = Some(k);
     }
-    let mut stmts = Vec::new();
+    let mut batch = OrgBatch::new(&org_id);
     if let Some(d) = body.is_default {
         if d {
-            stmts.push(Stmt::new(
-                "UPDATE llm_providers SET is_default = 0 WHERE org_id = ? AND id <> ? AND is_default = 1",
-                args![&org_id, id.as_str()],
-            ));
+            batch = batch.update(
+                "llm_providers",
+                "is_default = 0",
+                args![],
+                "id <> ? AND is_default = 1",
+                args![id.as_str()],
+            );
         }
         u.set("is_default", "is_default = ?", vec![d.into()]);
     }
-    let (stmt, changed) = u.statement("llm_providers", "", now, id.as_str(), &org_id)?;
-    stmts.push(stmt);
+    let (batch, changed) = u.apply(batch, "llm_providers", "", now, id.as_str())?;
     let mut events = Vec::new();
     if kid.is_some() {
-        events.push(cx.rc.audit(
-            &cx.principal,
-            Some(&org_id),
-            "llm_provider.key_rotated",
-            "llm_provider",
-            id.as_str(),
-            json!({"name": row.name, "sealed_to": kid}),
-        ));
+        events.push(
+            Event::new(
+                AuditAction::LlmProviderKeyRotated,
+                "llm_provider",
+                id.as_str(),
+            )
+            .meta(json!({"name": row.name, "sealed_to": kid})),
+        );
     }
     let other: Vec<&str> = changed
         .iter()
@@ -292,44 +308,36 @@ pub async fn update(
         .filter(|c| *c != "api_key")
         .collect();
     if !other.is_empty() {
-        events.push(cx.rc.audit(
-            &cx.principal,
-            Some(&org_id),
-            "llm_provider.updated",
-            "llm_provider",
-            id.as_str(),
-            json!({"changed": other, "model": body.model, "base_url": body.base_url,
-                   "embedding_model": body.embedding_model, "is_default": body.is_default}),
-        ));
+        events.push(
+            Event::new(AuditAction::LlmProviderUpdated, "llm_provider", id.as_str()).meta(json!({
+                "changed": other, "model": body.model, "base_url": body.base_url,
+                "embedding_model": body.embedding_model, "is_default": body.is_default,
+            })),
+        );
     }
-    cx.db().commit_audited(stmts, events, now).await?;
+    cx.commit(batch, events).await?;
     Ok(view(load(cx, id).await?))
 }
 
 pub async fn delete(cx: &Cx<'_>, id: &ProviderId) -> Result<(), ApiError> {
     let row = load(cx, id).await?;
-    let org_id = cx.org()?.org_id.clone();
-    let now = now_ms();
     // The sealed key is destroyed with the row; integrations pinned to it fall back to the
     // org's default provider.
-    let stmts = vec![
-        Stmt::new(
-            "UPDATE integrations SET llm_provider_id = NULL, updated_at_ms = ? WHERE org_id = ? AND llm_provider_id = ?",
-            args![now, &org_id, id.as_str()],
-        ),
-        Stmt::new(
-            "DELETE FROM llm_providers WHERE id = ? AND org_id = ?",
-            args![id.as_str(), &org_id],
-        ),
-    ];
-    let event = cx.rc.audit(
-        &cx.principal,
-        Some(&org_id),
-        "llm_provider.key_deleted",
+    let batch = OrgBatch::new(&cx.org()?.org_id)
+        .update(
+            "integrations",
+            "llm_provider_id = NULL, updated_at_ms = ?",
+            args![now_ms()],
+            "llm_provider_id = ?",
+            args![id.as_str()],
+        )
+        .delete("llm_providers", "id = ?", args![id.as_str()]);
+    let event = Event::new(
+        AuditAction::LlmProviderKeyDeleted,
         "llm_provider",
         id.as_str(),
-        json!({"name": row.name, "kind": row.kind}),
-    );
-    cx.db().commit_audited(stmts, vec![event], now).await?;
+    )
+    .meta(json!({"name": row.name, "kind": row.kind}));
+    cx.commit(batch, [event]).await?;
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! Review status: what the pipeline did with each pull request head, with timings and counts.
 
+use edgeplane_core::audit::{AuditAction, Event};
 use edgeplane_core::ids::{IntegrationId, ProviderId, ReviewId, TypedId};
 use edgeplane_core::queue::ReviewQueueMessage;
 use edgeplane_core::review::status::ReviewStatus;
@@ -13,11 +14,10 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::update::enqueue;
-use crate::http::ctx::now_ms;
 use crate::http::log;
 use crate::routes::Cx;
 use edgeplane_runtime::args;
-use edgeplane_runtime::db::{Stmt, Val};
+use edgeplane_runtime::db::{OrgBatch, Val};
 
 #[derive(Deserialize)]
 struct ReviewRow {
@@ -245,26 +245,21 @@ pub async fn get(cx: &Cx<'_>, id: &ReviewId) -> Result<ReviewView, ApiError> {
 pub async fn requeue(cx: &Cx<'_>, id: &ReviewId) -> Result<ReviewView, ApiError> {
     let row = load(cx, id).await?;
     let org_id = cx.org()?.org_id.clone();
-    let now = now_ms();
     let restart = row.status == ReviewStatus::Failed;
-    let stmts = if restart {
-        vec![Stmt::new(
-            "UPDATE reviews SET status = 'queued', status_reason = NULL, error = NULL, attempts = 0, \
-             lease_until_ms = NULL, finished_at_ms = NULL WHERE id = ? AND org_id = ? AND status = 'failed'",
-            args![id.as_str(), &org_id],
-        )]
-    } else {
-        vec![]
-    };
-    let event = cx.rc.audit(
-        &cx.principal,
-        Some(&org_id),
-        "review.requeued",
-        "review",
-        id.as_str(),
-        json!({"previous_status": row.status, "restarted": restart}),
-    );
-    cx.db().commit_audited(stmts, vec![event], now).await?;
+    let mut batch = OrgBatch::new(&org_id);
+    if restart {
+        batch = batch.update(
+            "reviews",
+            "status = 'queued', status_reason = NULL, error = NULL, attempts = 0, \
+             lease_until_ms = NULL, finished_at_ms = NULL",
+            args![],
+            "id = ? AND status = 'failed'",
+            args![id.as_str()],
+        );
+    }
+    let event = Event::new(AuditAction::ReviewRequeued, "review", id.as_str())
+        .meta(json!({"previous_status": row.status, "restarted": restart}));
+    cx.commit(batch, [event]).await?;
     let msg = ReviewQueueMessage::Review {
         org_id: org_id.clone(),
         review_id: id.to_string(),

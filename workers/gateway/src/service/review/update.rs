@@ -3,7 +3,7 @@
 
 use edgeplane_core::queue::ReviewQueueMessage;
 use edgeplane_core::{ApiError, ErrorCode};
-use edgeplane_runtime::db::{Stmt, Val};
+use edgeplane_runtime::db::{OrgBatch, Val};
 
 use crate::http::log;
 use crate::routes::Cx;
@@ -23,26 +23,29 @@ impl Update {
         self.changed.push(field);
     }
 
-    /// `UPDATE <table> SET …, updated_at_ms = ? WHERE id = ? AND org_id = ? <extra_where>`.
-    pub fn statement(
+    /// Adds `UPDATE <table> SET …, updated_at_ms = ? WHERE org_id = ? AND (id = ? <extra_where>)`
+    /// to `batch`; answers the batch and the names of the changed fields.
+    pub fn apply(
         mut self,
+        batch: OrgBatch,
         table: &str,
         extra_where: &str,
         now: i64,
         id: &str,
-        org_id: &str,
-    ) -> Result<(Stmt, Vec<&'static str>), ApiError> {
+    ) -> Result<(OrgBatch, Vec<&'static str>), ApiError> {
         if self.sets.is_empty() {
             return Err(ApiError::validation("nothing to update"));
         }
         self.sets.push("updated_at_ms = ?");
-        self.vals
-            .extend([Val::from(now), Val::from(id), Val::from(org_id)]);
-        let sql = format!(
-            "UPDATE {table} SET {} WHERE id = ? AND org_id = ?{extra_where}",
-            self.sets.join(", ")
+        self.vals.push(Val::from(now));
+        let batch = batch.update(
+            table,
+            &self.sets.join(", "),
+            self.vals,
+            &format!("id = ?{extra_where}"),
+            vec![Val::from(id)],
         );
-        Ok((Stmt::new(sql, self.vals), self.changed))
+        Ok((batch, self.changed))
     }
 }
 
