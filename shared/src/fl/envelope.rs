@@ -6,7 +6,9 @@
 //! it arrives and compares. Non-finite values (Python writes `NaN`, `Infinity`) are handed to the
 //! sink like any number, so the caller can reject them by reason rather than as bad JSON.
 
-use sha2::{Digest, Sha256};
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::hash::ResumableSha256;
 
 pub const FORMAT: &str = "plaintext_json";
 const MAX_KEY: usize = 64;
@@ -24,7 +26,7 @@ fn malformed<E>(msg: &str) -> EnvelopeError<E> {
     EnvelopeError::Malformed(msg.to_owned())
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 enum Field {
     Format,
     Sha256,
@@ -33,7 +35,7 @@ enum Field {
     Other,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 enum State {
     Start,
     KeyOrEnd,
@@ -76,6 +78,8 @@ pub struct EnvelopeSummary {
     pub cut_offsets: Vec<u64>,
 }
 
+/// Serializable, so a scan can stop after one part of an upload and resume with the next.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EnvelopeScanner {
     state: State,
     field: Field,
@@ -85,7 +89,7 @@ pub struct EnvelopeScanner {
     format: Option<String>,
     sha256: Option<String>,
     size: Option<u64>,
-    hasher: Sha256,
+    hasher: ResumableSha256,
     data_len: u64,
     elements: u64,
     pos: u64,
@@ -134,7 +138,7 @@ impl EnvelopeScanner {
             format: None,
             sha256: None,
             size: None,
-            hasher: Sha256::new(),
+            hasher: ResumableSha256::new(),
             data_len: 0,
             elements: 0,
             pos: 0,
@@ -494,7 +498,7 @@ impl EnvelopeScanner {
             declared_size: self
                 .size
                 .ok_or_else(|| malformed("the envelope has no `size`"))?,
-            data_sha256: hex::encode(self.hasher.finalize()),
+            data_sha256: self.hasher.finalize_hex(),
             data_len: if self.seen[3] {
                 self.data_len
             } else {
@@ -563,7 +567,7 @@ mod tests {
         // json.dumps(list) uses ", " separators and repr floats.
         let inner: Vec<String> = data.iter().map(|v| format!("{v:?}")).collect();
         let payload = format!("[{}]", inner.join(", "));
-        let sha = hex::encode(Sha256::digest(payload.as_bytes()));
+        let sha = crate::crypto::sha256_hex(payload.as_bytes());
         let env = format!(
             "{{\"format\": \"plaintext_json\", \"sha256\": \"{sha}\", \"size\": {}, \"data\": {payload}, \"secure_agg\": {{\"a\": [1, \"]\"]}}}}",
             payload.len()
@@ -689,7 +693,7 @@ mod properties {
                 .collect::<Vec<_>>()
                 .join(&format!(",{sep}"))
         );
-        let sha = hex::encode(Sha256::digest(payload.as_bytes()));
+        let sha = crate::crypto::sha256_hex(payload.as_bytes());
         let env = format!(
             "{{\"format\": \"plaintext_json\", \"sha256\": \"{sha}\", \"size\": {}, \"data\": {payload}}}",
             payload.len()

@@ -23,7 +23,7 @@ impl TensorSpec {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModelLayout {
     pub tensors: Vec<TensorSpec>,
 }

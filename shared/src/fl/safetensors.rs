@@ -45,7 +45,7 @@ pub enum FormatError {
     Mismatch(String),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
     pub spec: TensorSpec,
     /// Byte range within the data section.
@@ -53,7 +53,7 @@ pub struct Entry {
     pub end: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Header {
     pub header_len: u64,
     /// In data order (ascending `begin`), tiling the data section without gaps.
@@ -101,7 +101,7 @@ fn malformed(msg: impl Into<String>) -> FormatError {
 /// Reads a header from a stream of chunks of any size: the length prefix, then exactly that many
 /// bytes, refused as soon as the prefix declares more than the reader's limit. The buffer is
 /// allocated once, at the declared length, so it never exceeds the limit.
-#[derive(Debug)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HeaderReader {
     max_len: u64,
     tensors: TensorLimit,
@@ -110,13 +110,13 @@ pub struct HeaderReader {
 
 /// How many tensor entries a header may have, and what one too many means: a malformed file, or
 /// (against a base version) an update that does not match it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct TensorLimit {
     max: usize,
     of_base: bool,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 enum ReadState {
     /// Collecting the 8-byte length prefix.
     Prefix(Vec<u8>),

@@ -8,8 +8,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::crypto::hash::ResumableSha256;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::dtype::DType;
 use super::envelope::{self, EnvelopeError, EnvelopeScanner};
@@ -109,8 +109,12 @@ pub struct Validated {
 pub type Rejection = (RejectReason, String);
 
 /// Per-element checks shared by both formats: finite, representable in the model's dtype.
+#[derive(Clone, Serialize, Deserialize)]
 struct ElementCheck {
+    /// From the layout (not saved: rebuilt when a validation resumes).
+    #[serde(skip)]
     starts: Vec<u64>,
+    #[serde(skip)]
     dtypes: Vec<DType>,
     next_tensor: usize,
     max_abs: f64,
@@ -201,11 +205,13 @@ impl ElementCheck {
     }
 }
 
+#[derive(Clone, Serialize, Deserialize)]
 enum Body {
     Safetensors(StState),
     Json(Box<EnvelopeScanner>),
 }
 
+#[derive(Clone, Serialize, Deserialize)]
 struct StState {
     /// Reads the header within the base layout's budget; `None` once the header was read.
     reader: Option<HeaderReader>,
@@ -221,22 +227,37 @@ struct StState {
     pos: u64,
 }
 
+/// Validates one update as its bytes go by. Its progress can be saved between two chunks
+/// ([`Validator::save`]) and resumed elsewhere ([`Validator::resume`]): an upload sent in parts,
+/// in order, is validated while each part streams in, and completing it only finishes.
+#[derive(Clone, Serialize, Deserialize)]
 pub struct Validator {
     /// `None` when the caller hashes the bytes itself (with a native digest) and passes the
     /// result to [`Validator::finish_with_digest`].
-    hasher: Option<Sha256>,
-    meta_sha: String,
-    meta_size: u64,
-    layout_elements: u64,
+    hasher: Option<ResumableSha256>,
     received: u64,
     body: Body,
     elems: ElementCheck,
-    layout: ModelLayout,
     /// The first content problem found; reported only if size and hash match (a corrupt
     /// transfer is reported as such, not as whatever garbage it parsed to).
     problem: Option<Rejection>,
+    // What validation was started with (not saved: given again to `resume`).
+    #[serde(skip)]
+    meta_sha: String,
+    #[serde(skip)]
+    meta_size: u64,
+    #[serde(skip)]
+    layout_elements: u64,
+    #[serde(skip)]
+    layout: ModelLayout,
+    #[serde(skip)]
     shard_starts: Vec<u64>,
 }
+
+/// A saved validation that cannot continue: not written by this code, or for another format.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("saved validation state unusable: {0}")]
+pub struct ResumeError(String);
 
 impl Validator {
     /// `shard_starts`: the first element of each shard (JSON updates record where they begin).
@@ -256,7 +277,7 @@ impl Validator {
             }
         };
         Self {
-            hasher: Some(Sha256::new()),
+            hasher: Some(ResumableSha256::new()),
             meta_sha: meta.sha256.clone(),
             meta_size: meta.size,
             layout_elements: layout.total_elements(),
@@ -275,6 +296,46 @@ impl Validator {
             hasher: None,
             ..Self::new(meta, layout, shard_starts)
         }
+    }
+
+    /// The validation so far, to continue later with [`Validator::resume`].
+    pub fn save(&self) -> Vec<u8> {
+        // Serializing plain data into a Vec cannot fail; an empty state would fail to resume.
+        postcard::to_allocvec(self).unwrap_or_default()
+    }
+
+    /// Continues a saved validation of the same update (`meta`, `layout` and `shard_starts` as
+    /// it was started with).
+    pub fn resume(
+        meta: &UpdateMeta,
+        layout: &ModelLayout,
+        shard_starts: Vec<u64>,
+        saved: &[u8],
+    ) -> Result<Self, ResumeError> {
+        let mut v: Validator =
+            postcard::from_bytes(saved).map_err(|e| ResumeError(e.to_string()))?;
+        let format_matches = matches!(
+            (&v.body, meta.format),
+            (Body::Safetensors(_), UpdateFormat::Safetensors)
+                | (Body::Json(_), UpdateFormat::PlaintextJson)
+        );
+        if !format_matches || v.received > meta.size {
+            return Err(ResumeError("another update's state".into()));
+        }
+        let fresh = ElementCheck::new(layout);
+        v.elems.starts = fresh.starts;
+        v.elems.dtypes = fresh.dtypes;
+        v.meta_sha = meta.sha256.clone();
+        v.meta_size = meta.size;
+        v.layout_elements = layout.total_elements();
+        v.layout = layout.clone();
+        v.shard_starts = shard_starts;
+        Ok(v)
+    }
+
+    /// How many bytes were fed so far.
+    pub fn received(&self) -> u64 {
+        self.received
     }
 
     /// Feeds the next staged bytes. An error means "stop reading: it can only be rejected".
@@ -322,7 +383,7 @@ impl Validator {
 
     pub fn finish(mut self) -> Result<Validated, Rejection> {
         let digest = match self.hasher.take() {
-            Some(h) => hex::encode(h.finalize()),
+            Some(h) => h.finalize_hex(),
             None => String::new(),
         };
         self.finish_with_digest(&digest)
@@ -509,17 +570,36 @@ mod tests {
             sample_count: 5,
             metrics: BTreeMap::new(),
             format,
-            sha256: hex::encode(Sha256::digest(bytes)),
+            sha256: crate::crypto::sha256_hex(bytes),
             size: bytes.len() as u64,
         }
     }
 
+    /// Validates in one pass, and again saving and resuming the validation after every chunk
+    /// (as an upload's parts do, one request each); both must reach the same verdict, so every
+    /// case below also checks the resumable path.
     fn run(bytes: &[u8], m: &UpdateMeta, split: usize) -> Result<Validated, Rejection> {
-        let mut v = Validator::new(m, &layout(), vec![0, 5]);
-        for c in bytes.chunks(split) {
-            v.feed(c)?;
-        }
-        v.finish()
+        let whole = (|| {
+            let mut v = Validator::new(m, &layout(), vec![0, 5]);
+            for c in bytes.chunks(split) {
+                v.feed(c)?;
+            }
+            v.finish()
+        })();
+        let resumed = (|| {
+            let mut saved = Validator::new(m, &layout(), vec![0, 5]).save();
+            for c in bytes.chunks(split) {
+                let mut v = Validator::resume(m, &layout(), vec![0, 5], &saved)
+                    .expect("a saved validation resumes");
+                v.feed(c)?;
+                saved = v.save();
+            }
+            Validator::resume(m, &layout(), vec![0, 5], &saved)
+                .expect("a saved validation resumes")
+                .finish()
+        })();
+        assert_eq!(whole, resumed, "split {split}");
+        whole
     }
 
     fn json_env(vals: &[f64]) -> Vec<u8> {
@@ -530,7 +610,7 @@ mod tests {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        let sha = hex::encode(Sha256::digest(payload.as_bytes()));
+        let sha = crate::crypto::sha256_hex(payload.as_bytes());
         format!("{{\"format\": \"plaintext_json\", \"sha256\": \"{sha}\", \"size\": {}, \"data\": {payload}}}", payload.len()).into_bytes()
     }
 
@@ -569,6 +649,23 @@ mod tests {
 
     fn reason(r: Result<Validated, Rejection>) -> RejectReason {
         r.unwrap_err().0
+    }
+
+    #[test]
+    fn a_saved_state_resumes_only_its_own_kind_of_update() {
+        let good = build(&[
+            ("w", DType::F32, vec![3, 2], vec![0.5; 6]),
+            ("b", DType::F32, vec![3], vec![0.5; 3]),
+        ]);
+        let m = meta(&good, UpdateFormat::Safetensors);
+        let saved = Validator::new(&m, &layout(), vec![0, 5]).save();
+        let json = meta(&good, UpdateFormat::PlaintextJson);
+        assert!(Validator::resume(&json, &layout(), vec![0, 5], &saved).is_err());
+        assert!(Validator::resume(&m, &layout(), vec![0, 5], b"junk").is_err());
+        // Far smaller than the bytes it stands for: the header and a few counters.
+        let mut v = Validator::new(&m, &layout(), vec![0, 5]);
+        v.feed(&good).unwrap();
+        assert!(v.save().len() < 512, "{}", v.save().len());
     }
 
     #[test]
@@ -630,7 +727,7 @@ mod tests {
             RejectReason::NonFinite
         );
         let mut m = meta(&good, st);
-        m.sha256 = hex::encode(Sha256::digest(b"other"));
+        m.sha256 = crate::crypto::sha256_hex(b"other");
         assert_eq!(reason(run(&good, &m, 4)), RejectReason::Sha256Mismatch);
         let mut m = meta(&good, st);
         m.size += 1;

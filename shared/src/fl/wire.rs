@@ -141,6 +141,40 @@ pub struct PartGrant {
     /// The most bytes this part may carry: what the declared size leaves after the other parts
     /// recorded so far (one byte kept for each part still missing), never above the per-part cap.
     pub max_bytes: u64,
+    /// Present when this part is the next one in order: validate it while it streams in,
+    /// continuing from here, and hand the new state back with [`PartDone::stream_state`].
+    pub stream: Option<StreamResume>,
+}
+
+/// Where an upload's in-order validation stands, for the writer of its next part.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StreamResume {
+    pub meta: UpdateMeta,
+    pub layout: ModelLayout,
+    pub shard_starts: Vec<u64>,
+    /// The saved validation (`None` before the first part).
+    #[serde(default, with = "b64_opt")]
+    pub state: Option<Vec<u8>>,
+}
+
+/// Bytes in JSON as base64 (a saved validation holds binary state).
+mod b64_opt {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(b) => s.serialize_some(&STANDARD.encode(b)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|t| STANDARD.decode(t).map_err(serde::de::Error::custom))
+            .transpose()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -149,6 +183,10 @@ pub struct PartDone {
     pub part: u32,
     pub key: String,
     pub size: u64,
+    /// The validation after this part, when it was validated while streaming (see
+    /// [`PartGrant::stream`]).
+    #[serde(default, with = "b64_opt")]
+    pub stream_state: Option<Vec<u8>>,
 }
 
 /// What the writer of a part must do after the coordinator recorded (or refused) it.
@@ -188,6 +226,16 @@ pub enum CompleteBeginReply {
         pieces: Vec<Piece>,
         layout: ModelLayout,
         shard_starts: Vec<u64>,
+    },
+    /// Every part was validated while it streamed in: finish this saved validation, no read.
+    Finish {
+        meta: UpdateMeta,
+        layout: ModelLayout,
+        shard_starts: Vec<u64>,
+        #[serde(with = "b64_opt")]
+        state: Option<Vec<u8>>,
+        /// The staged bytes, should the saved state not resume (written by another release).
+        pieces: Vec<Piece>,
     },
     /// Already decided (a repeated complete, or refused before validation).
     Done { outcome: Outcome },

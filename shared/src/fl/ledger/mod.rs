@@ -16,7 +16,7 @@ mod tests;
 
 use std::collections::BTreeMap;
 
-use records::{Ended, PartRecord, ParticipantRecord, RoundRecord, UploadRecord};
+use records::{Ended, PartRecord, ParticipantRecord, RoundRecord, StreamProgress, UploadRecord};
 
 use super::participation::{
     decide_initiate, decide_join, decide_part, part_count, JoinDecision, Participation,
@@ -29,7 +29,7 @@ use super::validate::{max_upload_size, UpdateSource};
 use super::wire::{
     CancelReply, CompleteBegin, CompleteBeginReply, CompleteFinish, DeviceRequest, FoldRequest,
     FoldSource, InitiateReply, InitiateRequest, JoinReply, JoinRequest, Outcome, PartDone,
-    PartGrant, PartRecorded, PartRequest, Progress, Requester, RoundConfig,
+    PartGrant, PartRecorded, PartRequest, Progress, Requester, RoundConfig, StreamResume,
 };
 use crate::error::ApiError;
 use crate::ids::{ModelVersionId, UploadId};
@@ -253,6 +253,7 @@ impl<'a, E: SqlExec> RoundLedger<'a, E> {
                 source: None,
                 reject: None,
                 released: false,
+                stream: StreamProgress::default(),
             },
         )?;
         records::set_participant(
@@ -275,7 +276,7 @@ impl<'a, E: SqlExec> RoundLedger<'a, E> {
         upload_id: &UploadId,
         part: u32,
         now_ms: i64,
-    ) -> LedgerResult<UploadRecord> {
+    ) -> LedgerResult<(RoundRecord, UploadRecord)> {
         let r = self.loaded()?;
         let view = self.view(&r, now_ms)?;
         let u =
@@ -283,7 +284,7 @@ impl<'a, E: SqlExec> RoundLedger<'a, E> {
         let revoked = records::is_revoked(self.sql, &u.device_id)?
             || matches!(u.reject, Some((RejectReason::DeviceRevoked, _)));
         decide_part(&view, u.state, revoked, part, u.parts)?;
-        Ok(u)
+        Ok((r, u))
     }
 
     /// Bytes the declared size leaves for part `part`, given the other parts recorded so far.
@@ -299,7 +300,7 @@ impl<'a, E: SqlExec> RoundLedger<'a, E> {
 
     /// May part `req.part` be written, and how many bytes may it carry.
     pub fn part_grant(&self, req: &PartRequest, now_ms: i64) -> LedgerResult<PartGrant> {
-        let u = self.upload_for_part(&req.upload_id, req.part, now_ms)?;
+        let (r, u) = self.upload_for_part(&req.upload_id, req.part, now_ms)?;
         let others: Vec<PartRecord> = records::parts(self.sql, &u.id)?
             .into_iter()
             .filter(|p| p.part != req.part)
@@ -310,9 +311,17 @@ impl<'a, E: SqlExec> RoundLedger<'a, E> {
                 .to_error("the other parts already hold the upload's declared size")
                 .into());
         }
+        // The next part in order continues the validation the earlier parts advanced.
+        let stream = (!u.stream.broken && req.part == u.stream.parts).then(|| StreamResume {
+            meta: u.meta.clone(),
+            layout: r.config.layout.clone(),
+            shard_starts: r.config.shard_starts(),
+            state: u.stream.state.clone(),
+        });
         Ok(PartGrant {
             device_id: u.device_id,
             max_bytes,
+            stream,
         })
     }
 
@@ -320,7 +329,7 @@ impl<'a, E: SqlExec> RoundLedger<'a, E> {
     pub fn part_done(&self, req: &PartDone, now_ms: i64) -> LedgerResult<PartRecorded> {
         // Re-checked after the bytes were written: the upload may have been completed, replaced
         // or revoked meanwhile, and then these bytes must not count.
-        let u = self.upload_for_part(&req.upload_id, req.part, now_ms)?;
+        let (_, u) = self.upload_for_part(&req.upload_id, req.part, now_ms)?;
         let all = records::parts(self.sql, &u.id)?;
         let (same, others): (Vec<PartRecord>, Vec<PartRecord>) =
             all.into_iter().partition(|p| p.part == req.part);
@@ -340,6 +349,23 @@ impl<'a, E: SqlExec> RoundLedger<'a, E> {
                 size: req.size,
             },
         )?;
+        let mut stream = u.stream.clone();
+        if req.part < stream.parts {
+            // A part the validation already went through was replaced: its bytes are not the
+            // ones validated, so `complete` validates from storage instead.
+            stream = StreamProgress {
+                broken: true,
+                ..StreamProgress::default()
+            };
+        } else if let (Some(state), false, true) =
+            (&req.stream_state, stream.broken, req.part == stream.parts)
+        {
+            stream.parts += 1;
+            stream.state = Some(state.clone());
+        }
+        if stream != u.stream {
+            records::set_stream(self.sql, &u.id, &stream)?;
+        }
         Ok(PartRecorded {
             delete: same
                 .into_iter()
@@ -454,6 +480,18 @@ impl<'a, E: SqlExec> RoundLedger<'a, E> {
             // again: the verdict is recorded once, by the first finish.
             UploadState::Completing => {}
             UploadState::Accepted | UploadState::Rejected => {}
+        }
+        if !u.stream.broken && u.stream.parts == u.parts && u.stream.state.is_some() {
+            return Ok((
+                CompleteBeginReply::Finish {
+                    meta,
+                    layout: r.config.layout.clone(),
+                    shard_starts: r.config.shard_starts(),
+                    state: u.stream.state.clone(),
+                    pieces: records::pieces(self.sql, &u.id)?,
+                },
+                Effects::default(),
+            ));
         }
         Ok((
             CompleteBeginReply::Validate {

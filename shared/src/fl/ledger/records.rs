@@ -44,6 +44,13 @@ const MIGRATIONS: &[&[&str]] = &[
         "ALTER TABLE round ADD COLUMN cleaned INTEGER NOT NULL DEFAULT 1",
         "ALTER TABLE uploads ADD COLUMN completed_at_ms INTEGER",
     ],
+    &[
+        // Validation while parts stream in, in order: how many leading parts it covers, where
+        // it stands, and whether a replaced part broke it (then `complete` reads once instead).
+        "ALTER TABLE uploads ADD COLUMN streamed_parts INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE uploads ADD COLUMN stream_state BLOB",
+        "ALTER TABLE uploads ADD COLUMN stream_broken INTEGER NOT NULL DEFAULT 0",
+    ],
 ];
 
 /// Brings the object's schema up to date.
@@ -307,10 +314,22 @@ pub struct UploadRecord {
     pub source: Option<UpdateSource>,
     pub reject: Option<(RejectReason, String)>,
     pub released: bool,
+    pub stream: StreamProgress,
+}
+
+/// How far validation got while the upload's parts streamed in.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamProgress {
+    /// Parts `0..parts` were validated in order.
+    pub parts: u32,
+    pub state: Option<Vec<u8>>,
+    /// A part already validated was replaced: validation happens at `complete` instead.
+    pub broken: bool,
 }
 
 const UPLOAD_COLUMNS: &str = "id, participation_id, device_id, state, meta, parts, created_at_ms, \
-     seq, weight, source, reject_reason, reject_message, released";
+     seq, weight, source, reject_reason, reject_message, released, streamed_parts, stream_state, \
+     stream_broken";
 
 fn upload_of(r: &Row) -> Result<UploadRecord, StoreError> {
     let pid: String = r.get(1)?;
@@ -332,6 +351,11 @@ fn upload_of(r: &Row) -> Result<UploadRecord, StoreError> {
         source: dec_opt(r, 9)?,
         reject,
         released: r.get(12)?,
+        stream: StreamProgress {
+            parts: r.get(13)?,
+            state: r.get(14)?,
+            broken: r.get(15)?,
+        },
     })
 }
 
@@ -443,6 +467,22 @@ pub fn accept_upload(
             Value::Real(weight),
             enc(source)?,
             Value::Int(now_ms),
+            Value::from(id),
+        ],
+    )
+}
+
+pub fn set_stream(
+    sql: &impl SqlExec,
+    id: &UploadId,
+    stream: &StreamProgress,
+) -> Result<(), StoreError> {
+    sql.exec(
+        "UPDATE uploads SET streamed_parts = ?, stream_state = ?, stream_broken = ? WHERE id = ?",
+        &[
+            Value::from(stream.parts),
+            Value::from(stream.state.clone()),
+            Value::from(stream.broken),
             Value::from(id),
         ],
     )

@@ -58,7 +58,16 @@ impl DurableObject for RoundAggregator {
             shard_path::FOLD => {
                 let r: FoldRequest = req.json().await?;
                 reply(match R2Blobs::from_env(&self.env) {
-                    Ok(blobs) => self.agg.fold(&sql, &blobs, &r).await.map_err(api),
+                    Ok(blobs) => {
+                        let folded = self.agg.fold(&sql, &blobs, &r).await.map_err(api);
+                        // What the fold read: with validation done while parts streamed in,
+                        // this is the only read of an update's bytes (the bench sums these).
+                        log::info(
+                            "r2 read",
+                            serde_json::json!({"purpose": "fold", "bytes": blobs.bytes_read()}),
+                        );
+                        folded
+                    }
                     Err(e) => Err(e),
                 })
             }

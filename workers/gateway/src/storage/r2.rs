@@ -1,6 +1,8 @@
 //! [`Blobs`] over an R2 bucket.
 
+use std::cell::Cell;
 use std::ops::Range;
+use std::rc::Rc;
 
 use edgeplane_core::fl::pieces::{self, BlobError, Blobs, Piece};
 use edgeplane_core::ApiError;
@@ -9,16 +11,30 @@ use worker::{Bucket, Env};
 
 /// The models bucket (`MODELS`): base versions, published versions, staged update parts.
 #[derive(Clone)]
-pub struct R2Blobs(pub Bucket);
+pub struct R2Blobs {
+    bucket: Bucket,
+    /// Bytes read through this handle (and its clones): how the ingest path's reads per byte
+    /// uploaded are measured.
+    read: Rc<Cell<u64>>,
+}
 
 impl R2Blobs {
     pub fn from_env(env: &Env) -> Result<Self, ApiError> {
-        env.bucket("MODELS").or_internal("r2 binding").map(Self)
+        env.bucket("MODELS")
+            .or_internal("r2 binding")
+            .map(|bucket| Self {
+                bucket,
+                read: Rc::new(Cell::new(0)),
+            })
+    }
+
+    pub fn bytes_read(&self) -> u64 {
+        self.read.get()
     }
 
     async fn get(&self, key: &str, offset: u64, length: u64) -> Result<Vec<u8>, BlobError> {
         let obj = self
-            .0
+            .bucket
             .get(key)
             .range(worker::Range::OffsetWithLength { offset, length })
             .execute()
@@ -56,7 +72,7 @@ impl R2Blobs {
         body: worker::web_sys::ReadableStream,
     ) -> Result<u64, BlobError> {
         let stored = self
-            .0
+            .bucket
             .put(key, worker::Data::ReadableStream(body))
             .execute()
             .await
@@ -83,7 +99,7 @@ impl Blobs for R2Blobs {
     }
 
     async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), BlobError> {
-        self.0
+        self.bucket
             .put(key, bytes)
             .execute()
             .await
@@ -93,7 +109,7 @@ impl Blobs for R2Blobs {
 
     async fn delete(&self, keys: Vec<String>) -> Result<(), BlobError> {
         for chunk in keys.chunks(1000) {
-            self.0
+            self.bucket
                 .delete_multiple(chunk.to_vec())
                 .await
                 .map_err(|e| BlobError::Io(e.to_string()))?;

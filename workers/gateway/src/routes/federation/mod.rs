@@ -4,7 +4,6 @@
 mod common;
 mod device_auth;
 mod devices;
-mod digest;
 mod groups;
 mod models;
 mod protocol;

@@ -3,23 +3,23 @@
 
 use edgeplane_core::crypto::kdf::KeyPurpose;
 use edgeplane_core::fl::upload_url::{self, UrlError, PART_URL_TTL_SECONDS};
-use edgeplane_core::fl::validate::{UpdateMeta, Validator};
+use edgeplane_core::fl::validate::UpdateMeta;
 use edgeplane_core::{ApiError, ErrorCode};
 use edgeplane_runtime::args;
 use serde::Deserialize;
 
 use super::common::{device, query, DeviceCx};
-use super::digest::NativeSha256;
 use crate::clients::round::RoundClient;
 use crate::http::ctx::{now_ms, now_secs};
 use crate::http::respond::{self, HttpResult};
 use crate::routes::Cx;
 use crate::service::federation::corrupt;
+use crate::service::federation::ingest::{self, StoredPart};
 use crate::service::federation::rounds::{
     self, offered_clause, round_in_org, RoundRow, ELIGIBLE, ROUND_COLUMNS,
 };
 use crate::storage::R2Blobs;
-use edgeplane_core::fl::pieces::{self, Blobs, Piece};
+use edgeplane_core::fl::pieces::Piece;
 use edgeplane_core::fl::validate::UpdateFormat;
 use edgeplane_core::fl::wire::{
     CompleteBegin, CompleteBeginReply, CompleteFinish, InitiateReply, InitiateRequest, JoinReply,
@@ -322,10 +322,8 @@ pub async fn put_part(cx: &mut Cx<'_>) -> HttpResult {
     let nonce = hex::encode(edgeplane_core::crypto::random_bytes::<6>()?);
     let key = format!("staging/{round_id}/{upload_id}/{part:05}-{nonce}");
     let blobs = R2Blobs::from_env(cx.env)?;
-    let size = blobs
-        .put_stream(&key, body)
-        .await
-        .map_err(|_| ApiError::bad_request("the part body ended before its Content-Length"))?;
+    let StoredPart { size, stream_state } =
+        ingest::store_part(&blobs, &key, body, grant.stream).await?;
     let stored = Piece {
         key: key.clone(),
         size,
@@ -341,6 +339,7 @@ pub async fn put_part(cx: &mut Cx<'_>) -> HttpResult {
         part,
         key,
         size,
+        stream_state,
     };
     match round.part_done(&done).await {
         // A replaced part's earlier bytes were deleted by the coordinator.
@@ -404,41 +403,10 @@ pub async fn complete(cx: &mut Cx<'_>) -> HttpResult {
             meta: body.meta,
         })
         .await?;
-    let (meta, pieces, layout, shard_starts) = match begin {
-        CompleteBeginReply::Done { outcome } => return answer(outcome, &round_id, &upload_id),
-        CompleteBeginReply::Validate {
-            meta,
-            pieces,
-            layout,
-            shard_starts,
-        } => (meta, pieces, layout, shard_starts),
-    };
-    let blobs = R2Blobs::from_env(cx.env)?;
-    let native = NativeSha256::new();
-    let mut validator = if native.is_some() {
-        Validator::new_unhashed(&meta, &layout, shard_starts)
-    } else {
-        Validator::new(&meta, &layout, shard_starts)
-    };
-    let mut early = None;
-    for w in pieces::windows(0..pieces::total(&pieces)) {
-        let window = blobs.read(&pieces, w).await.map_err(|e| {
-            edgeplane_runtime::log::error("staged update read", &e.to_string());
-            ApiError::internal()
-        })?;
-        if let Some(h) = &native {
-            h.update(&window).await?;
-        }
-        if let Err(r) = validator.feed(&window) {
-            early = Some(r);
-            break;
-        }
+    if let CompleteBeginReply::Done { outcome } = begin {
+        return answer(outcome, &round_id, &upload_id);
     }
-    let verdict = match (early, native) {
-        (Some(r), _) => Err(r),
-        (None, Some(h)) => validator.finish_with_digest(&h.finish().await?),
-        (None, None) => validator.finish(),
-    };
+    let verdict = ingest::verdict(&R2Blobs::from_env(cx.env)?, begin).await?;
     let outcome = round
         .complete_finish(&CompleteFinish {
             upload_id: upload_id.clone(),

@@ -1,6 +1,8 @@
 //! Federated learning: reading rounds (with their coordinator's live counts), devices and
 //! device groups as the shared views.
 
+pub mod digest;
+pub mod ingest;
 pub mod rounds;
 
 use edgeplane_core::ids::TypedId;
