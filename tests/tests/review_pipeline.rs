@@ -351,6 +351,8 @@ fn a_redelivered_queue_message_never_posts_a_second_review() {
     s.register(&pr, &sample_files(), None, "open");
     let id = s.open_and_queue(&pr);
     let c = Client::owner_key();
+    // The inbox records the review just after answering the platform: requeue it once it is.
+    get_review(&id);
     // The same job message again while the first is queued or running, and after it is done.
     c.post(&org_path(&format!("/reviews/{id}/requeue")), &json!({}))
         .expect(202);
