@@ -3,7 +3,7 @@
 
 use crate::error::ApiError;
 use crate::review::egress::validate_base_url;
-use crate::webhook::Platform;
+use crate::review::git_platform::Platform;
 
 /// Where the platform runs: the vendor's cloud or the customer's own server (GitHub Enterprise
 /// Server, GitLab self-managed, Bitbucket Data Center). Bitbucket's two speak different APIs;

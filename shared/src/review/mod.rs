@@ -7,6 +7,7 @@ pub mod config;
 pub mod diff;
 pub mod egress;
 pub mod findings;
+pub mod git_platform;
 pub mod http;
 pub mod ignore;
 pub mod index;

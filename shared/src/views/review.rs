@@ -6,12 +6,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{DeliveryRowId, IntegrationId, ProviderId, ReviewId};
 use crate::review::config::{Deployment, ProviderKind};
+use crate::review::git_platform::Platform;
 use crate::review::select::SkipReason;
 use crate::review::status::ReviewStatus;
 use crate::time::rfc3339_millis;
 use crate::webhook::event::Trigger;
 use crate::webhook::inbox::DeliveryOutcome;
-use crate::webhook::{Platform, Slot};
+use crate::webhook::Slot;
 
 /// An org's connection to a git platform.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

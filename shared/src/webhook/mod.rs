@@ -15,25 +15,7 @@ pub mod inbox;
 use serde::{Deserialize, Serialize};
 
 use crate::crypto::{constant_time_eq, hmac_sha256, sha256_hex};
-
-/// The git platforms edgeplane receives webhooks from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Platform {
-    GitHub,
-    GitLab,
-    Bitbucket,
-}
-
-impl Platform {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Platform::GitHub => "github",
-            Platform::GitLab => "gitlab",
-            Platform::Bitbucket => "bitbucket",
-        }
-    }
-}
+use crate::review::git_platform::Platform;
 
 /// The request headers a verifier may look at, with case-insensitive names. The gateway copies
 /// only the few it needs ([`Headers::WANTED`]), so nothing else of the request travels inward.

@@ -26,9 +26,9 @@ use edgeplane_runtime::audit::poke;
 pub use edgeplane_runtime::audit::sync;
 use edgeplane_runtime::db::{Db, DbError, Stmt, Writes};
 
+use crate::cx::Cx;
 use crate::http::ctx::now_ms;
 use crate::http::log;
-use crate::routes::Cx;
 
 impl Cx<'_> {
     /// What this request knows about every change it makes: who, in which org, from where.

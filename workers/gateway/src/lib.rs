@@ -9,6 +9,7 @@ pub mod authn;
 pub mod clients;
 pub mod config;
 pub mod cron;
+pub mod cx;
 pub mod durable;
 pub mod http;
 pub mod ratelimit;

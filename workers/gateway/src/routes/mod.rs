@@ -9,18 +9,14 @@ pub mod federation;
 pub mod identity;
 pub mod review;
 
-use std::rc::Rc;
-
-use edgeplane_core::auth::{authorize, Action, OrgAccess, Principal, PrincipalKind};
-use edgeplane_core::http::{match_route, BodyLimit, Method, Params, RouteMatch, RouteSpec};
-use edgeplane_core::ids::TypedId;
+use edgeplane_core::auth::{authorize, Action, Principal, PrincipalKind};
+use edgeplane_core::http::{match_route, BodyLimit, Method, RouteMatch, RouteSpec};
 use edgeplane_core::{ApiError, ErrorCode};
-use serde::de::DeserializeOwned;
 use worker::{Context, Env, Request};
 
 use crate::authn;
-use crate::config::{self, Config};
-use crate::http::body;
+use crate::config;
+pub use crate::cx::Cx;
 use crate::http::respond::HttpResult;
 use crate::http::RequestCtx;
 use edgeplane_runtime::db::Db;
@@ -96,76 +92,6 @@ fn find_route(method: Method, path: &str) -> RouteMatch<'static, RouteId, Access
         RouteMatch::NotFound
     } else {
         RouteMatch::MethodNotAllowed(allowed)
-    }
-}
-
-/// Everything a handler gets. Built by [`dispatch`] after authentication and authorization.
-pub struct Cx<'a> {
-    pub env: &'a Env,
-    pub ctx: &'a Context,
-    pub cfg: Rc<Config>,
-    pub rc: &'a RequestCtx,
-    pub req: Request,
-    pub params: Params,
-    pub principal: Principal,
-    org: Option<OrgAccess>,
-    limit: BodyLimit,
-    db: Db,
-}
-
-impl<'a> Cx<'a> {
-    /// A path parameter. Route patterns guarantee presence; absence means a table/handler
-    /// mismatch, reported as 404 rather than a panic.
-    pub fn param(&self, name: &str) -> Result<&str, ApiError> {
-        self.params
-            .get(name)
-            .ok_or_else(|| ApiError::new(ErrorCode::RouteNotFound, "no such route"))
-    }
-
-    /// A path parameter that names a resource by id. A segment that is not an id of that kind
-    /// names nothing, so it answers the same 404 as an id that does not exist (or belongs to
-    /// another org), without a query.
-    pub fn id<T: TypedId>(&self, name: &str) -> Result<T, ApiError> {
-        T::parse(self.param(name)?).map_err(|_| ApiError::not_found(T::KIND))
-    }
-
-    /// The org this request acts in (only on `Access::Org` routes).
-    pub fn org(&self) -> Result<&OrgAccess, ApiError> {
-        self.org.as_ref().ok_or_else(ApiError::internal)
-    }
-
-    pub fn db(&self) -> &Db {
-        &self.db
-    }
-
-    pub async fn json<T: DeserializeOwned>(&mut self) -> Result<T, ApiError> {
-        body::json(&mut self.req, self.limit).await
-    }
-
-    pub async fn json_or_default<T: DeserializeOwned + Default>(&mut self) -> Result<T, ApiError> {
-        body::json_or_default(&mut self.req, self.limit).await
-    }
-
-    pub async fn raw_body(&mut self) -> Result<Vec<u8>, ApiError> {
-        body::read_limited(&mut self.req, self.limit).await
-    }
-
-    /// The decoded query string, in order. Handlers reject unknown parameters (a typo in a filter
-    /// must not silently widen a listing).
-    pub fn query(&self) -> Result<Vec<(String, String)>, ApiError> {
-        let url = self
-            .req
-            .url()
-            .map_err(|_| ApiError::new(ErrorCode::InvalidQuery, "invalid query string"))?;
-        Ok(url
-            .query_pairs()
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect())
-    }
-
-    /// Asks the policy about an action beyond the route's own (e.g. a second scope).
-    pub fn authorize(&self, action: Action) -> Result<(), ApiError> {
-        authorize(self.org()?, action)
     }
 }
 
@@ -248,7 +174,7 @@ pub async fn dispatch(req: Request, env: &Env, ctx: &Context, rc: &mut RequestCt
         }
     };
 
-    let mut cx = Cx {
+    let mut cx = Cx::new(
         env,
         ctx,
         cfg,
@@ -257,9 +183,9 @@ pub async fn dispatch(req: Request, env: &Env, ctx: &Context, rc: &mut RequestCt
         params,
         principal,
         org,
-        limit: route.body_limit,
+        route.body_limit,
         db,
-    };
+    );
     let result = match route.id {
         RouteId::Core(id) => core::handle(id, &mut cx).await,
         RouteId::Identity(id) => identity::handle(id, &mut cx).await,
@@ -267,7 +193,7 @@ pub async fn dispatch(req: Request, env: &Env, ctx: &Context, rc: &mut RequestCt
         RouteId::Federation(id) => federation::handle(id, &mut cx).await,
         RouteId::Review(id) => review::handle(id, &mut cx).await,
     };
-    authn::run_followups(&cx.db, followups).await;
+    authn::run_followups(cx.db(), followups).await;
     result
 }
 

@@ -18,9 +18,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::audit;
+use crate::cx::Cx;
 use crate::http::ctx::now_ms;
 use crate::http::log;
-use crate::routes::Cx;
 use crate::service::access::api_keys::{insert_key, NewKeyRow};
 
 /// What first-run setup creates.

@@ -12,7 +12,7 @@ use edgeplane_runtime::{log, Stmt, Val};
 use serde::Deserialize;
 
 use super::fetch::Fetched;
-use super::{upstream, Job, Stop};
+use super::job::{upstream, Job, Stop};
 
 const PER_QUERY: usize = 3;
 const MAX_QUERIES: usize = 200;

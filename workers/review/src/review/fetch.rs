@@ -13,7 +13,7 @@ use edgeplane_core::review::platform::{
 };
 use edgeplane_core::review::select::{self, SkipReason, MAX_FILES};
 
-use super::{upstream, Job, Stop};
+use super::job::{upstream, Job, Stop};
 use crate::net::NetError;
 
 /// At most this many files are fetched in full for retrieval (each is one subrequest).

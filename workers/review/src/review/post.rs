@@ -16,7 +16,8 @@ use edgeplane_runtime::clock::now_ms;
 use edgeplane_runtime::db::{DbError, OrgBatch};
 use serde::Deserialize;
 
-use super::{facts, store, upstream, Job, Stop, Work};
+use super::job::{facts, upstream, Job, Stop, Work};
+use super::store;
 
 const REJECTED: &[u16] = &[400, 404, 409, 422];
 

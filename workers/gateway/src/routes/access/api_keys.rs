@@ -5,8 +5,8 @@ use edgeplane_core::ids::ApiKeyId;
 use edgeplane_core::{ApiError, ErrorCode};
 use serde::Deserialize;
 
+use crate::cx::Cx;
 use crate::http::respond::{self, HttpResult};
-use crate::routes::Cx;
 use crate::service::access::api_keys::{self, NewKey};
 
 pub async fn list(cx: &mut Cx<'_>) -> HttpResult {

@@ -3,8 +3,8 @@
 use edgeplane_core::access::audit_query::AuditQuery;
 use edgeplane_core::{ApiError, ErrorCode};
 
+use crate::cx::Cx;
 use crate::http::respond::{self, HttpResult};
-use crate::routes::Cx;
 use crate::service::access::audit;
 
 pub async fn list(cx: &mut Cx<'_>) -> HttpResult {

@@ -6,9 +6,9 @@ use edgeplane_core::ids::{InvitationId, TypedId, UserId};
 use edgeplane_core::{validate, ApiError, ErrorCode};
 use serde::Deserialize;
 
+use crate::cx::Cx;
 use crate::http::respond::{self, HttpResult};
 use crate::routes::identity::require_user;
-use crate::routes::Cx;
 use crate::service::access::invitations::{self, NewInvitation};
 
 #[derive(Deserialize)]

@@ -6,8 +6,8 @@ use edgeplane_core::views::access::MemberEnvelope;
 use edgeplane_core::ApiError;
 use serde::Deserialize;
 
+use crate::cx::Cx;
 use crate::http::respond::{self, HttpResult};
-use crate::routes::Cx;
 use crate::service::access::members;
 
 pub async fn list(cx: &mut Cx<'_>) -> HttpResult {

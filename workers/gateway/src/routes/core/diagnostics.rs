@@ -6,8 +6,8 @@ use edgeplane_core::ids::ProbeId;
 use edgeplane_core::views::core::{ProbeEnvelope, ProbeQueuedEnvelope};
 use serde::Deserialize;
 
+use crate::cx::Cx;
 use crate::http::respond::{self, HttpResult};
-use crate::routes::Cx;
 use crate::service::core;
 
 #[derive(Deserialize, Default)]

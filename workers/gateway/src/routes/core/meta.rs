@@ -6,8 +6,8 @@ use edgeplane_core::views::core::{
 use serde::Deserialize;
 use worker::Response;
 
+use crate::cx::Cx;
 use crate::http::respond::{self, HttpResult};
-use crate::routes::Cx;
 use edgeplane_runtime::args;
 use edgeplane_runtime::db::OrInternal;
 

@@ -1,7 +1,7 @@
 //! Organizations (tenants): `GET /v1/orgs/{org}`.
 
+use crate::cx::Cx;
 use crate::http::respond::{self, HttpResult};
-use crate::routes::Cx;
 use crate::service::core;
 
 pub async fn get(cx: &mut Cx<'_>) -> HttpResult {

@@ -9,8 +9,8 @@ use edgeplane_core::{validate, ApiError, ErrorCode};
 use serde::Deserialize;
 
 use crate::authn;
+use crate::cx::Cx;
 use crate::http::respond::{self, HttpResult};
-use crate::routes::Cx;
 use crate::service::core::{self, SetupRequest};
 
 #[derive(Deserialize)]

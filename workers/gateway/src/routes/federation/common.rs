@@ -6,8 +6,8 @@ use edgeplane_core::ids::{DeviceId, OrgId};
 use edgeplane_core::{ApiError, ErrorCode};
 
 use crate::authn;
+use crate::cx::Cx;
 use crate::http::ctx::now_secs;
-use crate::routes::Cx;
 
 /// The org a control-plane request acts in, typed.
 pub fn org_id(cx: &Cx<'_>) -> Result<OrgId, ApiError> {

@@ -13,9 +13,9 @@ use serde_json::json;
 
 use super::common::{device, identifier, query};
 use crate::clients::round::RoundClient;
+use crate::cx::Cx;
 use crate::http::ctx::now_ms;
 use crate::http::respond::{self, HttpResult};
-use crate::routes::Cx;
 use edgeplane_core::fl::wire::DeviceRequest;
 use edgeplane_core::ids::DeviceId;
 

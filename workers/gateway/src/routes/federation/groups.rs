@@ -10,9 +10,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::devices::validate_tags;
+use crate::cx::Cx;
 use crate::http::ctx::now_ms;
 use crate::http::respond::{self, HttpResult};
-use crate::routes::Cx;
 use crate::service::federation::corrupt;
 use edgeplane_core::time::IsoMillis;
 use edgeplane_core::views::federation::{

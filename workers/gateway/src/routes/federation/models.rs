@@ -21,9 +21,9 @@ use worker::Response;
 
 use super::common::{device, DeviceCx};
 use super::MODEL_BODY;
+use crate::cx::Cx;
 use crate::http::ctx::now_ms;
 use crate::http::respond::{self, HttpResult};
-use crate::routes::Cx;
 use crate::service::federation::rounds::offered_clause;
 use crate::service::federation::{corrupt, stored_id};
 use crate::storage::R2Blobs;

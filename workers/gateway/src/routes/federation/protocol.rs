@@ -10,9 +10,9 @@ use serde::Deserialize;
 
 use super::common::{device, query, DeviceCx};
 use crate::clients::round::RoundClient;
+use crate::cx::Cx;
 use crate::http::ctx::{now_ms, now_secs};
 use crate::http::respond::{self, HttpResult};
-use crate::routes::Cx;
 use crate::service::federation::corrupt;
 use crate::service::federation::ingest::{self, StoredPart};
 use crate::service::federation::rounds::{

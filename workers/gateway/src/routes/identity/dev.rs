@@ -8,8 +8,8 @@ use edgeplane_core::{validate, ApiError, ErrorCode};
 use edgeplane_runtime::args;
 use serde::Deserialize;
 
+use crate::cx::Cx;
 use crate::http::respond::{self, HttpResult};
-use crate::routes::Cx;
 use crate::service::identity::settings::{self, EmailSettings};
 
 #[derive(Deserialize)]

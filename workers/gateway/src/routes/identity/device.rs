@@ -15,8 +15,8 @@ use edgeplane_core::{ApiError, ErrorCode};
 use serde::Deserialize;
 
 use super::require_user;
+use crate::cx::Cx;
 use crate::http::respond::{self, HttpResult};
-use crate::routes::Cx;
 use crate::service::identity::settings::{self, IdentitySettings};
 use crate::service::identity::{device, issue, limits, refresh};
 

@@ -4,8 +4,8 @@
 use edgeplane_core::validate;
 use serde::Deserialize;
 
+use crate::cx::Cx;
 use crate::http::respond::{self, HttpResult};
-use crate::routes::Cx;
 use crate::service::identity::magic;
 
 #[derive(Deserialize)]

@@ -4,8 +4,8 @@ use edgeplane_core::validate;
 use serde::Deserialize;
 
 use super::require_user;
+use crate::cx::Cx;
 use crate::http::respond::{self, HttpResult};
-use crate::routes::Cx;
 use crate::service::identity::me;
 
 pub async fn get_me(cx: &mut Cx<'_>) -> HttpResult {

@@ -5,8 +5,8 @@ use edgeplane_core::views::identity::ProviderRedirect;
 use edgeplane_core::ApiError;
 use worker::Response;
 
+use crate::cx::Cx;
 use crate::http::respond::{self, HttpResult};
-use crate::routes::Cx;
 use crate::service::identity::providers::{self, Callback, FLOW_TTL_SECS};
 
 const COOKIE: &str = "ep_signin";

@@ -6,8 +6,8 @@ use edgeplane_core::ids::{SessionId, TypedId};
 use edgeplane_core::ApiError;
 
 use super::require_user;
+use crate::cx::Cx;
 use crate::http::respond::{self, HttpResult};
-use crate::routes::Cx;
 use crate::service::identity::sessions;
 
 pub async fn list(cx: &mut Cx<'_>) -> HttpResult {

@@ -4,10 +4,10 @@
 use edgeplane_core::auth::Action;
 use edgeplane_core::http::{BodyLimit, Method::*};
 use edgeplane_core::ids::{IntegrationId, ProviderId, ReviewId};
+use edgeplane_core::review::git_platform::Platform;
 use edgeplane_core::views::review::{
     DeliveryList, IntegrationBody, IntegrationList, ProviderBody, ProviderList, ReviewBody,
 };
-use edgeplane_core::webhook::Platform;
 
 use super::{route, Access, Cx, Route, RouteId};
 use crate::http::respond::{self, HttpResult};

@@ -16,8 +16,8 @@ use edgeplane_runtime::db::OrgBatch;
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::cx::Cx;
 use crate::http::ctx::now_ms;
-use crate::routes::Cx;
 
 #[derive(Deserialize)]
 struct KeyRow {

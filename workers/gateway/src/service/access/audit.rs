@@ -15,8 +15,8 @@ use edgeplane_core::{ApiError, ErrorCode};
 use edgeplane_runtime::db::Val;
 
 use crate::audit::{self, Latest};
+use crate::cx::Cx;
 use crate::http::log;
-use crate::routes::Cx;
 
 /// Events verified per D1 read: bounded memory however long the chain is.
 const VERIFY_PAGE: i64 = 500;

@@ -20,8 +20,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::authn;
+use crate::cx::Cx;
 use crate::http::ctx::now_ms;
-use crate::routes::Cx;
 use crate::service::identity::{mailer, settings};
 
 #[derive(Deserialize)]

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::authn;
-use crate::routes::Cx;
+use crate::cx::Cx;
 
 #[derive(Deserialize)]
 struct MemberRow {

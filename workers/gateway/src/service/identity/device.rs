@@ -25,8 +25,8 @@ use super::issue::{self, SessionSpec};
 use super::limits;
 use super::settings::IdentitySettings;
 use crate::authn;
+use crate::cx::Cx;
 use crate::http::ctx::now_ms;
-use crate::routes::Cx;
 
 /// `POST /oauth/device_authorization` for `client_id` (already checked), asking for `scopes`.
 pub async fn authorize(

@@ -15,7 +15,7 @@ use edgeplane_runtime::db::Stmt;
 use serde_json::json;
 
 use crate::config::Config;
-use crate::routes::Cx;
+use crate::cx::Cx;
 
 pub fn refresh_kind(kind: SessionKind) -> CredentialKind {
     match kind {

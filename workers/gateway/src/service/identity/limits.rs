@@ -6,8 +6,8 @@ use edgeplane_core::crypto::sha256_hex;
 use edgeplane_core::ratelimit::{address_bucket, Limit};
 use edgeplane_core::ApiError;
 
+use crate::cx::Cx;
 use crate::ratelimit;
-use crate::routes::Cx;
 
 const fn per(capacity: u32, window_seconds: u32) -> Limit {
     Limit {

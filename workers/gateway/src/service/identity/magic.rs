@@ -13,9 +13,9 @@ use serde_json::json;
 
 use super::settings::{self, EmailSettings};
 use super::{limits, mailer, signin};
+use crate::cx::Cx;
 use crate::http::ctx::now_ms;
 use crate::http::log;
-use crate::routes::Cx;
 
 /// Sends a sign-in link to `email` (validated). The answer is the same for every address.
 pub async fn request(cx: &Cx<'_>, email: &str) -> Result<MagicLinkSent, ApiError> {

@@ -9,9 +9,9 @@ use worker::Method;
 
 use super::outbound;
 use super::settings::{EmailSettings, IdentitySettings};
+use crate::cx::Cx;
 use crate::http::ctx::now_ms;
 use crate::http::log;
-use crate::routes::Cx;
 
 pub fn unavailable() -> ApiError {
     ApiError::new(

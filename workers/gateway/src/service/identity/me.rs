@@ -19,8 +19,8 @@ use serde_json::json;
 use super::limits;
 use super::signin::user_by_id;
 use crate::authn;
+use crate::cx::Cx;
 use crate::http::ctx::now_ms;
-use crate::routes::Cx;
 
 fn internal<E>(_: E) -> ApiError {
     ApiError::internal()

@@ -31,9 +31,9 @@ use worker::Method;
 use super::outbound::{self, Answer};
 use super::settings::{self, IdentitySettings};
 use super::{limits, signin};
+use crate::cx::Cx;
 use crate::http::ctx::{now_ms, now_secs};
 use crate::http::log;
-use crate::routes::Cx;
 
 const FLOW_TTL_MS: i64 = 10 * 60 * 1000;
 /// Provider metadata (discovery documents, JWKS) is kept per isolate this long.

@@ -16,9 +16,9 @@ use serde_json::json;
 
 use super::issue::{self, refresh_kind, Issued};
 use crate::authn;
+use crate::cx::Cx;
 use crate::http::ctx::now_ms;
 use crate::http::log;
-use crate::routes::Cx;
 
 pub fn invalid_refresh() -> ApiError {
     ApiError::new(

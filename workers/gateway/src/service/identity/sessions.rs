@@ -14,8 +14,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::authn;
+use crate::cx::Cx;
 use crate::http::ctx::now_ms;
-use crate::routes::Cx;
 
 #[derive(Deserialize)]
 struct SessionRow {

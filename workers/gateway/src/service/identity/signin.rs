@@ -13,8 +13,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::issue::{self, SessionSpec};
+use crate::cx::Cx;
 use crate::http::ctx::now_ms;
-use crate::routes::Cx;
 
 #[derive(Deserialize)]
 pub struct UserRow {

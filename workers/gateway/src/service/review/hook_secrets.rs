@@ -21,15 +21,16 @@ use std::rc::Rc;
 
 use edgeplane_core::crypto::random_bytes;
 use edgeplane_core::ids::{IntegrationId, OrgId};
+use edgeplane_core::review::git_platform::Platform;
 use edgeplane_core::review::sealed::Field;
-use edgeplane_core::webhook::{Platform, Secrets};
+use edgeplane_core::webhook::Secrets;
 use edgeplane_core::ApiError;
 use edgeplane_runtime::args;
 use serde::Deserialize;
 
 use super::secrets;
+use crate::cx::Cx;
 use crate::http::ctx::now_ms;
-use crate::routes::Cx;
 
 pub const TTL_MS: i64 = 10_000;
 pub const REREAD_MIN_MS: i64 = 1_000;

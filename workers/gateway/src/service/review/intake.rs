@@ -11,18 +11,17 @@
 //! delivery durably before the answer and then writes D1 and enqueues the job (ids only).
 
 use edgeplane_core::ids::{DeliveryRowId, IntegrationId, ReviewId, TypedId};
+use edgeplane_core::review::git_platform::Platform;
 use edgeplane_core::views::review::HookAnswer;
 use edgeplane_core::webhook::event::{classify, Disposition};
 use edgeplane_core::webhook::inbox::{Delivery, Intent, Outcome};
-use edgeplane_core::webhook::{
-    bitbucket, github, gitlab, Headers, Platform, VerifiedWebhook, VerifyError,
-};
+use edgeplane_core::webhook::{bitbucket, github, gitlab, Headers, VerifiedWebhook, VerifyError};
 use edgeplane_core::{ApiError, ErrorCode};
 
 use super::hook_secrets::{self, HookSecrets, Owner};
+use crate::cx::Cx;
 use crate::http::ctx::{now_ms, now_secs};
 use crate::http::log;
-use crate::routes::Cx;
 use crate::rpc;
 
 /// The one refusal for every delivery that does not verify, whatever the reason — including an

@@ -4,19 +4,20 @@
 use edgeplane_core::audit::{AuditAction, Event};
 use edgeplane_core::ids::{DeliveryRowId, IntegrationId, ProviderId, ReviewId};
 use edgeplane_core::review::config::{self, Deployment, PlatformApi};
+use edgeplane_core::review::git_platform::Platform;
 use edgeplane_core::review::sealed::Field;
 use edgeplane_core::time::rfc3339_millis;
 use edgeplane_core::views::review::{DeliveryView, IntegrationView};
 use edgeplane_core::webhook::inbox::DeliveryOutcome;
-use edgeplane_core::webhook::{Platform, Slot};
+use edgeplane_core::webhook::Slot;
 use edgeplane_core::{validate, ApiError};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::update::Update;
 use super::{hook_secrets, nullable, secrets};
+use crate::cx::Cx;
 use crate::http::ctx::now_ms;
-use crate::routes::Cx;
 use edgeplane_runtime::args;
 use edgeplane_runtime::db::{OrgBatch, Val};
 

@@ -14,8 +14,8 @@ use serde_json::json;
 
 use super::update::Update;
 use super::{nullable, secrets};
+use crate::cx::Cx;
 use crate::http::ctx::now_ms;
-use crate::routes::Cx;
 use edgeplane_runtime::args;
 use edgeplane_runtime::db::OrgBatch;
 

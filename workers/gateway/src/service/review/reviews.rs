@@ -3,19 +3,19 @@
 use edgeplane_core::audit::{AuditAction, Event};
 use edgeplane_core::ids::{IntegrationId, ProviderId, ReviewId, TypedId};
 use edgeplane_core::queue::ReviewQueueMessage;
+use edgeplane_core::review::git_platform::Platform;
 use edgeplane_core::review::status::ReviewStatus;
 use edgeplane_core::views::review::{
     PhaseStamps, RepositoryRef, ReviewCounts, ReviewList, ReviewView, SkippedFile,
 };
 use edgeplane_core::webhook::event::Trigger;
-use edgeplane_core::webhook::Platform;
 use edgeplane_core::{ApiError, ErrorCode};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::update::enqueue;
+use crate::cx::Cx;
 use crate::http::log;
-use crate::routes::Cx;
 use edgeplane_runtime::args;
 use edgeplane_runtime::db::{OrgBatch, Val};
 

@@ -9,8 +9,8 @@ use edgeplane_core::review::sealed::{self, Field};
 use edgeplane_core::{ApiError, ErrorCode};
 use worker::Env;
 
+use crate::cx::Cx;
 use crate::http::log;
-use crate::routes::Cx;
 
 pub fn integration_key(cx: &Cx<'_>) -> SealingKey {
     SealingKey::derive(&cx.cfg.root, KeyPurpose::IntegrationSecrets)

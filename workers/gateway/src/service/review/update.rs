@@ -5,8 +5,8 @@ use edgeplane_core::queue::ReviewQueueMessage;
 use edgeplane_core::{ApiError, ErrorCode};
 use edgeplane_runtime::db::{OrgBatch, Val};
 
+use crate::cx::Cx;
 use crate::http::log;
-use crate::routes::Cx;
 
 #[derive(Default)]
 pub struct Update {
