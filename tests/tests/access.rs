@@ -139,10 +139,32 @@ fn rotation_overlaps_then_the_old_key_stops() {
 }
 
 #[test]
+fn a_rotation_without_overlap_ends_the_old_key_at_once_where_it_was_made() {
+    let owner = Client::owner_key();
+    let (id, old_key) = create_key(&owner, "no overlap", &["org:read"]);
+    let old = Client::anonymous().with_bearer(&old_key);
+    // Used, so this isolate holds the key in its cache.
+    old.get(&org_path("")).expect(200);
+    let r = owner
+        .post(
+            &org_path(&format!("/api-keys/{id}/rotate")),
+            &json!({"overlap_seconds": 0}),
+        )
+        .expect(201)
+        .json();
+    old.get(&org_path("")).expect_error(401, "invalid_token");
+    Client::anonymous()
+        .with_bearer(r["key"].as_str().unwrap())
+        .get(&org_path(""))
+        .expect(200);
+}
+
+#[test]
 fn revocation_is_immediate_and_audited() {
     let owner = Client::owner_key();
     let (id, key) = create_key(&owner, "to revoke", &["org:read"]);
     let k = Client::anonymous().with_bearer(&key);
+    // Used, so this isolate holds the key in its cache: the revoking isolate drops it at once.
     k.get(&org_path("")).expect(200);
     owner
         .delete(&org_path(&format!("/api-keys/{id}")))

@@ -1,5 +1,6 @@
 //! Access tests that change the local database behind the gateway's back — moving an
-//! invitation's expiry into the past, and rewriting audit history to prove the chain catches it.
+//! invitation's expiry into the past, revoking an API key as another isolate would, and
+//! rewriting audit history to prove the chain catches it.
 //! They write the SQLite file directly, so `scripts/test` runs them alone after the main suite
 //! (`--ignored`, one thread), never next to requests that write.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -9,6 +10,7 @@ use std::time::Duration;
 use e2e::identity::{create_org, d1, new_user};
 use e2e::{wait_for, Client};
 use edgeplane_core::audit::{event_hash, ChainedEvent};
+use edgeplane_core::identity::cache::STALENESS_BOUND_MS;
 use serde_json::json;
 
 fn org_id(org: &serde_json::Value) -> String {
@@ -43,6 +45,48 @@ fn an_expired_invitation_is_refused() {
     late.client()
         .get(&format!("/v1/orgs/{org}/me"))
         .expect_error(404, "not_found");
+}
+
+/// A change the gateway's isolate did not make — another isolate revoking a key, or ending a
+/// rotation's overlap — written straight into D1, must be refused within the staleness bound.
+/// Polled up to the bound, plus the few seconds one request can take on a loaded machine: a
+/// cache that never re-read, or kept entries much longer than the bound, would fail.
+fn refused_within_the_bound(key: &Client, what: &str) {
+    let bound = Duration::from_millis(STALENESS_BOUND_MS as u64) + Duration::from_secs(2);
+    wait_for(what, bound, || {
+        let r = key.get(&format!("/v1/orgs/{}", e2e::stack().org_id));
+        match r.status {
+            401 => Some(()),
+            200 => None,
+            other => panic!("unexpected status {other}: {}", r.text),
+        }
+    });
+}
+
+#[test]
+#[ignore = "writes the local database directly; run alone by scripts/test's serial phase"]
+fn a_key_revoked_or_expired_elsewhere_is_refused_within_the_staleness_bound() {
+    let owner = Client::owner_key();
+    for change in [
+        "UPDATE api_keys SET revoked_at_ms = 1 WHERE id = ?",
+        "UPDATE api_keys SET expires_at_ms = 1 WHERE id = ?",
+    ] {
+        let r = owner
+            .post(
+                &format!("/v1/orgs/{}/api-keys", e2e::stack().org_id),
+                &json!({"name": "revoked elsewhere", "scopes": ["org:read"]}),
+            )
+            .expect(201)
+            .json();
+        let key = Client::anonymous().with_bearer(r["key"].as_str().unwrap());
+        // Used twice, so the key is in the isolate's cache.
+        for _ in 0..2 {
+            key.get(&format!("/v1/orgs/{}", e2e::stack().org_id))
+                .expect(200);
+        }
+        d1(change, &[r["api_key"]["id"].clone()]);
+        refused_within_the_bound(&key, change);
+    }
 }
 
 #[test]

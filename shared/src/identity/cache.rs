@@ -5,8 +5,24 @@
 //! concurrent use, one caller re-reads it while the others keep the old value for at most a
 //! grace period, so an expiry costs one database read instead of one per waiting request, and
 //! nothing is ever served later than `ttl + grace` after it was read.
+//!
+//! [`read_through`] is the one read path of state that revocation depends on — a session's state,
+//! a user's memberships, an API key — so all of it shares one staleness bound,
+//! [`STALENESS_BOUND_MS`].
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::future::Future;
+use std::thread::LocalKey;
+
+/// How long revocation-bearing state (sessions, memberships, API keys) is served from an
+/// isolate's memory before it is read again.
+pub const REVOCABLE_TTL_MS: i64 = 2_000;
+/// While one request re-reads an expired entry, others may use the old one this much longer.
+pub const REFRESH_GRACE_MS: i64 = 1_000;
+/// Nothing read through [`read_through`] is used more than this long after it was read: a
+/// revocation made through another isolate takes effect within it.
+pub const STALENESS_BOUND_MS: i64 = REVOCABLE_TTL_MS + REFRESH_GRACE_MS;
 
 /// Entries expire `ttl_ms` after they were stored; a full cache first drops expired entries and,
 /// if still full, everything (a rare, cheap reset beats tracking recency on the hot path).
@@ -102,9 +118,93 @@ impl<V: Clone> TtlCache<V> {
     }
 }
 
+/// Reads `key` through a per-isolate cache (built with [`REVOCABLE_TTL_MS`]): a fresh entry, or
+/// within [`REFRESH_GRACE_MS`] the old one while another caller re-reads it, else `load`. A
+/// loaded value is cached; a missing one (`Ok(None)`) is not, so something created a moment ago
+/// is found at once; a failed load lets the next caller try. No borrow is held across `load`.
+pub async fn read_through<V, E, Fut>(
+    cache: &'static LocalKey<RefCell<TtlCache<V>>>,
+    key: &str,
+    now_ms: i64,
+    load: impl FnOnce() -> Fut,
+) -> Result<Option<V>, E>
+where
+    V: Clone + 'static,
+    Fut: Future<Output = Result<Option<V>, E>>,
+{
+    if let Some(hit) = cache.with(|c| c.borrow_mut().get_or_refresh(key, now_ms, REFRESH_GRACE_MS))
+    {
+        return Ok(Some(hit));
+    }
+    match load().await {
+        Ok(Some(v)) => {
+            cache.with(|c| c.borrow_mut().put(key, v.clone(), now_ms));
+            Ok(Some(v))
+        }
+        Ok(None) => {
+            cache.with(|c| c.borrow_mut().remove(key));
+            Ok(None)
+        }
+        Err(e) => {
+            cache.with(|c| c.borrow_mut().abandon(key));
+            Err(e)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures_executor::block_on;
+    use std::cell::Cell;
+
+    thread_local! {
+        static CACHE: RefCell<TtlCache<u32>> = RefCell::new(TtlCache::new(REVOCABLE_TTL_MS, 8));
+    }
+
+    #[test]
+    fn read_through_serves_nothing_older_than_the_bound() {
+        let loads = Cell::new(0);
+        let read = |now: i64, value: Option<u32>| {
+            block_on(read_through(&CACHE, "k", now, || {
+                loads.set(loads.get() + 1);
+                async move { Ok::<_, ()>(value) }
+            }))
+            .unwrap()
+        };
+        // A miss is loaded and cached; a missing row is not cached.
+        assert_eq!(read(0, None), None);
+        assert_eq!(read(0, Some(1)), Some(1));
+        assert_eq!(read(REVOCABLE_TTL_MS - 1, Some(2)), Some(1));
+        assert_eq!(loads.get(), 2);
+        // Expired: this caller re-reads (the row is gone now: revoked and deleted)...
+        assert_eq!(read(REVOCABLE_TTL_MS, None), None);
+        assert_eq!(loads.get(), 3);
+        // ...and nothing is served from the old entry afterwards.
+        assert_eq!(read(REVOCABLE_TTL_MS + 1, Some(3)), Some(3));
+        // An entry whose refresh never lands is not served at or past the bound.
+        CACHE.with(|c| c.borrow_mut().put("k", 4, 10_000));
+        assert_eq!(
+            CACHE.with(|c| c.borrow_mut().get_or_refresh(
+                "k",
+                10_000 + REVOCABLE_TTL_MS,
+                REFRESH_GRACE_MS
+            )),
+            None
+        );
+        assert_eq!(read(10_000 + STALENESS_BOUND_MS - 1, Some(5)), Some(4));
+        assert_eq!(read(10_000 + STALENESS_BOUND_MS, Some(5)), Some(5));
+        // A failed load lets the next caller try at once.
+        CACHE.with(|c| c.borrow_mut().put("k", 6, 20_000));
+        let failed = block_on(read_through(
+            &CACHE,
+            "k",
+            20_000 + REVOCABLE_TTL_MS,
+            || async { Err::<Option<u32>, _>("busy") },
+        ));
+        assert_eq!(failed, Err("busy"));
+        assert_eq!(read(20_000 + REVOCABLE_TTL_MS, Some(7)), Some(7));
+    }
 
     #[test]
     fn entries_expire_after_the_ttl() {

@@ -6,6 +6,7 @@ pub mod device;
 mod session;
 mod verified;
 
+pub use api_key::forget_api_key;
 pub use session::{forget_memberships, forget_sessions, forget_user_sessions, membership};
 
 use edgeplane_core::auth::access_token::{looks_like_jwt, AUD_CLI, AUD_DEVICE, AUD_USER};

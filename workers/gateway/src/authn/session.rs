@@ -1,20 +1,20 @@
 //! User sessions and CLI tokens as bearers, with the per-isolate state that keeps them cheap.
 //!
 //! An access token is a 15-minute EdDSA JWT naming its session (`sid`). Its signature and expiry
-//! are checked offline; revocation is checked against the session's state, kept per isolate for
-//! at most [`SESSION_TTL_MS`] (plus [`REFRESH_GRACE_MS`] while one request re-reads it). The
-//! isolate that revokes a session updates its own cache at once, so there the very next request
-//! is refused; another isolate notices within 3 s (the staleness bound in ARCHITECTURE.md). Memberships — needed on every org-scoped
-//! request — are cached the same way ([`MEMBERSHIP_TTL_MS`]); a membership the cache does not
-//! know is always re-read from D1, so additions apply at once and only removals and demotions
-//! made through another isolate can lag, by at most 3 s.
+//! are checked offline; revocation is checked against the session's state, read through the
+//! per-isolate cache of `identity::cache::read_through` (nothing used more than
+//! `STALENESS_BOUND_MS`, 3 s, after it was read). The isolate that revokes a session updates its
+//! own cache at once, so there the very next request is refused; another isolate notices within
+//! the bound. Memberships — needed on every org-scoped request — are cached the same way; a
+//! membership the cache does not know is always re-read from D1, so additions apply at once and
+//! only removals and demotions made through another isolate can lag, by at most the bound.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
 use edgeplane_core::auth::{OrgAccess, Principal, PrincipalKind, Role, Scopes};
 use edgeplane_core::crypto::jwt::Claims;
-use edgeplane_core::identity::cache::TtlCache;
+use edgeplane_core::identity::cache::{read_through, TtlCache, REFRESH_GRACE_MS, REVOCABLE_TTL_MS};
 use edgeplane_core::identity::session::{SessionClaims, SessionKind};
 use edgeplane_core::ApiError;
 use edgeplane_runtime::args;
@@ -24,13 +24,6 @@ use serde::Deserialize;
 use super::{invalid_token, Followups};
 use crate::http::ctx::now_ms;
 
-/// How long a session's state may be served from an isolate's memory.
-pub const SESSION_TTL_MS: i64 = 2_000;
-/// How long a user's memberships may be served from an isolate's memory.
-pub const MEMBERSHIP_TTL_MS: i64 = 2_000;
-/// While one request re-reads an expired entry, others may use the old one this much longer:
-/// nothing is served more than TTL + GRACE (3 s) after it was read.
-pub const REFRESH_GRACE_MS: i64 = 1_000;
 /// `last_used_at` is written at most this often per session.
 const LAST_USED_GRANULARITY_MS: i64 = 60_000;
 const MAX_ENTRIES: usize = 10_000;
@@ -58,9 +51,9 @@ pub struct Membership {
 
 thread_local! {
     static SESSIONS: RefCell<TtlCache<Rc<SessionState>>> =
-        RefCell::new(TtlCache::new(SESSION_TTL_MS, MAX_ENTRIES));
+        RefCell::new(TtlCache::new(REVOCABLE_TTL_MS, MAX_ENTRIES));
     static MEMBERSHIPS: RefCell<TtlCache<Rc<Vec<Membership>>>> =
-        RefCell::new(TtlCache::new(MEMBERSHIP_TTL_MS, MAX_ENTRIES));
+        RefCell::new(TtlCache::new(REVOCABLE_TTL_MS, MAX_ENTRIES));
 }
 
 /// Marks sessions revoked in this isolate's cache (called by every revoking path right after
@@ -98,11 +91,10 @@ struct SessionRow {
 }
 
 async fn load_session(db: &Db, sid: &str) -> Result<Option<Rc<SessionState>>, ApiError> {
-    let now = now_ms();
-    if let Some(hit) = SESSIONS.with(|c| c.borrow_mut().get_or_refresh(sid, now, REFRESH_GRACE_MS))
-    {
-        return Ok(Some(hit));
-    }
+    read_through(&SESSIONS, sid, now_ms(), || read_session(db, sid)).await
+}
+
+async fn read_session(db: &Db, sid: &str) -> Result<Option<Rc<SessionState>>, ApiError> {
     let row: Option<SessionRow> = db
         .first(
             "SELECT s.user_id, s.kind, s.org_id, s.scopes, s.created_at_ms, s.last_used_at_ms, \
@@ -110,8 +102,7 @@ async fn load_session(db: &Db, sid: &str) -> Result<Option<Rc<SessionState>>, Ap
              WHERE s.id = ?",
             args![sid],
         )
-        .await
-        .inspect_err(|_| SESSIONS.with(|c| c.borrow_mut().abandon(sid)))?;
+        .await?;
     let Some(row) = row else {
         return Ok(None);
     };
@@ -122,7 +113,7 @@ async fn load_session(db: &Db, sid: &str) -> Result<Option<Rc<SessionState>>, Ap
         }
         None => None,
     };
-    let state = Rc::new(SessionState {
+    Ok(Some(Rc::new(SessionState {
         user_id: row.user_id,
         kind,
         org_id: row.org_id,
@@ -131,9 +122,7 @@ async fn load_session(db: &Db, sid: &str) -> Result<Option<Rc<SessionState>>, Ap
         revoked: row.revoked_at_ms.is_some(),
         user_disabled: row.disabled_at_ms.is_some(),
         last_used_at_ms: row.last_used_at_ms,
-    });
-    SESSIONS.with(|c| c.borrow_mut().put(sid, state.clone(), now));
-    Ok(Some(state))
+    })))
 }
 
 /// The session behind an access token, if it is still usable by `kind`'s audience.

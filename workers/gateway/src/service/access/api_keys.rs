@@ -16,6 +16,7 @@ use edgeplane_runtime::db::OrgBatch;
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::authn;
 use crate::cx::Cx;
 use crate::http::ctx::now_ms;
 
@@ -187,6 +188,9 @@ async fn issue(
         })),
     );
     cx.commit(batch, events).await?;
+    if let Some((old, _)) = rotated_from {
+        authn::forget_api_key(&old.id);
+    }
     let row = load(cx, &id).await?;
     Ok(ApiKeyIssued {
         api_key: row.view(now)?,
@@ -257,5 +261,6 @@ pub async fn revoke(cx: &Cx<'_>, id: &ApiKeyId) -> Result<(), ApiError> {
     let event = Event::new(AuditAction::ApiKeyRevoked, "api_key", id.as_str())
         .meta(json!({"name": row.name}));
     cx.commit(batch, [event]).await?;
+    authn::forget_api_key(id.as_str());
     Ok(())
 }
