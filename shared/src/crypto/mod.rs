@@ -7,5 +7,5 @@ pub mod jwt;
 pub mod kdf;
 pub mod random;
 
-pub use hash::{constant_time_eq, hmac_sha256, sha256, sha256_hex};
+pub use hash::{constant_time_eq, hmac_sha256, hmac_sha256_parts, sha256, sha256_hex};
 pub use random::{random_bytes, random_token};

@@ -2,14 +2,26 @@
 //! body)>`. The delivery id is Cloud's `X-Request-UUID` or Data Center's `X-Request-Id`; the
 //! event name is `X-Event-Key` (`pullrequest:created` on Cloud, `pr:opened` on Data Center).
 
-use super::{verify_hex_hmac, Headers, Platform, Secrets, VerifiedWebhook, VerifyError};
+use super::{verify_hex_hmac, Headers, Platform, Refused, Secrets, VerifiedWebhook, VerifyError};
 
 pub fn verify(
     headers: &Headers,
     body: Vec<u8>,
     secrets: &Secrets<'_>,
 ) -> Result<VerifiedWebhook, VerifyError> {
-    let slot = verify_hex_hmac(headers.get("x-hub-signature"), &body, secrets)?;
+    verify_keeping(headers, body, secrets).map_err(|r| r.error)
+}
+
+/// [`verify`], handing the body back on refusal.
+pub(super) fn verify_keeping(
+    headers: &Headers,
+    body: Vec<u8>,
+    secrets: &Secrets<'_>,
+) -> Result<VerifiedWebhook, Refused> {
+    let slot = match verify_hex_hmac(headers.get("x-hub-signature"), &body, secrets) {
+        Ok(slot) => slot,
+        Err(error) => return Err(Refused { error, body }),
+    };
     let delivery = headers
         .get("x-request-uuid")
         .or_else(|| headers.get("x-request-id"));

@@ -6,14 +6,28 @@
 //! raw bytes as sent either way, so it is checked first; the form is decoded only when the event
 //! is classified.
 
-use super::{is_form, verify_hex_hmac, Headers, Platform, Secrets, VerifiedWebhook, VerifyError};
+use super::{
+    is_form, verify_hex_hmac, Headers, Platform, Refused, Secrets, VerifiedWebhook, VerifyError,
+};
 
 pub fn verify(
     headers: &Headers,
     body: Vec<u8>,
     secrets: &Secrets<'_>,
 ) -> Result<VerifiedWebhook, VerifyError> {
-    let slot = verify_hex_hmac(headers.get("x-hub-signature-256"), &body, secrets)?;
+    verify_keeping(headers, body, secrets).map_err(|r| r.error)
+}
+
+/// [`verify`], handing the body back on refusal.
+pub(super) fn verify_keeping(
+    headers: &Headers,
+    body: Vec<u8>,
+    secrets: &Secrets<'_>,
+) -> Result<VerifiedWebhook, Refused> {
+    let slot = match verify_hex_hmac(headers.get("x-hub-signature-256"), &body, secrets) {
+        Ok(slot) => slot,
+        Err(error) => return Err(Refused { error, body }),
+    };
     Ok(VerifiedWebhook::new(
         Platform::GitHub,
         headers.get("x-github-delivery"),

@@ -8,8 +8,8 @@
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
-use super::{Headers, Platform, Secrets, Slot, VerifiedWebhook, VerifyError};
-use crate::crypto::{constant_time_eq, hmac_sha256};
+use super::{Headers, Platform, Refused, Secrets, Slot, VerifiedWebhook, VerifyError};
+use crate::crypto::{constant_time_eq, hmac_sha256, hmac_sha256_parts};
 
 pub const TOLERANCE_SECONDS: i64 = 5 * 60;
 
@@ -19,20 +19,19 @@ pub fn verify(
     secrets: &Secrets<'_>,
     now_secs: i64,
 ) -> Result<VerifiedWebhook, VerifyError> {
-    let token = headers.get("x-gitlab-token").ok_or(VerifyError::Missing)?;
-    let mut slot = None;
-    for (s, secret) in secrets.candidates() {
-        if constant_time_eq(token.as_bytes(), secret) && slot.is_none() {
-            slot = Some(s);
-        }
-    }
-    let slot: Slot = slot.ok_or(VerifyError::Mismatch)?;
-    let id_signed = match secrets.signing_token {
-        Some(signing) => {
-            verify_standard_webhook(headers, &body, signing, now_secs)?;
-            true
-        }
-        None => false,
+    verify_keeping(headers, body, secrets, now_secs).map_err(|r| r.error)
+}
+
+/// [`verify`], handing the body back on refusal.
+pub(super) fn verify_keeping(
+    headers: &Headers,
+    body: Vec<u8>,
+    secrets: &Secrets<'_>,
+    now_secs: i64,
+) -> Result<VerifiedWebhook, Refused> {
+    let (slot, id_signed) = match check(headers, &body, secrets, now_secs) {
+        Ok(checked) => checked,
+        Err(error) => return Err(Refused { error, body }),
     };
     let delivery = headers
         .get("webhook-id")
@@ -46,6 +45,31 @@ pub fn verify(
         slot,
     )
     .id_signed(id_signed))
+}
+
+/// The secret that authenticated the delivery, and whether the id is signed too.
+fn check(
+    headers: &Headers,
+    body: &[u8],
+    secrets: &Secrets<'_>,
+    now_secs: i64,
+) -> Result<(Slot, bool), VerifyError> {
+    let token = headers.get("x-gitlab-token").ok_or(VerifyError::Missing)?;
+    let mut slot = None;
+    for (s, secret) in secrets.candidates() {
+        if constant_time_eq(token.as_bytes(), secret) && slot.is_none() {
+            slot = Some(s);
+        }
+    }
+    let slot: Slot = slot.ok_or(VerifyError::Mismatch)?;
+    let id_signed = match secrets.signing_token {
+        Some(signing) => {
+            verify_standard_webhook(headers, body, signing, now_secs)?;
+            true
+        }
+        None => false,
+    };
+    Ok((slot, id_signed))
 }
 
 /// The HMAC key of a Standard Webhooks secret: `whsec_<base64>` decodes to the key bytes; any
@@ -87,13 +111,11 @@ fn verify_standard_webhook(
     if skew.is_none_or(|s| s > TOLERANCE_SECONDS) {
         return Err(VerifyError::StaleTimestamp);
     }
-    let mut msg = Vec::with_capacity(id.len() + ts_raw.len() + 2 + body.len());
-    msg.extend_from_slice(id.as_bytes());
-    msg.push(b'.');
-    msg.extend_from_slice(ts_raw.as_bytes());
-    msg.push(b'.');
-    msg.extend_from_slice(body);
-    let expected = hmac_sha256(&signing_key(token), &msg);
+    // `{id}.{timestamp}.{body}`, MACed in place rather than copied together.
+    let expected = hmac_sha256_parts(
+        &signing_key(token),
+        &[id.as_bytes(), b".", ts_raw.as_bytes(), b".", body],
+    );
     let mut any_v1 = false;
     let mut ok = false;
     for sig in sigs.split_whitespace() {

@@ -125,6 +125,30 @@ impl VerifyError {
     }
 }
 
+/// A refused delivery, with its body handed back: a caller holding possibly stale secrets can
+/// verify again with fresh ones without having copied the body first.
+#[derive(Debug)]
+pub struct Refused {
+    pub error: VerifyError,
+    pub body: Vec<u8>,
+}
+
+/// Verifies a delivery for `platform` over the exact bytes received, taking the body and handing
+/// it back on refusal (see [`Refused`]). `now_secs` bounds GitLab's signed timestamps.
+pub fn verify(
+    platform: Platform,
+    headers: &Headers,
+    body: Vec<u8>,
+    secrets: &Secrets<'_>,
+    now_secs: i64,
+) -> Result<VerifiedWebhook, Refused> {
+    match platform {
+        Platform::GitHub => github::verify_keeping(headers, body, secrets),
+        Platform::GitLab => gitlab::verify_keeping(headers, body, secrets, now_secs),
+        Platform::Bitbucket => bitbucket::verify_keeping(headers, body, secrets),
+    }
+}
+
 /// A webhook whose body a configured secret authenticated. Only this module's platform verifiers
 /// construct one.
 #[derive(Debug)]
@@ -295,6 +319,31 @@ mod tests {
         );
         assert_eq!(v.replay_key(), Some(sha256_hex(b"{}")));
         assert_eq!(v.id_signed(true).replay_key(), None);
+    }
+
+    #[test]
+    fn a_refused_body_is_handed_back_unchanged() {
+        let body = br#"{"action":"opened"}"#.to_vec();
+        let h = Headers::new().with("x-hub-signature-256", &sign_hex_sha256(b"new", &body));
+        let stale = Secrets {
+            current: b"old",
+            previous: None,
+            signing_token: None,
+        };
+        let refused = verify(Platform::GitHub, &h, body.clone(), &stale, 0).unwrap_err();
+        assert_eq!(refused.error, VerifyError::Mismatch);
+        assert_eq!(refused.body, body);
+        let fresh = Secrets {
+            current: b"new",
+            ..stale
+        };
+        let v = verify(Platform::GitHub, &h, refused.body, &fresh, 0).unwrap();
+        assert_eq!(v.body(), body.as_slice());
+        // GitLab's token and Bitbucket's HMAC hand the body back the same way.
+        for platform in [Platform::GitLab, Platform::Bitbucket] {
+            let r = verify(platform, &Headers::new(), body.clone(), &fresh, 0).unwrap_err();
+            assert_eq!((r.error, r.body), (VerifyError::Missing, body.clone()));
+        }
     }
 
     #[test]

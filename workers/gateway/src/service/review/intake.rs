@@ -15,7 +15,7 @@ use edgeplane_core::review::git_platform::Platform;
 use edgeplane_core::views::review::HookAnswer;
 use edgeplane_core::webhook::event::{classify, Disposition};
 use edgeplane_core::webhook::inbox::{Delivery, Intent, Outcome};
-use edgeplane_core::webhook::{bitbucket, github, gitlab, Headers, VerifiedWebhook, VerifyError};
+use edgeplane_core::webhook::{self, Headers, Refused, VerifiedWebhook, VerifyError};
 use edgeplane_core::{ApiError, ErrorCode};
 
 use super::hook_secrets::{self, HookSecrets, Owner};
@@ -26,7 +26,7 @@ use crate::rpc;
 
 /// The one refusal for every delivery that does not verify, whatever the reason — including an
 /// integration that does not exist.
-fn refused(id: Option<&IntegrationId>, e: VerifyError) -> ApiError {
+fn refused_answer(id: Option<&IntegrationId>, e: VerifyError) -> ApiError {
     log::warn(
         "webhook refused",
         &format!(
@@ -49,29 +49,25 @@ pub async fn receive(
 ) -> Result<HookAnswer, ApiError> {
     let id = IntegrationId::parse(segment).ok();
     let (hook, cached) = hook_secrets::load(cx, id.as_ref(), true).await?;
-    let mut body = cx.raw_body().await?;
+    // The body is read once and never copied: a refusal hands it back for the re-check below.
+    let body = cx.raw_body().await?;
     let headers = wanted_headers(cx);
-    let first = if cached {
-        body.clone()
-    } else {
-        std::mem::take(&mut body)
-    };
-    let (verified, hook) = match verify(&headers, &hook, platform, first) {
+    let (verified, hook) = match verify(&headers, &hook, platform, body) {
         Ok(v) => (v, hook),
         // Cached secrets may be stale (just rotated, or the integration just created): re-read
         // once before refusing.
-        Err(_) if cached && hook_secrets::worth_rereading(id.as_ref()) => {
+        Err(refused) if cached && hook_secrets::worth_rereading(id.as_ref()) => {
             let (fresh, _) = hook_secrets::load(cx, id.as_ref(), false).await?;
-            let v =
-                verify(&headers, &fresh, platform, body).map_err(|e| refused(id.as_ref(), e))?;
+            let v = verify(&headers, &fresh, platform, refused.body)
+                .map_err(|r| refused_answer(id.as_ref(), r.error))?;
             (v, fresh)
         }
-        Err(e) => return Err(refused(id.as_ref(), e)),
+        Err(r) => return Err(refused_answer(id.as_ref(), r.error)),
     };
     // Verified with an owner's secret, so both are present; without them it was the decoy,
     // which no sender holds.
     let (Some(id), Some(owner)) = (id, hook.owner_on(platform).cloned()) else {
-        return Err(refused(None, VerifyError::Mismatch));
+        return Err(refused_answer(None, VerifyError::Mismatch));
     };
     let now = now_ms();
     let intent = if !owner.enabled {
@@ -107,13 +103,14 @@ fn verify(
     hook: &HookSecrets,
     platform: Platform,
     body: Vec<u8>,
-) -> Result<VerifiedWebhook, VerifyError> {
-    let secrets = hook.secrets(platform, now_ms());
-    match platform {
-        Platform::GitHub => github::verify(headers, body, &secrets),
-        Platform::GitLab => gitlab::verify(headers, body, &secrets, now_secs()),
-        Platform::Bitbucket => bitbucket::verify(headers, body, &secrets),
-    }
+) -> Result<VerifiedWebhook, Refused> {
+    webhook::verify(
+        platform,
+        headers,
+        body,
+        &hook.secrets(platform, now_ms()),
+        now_secs(),
+    )
 }
 
 /// Hands a verified delivery to its integration's inbox: one Durable Object round trip, which
