@@ -30,7 +30,7 @@ use crate::queue::ReviewQueueMessage;
 use crate::store::StoreError;
 
 pub use d1::D1Write;
-pub use schedule::{retry_delay_ms, Schedule, DRAIN_DELAY_MS};
+pub use schedule::{retry_delay_ms, Schedule};
 pub use store::{Entry, InboxStore, Memory, SqlInbox};
 
 /// How long delivery ids, replay keys and reviewed heads are remembered. Platforms redeliver

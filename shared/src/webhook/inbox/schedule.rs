@@ -1,7 +1,5 @@
-//! When the inbox's alarm drains the outbox: [`DRAIN_DELAY_MS`] after a new delivery (every
-//! accept meanwhile shares that one alarm, so deliveries arriving together are written to D1 in
-//! one batch and sent to the queue in one call), and after a failed drain step with a delay that
-//! doubles from 1 s to 5 min. No answer waits for a drain: a delivery is durable once recorded.
+//! When the inbox's alarm drains the outbox: right after a new delivery (several accepts share
+//! one pending alarm), and after a failed drain step with a delay that doubles from 1 s to 5 min.
 //! The object's alarm itself is persistent; this state only spares storage calls and paces
 //! retries, so losing it with the object costs one early retry, nothing else.
 
@@ -9,11 +7,6 @@ use std::cell::Cell;
 
 use super::Outcome;
 
-/// How long the first accept after a drain waits for company before the drain runs. Measured
-/// (README, "Performance (webhook intake)"): a drain costs a D1 batch, a D1 read and a queue
-/// send whatever its size, so draining each delivery on its own roughly doubled the CPU per
-/// delivery under load. Deliveries show in D1 listings this much later.
-pub const DRAIN_DELAY_MS: i64 = 100;
 const FIRST_RETRY_MS: i64 = 1000;
 const MAX_RETRY_MS: i64 = 300_000;
 
@@ -38,7 +31,7 @@ impl Schedule {
             return None;
         }
         self.armed.set(true);
-        Some(now_ms + DRAIN_DELAY_MS)
+        Some(now_ms)
     }
 
     /// The alarm fired: entries accepted from now on need a new one.
