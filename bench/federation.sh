@@ -169,8 +169,29 @@ for k in ["n", "concurrency", "update_mb", "shards", "ingest_seconds", "updates_
     v = e2e.get(k)
     print(f"  {k:<26} {v:.4g}" if isinstance(v, float) else f"  {k:<26} {v}")
 goal("end to end >= 100 MB/s of updates", e2e["mb_per_s"] >= 100, f"{e2e['mb_per_s']:.1f} MB/s")
-print("     where the time goes: each update byte is written to R2 once (parts) and read twice (validation")
-print("     in the gateway, the fold in its aggregator), through workerd's local R2 on this disk, with the")
-print("     load generator sharing the same cores; the kernel itself folds at GB/s (table above).")
+# Bytes read back from R2 per byte uploaded, from the stack's own "r2 read" log lines (the
+# gateway's validation when parts arrived out of order, each aggregator's fold).
+import os
+reads = {}
+for log_path in [p for p in os.environ.get("EP_BENCH_STACK_LOG", "").split(":") if os.path.exists(p)]:
+    for line in open(log_path, errors="replace"):
+        at = line.find('{"level"')
+        if at < 0 or '"r2 read"' not in line:
+            continue
+        try:
+            fields = json.loads(line[at:])["fields"]
+        except (ValueError, KeyError):
+            continue
+        reads[fields["purpose"]] = reads.get(fields["purpose"], 0) + fields["bytes"]
+uploaded = e2e["n"] * e2e["update_mb"] * 1e6
+if reads and uploaded:
+    per_byte = sum(reads.values()) / uploaded
+    print("  bytes read per byte uploaded: " + ", ".join(f"{k} {v / uploaded:.2f}" for k, v in sorted(reads.items())))
+    goal("every uploaded byte read at most once after it is written", per_byte <= 1.0 + 1e-9, f"{per_byte:.2f} reads per byte")
+else:
+    print("  bytes read per byte uploaded: no 'r2 read' lines in the stack's log (EP_BENCH_STACK_LOG)")
+print("     where the time goes: each update byte is written to R2 once (parts), validated as it streams in")
+print("     and read once more by the fold in its aggregator, through workerd's local R2 on this disk, with")
+print("     the load generator sharing the same cores; the kernel itself folds at GB/s (table above).")
 PY
 rm -f "$results" "$e2e" "$bandwidth"
