@@ -5,6 +5,7 @@
 
 pub mod accumulator;
 pub mod aggregate;
+pub mod control;
 pub mod device_scope;
 pub mod dtype;
 pub mod envelope;
@@ -13,6 +14,7 @@ pub mod ledger;
 pub mod noise;
 pub mod participation;
 pub mod pieces;
+pub mod rollout;
 pub mod round;
 pub mod safetensors;
 pub mod shard;

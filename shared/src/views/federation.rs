@@ -8,11 +8,13 @@ use serde::{Deserialize, Serialize};
 use crate::fl::device_scope::DeviceScopes;
 use crate::fl::layout::ModelLayout;
 use crate::fl::participation::ParticipationState;
+use crate::fl::rollout::{RolloutState, StageCount};
 use crate::fl::round::{AggregationSpec, RejectReason, RoundFailure, RoundState};
 use crate::fl::validate::UpdateFormat;
 use crate::fl::wire::ParticipationId;
 use crate::ids::{
-    DeviceGroupId, DeviceId, ModelId, ModelVersionId, OrgId, PlanId, RoundId, UploadId,
+    DeploymentId, DeviceGroupId, DeviceId, ModelId, ModelVersionId, OrgId, PlanId, RoundId,
+    UploadId,
 };
 use crate::time::IsoMillis;
 
@@ -134,6 +136,19 @@ pub struct Heartbeat {
     pub os_version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<String>,
+    /// Runtime signals as the Octomil SDK's `OctomilControl.heartbeat()` nests them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<HeartbeatMetadata>,
+}
+
+/// `DeviceInfo.update_metadata()`: battery level and connectivity.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatMetadata {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub battery_level: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_type: Option<String>,
 }
 
 impl Heartbeat {
@@ -156,7 +171,17 @@ impl Heartbeat {
                 "storage_free_mb must be a non-negative number",
             ));
         }
+        let meta = self.metadata.clone().unwrap_or_default();
+        if meta
+            .battery_level
+            .is_some_and(|b| !(0.0..=100.0).contains(&b))
+        {
+            return Err(ApiError::validation(
+                "metadata.battery_level must be between 0 and 100",
+            ));
+        }
         for (v, what) in [
+            (&meta.network_type, "metadata.network_type"),
             (&self.network_type, "network_type"),
             (&self.app_version, "app_version"),
             (&self.sdk_version, "sdk_version"),
@@ -391,4 +416,39 @@ pub struct UpdateAccepted {
     pub participation_id: ParticipationId,
     pub sequence: i64,
     pub sample_count: i64,
+}
+
+/// A deployment: one version shipped to device groups through a staged rollout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Deployment {
+    pub id: DeploymentId,
+    pub model_id: ModelId,
+    pub version_id: ModelVersionId,
+    pub version: i64,
+    /// What the model's newest earlier deployment delivered (where a rollback returns to).
+    pub previous_version_id: Option<ModelVersionId>,
+    pub device_group_ids: Vec<DeviceGroupId>,
+    pub state: RolloutState,
+    /// The rollout plan, in percent of the targeted devices.
+    pub stages: Vec<u8>,
+    /// Index of the current stage in `stages`.
+    pub stage: usize,
+    /// The current stage's percentage.
+    pub percent: u8,
+    pub created_at: IsoMillis,
+    pub updated_at: IsoMillis,
+    /// Per stage: targeted devices first covered by it, and how many have the version installed,
+    /// active, or failed (single reads only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Vec<StageCount>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeploymentBody {
+    pub deployment: Deployment,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeploymentList {
+    pub deployments: Vec<Deployment>,
 }
