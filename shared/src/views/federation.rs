@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::fl::device_scope::DeviceScopes;
-use crate::fl::layout::ModelLayout;
+use crate::fl::layout::{ElementSpan, ModelLayout};
 use crate::fl::participation::ParticipationState;
 use crate::fl::rollout::{RolloutState, StageCount};
 use crate::fl::round::{AggregationSpec, RejectReason, RoundFailure, RoundState};
@@ -379,13 +379,42 @@ pub struct Plan {
     pub base_version: i64,
     pub algorithm: String,
     pub hyperparams: serde_json::Map<String, serde_json::Value>,
-    pub clip_norm: Option<f64>,
+    /// The L2 bound the device clips its update to. A round without clipping serves the largest
+    /// finite float ([`f64::MAX`]) with `clipping: none`: the Octomil SDK's `prepare_update`
+    /// compares the update's norm with it (`null` made it raise `TypeError`, and an absent key
+    /// makes it clip at its default 1.0), so no finite update is scaled.
+    pub clip_norm: f64,
+    pub clipping: Clipping,
     /// Noise is added once, centrally, at publish; devices add none of their own.
     pub noise_sigma: f64,
     pub secure_agg_config: Option<serde_json::Value>,
     pub max_duration_sec: f64,
     pub max_steps: u32,
     pub update_formats: Vec<UpdateFormat>,
+    /// The base version's tensors in the order an update is flattened (a `plaintext_json`
+    /// envelope's list): name, dtype, shape, element offset and count. A device that flattens
+    /// its parameters in another order must reorder them to this one.
+    pub element_layout: Vec<ElementSpan>,
+}
+
+/// Whether a round clips updates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Clipping {
+    /// Updates are clipped to `clip_norm` (L2).
+    L2,
+    /// No clipping (`clip_norm` is the largest finite float).
+    None,
+}
+
+impl Clipping {
+    /// The plan's `(clip_norm, clipping)` for a round's optional clip norm.
+    pub fn of(clip_norm: Option<f64>) -> (f64, Clipping) {
+        match clip_norm {
+            Some(c) => (c, Clipping::L2),
+            None => (f64::MAX, Clipping::None),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
