@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::fl::device_scope::DeviceScopes;
 use crate::fl::layout::{ElementSpan, ModelLayout};
+use crate::fl::metrics::{Funnel, Point, Spread};
 use crate::fl::participation::ParticipationState;
 use crate::fl::rollout::{RolloutState, StageCount};
 use crate::fl::round::{AggregationSpec, RejectReason, RoundFailure, RoundState};
@@ -76,6 +77,10 @@ pub struct RoundProgress {
     pub capped_weights: u64,
     /// Sample-weighted means of the metrics devices reported with accepted updates.
     pub metrics: BTreeMap<String, f64>,
+    /// Each metric's sample-weighted mean, standard deviation, range and percentiles.
+    pub metric_spread: BTreeMap<String, Spread>,
+    /// Offered, joined, uploaded, accepted, rejected by reason, dropped.
+    pub funnel: Funnel,
     /// Accepted updates folded into every aggregator shard.
     pub folded: i64,
     pub shards: usize,
@@ -480,4 +485,17 @@ pub struct DeploymentBody {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeploymentList {
     pub deployments: Vec<Deployment>,
+}
+
+/// `GET /v1/orgs/{org}/rounds/{round}/metrics`: a round's training metrics and fleet health.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoundMetrics {
+    pub round_id: RoundId,
+    pub state: RoundState,
+    pub funnel: Funnel,
+    /// Per metric: sample-weighted mean and spread over the accepted updates.
+    pub metrics: BTreeMap<String, Spread>,
+    /// Accepted updates in acceptance order, with running sample-weighted means (for charts).
+    pub series: Vec<Point>,
+    pub device_health: DeviceHealth,
 }

@@ -73,6 +73,7 @@ pub enum Id {
     PostDesiredState,
     Sync,
     ObservedState,
+    RoundMetrics,
 }
 
 const fn r(id: Id) -> RouteId {
@@ -221,6 +222,13 @@ pub const ROUTES: &[Route] = &[
         r(Id::GetRound),
         Get,
         "/v1/orgs/{org}/rounds/{round}",
+        BodyLimit::NONE,
+        org(Action::ReadRounds),
+    ),
+    route(
+        r(Id::RoundMetrics),
+        Get,
+        "/v1/orgs/{org}/rounds/{round}/metrics",
         BodyLimit::NONE,
         org(Action::ReadRounds),
     ),
@@ -456,5 +464,6 @@ pub async fn handle(id: Id, cx: &mut Cx<'_>) -> HttpResult {
         Id::PostDesiredState => control::post_desired_state(cx).await,
         Id::Sync => control::sync(cx).await,
         Id::ObservedState => control::observed_state(cx).await,
+        Id::RoundMetrics => rounds::metrics(cx).await,
     }
 }
