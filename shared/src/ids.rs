@@ -140,6 +140,7 @@ typed_ids! {
     ModelId => "mdl", "model";
     ModelVersionId => "mv", "model version";
     RoundId => "rnd", "round";
+    DeploymentId => "dep", "deployment";
     PlanId => "pln", "plan";
     UploadId => "upl", "upload";
     IntegrationId => "int", "integration";

@@ -67,3 +67,46 @@ def bootstrap_token(device_identifier, scopes=None):
     status, r = api("POST", f"/v1/orgs/{ORG_ID}/devices/bootstrap-tokens", body)
     assert status == 201, (status, r)
     return r["token"]
+
+
+def safetensors_f32(tensors):
+    """A safetensors file of float32 tensors: [(name, shape, flat values)], in that order."""
+    import struct
+
+    header, data = {}, b""
+    for name, shape, values in tensors:
+        raw = struct.pack(f"<{len(values)}f", *values)
+        header[name] = {"dtype": "F32", "shape": list(shape), "data_offsets": [len(data), len(data) + len(raw)]}
+        data += raw
+    h = json.dumps(header).encode()
+    h += b" " * (-len(h) % 8)
+    return struct.pack("<Q", len(h)) + h + data
+
+
+def upload_version(model_id, file_bytes):
+    """Uploads a version of `model_id` with the org's API key; returns the version object."""
+    req = urllib.request.Request(
+        f"{BASE_URL}/v1/orgs/{ORG_ID}/models/{model_id}/versions", data=file_bytes, method="POST"
+    )
+    req.add_header("authorization", f"Bearer {API_KEY}")
+    req.add_header("content-type", "application/octet-stream")
+    with urllib.request.urlopen(req, timeout=60) as r:
+        assert r.status == 201, r.status
+        return json.loads(r.read())["version"]
+
+
+def approve(model_id, version):
+    status, r = api("POST", f"/v1/orgs/{ORG_ID}/models/{model_id}/versions/{version}/approve", {})
+    assert status == 200, (status, r)
+
+
+def enroll(prefix, scopes=None):
+    """A device bootstrapped through the SDK's DeviceAuthClient; returns (identifier, client)."""
+    import asyncio
+
+    from octomil.auth import DeviceAuthClient
+
+    ident = unique(prefix)
+    client = DeviceAuthClient(base_url=BASE_URL, org_id=ORG_ID, device_identifier=ident)
+    asyncio.run(client.bootstrap(bootstrap_bearer_token=bootstrap_token(ident, scopes)))
+    return ident, client

@@ -96,6 +96,11 @@ audit_actions! {
     RoundPublished => "round.published",
     RoundInsufficientUpdates => "round.insufficient_updates",
     RoundFailed => "round.failed",
+    RolloutCreated => "rollout.created",
+    RolloutPromoted => "rollout.promoted",
+    RolloutPaused => "rollout.paused",
+    RolloutResumed => "rollout.resumed",
+    RolloutRolledBack => "rollout.rolled_back",
 
     // Code review: integrations, providers, reviews.
     IntegrationCreated => "integration.created",

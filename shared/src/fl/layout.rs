@@ -50,6 +50,38 @@ impl ModelLayout {
     }
 }
 
+/// Where one tensor's elements sit in a flattened update (the `plaintext_json` envelope's list
+/// and every element index): `count` elements from `offset`, row-major in `shape`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ElementSpan {
+    pub name: String,
+    pub dtype: DType,
+    pub shape: Vec<u64>,
+    pub offset: u64,
+    pub count: u64,
+}
+
+impl ModelLayout {
+    /// Every tensor with its element offset and count, in the order updates are flattened.
+    pub fn element_spans(&self) -> Vec<ElementSpan> {
+        let mut at = 0;
+        self.tensors
+            .iter()
+            .map(|t| {
+                let span = ElementSpan {
+                    name: t.name.clone(),
+                    dtype: t.dtype,
+                    shape: t.shape.clone(),
+                    offset: at,
+                    count: t.numel(),
+                };
+                at += t.numel();
+                span
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,5 +106,14 @@ mod tests {
         assert_eq!(l.total_bytes(), 24 + 8);
         let s = l.element_starts();
         assert_eq!(s, vec![0, 6, 10]);
+        let spans = l.element_spans();
+        assert_eq!(
+            spans
+                .iter()
+                .map(|s| (s.name.as_str(), s.offset, s.count))
+                .collect::<Vec<_>>(),
+            vec![("a", 0, 6), ("b", 6, 4)]
+        );
+        assert_eq!(spans[1].shape, vec![4]);
     }
 }

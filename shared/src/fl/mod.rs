@@ -5,14 +5,17 @@
 
 pub mod accumulator;
 pub mod aggregate;
+pub mod control;
 pub mod device_scope;
 pub mod dtype;
 pub mod envelope;
 pub mod layout;
 pub mod ledger;
+pub mod metrics;
 pub mod noise;
 pub mod participation;
 pub mod pieces;
+pub mod rollout;
 pub mod round;
 pub mod safetensors;
 pub mod shard;

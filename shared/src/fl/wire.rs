@@ -295,6 +295,18 @@ pub struct Progress {
     /// Updates whose claimed sample count was above the round's cap and counted at the cap.
     pub capped_weights: u64,
     pub metrics: BTreeMap<String, f64>,
+    /// Each metric's sample-weighted mean with its spread.
+    #[serde(default)]
+    pub metric_spread: BTreeMap<String, super::metrics::Spread>,
+    /// Accepted updates' metrics in acceptance order.
+    #[serde(default)]
+    pub series: Vec<super::metrics::Point>,
+    /// Participations that completed an upload (accepted or rejected).
+    #[serde(default)]
+    pub uploaded: u64,
+    /// Participations that never completed an upload, once the round has closed.
+    #[serde(default)]
+    pub dropped: Option<u64>,
     pub folded: i64,
     pub shards: usize,
     pub published_version_id: Option<ModelVersionId>,

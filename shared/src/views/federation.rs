@@ -6,13 +6,16 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::fl::device_scope::DeviceScopes;
-use crate::fl::layout::ModelLayout;
+use crate::fl::layout::{ElementSpan, ModelLayout};
+use crate::fl::metrics::{Funnel, Point, Spread};
 use crate::fl::participation::ParticipationState;
+use crate::fl::rollout::{RolloutState, StageCount};
 use crate::fl::round::{AggregationSpec, RejectReason, RoundFailure, RoundState};
 use crate::fl::validate::UpdateFormat;
 use crate::fl::wire::ParticipationId;
 use crate::ids::{
-    DeviceGroupId, DeviceId, ModelId, ModelVersionId, OrgId, PlanId, RoundId, UploadId,
+    DeploymentId, DeviceGroupId, DeviceId, ModelId, ModelVersionId, OrgId, PlanId, RoundId,
+    UploadId,
 };
 use crate::time::IsoMillis;
 
@@ -74,6 +77,10 @@ pub struct RoundProgress {
     pub capped_weights: u64,
     /// Sample-weighted means of the metrics devices reported with accepted updates.
     pub metrics: BTreeMap<String, f64>,
+    /// Each metric's sample-weighted mean, standard deviation, range and percentiles.
+    pub metric_spread: BTreeMap<String, Spread>,
+    /// Offered, joined, uploaded, accepted, rejected by reason, dropped.
+    pub funnel: Funnel,
     /// Accepted updates folded into every aggregator shard.
     pub folded: i64,
     pub shards: usize,
@@ -134,6 +141,19 @@ pub struct Heartbeat {
     pub os_version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<String>,
+    /// Runtime signals as the Octomil SDK's `OctomilControl.heartbeat()` nests them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<HeartbeatMetadata>,
+}
+
+/// `DeviceInfo.update_metadata()`: battery level and connectivity.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatMetadata {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub battery_level: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_type: Option<String>,
 }
 
 impl Heartbeat {
@@ -156,7 +176,17 @@ impl Heartbeat {
                 "storage_free_mb must be a non-negative number",
             ));
         }
+        let meta = self.metadata.clone().unwrap_or_default();
+        if meta
+            .battery_level
+            .is_some_and(|b| !(0.0..=100.0).contains(&b))
+        {
+            return Err(ApiError::validation(
+                "metadata.battery_level must be between 0 and 100",
+            ));
+        }
         for (v, what) in [
+            (&meta.network_type, "metadata.network_type"),
             (&self.network_type, "network_type"),
             (&self.app_version, "app_version"),
             (&self.sdk_version, "sdk_version"),
@@ -354,13 +384,42 @@ pub struct Plan {
     pub base_version: i64,
     pub algorithm: String,
     pub hyperparams: serde_json::Map<String, serde_json::Value>,
-    pub clip_norm: Option<f64>,
+    /// The L2 bound the device clips its update to. A round without clipping serves the largest
+    /// finite float ([`f64::MAX`]) with `clipping: none`: the Octomil SDK's `prepare_update`
+    /// compares the update's norm with it (`null` made it raise `TypeError`, and an absent key
+    /// makes it clip at its default 1.0), so no finite update is scaled.
+    pub clip_norm: f64,
+    pub clipping: Clipping,
     /// Noise is added once, centrally, at publish; devices add none of their own.
     pub noise_sigma: f64,
     pub secure_agg_config: Option<serde_json::Value>,
     pub max_duration_sec: f64,
     pub max_steps: u32,
     pub update_formats: Vec<UpdateFormat>,
+    /// The base version's tensors in the order an update is flattened (a `plaintext_json`
+    /// envelope's list): name, dtype, shape, element offset and count. A device that flattens
+    /// its parameters in another order must reorder them to this one.
+    pub element_layout: Vec<ElementSpan>,
+}
+
+/// Whether a round clips updates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Clipping {
+    /// Updates are clipped to `clip_norm` (L2).
+    L2,
+    /// No clipping (`clip_norm` is the largest finite float).
+    None,
+}
+
+impl Clipping {
+    /// The plan's `(clip_norm, clipping)` for a round's optional clip norm.
+    pub fn of(clip_norm: Option<f64>) -> (f64, Clipping) {
+        match clip_norm {
+            Some(c) => (c, Clipping::L2),
+            None => (f64::MAX, Clipping::None),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -391,4 +450,52 @@ pub struct UpdateAccepted {
     pub participation_id: ParticipationId,
     pub sequence: i64,
     pub sample_count: i64,
+}
+
+/// A deployment: one version shipped to device groups through a staged rollout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Deployment {
+    pub id: DeploymentId,
+    pub model_id: ModelId,
+    pub version_id: ModelVersionId,
+    pub version: i64,
+    /// What the model's newest earlier deployment delivered (where a rollback returns to).
+    pub previous_version_id: Option<ModelVersionId>,
+    pub device_group_ids: Vec<DeviceGroupId>,
+    pub state: RolloutState,
+    /// The rollout plan, in percent of the targeted devices.
+    pub stages: Vec<u8>,
+    /// Index of the current stage in `stages`.
+    pub stage: usize,
+    /// The current stage's percentage.
+    pub percent: u8,
+    pub created_at: IsoMillis,
+    pub updated_at: IsoMillis,
+    /// Per stage: targeted devices first covered by it, and how many have the version installed,
+    /// active, or failed (single reads only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Vec<StageCount>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeploymentBody {
+    pub deployment: Deployment,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeploymentList {
+    pub deployments: Vec<Deployment>,
+}
+
+/// `GET /v1/orgs/{org}/rounds/{round}/metrics`: a round's training metrics and fleet health.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoundMetrics {
+    pub round_id: RoundId,
+    pub state: RoundState,
+    pub funnel: Funnel,
+    /// Per metric: sample-weighted mean and spread over the accepted updates.
+    pub metrics: BTreeMap<String, Spread>,
+    /// Accepted updates in acceptance order, with running sample-weighted means (for charts).
+    pub series: Vec<Point>,
+    pub device_health: DeviceHealth,
 }

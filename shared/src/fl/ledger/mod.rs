@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 
 use records::{Ended, PartRecord, ParticipantRecord, RoundRecord, StreamProgress, UploadRecord};
 
+use super::metrics;
 use super::participation::{
     decide_initiate, decide_join, decide_part, part_count, JoinDecision, Participation,
     ParticipationState, RoundView, UploadState, MAX_PART_BYTES,
@@ -854,9 +855,30 @@ impl<'a, E: SqlExec> RoundLedger<'a, E> {
             }
         }
         let mut means = MetricMeans::default();
-        for u in records::uploads_in(self.sql, &[UploadState::Accepted])? {
+        let accepted_uploads = records::uploads_in(self.sql, &[UploadState::Accepted])?;
+        for u in &accepted_uploads {
             means.add(u.meta.sample_count as f64, &u.meta.metrics);
         }
+        let reported: Vec<metrics::Reported<'_>> = accepted_uploads
+            .iter()
+            .map(|u| metrics::Reported {
+                seq: u.seq.unwrap_or(0),
+                at_ms: u.created_at_ms,
+                weight: u.meta.sample_count as f64,
+                metrics: &u.meta.metrics,
+            })
+            .collect();
+        let mut completed: Vec<&super::wire::ParticipationId> = accepted_uploads
+            .iter()
+            .map(|u| &u.participation_id)
+            .collect();
+        let rejected_uploads = records::uploads_in(self.sql, &[UploadState::Rejected])?;
+        completed.extend(rejected_uploads.iter().map(|u| &u.participation_id));
+        completed.sort();
+        completed.dedup();
+        // Joined but never completed an upload, once no more uploads can come.
+        let dropped = (!matches!(r.state, RoundState::Open | RoundState::Collecting))
+            .then(|| (participants.len() as u64).saturating_sub(completed.len() as u64));
         let published_version_id = match (&r.ended, r.recorded) {
             (Some(Ended::Published { version_id }), true) => Some(version_id.clone()),
             _ => None,
@@ -875,6 +897,10 @@ impl<'a, E: SqlExec> RoundLedger<'a, E> {
             total_samples: r.total_samples,
             capped_weights: r.capped.max(0) as u64,
             metrics: means.means(),
+            metric_spread: metrics::summarize(&reported),
+            series: metrics::series(&reported),
+            uploaded: completed.len() as u64,
+            dropped,
             folded: r.folded,
             shards: r.config.shards.len(),
             published_version_id,

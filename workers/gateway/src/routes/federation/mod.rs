@@ -2,6 +2,8 @@
 //! device protocol (offers, join, plan, uploads) under `/api/v1`.
 
 mod common;
+mod control;
+mod deployments;
 mod device_auth;
 mod devices;
 mod groups;
@@ -11,6 +13,7 @@ mod rounds;
 
 use edgeplane_core::auth::Action;
 use edgeplane_core::fl::participation::MAX_PART_BYTES;
+use edgeplane_core::fl::rollout::Transition;
 use edgeplane_core::http::{BodyLimit, Method::*};
 
 use super::{route, Access, Cx, Route, RouteId};
@@ -57,6 +60,20 @@ pub enum Id {
     PutPart,
     CompleteUpload,
     DeviceDownload,
+    CreateDeployment,
+    ListDeployments,
+    GetDeployment,
+    PromoteDeployment,
+    PauseDeployment,
+    ResumeDeployment,
+    RollbackDeployment,
+    RegisterDevice,
+    Assignments,
+    GetDesiredState,
+    PostDesiredState,
+    Sync,
+    ObservedState,
+    RoundMetrics,
 }
 
 const fn r(id: Id) -> RouteId {
@@ -209,6 +226,13 @@ pub const ROUTES: &[Route] = &[
         org(Action::ReadRounds),
     ),
     route(
+        r(Id::RoundMetrics),
+        Get,
+        "/v1/orgs/{org}/rounds/{round}/metrics",
+        BodyLimit::NONE,
+        org(Action::ReadRounds),
+    ),
+    route(
         r(Id::CancelRound),
         Post,
         "/v1/orgs/{org}/rounds/{round}/cancel",
@@ -299,6 +323,97 @@ pub const ROUTES: &[Route] = &[
         BodyLimit::NONE,
         Access::Device,
     ),
+    route(
+        r(Id::CreateDeployment),
+        Post,
+        "/v1/orgs/{org}/deployments",
+        BodyLimit::SMALL,
+        org(Action::ManageModels),
+    ),
+    route(
+        r(Id::ListDeployments),
+        Get,
+        "/v1/orgs/{org}/deployments",
+        BodyLimit::NONE,
+        org(Action::ReadModels),
+    ),
+    route(
+        r(Id::GetDeployment),
+        Get,
+        "/v1/orgs/{org}/deployments/{deployment}",
+        BodyLimit::NONE,
+        org(Action::ReadModels),
+    ),
+    route(
+        r(Id::PromoteDeployment),
+        Post,
+        "/v1/orgs/{org}/deployments/{deployment}/promote",
+        BodyLimit::SMALL,
+        org(Action::ManageModels),
+    ),
+    route(
+        r(Id::PauseDeployment),
+        Post,
+        "/v1/orgs/{org}/deployments/{deployment}/pause",
+        BodyLimit::SMALL,
+        org(Action::ManageModels),
+    ),
+    route(
+        r(Id::ResumeDeployment),
+        Post,
+        "/v1/orgs/{org}/deployments/{deployment}/resume",
+        BodyLimit::SMALL,
+        org(Action::ManageModels),
+    ),
+    route(
+        r(Id::RollbackDeployment),
+        Post,
+        "/v1/orgs/{org}/deployments/{deployment}/rollback",
+        BodyLimit::SMALL,
+        org(Action::ManageModels),
+    ),
+    route(
+        r(Id::RegisterDevice),
+        Post,
+        "/api/v1/devices/register",
+        BodyLimit::SMALL,
+        Access::Device,
+    ),
+    route(
+        r(Id::Assignments),
+        Get,
+        "/api/v1/devices/{device}/assignments",
+        BodyLimit::NONE,
+        Access::Device,
+    ),
+    route(
+        r(Id::GetDesiredState),
+        Get,
+        "/api/v1/devices/{device}/desired-state",
+        BodyLimit::NONE,
+        Access::Device,
+    ),
+    route(
+        r(Id::PostDesiredState),
+        Post,
+        "/api/v1/devices/{device}/desired-state",
+        BodyLimit::MEDIUM,
+        Access::Device,
+    ),
+    route(
+        r(Id::Sync),
+        Post,
+        "/api/v1/devices/{device}/sync",
+        BodyLimit::MEDIUM,
+        Access::Device,
+    ),
+    route(
+        r(Id::ObservedState),
+        Post,
+        "/api/v1/devices/{device}/observed-state",
+        BodyLimit::MEDIUM,
+        Access::Device,
+    ),
 ];
 
 pub async fn handle(id: Id, cx: &mut Cx<'_>) -> HttpResult {
@@ -336,5 +451,19 @@ pub async fn handle(id: Id, cx: &mut Cx<'_>) -> HttpResult {
         Id::InitiateUpload => protocol::initiate(cx).await,
         Id::PutPart => protocol::put_part(cx).await,
         Id::CompleteUpload => protocol::complete(cx).await,
+        Id::CreateDeployment => deployments::create(cx).await,
+        Id::ListDeployments => deployments::list(cx).await,
+        Id::GetDeployment => deployments::get(cx).await,
+        Id::PromoteDeployment => deployments::transition(cx, Transition::Promote).await,
+        Id::PauseDeployment => deployments::transition(cx, Transition::Pause).await,
+        Id::ResumeDeployment => deployments::transition(cx, Transition::Resume).await,
+        Id::RollbackDeployment => deployments::transition(cx, Transition::Rollback).await,
+        Id::RegisterDevice => control::register(cx).await,
+        Id::Assignments => control::assignments(cx).await,
+        Id::GetDesiredState => control::get_desired_state(cx).await,
+        Id::PostDesiredState => control::post_desired_state(cx).await,
+        Id::Sync => control::sync(cx).await,
+        Id::ObservedState => control::observed_state(cx).await,
+        Id::RoundMetrics => rounds::metrics(cx).await,
     }
 }

@@ -24,9 +24,11 @@ use super::MODEL_BODY;
 use crate::cx::Cx;
 use crate::http::ctx::now_ms;
 use crate::http::respond::{self, HttpResult};
+use crate::service::federation::deployments::candidates_for_device;
 use crate::service::federation::rounds::offered_clause;
 use crate::service::federation::{corrupt, stored_id};
 use crate::storage::R2Blobs;
+use edgeplane_core::fl::rollout::desired_for_device;
 use edgeplane_core::time::IsoMillis;
 use edgeplane_core::views::federation::{
     Model, ModelBody, ModelFormat, ModelList, ModelVersion, ModelVersionBody, ModelVersionList,
@@ -466,14 +468,13 @@ async fn base_of_an_offered_round(
     Ok(found.is_some())
 }
 
-/// The seam for rollouts: a version deployed to this device is downloadable too. Deployments do
-/// not exist yet, so no version is deployed to any device; the rollout feature answers here.
-async fn deployed_to_device(
-    _cx: &Cx<'_>,
-    _dev: &DeviceCx,
-    _v: &VersionRow,
-) -> Result<bool, ApiError> {
-    Ok(false)
+/// A version deployed to this device: what its desired state names right now (its groups, the
+/// rollout's current stage, not rolled back).
+async fn deployed_to_device(cx: &Cx<'_>, dev: &DeviceCx, v: &VersionRow) -> Result<bool, ApiError> {
+    let candidates = candidates_for_device(cx.db(), &dev.org_id, &dev.id).await?;
+    Ok(desired_for_device(&dev.id, &candidates)
+        .iter()
+        .any(|d| d.candidate.version_id == v.id))
 }
 
 pub async fn approve(cx: &mut Cx<'_>) -> HttpResult {

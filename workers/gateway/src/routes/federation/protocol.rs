@@ -19,6 +19,7 @@ use crate::service::federation::rounds::{
     self, offered_clause, round_in_org, RoundRow, ELIGIBLE, ROUND_COLUMNS,
 };
 use crate::storage::R2Blobs;
+use edgeplane_core::fl::layout::ModelLayout;
 use edgeplane_core::fl::pieces::Piece;
 use edgeplane_core::fl::validate::UpdateFormat;
 use edgeplane_core::fl::wire::{
@@ -29,7 +30,7 @@ use edgeplane_core::fl::RejectReason;
 use edgeplane_core::ids::{PlanId, RoundId, UploadId};
 use edgeplane_core::time::IsoMillis;
 use edgeplane_core::views::federation::{
-    Joined, Offer, PartStored, Plan, UpdateAccepted, UpdateStatus, UploadStarted,
+    Clipping, Joined, Offer, PartStored, Plan, UpdateAccepted, UpdateStatus, UploadStarted,
 };
 
 /// The plan a round was created with (`fl_rounds.plan`).
@@ -165,6 +166,21 @@ pub async fn plan(cx: &mut Cx<'_>) -> HttpResult {
         .ok_or_else(|| ApiError::not_found("plan"))?;
     let v = rounds::view(&round)?;
     let plan: StoredPlan = serde_json::from_str(&round.plan).map_err(|_| corrupt("round plan"))?;
+    #[derive(Deserialize)]
+    struct BaseLayout {
+        layout: String,
+    }
+    let base: BaseLayout = cx
+        .db()
+        .first(
+            "SELECT layout FROM fl_model_versions WHERE id = ? AND org_id = ?",
+            args![&round.base_version_id, &dev.org_id],
+        )
+        .await?
+        .ok_or_else(|| corrupt("round base version"))?;
+    let layout: ModelLayout =
+        serde_json::from_str(&base.layout).map_err(|_| corrupt("version layout"))?;
+    let (clip_norm, clipping) = Clipping::of(v.aggregation.clip_norm);
     respond::ok(&Plan {
         plan_id: v.plan_id,
         round_id: v.id,
@@ -172,12 +188,14 @@ pub async fn plan(cx: &mut Cx<'_>) -> HttpResult {
         base_version: v.base_version,
         algorithm: v.aggregation.algorithm.clone(),
         hyperparams: plan.hyperparams,
-        clip_norm: v.aggregation.clip_norm,
+        clip_norm,
+        clipping,
         noise_sigma: 0.0,
         secure_agg_config: None,
         max_duration_sec: plan.max_duration_sec,
         max_steps: plan.max_steps,
         update_formats: vec![UpdateFormat::Safetensors, UpdateFormat::PlaintextJson],
+        element_layout: layout.element_spans(),
     })
 }
 

@@ -232,6 +232,13 @@ pub async fn get(cx: &mut Cx<'_>) -> HttpResult {
     respond::ok(&RoundBody { round })
 }
 
+/// `GET /v1/orgs/{org}/rounds/{round}/metrics`: training metrics, funnel and fleet health.
+pub async fn metrics(cx: &mut Cx<'_>) -> HttpResult {
+    let org = org_id(cx)?;
+    let id: RoundId = cx.id("round")?;
+    respond::ok(&rounds::metrics(cx.db(), cx.env, &org, &id).await?)
+}
+
 /// `GET /v1/rounds/{round}`: the same view, for any principal with access to the round's org.
 pub async fn get_by_id(cx: &mut Cx<'_>) -> HttpResult {
     let id: RoundId = cx.id("round")?;

@@ -1,6 +1,7 @@
 //! Federated learning: reading rounds (with their coordinator's live counts), devices and
 //! device groups as the shared views.
 
+pub mod deployments;
 pub mod digest;
 pub mod ingest;
 pub mod rounds;

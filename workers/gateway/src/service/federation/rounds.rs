@@ -3,11 +3,14 @@
 
 use std::collections::BTreeMap;
 
+use edgeplane_core::fl::metrics::{Funnel, Point};
 use edgeplane_core::fl::round::{AggregationSpec, RoundFailure};
 use edgeplane_core::fl::RoundState;
 use edgeplane_core::ids::{OrgId, RoundId};
 use edgeplane_core::time::IsoMillis;
-use edgeplane_core::views::federation::{DeviceHealth, Failure, Round, RoundList, RoundProgress};
+use edgeplane_core::views::federation::{
+    DeviceHealth, Failure, Round, RoundList, RoundMetrics, RoundProgress,
+};
 use edgeplane_core::ApiError;
 use edgeplane_runtime::args;
 use edgeplane_runtime::db::Db;
@@ -167,13 +170,24 @@ async fn selected(db: &Db, r: &RoundRow) -> Result<i64, ApiError> {
 
 /// The round with its coordinator's live state and counts, and the health of its participants.
 pub async fn live(db: &Db, env: &Env, r: &RoundRow) -> Result<Round, ApiError> {
+    Ok(live_with_series(db, env, r).await?.0)
+}
+
+/// [`live`], and the accepted updates' metrics in acceptance order.
+pub async fn live_with_series(
+    db: &Db,
+    env: &Env,
+    r: &RoundRow,
+) -> Result<(Round, Vec<Point>), ApiError> {
     let mut v = view(r)?;
-    let p = RoundClient::for_round(env, &v.id)?.progress().await?;
+    let mut p = RoundClient::for_round(env, &v.id)?.progress().await?;
+    let series = std::mem::take(&mut p.series);
     let selected = selected(db, r).await?.max(p.joined as i64);
     let ids = serde_json::to_string(&p.device_ids).map_err(|_| ApiError::internal())?;
     let health: Option<Health> = db
         .first(
-            "SELECT count(heartbeat_at_ms) AS reporting, avg(json_extract(heartbeat, '$.battery_pct')) AS battery_avg, \
+            "SELECT count(heartbeat_at_ms) AS reporting, avg(coalesce(json_extract(heartbeat, '$.battery_pct'), \
+             json_extract(heartbeat, '$.metadata.battery_level'))) AS battery_avg, \
              sum(CASE WHEN json_extract(heartbeat, '$.charging') THEN 1 ELSE 0 END) AS charging, \
              sum(CASE WHEN heartbeat_at_ms < ? THEN 1 ELSE 0 END) AS stale \
              FROM fl_devices WHERE id IN (SELECT value FROM json_each(?))",
@@ -182,7 +196,8 @@ pub async fn live(db: &Db, env: &Env, r: &RoundRow) -> Result<Round, ApiError> {
         .await?;
     let nets: Vec<NetCount> = db
         .all(
-            "SELECT json_extract(heartbeat, '$.network_type') AS network_type, count(*) AS n FROM fl_devices \
+            "SELECT coalesce(json_extract(heartbeat, '$.network_type'), json_extract(heartbeat, '$.metadata.network_type')) \
+             AS network_type, count(*) AS n FROM fl_devices \
              WHERE id IN (SELECT value FROM json_each(?)) AND heartbeat IS NOT NULL GROUP BY 1",
             args![ids],
         )
@@ -208,12 +223,21 @@ pub async fn live(db: &Db, env: &Env, r: &RoundRow) -> Result<Round, ApiError> {
         uploading: p.uploading,
         accepted: p.accepted,
         rejected_total: p.rejected.values().sum(),
-        rejected: p.rejected,
+        rejected: p.rejected.clone(),
         participation_rate: ratio(p.joined as f64, selected as f64),
         completion_rate: ratio(p.accepted as f64, p.joined as f64),
         total_samples: p.total_samples,
         capped_weights: p.capped_weights,
         metrics: p.metrics,
+        metric_spread: p.metric_spread,
+        funnel: Funnel {
+            offered: selected,
+            joined: p.joined,
+            uploaded: p.uploaded,
+            accepted: p.accepted,
+            rejected: p.rejected,
+            dropped: p.dropped,
+        },
         folded: p.folded,
         shards: p.shards,
         device_health: DeviceHealth {
@@ -228,7 +252,27 @@ pub async fn live(db: &Db, env: &Env, r: &RoundRow) -> Result<Round, ApiError> {
                 .collect::<BTreeMap<_, _>>(),
         },
     });
-    Ok(v)
+    Ok((v, series))
+}
+
+/// A round's training metrics and fleet health.
+pub async fn metrics(
+    db: &Db,
+    env: &Env,
+    org: &OrgId,
+    id: &RoundId,
+) -> Result<RoundMetrics, ApiError> {
+    let row = round_in_org(db, id, org.as_str()).await?;
+    let (round, series) = live_with_series(db, env, &row).await?;
+    let progress = round.progress.ok_or_else(ApiError::internal)?;
+    Ok(RoundMetrics {
+        round_id: round.id,
+        state: round.state,
+        funnel: progress.funnel,
+        metrics: progress.metric_spread,
+        series,
+        device_health: progress.device_health,
+    })
 }
 
 /// One round of `org`, live.
