@@ -132,6 +132,8 @@ fn shown_once(ctx: &Ctx, v: &Value) -> Result<()> {
 }
 
 #[derive(Debug, clap::Subcommand)]
+/// The server lets only a person's own session token manage sessions (a CLI token or API key
+/// gets 403): use `EDGEPLANE_TOKEN=<session access token>`.
 pub enum SessionsCmd {
     /// Your live sessions and CLI tokens.
     List,

@@ -455,8 +455,13 @@ fn json_output_parses_for_the_read_commands() {
     assert_eq!(orgs["orgs"][0]["org"]["id"], org_id.as_str());
     let members = cli.run(&["members", "--json"]).ok().json();
     assert_eq!(members["members"][0]["email"], s.email.as_str());
-    // Sessions are a person's own: the CLI token sees itself listed.
-    let sessions = cli.run(&["sessions", "list", "--json"]).ok().json();
+    // Sessions are managed with a person's own session token, not a CLI token (403)...
+    let r = cli.run(&["sessions", "list"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("HTTP 403"), "{}", r.stderr);
+    // ...which lists the CLI token among them.
+    let person = Cli::with_token(&s.access_token, &org_id);
+    let sessions = person.run(&["sessions", "list", "--json"]).ok().json();
     assert!(sessions["sessions"]
         .as_array()
         .unwrap()
