@@ -13,6 +13,7 @@ pub mod layout;
 pub mod ledger;
 pub mod metrics;
 pub mod noise;
+pub mod npy;
 pub mod participation;
 pub mod pieces;
 pub mod rollout;

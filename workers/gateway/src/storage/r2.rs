@@ -65,6 +65,16 @@ impl R2Blobs {
         }
     }
 
+    /// Stores `bytes` as one object (an update the gateway built in memory).
+    pub async fn put_bytes(&self, key: &str, bytes: Vec<u8>) -> Result<(), ApiError> {
+        self.bucket
+            .put(key, worker::Data::Bytes(bytes))
+            .execute()
+            .await
+            .map(|_| ())
+            .or_internal("r2 put")
+    }
+
     /// Streams a request body into one object; returns the stored size.
     pub async fn put_stream(
         &self,

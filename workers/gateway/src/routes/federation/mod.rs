@@ -10,6 +10,7 @@ mod groups;
 mod models;
 mod protocol;
 mod rounds;
+mod training;
 
 use edgeplane_core::auth::Action;
 use edgeplane_core::fl::participation::MAX_PART_BYTES;
@@ -20,6 +21,10 @@ use super::{route, Access, Cx, Route, RouteId};
 use crate::http::respond::HttpResult;
 
 /// One part of an update upload (binary, read as one bounded buffer: never more than a part).
+/// `POST /api/v1/training/weights` holds the JSON body, the decoded array and the update built
+/// from it in memory at once, so it stays far below the isolate's 128 MB: 16 MiB of JSON is an
+/// array of about 12 MiB (3 Mi float32 values). Larger models use the part uploads.
+const WEIGHTS_BODY: BodyLimit = BodyLimit(16 * 1024 * 1024);
 const PART_BODY: BodyLimit = BodyLimit(MAX_PART_BYTES as usize);
 /// A base model version (safetensors), streamed to R2 in pieces. The platform's own request
 /// limit (100 MB on Free/Pro, up to 500 MB on Enterprise) applies first.
@@ -74,6 +79,12 @@ pub enum Id {
     Sync,
     ObservedState,
     RoundMetrics,
+    DeviceListModels,
+    DeviceGetModel,
+    DeviceLatestVersion,
+    TrainingRounds,
+    TrainingRoundStatus,
+    TrainingWeights,
 }
 
 const fn r(id: Id) -> RouteId {
@@ -414,6 +425,48 @@ pub const ROUTES: &[Route] = &[
         BodyLimit::MEDIUM,
         Access::Device,
     ),
+    route(
+        r(Id::DeviceListModels),
+        Get,
+        "/api/v1/models",
+        BodyLimit::NONE,
+        Access::Device,
+    ),
+    route(
+        r(Id::DeviceGetModel),
+        Get,
+        "/api/v1/models/{model}",
+        BodyLimit::NONE,
+        Access::Device,
+    ),
+    route(
+        r(Id::DeviceLatestVersion),
+        Get,
+        "/api/v1/models/{model}/versions/latest",
+        BodyLimit::NONE,
+        Access::Device,
+    ),
+    route(
+        r(Id::TrainingRounds),
+        Get,
+        "/api/v1/training/rounds",
+        BodyLimit::NONE,
+        Access::Device,
+    ),
+    route(
+        r(Id::TrainingRoundStatus),
+        Get,
+        "/api/v1/training/rounds/{round}/status",
+        BodyLimit::NONE,
+        Access::Device,
+    ),
+    route(
+        r(Id::TrainingWeights),
+        Post,
+        "/api/v1/training/weights",
+        WEIGHTS_BODY,
+        Access::Device,
+    ),
 ];
 
 pub async fn handle(id: Id, cx: &mut Cx<'_>) -> HttpResult {
@@ -465,5 +518,11 @@ pub async fn handle(id: Id, cx: &mut Cx<'_>) -> HttpResult {
         Id::Sync => control::sync(cx).await,
         Id::ObservedState => control::observed_state(cx).await,
         Id::RoundMetrics => rounds::metrics(cx).await,
+        Id::DeviceListModels => training::list_models(cx).await,
+        Id::DeviceGetModel => training::get_model(cx).await,
+        Id::DeviceLatestVersion => training::latest_version(cx).await,
+        Id::TrainingRounds => training::list_rounds(cx).await,
+        Id::TrainingRoundStatus => training::round_status(cx).await,
+        Id::TrainingWeights => training::weights(cx).await,
     }
 }

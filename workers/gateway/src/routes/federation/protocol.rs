@@ -41,7 +41,7 @@ struct StoredPlan {
     max_duration_sec: f64,
 }
 
-fn participant_device(cx: &Cx<'_>) -> Result<DeviceCx, ApiError> {
+pub(super) fn participant_device(cx: &Cx<'_>) -> Result<DeviceCx, ApiError> {
     let dev = device(cx)?;
     dev.require(
         dev.scopes
@@ -386,7 +386,7 @@ struct CompleteBody {
     privacy_proof: Option<serde_json::Value>,
 }
 
-fn answer(outcome: Outcome, round_id: &RoundId, upload_id: &UploadId) -> HttpResult {
+pub(super) fn answer(outcome: Outcome, round_id: &RoundId, upload_id: &UploadId) -> HttpResult {
     match outcome {
         Outcome::Accepted {
             participation_id,
