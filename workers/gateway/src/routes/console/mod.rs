@@ -264,14 +264,12 @@ pub async fn dispatch(req: Request, env: &Env, ctx: &Context, rc: &mut RequestCt
     };
     rc.route = route.pattern;
     if route.id == Id::Asset {
-        return match asset(&path).and_then(|(ct, body)| {
+        return match asset(&path).map(|(ct, body)| {
             let headers = Headers::new();
             let _ = headers.set("content-type", ct);
-            Some(
-                ResponseBuilder::new()
-                    .with_headers(headers)
-                    .fixed(body.to_vec()),
-            )
+            ResponseBuilder::new()
+                .with_headers(headers)
+                .fixed(body.to_vec())
         }) {
             Some(resp) => with_headers(resp, &rc.request_id, ASSET_CACHE_CONTROL),
             None => error_response(&not_found(), &rc.request_id),
