@@ -60,7 +60,7 @@ test("sign in by magic link, pages carry the CSP, sign out", async ({ browser })
   const ctx = await newContext(browser);
   const page = await ctx.newPage();
   const violations = [];
-  page.on("console", (m) => m.type() === "error" && violations.push(m.text()));
+  page.on("console", (m) => m.type() === "error" && violations.push(`${m.text()} (${m.location().url})`));
   await signIn(page, ownerEmail);
   await expect(page.locator("code", { hasText: org }).first()).toBeVisible();
   const resp = await page.goto(`/orgs/${org}`);

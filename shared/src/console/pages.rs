@@ -55,6 +55,8 @@ pub fn layout(c: &Chrome<'_>, body: Markup) -> Markup {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (c.title) " · edgeplane" }
+                // No icon file: an empty one stops the browser asking for `/favicon.ico`.
+                link rel="icon" href="data:,";
                 link rel="stylesheet" href=(css_path());
                 script src=(js_path()) defer {}
             }
