@@ -21,19 +21,25 @@ class FederatedClientProtocol(unittest.TestCase):
         model_id = m["model"]["id"]
         harness.upload_version(model_id, harness.safetensors_f32(
             [("w", (2, 3), [0.0, 0.5, 1.0, 1.5, 2.0, 2.5])]))
-        # Two updates needed, so the round is still collecting when it is read back.
-        status, r = harness.api("POST", f"/v1/orgs/{harness.ORG_ID}/rounds", {
-            "model_id": model_id, "base_version": 1, "target": 2, "min": 2, "max": 2,
-            "deadline_seconds": 600, "aggregation": {"algorithm": "fedavg"}})
-        self.assertEqual(status, 201, r)
-        round_id = r["round"]["id"]
-
         ident, auth = harness.enroll("sdk-fc")
         client = FederatedClient(auth_token_provider=auth.get_access_token_sync,
                                  org_id=harness.ORG_ID, api_base=harness.BASE_URL + "/api/v1",
                                  device_identifier=ident)
         device_id = client.register()
         self.assertTrue(device_id.startswith("dev_"), device_id)
+
+        # The org is shared with the other tests, whose open rounds this device may also join; a
+        # round aimed at a group of this device alone is offered to it before those.
+        status, g = harness.api("POST", f"/v1/orgs/{harness.ORG_ID}/device-groups",
+                                {"name": harness.unique("sdk-fc"), "device_ids": [device_id]})
+        self.assertEqual(status, 201, g)
+        # Two updates needed, so the round is still collecting when it is read back.
+        status, r = harness.api("POST", f"/v1/orgs/{harness.ORG_ID}/rounds", {
+            "model_id": model_id, "base_version": 1, "target": 2, "min": 2, "max": 2,
+            "deadline_seconds": 600, "device_group": g["device_group"]["id"],
+            "aggregation": {"algorithm": "fedavg"}})
+        self.assertEqual(status, 201, r)
+        round_id = r["round"]["id"]
 
         assignment = client.get_round_assignment()
         self.assertIsNotNone(assignment)

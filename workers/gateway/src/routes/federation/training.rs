@@ -37,7 +37,9 @@ use crate::service::federation::ingest;
 use crate::service::federation::rounds::{self, offered_clause, RoundRow, ROUND_COLUMNS};
 use crate::storage::R2Blobs;
 
-/// Rounds this device may join now, optionally of one model, soonest deadline first.
+/// Rounds this device may join now, optionally of one model: those aimed at a group it is in
+/// before those open to the whole org (the SDK takes the first as its assignment, and a round
+/// targeted at the device is the more specific offer), then soonest deadline first.
 async fn offered_rounds(
     cx: &Cx<'_>,
     org_id: &str,
@@ -50,7 +52,7 @@ async fn offered_rounds(
         .all(
             &format!(
                 "SELECT {ROUND_COLUMNS} FROM fl_rounds r JOIN fl_model_versions v ON v.id = r.base_version_id \
-                 WHERE {} AND (? IS NULL OR r.model_id = ?) ORDER BY r.deadline_at_ms LIMIT 100",
+                 WHERE {} AND (? IS NULL OR r.model_id = ?) ORDER BY r.device_group_id IS NULL, r.deadline_at_ms LIMIT 100",
                 offered_clause()
             ),
             args![org_id, now_ms(), device_id, model_id.clone(), model_id],
