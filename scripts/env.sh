@@ -8,6 +8,8 @@ export PATH="$EP_TOOLS/bin:$EP_ROOT/node_modules/.bin:$HOME/.cargo/bin:$PATH"
 export WASM_BINDGEN_BIN="$EP_TOOLS/bin/wasm-bindgen"
 export ESBUILD_BIN="$EP_ROOT/node_modules/@esbuild/linux-x64/bin/esbuild"
 export WRANGLER_SEND_METRICS=false
+# Playwright drives the system's Chromium; its own browser download is not reachable.
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
 export WRANGLER_LOG_PATH="$EP_ROOT/.wrangler/logs"
 # The versions scripts/setup installs; wasm-bindgen must equal the one in Cargo.lock.
 export EP_WORKER_BUILD_VERSION=0.8.7

@@ -6,6 +6,7 @@
 pub mod access;
 pub mod audit;
 pub mod auth;
+pub mod console;
 pub mod crypto;
 pub mod error;
 pub mod fl;

@@ -8,6 +8,7 @@ pub mod action;
 pub mod chain;
 pub mod checkpoint;
 pub mod event;
+pub mod export;
 pub mod sequencer;
 pub mod sql;
 

@@ -21,6 +21,8 @@ pub enum KeyPurpose {
     SignInFlows,
     /// Signing audit-chain checkpoints (Ed25519; the public half is published).
     AuditCheckpoints,
+    /// Binding the console's CSRF tokens to a session (HMAC of the session id).
+    ConsoleCsrf,
 }
 
 impl KeyPurpose {
@@ -34,6 +36,7 @@ impl KeyPurpose {
             KeyPurpose::UploadUrls => "edgeplane/v1/hmac/upload-urls".into(),
             KeyPurpose::SignInFlows => "edgeplane/v1/hmac/sign-in-flows".into(),
             KeyPurpose::AuditCheckpoints => "edgeplane/v1/audit-checkpoints/ed25519/1".into(),
+            KeyPurpose::ConsoleCsrf => "edgeplane/v1/hmac/console-csrf".into(),
         }
     }
 }

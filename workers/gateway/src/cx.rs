@@ -75,6 +75,11 @@ impl<'a> Cx<'a> {
         T::parse(self.param(name)?).map_err(|_| ApiError::not_found(T::KIND))
     }
 
+    /// Sets the org this request acts in, once the console's gate has established it.
+    pub(crate) fn set_org(&mut self, org: OrgAccess) {
+        self.org = Some(org);
+    }
+
     /// The org this request acts in (only on `Access::Org` routes).
     pub fn org(&self) -> Result<&OrgAccess, ApiError> {
         self.org.as_ref().ok_or_else(ApiError::internal)

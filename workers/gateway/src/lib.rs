@@ -34,6 +34,27 @@ use http::RequestCtx;
 async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
     let mut rc = RequestCtx::new(&req);
     let method = rc.method.clone();
+    // The web console answers HTML, with its own headers (CSP, caching of hashed assets).
+    if routes::console::serves(&req.path()) {
+        let resp = routes::console::dispatch(req, &env, &ctx, &mut rc).await;
+        log::access(&AccessLine {
+            level: if resp.status_code() >= 500 {
+                "error"
+            } else {
+                "info"
+            },
+            msg: "request",
+            request_id: &rc.request_id,
+            method: &method,
+            route: rc.route,
+            status: resp.status_code(),
+            duration_ms: http::ctx::now_ms() - rc.started_ms,
+            principal: rc.principal_kind.as_str(),
+            org_id: rc.org_id.as_deref(),
+            error_code: None,
+        });
+        return Ok(resp);
+    }
     // OAuth clients expect RFC 6749 error bodies from the OAuth endpoints, for every failure.
     let oauth = req.path().starts_with("/oauth/");
     let (mut resp, error_code) = match routes::dispatch(req, &env, &ctx, &mut rc).await {

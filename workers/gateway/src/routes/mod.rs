@@ -4,6 +4,7 @@
 //! handler cannot forget them.
 
 pub mod access;
+pub mod console;
 pub mod core;
 pub mod federation;
 pub mod identity;

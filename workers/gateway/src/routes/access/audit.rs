@@ -1,6 +1,8 @@
-//! The audit log: `GET …/audit-events` and `GET …/audit-events/verify[?checkpoint=<note>]`.
+//! The audit log: `GET …/audit-events`, `GET …/audit-events/verify[?checkpoint=<note>]` and
+//! `GET …/audit-events/export[?format=jsonl|csv&since=<RFC 3339>]`.
 
 use edgeplane_core::access::audit_query::AuditQuery;
+use edgeplane_core::audit::export::ExportQuery;
 use edgeplane_core::{ApiError, ErrorCode};
 
 use crate::cx::Cx;
@@ -26,4 +28,9 @@ pub async fn verify(cx: &mut Cx<'_>) -> HttpResult {
         }
     }
     respond::ok(&audit::verify(cx, kept.as_deref()).await?)
+}
+
+pub async fn export(cx: &mut Cx<'_>) -> HttpResult {
+    let q = ExportQuery::parse(cx.query()?)?;
+    audit::export(cx, q).await
 }

@@ -29,6 +29,7 @@ pub enum Id {
     RevokeApiKey,
     ListAuditEvents,
     VerifyAuditChain,
+    ExportAuditEvents,
 }
 
 const fn r(id: Id) -> RouteId {
@@ -142,6 +143,14 @@ pub const ROUTES: &[Route] = &[
         BodyLimit::NONE,
         Access::Org(Action::ReadAudit),
     ),
+    // Owners and admins (and keys with audit:read): the whole chain, streamed.
+    route(
+        r(Id::ExportAuditEvents),
+        Get,
+        "/v1/orgs/{org}/audit-events/export",
+        BodyLimit::NONE,
+        Access::Org(Action::ReadAudit),
+    ),
 ];
 
 pub async fn handle(id: Id, cx: &mut Cx<'_>) -> HttpResult {
@@ -160,5 +169,6 @@ pub async fn handle(id: Id, cx: &mut Cx<'_>) -> HttpResult {
         Id::RevokeApiKey => api_keys::revoke(cx).await,
         Id::ListAuditEvents => audit::list(cx).await,
         Id::VerifyAuditChain => audit::verify(cx).await,
+        Id::ExportAuditEvents => audit::export(cx).await,
     }
 }

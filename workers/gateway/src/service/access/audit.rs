@@ -3,8 +3,11 @@
 //! Both first ask the chain's sequencer to place every event committed so far, then read only
 //! placed events: a reader sees its own writes, and always a chain prefix that verifies.
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
 use edgeplane_core::access::audit_query::{AuditQuery, QueryArg};
 use edgeplane_core::audit::checkpoint::MAX_NOTE_BYTES;
+use edgeplane_core::audit::export::{self, ExportQuery};
 use edgeplane_core::audit::sql::{self as audit_sql, EVENT_COLUMNS};
 use edgeplane_core::audit::{AuditAction, ChainVerifier, ChainedEvent};
 use edgeplane_core::ids::{AuditEventId, TypedId};
@@ -12,7 +15,8 @@ use edgeplane_core::store::StoreError;
 use edgeplane_core::time::rfc3339_millis;
 use edgeplane_core::views::access::{AuditEventView, AuditEventsView, AuditVerifyView, TypedRef};
 use edgeplane_core::{ApiError, ErrorCode};
-use edgeplane_runtime::db::Val;
+use edgeplane_runtime::db::{Db, OrInternal, Val};
+use worker::Response;
 
 use crate::audit::{self, Latest};
 use crate::cx::Cx;
@@ -161,4 +165,78 @@ pub async fn verify(cx: &Cx<'_>, kept: Option<&str>) -> Result<AuditVerifyView, 
         report: verifier.finish(),
         checkpoint: latest.view(),
     })
+}
+
+/// The org's chain as an export (`jsonl` or `csv`, see [`edgeplane_core::audit::export`]),
+/// streamed: one D1 read of [`export::PAGE`] events per chunk, so memory stays bounded however
+/// long the chain is. It stops at the size of the newest checkpoint after a sync, and that
+/// checkpoint's signed note goes out as a header, so the export and its checkpoint agree.
+pub async fn export(cx: &Cx<'_>, q: ExportQuery) -> Result<Response, ApiError> {
+    let chain = cx.org()?.org_id.clone();
+    audit::sync(cx.env, &chain).await;
+    let (size, note) = match audit::latest_checkpoint(cx, &chain).await? {
+        Latest::Verified(view, head) => (head.seq, Some(view.note)),
+        Latest::None => (0, None),
+        // Export what is stored; the holder's own verification then fails on the checkpoint.
+        Latest::Forged { .. } => (i64::MAX, None),
+    };
+    let env = cx.env.clone();
+    let format = q.format;
+    let first = export::preamble(format);
+    // State: the seq the next page starts after; `None` once the last page went out.
+    let pages = futures_util::stream::unfold(Some((0i64, first)), move |state| {
+        let env = env.clone();
+        let chain = chain.clone();
+        async move {
+            let (after, mut chunk) = state?;
+            // A fresh retry budget per page: a long export is many short reads.
+            let db = match Db::from_env(&env) {
+                Ok(db) => db,
+                Err(_) => return Some((Err(stream_error("d1 binding")), None)),
+            };
+            let rows = match db
+                .rows(
+                    export::EXPORT_PAGE,
+                    vec![
+                        chain.as_str().into(),
+                        after.into(),
+                        size.into(),
+                        q.since_ms.into(),
+                        export::PAGE.into(),
+                    ],
+                )
+                .await
+            {
+                Ok(rows) => rows,
+                Err(e) => return Some((Err(stream_error(&format!("{e:?}"))), None)),
+            };
+            let page = match events(&rows) {
+                Ok(p) => p,
+                Err(_) => return Some((Err(stream_error("corrupt audit row")), None)),
+            };
+            for e in &page {
+                chunk.extend_from_slice(export::line(format, e).as_bytes());
+            }
+            let next = match page.last() {
+                Some(last) if page.len() as i64 == export::PAGE => Some((last.seq, Vec::new())),
+                _ => None,
+            };
+            Some((Ok(chunk), next))
+        }
+    });
+    let mut resp = Response::from_stream(pages).or_internal("stream response")?;
+    let h = resp.headers_mut();
+    let _ = h.set("content-type", format.content_type());
+    if size != i64::MAX {
+        let _ = h.set(export::SIZE_HEADER, &size.to_string());
+    }
+    if let Some(note) = note {
+        let _ = h.set(export::CHECKPOINT_HEADER, &STANDARD.encode(note));
+    }
+    Ok(resp)
+}
+
+fn stream_error(what: &str) -> worker::Error {
+    log::error("audit export", what);
+    worker::Error::RustError("audit export failed".into())
 }

@@ -1,0 +1,410 @@
+//! `audit list`, `audit export`, `audit verify`.
+//!
+//! `verify` decides locally: it recomputes every link of an exported chain with
+//! `edgeplane_core::audit::ChainVerifier` (the code the server's own sequencer and verifier
+//! use) and checks the signed checkpoint's Ed25519 signature with
+//! `edgeplane_core::audit::checkpoint::NoteVerifier`, then holds the chain to the checkpoint's
+//! size and head hash. The server's `…/audit-events/verify` verdict is never asked. The public
+//! key comes from `GET /v1/audit/checkpoint-key` unless pinned with `--key`.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use edgeplane_core::audit::checkpoint::NoteVerifier;
+use edgeplane_core::audit::export::{self, CHECKPOINT_HEADER};
+use edgeplane_core::audit::{ChainHead, ChainVerifier};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use crate::error::{CliError, Result};
+use crate::output::is_tty;
+use crate::Ctx;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum AuditCmd {
+    /// Events, newest first, filtered.
+    List {
+        #[arg(long)]
+        action: Option<String>,
+        #[arg(long)]
+        actor: Option<String>,
+        #[arg(long)]
+        actor_type: Option<String>,
+        #[arg(long)]
+        resource: Option<String>,
+        #[arg(long)]
+        resource_type: Option<String>,
+        /// RFC 3339.
+        #[arg(long)]
+        since: Option<String>,
+        /// RFC 3339.
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    /// The whole chain, streamed, as JSON lines or CSV. With -o, the signed checkpoint it
+    /// stops at is saved next to it as FILE.checkpoint.
+    Export {
+        #[arg(long, default_value = "jsonl", value_parser = ["jsonl", "csv"])]
+        format: String,
+        /// Only events at or after this instant (RFC 3339). A partial export does not verify.
+        #[arg(long)]
+        since: Option<String>,
+        /// Write to FILE instead of stdout.
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+    },
+    /// Verify a chain and its signed checkpoint locally: a jsonl export FILE (with
+    /// FILE.checkpoint, or --checkpoint, or else the server's newest checkpoint), or, without
+    /// FILE, a fresh export streamed from the server.
+    Verify {
+        file: Option<PathBuf>,
+        /// A signed checkpoint note you kept (a file).
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        /// The checkpoint public key (standard base64), instead of asking the deployment.
+        #[arg(long)]
+        key: Option<String>,
+    },
+}
+
+pub fn run(ctx: &Ctx, cmd: AuditCmd) -> Result<()> {
+    match cmd {
+        AuditCmd::List {
+            action,
+            actor,
+            actor_type,
+            resource,
+            resource_type,
+            since,
+            until,
+            limit,
+            cursor,
+        } => {
+            let mut q = form_urlencoded::Serializer::new(String::new());
+            for (k, v) in [
+                ("action", action),
+                ("actor", actor),
+                ("actor_type", actor_type),
+                ("resource", resource),
+                ("resource_type", resource_type),
+                ("since", since),
+                ("until", until),
+                ("limit", limit.map(|l| l.to_string())),
+                ("cursor", cursor),
+            ] {
+                if let Some(v) = v {
+                    q.append_pair(k, &v);
+                }
+            }
+            let q = q.finish();
+            let path = ctx.org_path("/audit-events")?;
+            let v = ctx.api.get(&if q.is_empty() {
+                path
+            } else {
+                format!("{path}?{q}")
+            })?;
+            ctx.out.list(
+                &v,
+                &v["events"].as_array().cloned().unwrap_or_default(),
+                &[
+                    ("SEQ", "seq"),
+                    ("TIME", "created_at"),
+                    ("ACTION", "action"),
+                    ("ACTOR", "actor.id"),
+                    ("RESOURCE", "resource.id"),
+                    ("REQUEST", "request_id"),
+                ],
+            );
+            if !ctx.out.json {
+                if let Some(c) = v["next_cursor"].as_str() {
+                    eprintln!("more: --cursor {c}");
+                }
+            }
+            Ok(())
+        }
+        AuditCmd::Export {
+            format,
+            since,
+            output,
+        } => export_cmd(ctx, &format, since, output),
+        AuditCmd::Verify {
+            file,
+            checkpoint,
+            key,
+        } => verify(ctx, file, checkpoint, key),
+    }
+}
+
+/// Starts the export download; answers the response and the checkpoint note it carries.
+fn start_export(
+    ctx: &Ctx,
+    format: &str,
+    since: Option<&str>,
+) -> Result<(reqwest::blocking::Response, Option<String>)> {
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    q.append_pair("format", format);
+    if let Some(s) = since {
+        q.append_pair("since", s);
+    }
+    let url = ctx.api.url(&format!(
+        "{}?{}",
+        ctx.org_path("/audit-events/export")?,
+        q.finish()
+    ));
+    let r = ctx.api.send(|c| c.get(&url))?;
+    let note = r
+        .headers()
+        .get(CHECKPOINT_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|b| STANDARD.decode(b).ok())
+        .and_then(|b| String::from_utf8(b).ok());
+    Ok((r, note))
+}
+
+fn bar() -> ProgressBar {
+    if !is_tty() {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new_spinner();
+    pb.set_style(
+        ProgressStyle::with_template("{spinner} {msg} {bytes} ({bytes_per_sec}) {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    pb.set_message("exporting");
+    pb
+}
+
+fn export_cmd(
+    ctx: &Ctx,
+    format: &str,
+    since: Option<String>,
+    output: Option<PathBuf>,
+) -> Result<()> {
+    let (r, note) = start_export(ctx, format, since.as_deref())?;
+    let pb = bar();
+    let mut reader = pb.wrap_read(r);
+    let io = |e: std::io::Error| CliError::usage(format!("writing the export: {e}"));
+    let (bytes, lines) = match &output {
+        Some(path) => {
+            let tmp = path.with_extension("partial");
+            let mut w = BufWriter::new(File::create(&tmp).map_err(io)?);
+            let counted = copy_counting(&mut reader, &mut w)?;
+            w.flush().map_err(io)?;
+            drop(w);
+            // Only a complete export takes the name (an interrupted one stays .partial).
+            std::fs::rename(&tmp, path).map_err(io)?;
+            if let Some(n) = &note {
+                std::fs::write(checkpoint_path(path), n).map_err(io)?;
+            }
+            counted
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut w = stdout.lock();
+            copy_counting(&mut reader, &mut w)?
+        }
+    };
+    pb.finish_and_clear();
+    if let Some(path) = output {
+        let events = if format == "csv" {
+            lines.saturating_sub(1)
+        } else {
+            lines
+        };
+        let v = json!({
+            "file": path,
+            "format": format,
+            "events": events,
+            "bytes": bytes,
+            "checkpoint": note.as_ref().map(|_| checkpoint_path(&path)),
+        });
+        ctx.out.done(
+            &v,
+            &format!(
+                "Exported {events} events ({bytes} bytes) to {}.",
+                path.display()
+            ),
+        );
+    }
+    Ok(())
+}
+
+fn checkpoint_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".checkpoint");
+    PathBuf::from(s)
+}
+
+/// Copies and counts bytes and line ends; a read failure mid-stream is a network error.
+fn copy_counting(r: &mut impl Read, w: &mut impl Write) -> Result<(u64, u64)> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let (mut bytes, mut lines) = (0u64, 0u64);
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(CliError::network(format!("the export broke off: {e}"))),
+        };
+        let chunk = &buf[..n];
+        lines += chunk.iter().filter(|b| **b == b'\n').count() as u64;
+        bytes += n as u64;
+        w.write_all(chunk)
+            .map_err(|e| CliError::usage(format!("writing the export: {e}")))?;
+    }
+    Ok((bytes, lines))
+}
+
+/// The checkpoint's signed head, its signature checked with the deployment's published key (or
+/// the pinned one).
+fn open_checkpoint(ctx: &Ctx, note: &str, key: Option<&str>) -> Result<(String, ChainHead)> {
+    let key = match key {
+        Some(k) => k.to_owned(),
+        None => ctx.api.get("/v1/audit/checkpoint-key")?["public_key"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    };
+    let origin = note.split('\n').next().unwrap_or_default();
+    let verifier = NoteVerifier::from_published(origin, &key)
+        .map_err(|e| CliError::Verify(format!("the checkpoint key: {e}")))?;
+    let cp = verifier
+        .open(note)
+        .map_err(|e| CliError::Verify(format!("the checkpoint: {e}")))?;
+    Ok((
+        cp.origin.clone(),
+        ChainHead {
+            seq: cp.size as i64,
+            hash: cp.head_hash_hex(),
+        },
+    ))
+}
+
+fn verify(
+    ctx: &Ctx,
+    file: Option<PathBuf>,
+    checkpoint: Option<PathBuf>,
+    key: Option<String>,
+) -> Result<()> {
+    let read_note = |p: &Path| {
+        std::fs::read_to_string(p)
+            .map_err(|e| CliError::usage(format!("reading {}: {e}", p.display())))
+    };
+    let pb = bar();
+    pb.set_message("verifying");
+    let (reader, note, source): (Box<dyn BufRead>, Option<String>, String) = match &file {
+        Some(path) => {
+            let f = File::open(path)
+                .map_err(|e| CliError::usage(format!("reading {}: {e}", path.display())))?;
+            let note = match &checkpoint {
+                Some(p) => Some(read_note(p)?),
+                None if checkpoint_path(path).exists() => Some(read_note(&checkpoint_path(path))?),
+                // No checkpoint kept with the export: the deployment's newest one.
+                None => ctx.api.get(&ctx.org_path("/audit-events?limit=1")?)?["checkpoint"]["note"]
+                    .as_str()
+                    .map(str::to_owned),
+            };
+            let r = pb.wrap_read(f);
+            (
+                Box::new(BufReader::new(r)),
+                note,
+                path.display().to_string(),
+            )
+        }
+        None => {
+            let (r, note) = start_export(ctx, "jsonl", None)?;
+            let note = match &checkpoint {
+                Some(p) => Some(read_note(p)?),
+                None => note,
+            };
+            (
+                Box::new(BufReader::new(pb.wrap_read(r))),
+                note,
+                "export".into(),
+            )
+        }
+    };
+    let mut verifier = ChainVerifier::new();
+    let signed = match &note {
+        Some(n) => Some(open_checkpoint(ctx, n, key.as_deref())?),
+        None => None,
+    };
+    if let Some((_, head)) = &signed {
+        verifier.expect(head.clone());
+    }
+    let mut chain: Option<String> = None;
+    for (n, line) in reader.lines().enumerate() {
+        let line = line.map_err(|e| CliError::network(format!("reading {source}: {e}")))?;
+        if line.is_empty() {
+            continue;
+        }
+        let ev = export::parse_line(&line).map_err(|e| {
+            CliError::Verify(format!(
+                "{source} line {}: not an audit event of a jsonl export: {e}",
+                n + 1
+            ))
+        })?;
+        match &chain {
+            None => chain = Some(ev.event.chain.clone()),
+            Some(c) if *c != ev.event.chain => {
+                verifier.fail(ev.seq, format!("line {} belongs to another chain", n + 1));
+            }
+            Some(_) => {}
+        }
+        verifier.feed(&ev);
+        if verifier.is_broken() {
+            break;
+        }
+    }
+    pb.finish_and_clear();
+    // The checkpoint must be this chain's: its origin ends in `/audit/<chain>`.
+    if let (Some((origin, _)), Some(c)) = (&signed, &chain) {
+        if !origin.ends_with(&format!("/audit/{c}")) {
+            verifier.fail(1, format!("the checkpoint is for {origin}, not chain {c}"));
+        }
+    }
+    let report = verifier.finish();
+    let v = json!({
+        "source": source,
+        "chain": chain,
+        "valid": report.valid,
+        "events_checked": report.events_checked,
+        "first_broken_seq": report.first_broken_seq,
+        "reason": report.reason,
+        "head_hash": report.head_hash,
+        "checkpoint": signed.as_ref().map(|(origin, head)|
+            json!({"origin": origin, "size": head.seq, "head_hash": head.hash})),
+        "checkpoints_checked": report.checkpoints_checked,
+    });
+    if report.valid {
+        ctx.out.done(
+            &v,
+            &format!(
+                "OK: {} events verified, head {}; {}",
+                report.events_checked,
+                report.head_hash,
+                match &signed {
+                    Some((_, h)) => format!("matches the signed checkpoint at size {}", h.seq),
+                    None => "no signed checkpoint to compare with".into(),
+                }
+            ),
+        );
+        Ok(())
+    } else {
+        if ctx.out.json {
+            ctx.out.raw(&v);
+        }
+        Err(CliError::Verify(format!(
+            "the chain does not verify at seq {}: {}",
+            report.first_broken_seq.unwrap_or(0),
+            report.reason.unwrap_or_default()
+        )))
+    }
+}

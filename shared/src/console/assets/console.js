@@ -1,0 +1,19 @@
+// edgeplane console: enhancements only; every form works without this file.
+"use strict";
+document.addEventListener("DOMContentLoaded", function () {
+  // The magic-link landing page: the token travels in the fragment, which the server never
+  // sees. Put it in the form; the person still presses "Sign in" (mail scanners that prefetch
+  // the link never post it).
+  var field = document.getElementById("magic-token");
+  if (field && location.hash.indexOf("#token=") === 0) {
+    field.value = decodeURIComponent(location.hash.slice("#token=".length));
+    history.replaceState(null, "", location.pathname);
+  }
+  document.querySelectorAll("button[data-copy]").forEach(function (b) {
+    b.hidden = false;
+    b.addEventListener("click", function () {
+      var el = document.getElementById(b.getAttribute("data-copy"));
+      if (el && navigator.clipboard) navigator.clipboard.writeText(el.textContent.trim());
+    });
+  });
+});

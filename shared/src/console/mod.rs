@@ -1,0 +1,169 @@
+//! The web console's pure half: the security headers, CSRF tokens bound to a session, the
+//! session cookies, the embedded content-hashed assets, and the page templates (`pages`, maud).
+//! The gateway's `routes/console` binds them to requests and to the service layer; every page
+//! renders the same view types (`crate::views`) the JSON API answers.
+
+pub mod pages;
+
+use std::sync::OnceLock;
+
+use crate::crypto::hash::{constant_time_eq, hmac_sha256, sha256_hex};
+
+/// The Content-Security-Policy of every console page: no inline script or style anywhere.
+pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+
+/// Headers every console answer carries, pages and assets alike.
+pub const SECURITY_HEADERS: &[(&str, &str)] = &[
+    ("content-security-policy", CSP),
+    ("referrer-policy", "same-origin"),
+    ("x-content-type-options", "nosniff"),
+    ("x-frame-options", "DENY"),
+];
+
+/// Assets are immutable under their content-hashed path.
+pub const ASSET_CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
+
+const CSS: &[u8] = include_bytes!("assets/console.css");
+const JS: &[u8] = include_bytes!("assets/console.js");
+
+fn hashed(stem: &str, ext: &str, body: &[u8]) -> String {
+    format!("/assets/{stem}.{}.{ext}", &sha256_hex(body)[..16])
+}
+
+/// The stylesheet's path (its content hash in the name).
+pub fn css_path() -> &'static str {
+    static PATH: OnceLock<String> = OnceLock::new();
+    PATH.get_or_init(|| hashed("console", "css", CSS))
+}
+
+/// The script's path (its content hash in the name).
+pub fn js_path() -> &'static str {
+    static PATH: OnceLock<String> = OnceLock::new();
+    PATH.get_or_init(|| hashed("console", "js", JS))
+}
+
+/// The asset served at `path`: its content type and bytes. Only the current hashes are served.
+pub fn asset(path: &str) -> Option<(&'static str, &'static [u8])> {
+    if path == css_path() {
+        Some(("text/css; charset=utf-8", CSS))
+    } else if path == js_path() {
+        Some(("text/javascript; charset=utf-8", JS))
+    } else {
+        None
+    }
+}
+
+/// The CSRF token of a session: an HMAC of its id under a key only the deployment holds, so a
+/// page of another origin cannot know it, and it dies with the session.
+pub fn csrf_token(key: &[u8; 32], session_id: &str) -> String {
+    hex::encode(hmac_sha256(
+        key,
+        format!("console-csrf/{session_id}").as_bytes(),
+    ))
+}
+
+/// Whether `presented` is the session's CSRF token (compared in constant time).
+pub fn csrf_ok(key: &[u8; 32], session_id: &str, presented: Option<&str>) -> bool {
+    match presented {
+        Some(p) => constant_time_eq(csrf_token(key, session_id).as_bytes(), p.as_bytes()),
+        None => false,
+    }
+}
+
+/// A state-changing console request must say it comes from the console's own origin. Browsers
+/// send `Origin` with every form POST, so a missing one is refused too.
+pub fn same_origin(origin: Option<&str>, ours: &str) -> bool {
+    origin.is_some_and(|o| o.trim_end_matches('/') == ours.trim_end_matches('/'))
+}
+
+/// The session cookies' names: `__Host-` (Secure, host-only, `Path=/`) over https; plain names
+/// on a plain-http development origin, where a browser refuses `Secure` cookies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CookieNames {
+    pub access: &'static str,
+    pub refresh: &'static str,
+}
+
+pub fn cookie_names(https: bool) -> CookieNames {
+    if https {
+        CookieNames {
+            access: "__Host-ep_session",
+            refresh: "__Host-ep_refresh",
+        }
+    } else {
+        CookieNames {
+            access: "ep_session",
+            refresh: "ep_refresh",
+        }
+    }
+}
+
+/// A `Set-Cookie` value: HttpOnly (scripts cannot read it), SameSite=Lax, `Path=/`, `Secure`
+/// over https. `max_age` 0 deletes the cookie.
+pub fn set_cookie(name: &str, value: &str, https: bool, max_age_secs: i64) -> String {
+    format!(
+        "{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{}",
+        if https { "; Secure" } else { "" }
+    )
+}
+
+/// The value of cookie `name` in a `Cookie` header.
+pub fn cookie<'a>(header: &'a str, name: &str) -> Option<&'a str> {
+    header.split(';').find_map(|pair| {
+        let (k, v) = pair.trim().split_once('=')?;
+        (k == name).then_some(v)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csrf_is_bound_to_the_session() {
+        let key = [7u8; 32];
+        let t = csrf_token(&key, "ses_a");
+        assert!(csrf_ok(&key, "ses_a", Some(&t)));
+        assert!(!csrf_ok(&key, "ses_b", Some(&t)));
+        assert!(!csrf_ok(&[8u8; 32], "ses_a", Some(&t)));
+        assert!(!csrf_ok(&key, "ses_a", None));
+        assert!(!csrf_ok(&key, "ses_a", Some("")));
+    }
+
+    #[test]
+    fn origin_must_match_exactly() {
+        assert!(same_origin(
+            Some("http://127.0.0.1:8787"),
+            "http://127.0.0.1:8787"
+        ));
+        assert!(!same_origin(
+            Some("http://evil.test"),
+            "http://127.0.0.1:8787"
+        ));
+        assert!(!same_origin(Some("null"), "http://127.0.0.1:8787"));
+        assert!(!same_origin(None, "http://127.0.0.1:8787"));
+    }
+
+    #[test]
+    fn cookies() {
+        let n = cookie_names(true);
+        assert!(n.access.starts_with("__Host-"));
+        let c = set_cookie(n.access, "v", true, 60);
+        assert!(c.contains("HttpOnly") && c.contains("SameSite=Lax") && c.contains("Secure"));
+        assert!(c.contains("Path=/") && !c.contains("Domain"));
+        assert!(!set_cookie("ep_session", "v", false, 60).contains("Secure"));
+        assert_eq!(
+            cookie("a=1; ep_session=x.y; b=2", "ep_session"),
+            Some("x.y")
+        );
+        assert_eq!(cookie("a=1", "ep_session"), None);
+    }
+
+    #[test]
+    fn assets_are_content_hashed() {
+        assert!(css_path().starts_with("/assets/console.") && css_path().ends_with(".css"));
+        assert!(asset(css_path()).is_some() && asset(js_path()).is_some());
+        assert!(asset("/assets/console.css").is_none());
+    }
+}

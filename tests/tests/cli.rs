@@ -1,0 +1,525 @@
+//! The `edgeplane` CLI, run as a process against the local stack: device-code login approved
+//! through the JSON API, whoami, refresh with rotation, logout revoking the token, API keys,
+//! the audit export verified locally (and refused when tampered with or cut short), server
+//! errors with their code and exit status, `--json` output, models push and pull.
+//!
+//! `scripts/e2e` builds the binary and passes its path in `EDGEPLANE_BIN`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use e2e::access::add_member;
+use e2e::federation::{safetensors_f32, sha256_hex, tensors, unique};
+use e2e::identity::{approve_device, cli_token, create_org, new_user, Session};
+use e2e::{stack, Client};
+use serde_json::Value;
+
+fn binary() -> PathBuf {
+    let p = std::env::var_os("EDGEPLANE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/edgeplane"));
+    assert!(
+        p.exists(),
+        "the edgeplane binary is not at {}: run through scripts/e2e, which builds it",
+        p.display()
+    );
+    p
+}
+
+/// One CLI user: a config dir of their own, and optionally a fixed token and org.
+struct Cli {
+    dir: PathBuf,
+    token: Option<String>,
+    org: Option<String>,
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
+    }
+
+    #[track_caller]
+    fn ok(self) -> Self {
+        assert_eq!(
+            self.code, 0,
+            "stdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Self {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Cli {
+    fn new() -> Self {
+        let dir = std::env::temp_dir().join(unique("edgeplane-cli"));
+        std::fs::create_dir_all(&dir).unwrap();
+        Cli {
+            dir,
+            token: None,
+            org: None,
+        }
+    }
+
+    /// Acting with `token` (EDGEPLANE_TOKEN) in `org`.
+    fn with_token(token: &str, org: &str) -> Self {
+        let mut c = Cli::new();
+        c.token = Some(token.to_owned());
+        c.org = Some(org.to_owned());
+        c
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(binary());
+        c.args(args)
+            .env("EDGEPLANE_CONFIG_DIR", &self.dir)
+            .env("EDGEPLANE_URL", &stack().base_url)
+            .env_remove("EDGEPLANE_TOKEN")
+            .env_remove("EDGEPLANE_ORG")
+            .env_remove("EDGEPLANE_PROFILE")
+            .stdin(Stdio::null());
+        if let Some(t) = &self.token {
+            c.env("EDGEPLANE_TOKEN", t);
+        }
+        if let Some(o) = &self.org {
+            c.env("EDGEPLANE_ORG", o);
+        }
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        self.command(args).output().unwrap().into()
+    }
+
+    fn credentials(&self) -> Value {
+        let text = std::fs::read_to_string(self.dir.join("credentials-default.json")).unwrap();
+        serde_json::from_str(&text).unwrap()
+    }
+}
+
+/// A new person owning a new org, and a CLI token of theirs for it.
+fn owner_with_org(tag: &str) -> (Session, String, Cli) {
+    let s = new_user(tag);
+    let org = create_org(&s, "CLI Org");
+    let org_id = org["id"].as_str().unwrap().to_owned();
+    let t = cli_token(&s, &org_id, None);
+    (s, org_id.clone(), Cli::with_token(&t.access_token, &org_id))
+}
+
+#[test]
+fn login_with_the_device_code_approved_through_the_api_then_whoami_refresh_and_logout() {
+    let owner = new_user("cli-login");
+    let org = create_org(&owner, "Login Org");
+    let org_id = org["id"].as_str().unwrap().to_owned();
+    let cli = Cli::new();
+
+    let mut child = cli
+        .command(&["login", "--no-browser"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut printed = String::new();
+    let user_code = loop {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "login printed no user code: {printed}"
+        );
+        printed.push_str(&line);
+        if let Some(code) = line.trim().strip_prefix("user code: ") {
+            break code.to_owned();
+        }
+    };
+    assert!(printed.contains("/device"), "{printed}");
+    // The signed-in owner approves the code for the org (what the console's /device page does).
+    approve_device(&owner, &user_code, &org_id).expect(200);
+    let out = child.wait_with_output().unwrap();
+    let run: Run = out.into();
+    assert_eq!(run.code, 0, "stdout {} stderr {}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("Signed in as"), "{}", run.stdout);
+
+    // The refresh token is kept in a file only its owner can read (no keyring on Linux).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(cli.dir.join("credentials-default.json"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let first = cli.credentials();
+    assert!(first["refresh_token"]
+        .as_str()
+        .unwrap()
+        .starts_with("epcr_"));
+
+    let who = cli.run(&["whoami", "--json"]).ok().json();
+    assert_eq!(who["user"]["email"], owner.email.as_str());
+    assert_eq!(who["org_id"], org_id.as_str());
+    assert_eq!(who["role"], "owner");
+    assert_eq!(who["principal"]["kind"], "cli_token");
+    assert!(who["scopes"]
+        .as_array()
+        .unwrap()
+        .contains(&Value::from("org:owner")));
+
+    // An access token about to expire is refreshed transparently, and the refresh token rotates.
+    let mut stale = first.clone();
+    stale["expires_at"] = Value::from(0);
+    std::fs::write(cli.dir.join("credentials-default.json"), stale.to_string()).unwrap();
+    cli.run(&["whoami", "--json"]).ok();
+    let second = cli.credentials();
+    assert_ne!(second["refresh_token"], first["refresh_token"]);
+    assert_ne!(second["access_token"], first["access_token"]);
+
+    // logout revokes the token at the server.
+    let access = second["access_token"].as_str().unwrap().to_owned();
+    Client::anonymous()
+        .with_bearer(&access)
+        .get("/v1/me")
+        .expect(200);
+    let out = cli.run(&["logout", "--json"]).ok().json();
+    assert_eq!(out["revoked"], true);
+    Client::anonymous()
+        .with_bearer(&access)
+        .get("/v1/me")
+        .expect_error(401, "invalid_token");
+    // Signed out: whoami is an authentication failure (exit 4).
+    let r = cli.run(&["whoami"]);
+    assert_eq!(r.code, 4, "{}", r.stderr);
+}
+
+#[test]
+fn api_keys_are_created_rotated_and_revoked() {
+    let (_s, org_id, cli) = owner_with_org("cli-keys");
+    let created = cli
+        .run(&[
+            "keys",
+            "create",
+            "--name",
+            "ci",
+            "--scope",
+            "audit:read",
+            "--scope",
+            "org:read",
+            "--json",
+        ])
+        .ok()
+        .json();
+    let key = created["key"].as_str().unwrap().to_owned();
+    let key_id = created["api_key"]["id"].as_str().unwrap().to_owned();
+    let audit = format!("/v1/orgs/{org_id}/audit-events");
+    Client::anonymous()
+        .with_bearer(&key)
+        .get(&audit)
+        .expect(200);
+
+    // Without --json the secret alone goes to stdout, so a script can capture it.
+    let plain = cli
+        .run(&["keys", "create", "--name", "plain", "--scope", "org:read"])
+        .ok();
+    assert_eq!(plain.stdout.trim().lines().count(), 1);
+    assert!(plain.stderr.contains("shown only once"), "{}", plain.stderr);
+
+    let rotated = cli
+        .run(&[
+            "keys",
+            "rotate",
+            &key_id,
+            "--overlap-seconds",
+            "0",
+            "--json",
+        ])
+        .ok()
+        .json();
+    let new_key = rotated["key"].as_str().unwrap().to_owned();
+    let new_id = rotated["api_key"]["id"].as_str().unwrap().to_owned();
+    assert_ne!(new_id, key_id);
+    assert_eq!(rotated["api_key"]["rotated_from"], key_id.as_str());
+    Client::anonymous()
+        .with_bearer(&new_key)
+        .get(&audit)
+        .expect(200);
+
+    let revoked = cli.run(&["keys", "revoke", &new_id, "--json"]).ok().json();
+    assert_eq!(revoked["revoked"], new_id.as_str());
+    Client::anonymous()
+        .with_bearer(&new_key)
+        .get(&audit)
+        .expect_error(401, "invalid_token");
+
+    // The listing no longer shows the revoked key; the first one's replacement is gone with it.
+    let list = cli.run(&["keys", "list", "--json"]).ok().json();
+    let listed = |id: &str| {
+        list["api_keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["id"] == id && k["status"] == "active")
+    };
+    assert!(!listed(&new_id), "{list}");
+    // A table for people.
+    let table = cli.run(&["keys", "list"]).ok();
+    assert!(table.stdout.contains("NAME"), "{}", table.stdout);
+}
+
+#[test]
+fn the_audit_export_verifies_locally_and_a_tampered_one_does_not() {
+    let (_s, org_id, cli) = owner_with_org("cli-audit");
+    for n in 0..3 {
+        cli.run(&[
+            "keys",
+            "create",
+            "--name",
+            &format!("k{n}"),
+            "--scope",
+            "org:read",
+        ])
+        .ok();
+    }
+    let file = cli.dir.join("audit.jsonl");
+    let f = file.to_str().unwrap();
+    let summary = cli.run(&["audit", "export", "-o", f, "--json"]).ok().json();
+    let text = std::fs::read_to_string(&file).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(summary["events"], lines.len());
+    // The org's creation, the CLI token, three keys: at least five events, in chain order.
+    assert!(lines.len() >= 5, "{text}");
+    for (n, line) in lines.iter().enumerate() {
+        let ev: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(ev["seq"], n as i64 + 1);
+        assert_eq!(ev["chain"], org_id.as_str());
+        assert!(ev["metadata"].is_string() && ev["hash"].as_str().unwrap().len() == 64);
+    }
+    assert!(lines
+        .iter()
+        .any(|l| l.contains("\"action\":\"api_key.created\"")));
+    let note = std::fs::read_to_string(format!("{f}.checkpoint")).unwrap();
+    assert!(note.contains(&format!("/audit/{org_id}\n")), "{note}");
+
+    let ok = cli.run(&["audit", "verify", f, "--json"]).ok().json();
+    assert_eq!(ok["valid"], true);
+    assert_eq!(ok["events_checked"], lines.len());
+    assert_eq!(ok["checkpoint"]["size"], lines.len());
+    assert_eq!(ok["checkpoints_checked"], 1);
+
+    // One edited event: the chain breaks there (exit 5, verification failed).
+    let tampered = cli.dir.join("tampered.jsonl");
+    let t = tampered.to_str().unwrap();
+    let edited: Vec<String> = lines
+        .iter()
+        .enumerate()
+        .map(|(n, l)| {
+            if n == 2 {
+                l.replacen("\"actor_id\":\"", "\"actor_id\":\"x", 1)
+            } else {
+                (*l).to_owned()
+            }
+        })
+        .collect();
+    std::fs::write(&tampered, edited.join("\n") + "\n").unwrap();
+    std::fs::write(format!("{t}.checkpoint"), &note).unwrap();
+    let bad = cli.run(&["audit", "verify", t, "--json"]);
+    assert_eq!(bad.code, 5, "{} {}", bad.stdout, bad.stderr);
+    let report = bad.json();
+    assert_eq!(report["valid"], false);
+    assert_eq!(report["first_broken_seq"], 3);
+    let plain = cli.run(&["audit", "verify", t]);
+    assert_eq!(plain.code, 5);
+    assert!(
+        plain.stderr.contains("does not verify at seq 3"),
+        "{}",
+        plain.stderr
+    );
+
+    // The newest event cut off: the links still hold, but the signed checkpoint does not.
+    let cut = cli.dir.join("cut.jsonl");
+    let c = cut.to_str().unwrap();
+    std::fs::write(&cut, lines[..lines.len() - 1].join("\n") + "\n").unwrap();
+    std::fs::write(format!("{c}.checkpoint"), &note).unwrap();
+    let r = cli.run(&["audit", "verify", c, "--json"]);
+    assert_eq!(r.code, 5, "{}", r.stdout);
+    assert!(r.json()["reason"]
+        .as_str()
+        .unwrap()
+        .contains("deleted from its end"));
+
+    // A forged checkpoint (its size changed) does not verify under the deployment's key.
+    let forged = note.replacen(&format!("\n{}\n", lines.len()), "\n1\n", 1);
+    std::fs::write(format!("{c}.checkpoint"), &forged).unwrap();
+    let r = cli.run(&["audit", "verify", c]);
+    assert_eq!(r.code, 5, "{}", r.stderr);
+    assert!(r.stderr.contains("signature"), "{}", r.stderr);
+
+    // Without a file: a fresh export streamed from the server and checked as it arrives.
+    let live = cli.run(&["audit", "verify", "--json"]).ok().json();
+    assert_eq!(live["valid"], true);
+
+    // CSV for spreadsheets: a header, then one row per event.
+    let csv = cli.run(&["audit", "export", "--format", "csv"]).ok();
+    assert!(
+        csv.stdout.starts_with("seq,id,chain,org_id,"),
+        "{}",
+        csv.stdout
+    );
+    assert!(csv.stdout.lines().count() > lines.len());
+
+    // `audit list` as JSON.
+    let listed = cli
+        .run(&["audit", "list", "--action", "api_key.created", "--json"])
+        .ok()
+        .json();
+    assert_eq!(listed["events"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn server_refusals_print_the_code_and_request_id_and_exit_1() {
+    let (s, org_id, cli) = owner_with_org("cli-errors");
+    // 404: a key that does not exist.
+    let r = cli.run(&["keys", "revoke", "key_doesnotexist"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let line = r.stderr.trim();
+    assert_eq!(line.lines().count(), 1, "{line}");
+    assert!(
+        line.contains("not_found") && line.contains("HTTP 404"),
+        "{line}"
+    );
+    assert!(line.contains("request_id req_"), "{line}");
+    // The same as JSON on stderr.
+    let r = cli.run(&["keys", "revoke", "key_doesnotexist", "--json"]);
+    assert_eq!(r.code, 1);
+    let e: Value = serde_json::from_str(r.stderr.trim()).unwrap();
+    assert_eq!(e["error"]["code"], "not_found");
+    assert_eq!(e["error"]["status"], 404);
+    assert!(e["error"]["request_id"]
+        .as_str()
+        .unwrap()
+        .starts_with("req_"));
+
+    // 403: a member may not read the audit log.
+    let member = new_user("cli-member");
+    add_member(&s, &org_id, &member, "member");
+    let t = cli_token(&member, &org_id, None);
+    let as_member = Cli::with_token(&t.access_token, &org_id);
+    let r = as_member.run(&["audit", "export"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("insufficient_scope") && r.stderr.contains("HTTP 403"),
+        "{}",
+        r.stderr
+    );
+    let r = as_member.run(&[
+        "keys", "create", "--name", "x", "--scope", "org:read", "--json",
+    ]);
+    assert_eq!(r.code, 1);
+    let e: Value = serde_json::from_str(r.stderr.trim()).unwrap();
+    assert_eq!(e["error"]["code"], "insufficient_scope");
+
+    // Usage (2), network (3), authentication (4).
+    assert_eq!(cli.run(&["keys", "frobnicate"]).code, 2);
+    let mut no_org = Cli::new();
+    no_org.token = cli.token.clone();
+    assert_eq!(no_org.run(&["keys", "list"]).code, 2);
+    let r = cli.run(&["--url", "http://127.0.0.1:9", "keys", "list"]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    let bad = Cli::with_token("ep_notavalidtoken", &org_id);
+    assert_eq!(bad.run(&["keys", "list"]).code, 4);
+}
+
+#[test]
+fn json_output_parses_for_the_read_commands() {
+    let (s, org_id, cli) = owner_with_org("cli-json");
+    let orgs = cli.run(&["orgs", "--json"]).ok().json();
+    assert_eq!(orgs["orgs"][0]["org"]["id"], org_id.as_str());
+    let members = cli.run(&["members", "--json"]).ok().json();
+    assert_eq!(members["members"][0]["email"], s.email.as_str());
+    // Sessions are managed with a person's own session token, not a CLI token (403)...
+    let r = cli.run(&["sessions", "list"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("HTTP 403"), "{}", r.stderr);
+    // ...which lists the CLI token among them.
+    let person = Cli::with_token(&s.access_token, &org_id);
+    let sessions = person.run(&["sessions", "list", "--json"]).ok().json();
+    assert!(sessions["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|x| x["kind"] == "cli"));
+    cli.run(&["models", "list", "--json"]).ok().json();
+    cli.run(&["rounds", "list", "--json"]).ok().json();
+    let who = cli.run(&["whoami", "--json"]).ok().json();
+    assert_eq!(who["role"], "owner");
+    // Completions are generated offline.
+    let bash = cli.run(&["completions", "bash"]).ok();
+    assert!(bash.stdout.contains("edgeplane"));
+}
+
+#[test]
+fn models_push_then_pull_byte_identical() {
+    let (_s, _org_id, cli) = owner_with_org("cli-models");
+    let created = cli
+        .run(&["models", "create", &unique("cli-model"), "--json"])
+        .ok()
+        .json();
+    let model = created["model"]["id"].as_str().unwrap().to_owned();
+    let spec = tensors(&[("dense.weight", vec![8, 16]), ("dense.bias", vec![16])]);
+    let values: Vec<f64> = (0..(8 * 16 + 16)).map(|i| (i as f64) / 7.0 - 3.0).collect();
+    let bytes = safetensors_f32(&spec, &values, &[1, 0]);
+    let file = cli.dir.join("model.safetensors");
+    std::fs::write(&file, &bytes).unwrap();
+
+    let pushed = cli
+        .run(&["models", "push", &model, file.to_str().unwrap(), "--json"])
+        .ok()
+        .json();
+    assert_eq!(pushed["version"]["version"], 1);
+    assert_eq!(pushed["version"]["sha256"], sha256_hex(&bytes).as_str());
+
+    let pulled = cli.dir.join("pulled.safetensors");
+    let out = cli
+        .run(&[
+            "models",
+            "pull",
+            &model,
+            "1",
+            "-o",
+            pulled.to_str().unwrap(),
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(out["sha256"], sha256_hex(&bytes).as_str());
+    assert_eq!(std::fs::read(&pulled).unwrap(), bytes);
+
+    let versions = cli
+        .run(&["models", "versions", &model, "--json"])
+        .ok()
+        .json();
+    assert_eq!(versions["versions"].as_array().unwrap().len(), 1);
+    let approved = cli
+        .run(&["models", "approve", &model, "1", "--json"])
+        .ok()
+        .json();
+    assert_eq!(approved["version"]["status"], "approved");
+}
