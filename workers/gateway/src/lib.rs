@@ -30,6 +30,22 @@ use http::log::{self, AccessLine};
 use http::respond;
 use http::RequestCtx;
 
+/// One access line per request, whichever surface (API or console) answered it.
+fn log_access(rc: &RequestCtx, method: &str, status: u16, error_code: Option<&str>) {
+    log::access(&AccessLine {
+        level: if status >= 500 { "error" } else { "info" },
+        msg: "request",
+        request_id: &rc.request_id,
+        method,
+        route: rc.route,
+        status,
+        duration_ms: http::ctx::now_ms() - rc.started_ms,
+        principal: rc.principal_kind.as_str(),
+        org_id: rc.org_id.as_deref(),
+        error_code,
+    });
+}
+
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
     let mut rc = RequestCtx::new(&req);
@@ -37,22 +53,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
     // The web console answers HTML, with its own headers (CSP, caching of hashed assets).
     if routes::console::serves(&req.path()) {
         let resp = routes::console::dispatch(req, &env, &ctx, &mut rc).await;
-        log::access(&AccessLine {
-            level: if resp.status_code() >= 500 {
-                "error"
-            } else {
-                "info"
-            },
-            msg: "request",
-            request_id: &rc.request_id,
-            method: &method,
-            route: rc.route,
-            status: resp.status_code(),
-            duration_ms: http::ctx::now_ms() - rc.started_ms,
-            principal: rc.principal_kind.as_str(),
-            org_id: rc.org_id.as_deref(),
-            error_code: None,
-        });
+        log_access(&rc, &method, resp.status_code(), None);
         return Ok(resp);
     }
     // OAuth clients expect RFC 6749 error bodies from the OAuth endpoints, for every failure.
@@ -66,22 +67,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
         ),
     };
     respond::finish(&mut resp, &rc.request_id);
-    log::access(&AccessLine {
-        level: if resp.status_code() >= 500 {
-            "error"
-        } else {
-            "info"
-        },
-        msg: "request",
-        request_id: &rc.request_id,
-        method: &method,
-        route: rc.route,
-        status: resp.status_code(),
-        duration_ms: http::ctx::now_ms() - rc.started_ms,
-        principal: rc.principal_kind.as_str(),
-        org_id: rc.org_id.as_deref(),
-        error_code,
-    });
+    log_access(&rc, &method, resp.status_code(), error_code);
     Ok(resp)
 }
 

@@ -166,20 +166,7 @@ pub async fn plan(cx: &mut Cx<'_>) -> HttpResult {
         .ok_or_else(|| ApiError::not_found("plan"))?;
     let v = rounds::view(&round)?;
     let plan: StoredPlan = serde_json::from_str(&round.plan).map_err(|_| corrupt("round plan"))?;
-    #[derive(Deserialize)]
-    struct BaseLayout {
-        layout: String,
-    }
-    let base: BaseLayout = cx
-        .db()
-        .first(
-            "SELECT layout FROM fl_model_versions WHERE id = ? AND org_id = ?",
-            args![&round.base_version_id, &dev.org_id],
-        )
-        .await?
-        .ok_or_else(|| corrupt("round base version"))?;
-    let layout: ModelLayout =
-        serde_json::from_str(&base.layout).map_err(|_| corrupt("version layout"))?;
+    let layout = base_layout(cx, &round, &dev.org_id).await?;
     let (clip_norm, clipping) = Clipping::of(v.aggregation.clip_norm);
     respond::ok(&Plan {
         plan_id: v.plan_id,
@@ -432,4 +419,25 @@ pub async fn complete(cx: &mut Cx<'_>) -> HttpResult {
         })
         .await?;
     answer(outcome, &round_id, &upload_id)
+}
+
+/// The tensor layout of a round's base version: what a device's update must match.
+pub(super) async fn base_layout(
+    cx: &Cx<'_>,
+    round: &RoundRow,
+    org_id: &str,
+) -> Result<ModelLayout, ApiError> {
+    #[derive(Deserialize)]
+    struct BaseLayout {
+        layout: String,
+    }
+    let base: BaseLayout = cx
+        .db()
+        .first(
+            "SELECT layout FROM fl_model_versions WHERE id = ? AND org_id = ?",
+            args![&round.base_version_id, org_id],
+        )
+        .await?
+        .ok_or_else(|| corrupt("round base version"))?;
+    serde_json::from_str(&base.layout).map_err(|_| corrupt("version layout"))
 }

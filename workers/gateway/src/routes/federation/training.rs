@@ -11,7 +11,6 @@
 
 use base64::Engine;
 use edgeplane_core::crypto::hash::sha256_hex;
-use edgeplane_core::fl::layout::ModelLayout;
 use edgeplane_core::fl::npy::{self, NpyError};
 use edgeplane_core::fl::pieces::Piece;
 use edgeplane_core::fl::validate::{UpdateFormat, UpdateMeta};
@@ -27,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::common::query;
-use super::protocol::{answer, participant_device};
+use super::protocol::{answer, base_layout, participant_device};
 use crate::clients::round::RoundClient;
 use crate::cx::Cx;
 use crate::http::ctx::now_ms;
@@ -238,20 +237,7 @@ pub async fn weights(cx: &mut Cx<'_>) -> HttpResult {
     let file = base64::engine::general_purpose::STANDARD
         .decode(body.weights_data.as_bytes())
         .map_err(|_| RejectReason::Malformed.to_error("weights_data is not base64"))?;
-    #[derive(Deserialize)]
-    struct BaseLayout {
-        layout: String,
-    }
-    let base: BaseLayout = cx
-        .db()
-        .first(
-            "SELECT layout FROM fl_model_versions WHERE id = ? AND org_id = ?",
-            args![&round.base_version_id, &dev.org_id],
-        )
-        .await?
-        .ok_or_else(|| corrupt("round base version"))?;
-    let layout: ModelLayout =
-        serde_json::from_str(&base.layout).map_err(|_| corrupt("version layout"))?;
+    let layout = base_layout(cx, &round, &dev.org_id).await?;
     let update = npy::to_safetensors(&file, &layout).map_err(npy_error)?;
     drop(file);
 
