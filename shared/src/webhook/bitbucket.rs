@@ -2,7 +2,9 @@
 //! body)>`. The delivery id is Cloud's `X-Request-UUID` or Data Center's `X-Request-Id`; the
 //! event name is `X-Event-Key` (`pullrequest:created` on Cloud, `pr:opened` on Data Center).
 
-use super::{verify_hex_hmac, Headers, Platform, Refused, Secrets, VerifiedWebhook, VerifyError};
+use super::{
+    verify_hex_hmac, Headers, Platform, Refused, Replay, Secrets, VerifiedWebhook, VerifyError,
+};
 
 pub fn verify(
     headers: &Headers,
@@ -18,8 +20,8 @@ pub(super) fn verify_keeping(
     body: Vec<u8>,
     secrets: &Secrets<'_>,
 ) -> Result<VerifiedWebhook, Refused> {
-    let slot = match verify_hex_hmac(headers.get("x-hub-signature"), &body, secrets) {
-        Ok(slot) => slot,
+    let (slot, mac) = match verify_hex_hmac(headers.get("x-hub-signature"), &body, secrets) {
+        Ok(verified) => verified,
         Err(error) => return Err(Refused { error, body }),
     };
     let delivery = headers
@@ -31,7 +33,8 @@ pub(super) fn verify_keeping(
         headers.get("x-event-key"),
         body,
         slot,
-    ))
+    )
+    .replay(Replay::BodyMac(mac)))
 }
 
 #[cfg(test)]

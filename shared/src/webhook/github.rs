@@ -7,7 +7,8 @@
 //! is classified.
 
 use super::{
-    is_form, verify_hex_hmac, Headers, Platform, Refused, Secrets, VerifiedWebhook, VerifyError,
+    is_form, verify_hex_hmac, Headers, Platform, Refused, Replay, Secrets, VerifiedWebhook,
+    VerifyError,
 };
 
 pub fn verify(
@@ -24,8 +25,8 @@ pub(super) fn verify_keeping(
     body: Vec<u8>,
     secrets: &Secrets<'_>,
 ) -> Result<VerifiedWebhook, Refused> {
-    let slot = match verify_hex_hmac(headers.get("x-hub-signature-256"), &body, secrets) {
-        Ok(slot) => slot,
+    let (slot, mac) = match verify_hex_hmac(headers.get("x-hub-signature-256"), &body, secrets) {
+        Ok(verified) => verified,
         Err(error) => return Err(Refused { error, body }),
     };
     Ok(VerifiedWebhook::new(
@@ -35,7 +36,8 @@ pub(super) fn verify_keeping(
         body,
         slot,
     )
-    .form_encoded(is_form(headers.get("content-type"))))
+    .form_encoded(is_form(headers.get("content-type")))
+    .replay(Replay::BodyMac(mac)))
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
-use super::{Headers, Platform, Refused, Secrets, Slot, VerifiedWebhook, VerifyError};
+use super::{Headers, Platform, Refused, Replay, Secrets, Slot, VerifiedWebhook, VerifyError};
 use crate::crypto::{constant_time_eq, hmac_sha256, hmac_sha256_parts};
 
 pub const TOLERANCE_SECONDS: i64 = 5 * 60;
@@ -44,7 +44,11 @@ pub(super) fn verify_keeping(
         body,
         slot,
     )
-    .id_signed(id_signed))
+    .replay(if id_signed {
+        Replay::IdSigned
+    } else {
+        Replay::BodyHash
+    }))
 }
 
 /// The secret that authenticated the delivery, and whether the id is signed too.

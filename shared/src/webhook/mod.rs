@@ -161,9 +161,22 @@ pub struct VerifiedWebhook {
     /// The body is `application/x-www-form-urlencoded` with the JSON in its `payload` field
     /// (GitHub's default `content_type: form`).
     form_encoded: bool,
-    /// The authenticator covers the delivery id (GitLab's Standard Webhooks signature), so a
-    /// captured delivery cannot be replayed under a fresh id.
-    id_signed: bool,
+    replay: Replay,
+}
+
+/// What recognises a replay of a verified delivery under a fresh delivery id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Replay {
+    /// The authenticator covers the id (GitLab's Standard Webhooks signature): a replay under
+    /// another id does not verify, and one under the same id is a duplicate by id.
+    IdSigned,
+    /// An HMAC over the body alone (GitHub, Bitbucket). The verified MAC already fingerprints
+    /// the exact bytes under the integration's secret, so no second pass over the body is
+    /// needed: a replay carries the same MAC, and nobody without the secret can make another.
+    BodyMac([u8; 32]),
+    /// A bare shared token (GitLab's `X-Gitlab-Token`), which says nothing about the body: its
+    /// SHA-256 is the fingerprint.
+    BodyHash,
 }
 
 impl VerifiedWebhook {
@@ -190,7 +203,7 @@ impl VerifiedWebhook {
             body,
             slot,
             form_encoded: false,
-            id_signed: false,
+            replay: Replay::BodyHash,
         }
     }
 
@@ -199,8 +212,8 @@ impl VerifiedWebhook {
         self
     }
 
-    fn id_signed(mut self, yes: bool) -> Self {
-        self.id_signed = yes;
+    fn replay(mut self, replay: Replay) -> Self {
+        self.replay = replay;
         self
     }
 
@@ -226,16 +239,19 @@ impl VerifiedWebhook {
         self.form_encoded
     }
 
-    /// What identifies a replay of this delivery beyond its id: the SHA-256 of the verified
-    /// body, for every scheme whose authenticator does not cover the delivery id (GitHub's and
-    /// Bitbucket's HMACs, GitLab's bare token). Without it anyone holding one captured delivery
-    /// could resend it under fresh ids and have each recorded as new. `None` for GitLab's
-    /// Standard Webhooks signature, which signs `webhook-id` and a timestamp checked against a
-    /// tolerance window, so a replay under another id does not verify and one under the same
-    /// id is a duplicate by id. Platforms never send byte-identical bodies for distinct events
-    /// (every payload carries its own timestamps and ids), so nothing legitimate collides.
+    /// What identifies a replay of this delivery beyond its id, for every scheme whose
+    /// authenticator does not cover the delivery id (GitHub's and Bitbucket's HMACs: the
+    /// verified MAC; GitLab's bare token: the body's SHA-256). Without it anyone holding one
+    /// captured delivery could resend it under fresh ids and have each recorded as new. `None`
+    /// for GitLab's Standard Webhooks signature (see [`Replay::IdSigned`]). Platforms never send
+    /// byte-identical bodies for distinct events (every payload carries its own timestamps and
+    /// ids), so nothing legitimate collides.
     pub fn replay_key(&self) -> Option<String> {
-        (!self.id_signed).then(|| sha256_hex(&self.body))
+        match self.replay {
+            Replay::IdSigned => None,
+            Replay::BodyMac(mac) => Some(format!("hmac-sha256:{}", hex::encode(mac))),
+            Replay::BodyHash => Some(sha256_hex(&self.body)),
+        }
     }
 }
 
@@ -251,20 +267,19 @@ fn is_form(content_type: Option<&str>) -> bool {
 
 /// `sha256=<hex>` HMAC-SHA256 over the raw body, checked against each candidate secret in
 /// constant time. Shared by GitHub (`X-Hub-Signature-256`) and Bitbucket (`X-Hub-Signature`).
+/// Returns the secret that matched and the verified MAC.
 fn verify_hex_hmac(
     header: Option<&str>,
     body: &[u8],
     secrets: &Secrets<'_>,
-) -> Result<Slot, VerifyError> {
+) -> Result<(Slot, [u8; 32]), VerifyError> {
     let header = header.ok_or(VerifyError::Missing)?;
     let (algo, hex_sig) = header.split_once('=').ok_or(VerifyError::Malformed)?;
     if !algo.trim().eq_ignore_ascii_case("sha256") {
         return Err(VerifyError::Malformed);
     }
-    let presented = hex::decode(hex_sig.trim()).map_err(|_| VerifyError::Malformed)?;
-    if presented.len() != 32 {
-        return Err(VerifyError::Malformed);
-    }
+    let mut presented = [0u8; 32];
+    hex::decode_to_slice(hex_sig.trim(), &mut presented).map_err(|_| VerifyError::Malformed)?;
     let mut matched = None;
     // Every candidate is computed and compared, so timing does not say which secret matched.
     for (slot, secret) in secrets.candidates() {
@@ -272,7 +287,9 @@ fn verify_hex_hmac(
             matched = Some(slot);
         }
     }
-    matched.ok_or(VerifyError::Mismatch)
+    matched
+        .map(|slot| (slot, presented))
+        .ok_or(VerifyError::Mismatch)
 }
 
 /// `sha256=<hex>` for `body` under `secret`: what a platform sends (tests, fakes, benches).
@@ -309,16 +326,41 @@ mod tests {
     }
 
     #[test]
-    fn replay_key_is_the_body_hash_unless_the_id_is_signed() {
+    fn replay_key_is_the_verified_mac_or_the_body_hash_unless_the_id_is_signed() {
         let v = VerifiedWebhook::new(
-            Platform::GitHub,
+            Platform::GitLab,
             Some("d"),
             None,
             b"{}".to_vec(),
             Slot::Current,
         );
         assert_eq!(v.replay_key(), Some(sha256_hex(b"{}")));
-        assert_eq!(v.id_signed(true).replay_key(), None);
+        assert_eq!(v.replay(Replay::IdSigned).replay_key(), None);
+
+        // An HMAC scheme keys on the MAC: the same bytes replayed give the same key, other
+        // bytes another, and the header's spelling of the MAC does not matter.
+        let body = br#"{"action":"opened"}"#.to_vec();
+        let sig = sign_hex_sha256(b"k", &body);
+        let key = |sig: &str, body: &[u8]| {
+            let h = Headers::new().with("x-hub-signature-256", sig);
+            let s = Secrets {
+                current: b"k",
+                previous: None,
+                signing_token: None,
+            };
+            github::verify(&h, body.to_vec(), &s).unwrap().replay_key()
+        };
+        let first = key(&sig, &body).unwrap();
+        assert_eq!(
+            first,
+            format!("hmac-sha256:{}", hex::encode(hmac_sha256(b"k", &body)))
+        );
+        assert_eq!(
+            key(&sig.to_uppercase().replace("SHA256=", "sha256="), &body).unwrap(),
+            first
+        );
+        let other = br#"{"action":"closed"}"#;
+        assert_ne!(key(&sign_hex_sha256(b"k", other), other).unwrap(), first);
     }
 
     #[test]
