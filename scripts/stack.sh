@@ -56,12 +56,32 @@ ep_apply_migrations() {
     || { cat "$state/migrations.log" >&2; ep_die "applying D1 migrations failed"; }
 }
 
+# ep_prebuilt_configs: copies of both wrangler configs without their [build] table, written next
+# to the originals so their relative paths hold (git-ignored). A stack started from them serves
+# the workers exactly as built and never rebuilds them. With the [build] table, wrangler's
+# watcher fires once more after start-up ("... changed, restarting build"), and the reload that
+# follows can land seconds later, mid-test, when the machine is busy: the request in flight then
+# gets 503 "Your worker restarted mid-request". The tests and their restarts use these copies;
+# scripts/dev keeps rebuilding on change.
+ep_prebuilt_configs() {
+  local cfg
+  for cfg in "$EP_ROOT/wrangler.toml" "$EP_ROOT/workers/review/wrangler.toml"; do
+    awk '/^\[build\]/ { skip = 1; next } /^\[/ { skip = 0 } !skip' "$cfg" >"${cfg%.toml}.prebuilt.toml"
+  done
+}
+
 # ep_stack_start STATE_DIR PORT LOGFILE|-  : starts wrangler dev in its own process group.
+# With EP_STACK_PREBUILT set, it serves the workers as built (see ep_prebuilt_configs).
 # Sets EP_STACK_PID. With LOGFILE "-" output goes to this terminal; a log file is appended to
 # (a restarted stack keeps one log).
 ep_stack_start() {
   local state="$1" port="$2" log="$3"
-  local args=(dev -c wrangler.toml -c workers/review/wrangler.toml
+  local gateway_cfg=wrangler.toml review_cfg=workers/review/wrangler.toml
+  if [ -n "${EP_STACK_PREBUILT:-}" ]; then
+    ep_prebuilt_configs
+    gateway_cfg=wrangler.prebuilt.toml review_cfg=workers/review/wrangler.prebuilt.toml
+  fi
+  local args=(dev -c "$gateway_cfg" -c "$review_cfg"
     --ip 127.0.0.1 --port "$port" --persist-to "$state" --env-file "$state/gateway.env"
     --test-scheduled --show-interactive-dev-session=false)
   cd "$EP_ROOT"
