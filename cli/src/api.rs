@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use reqwest::blocking::{Client, RequestBuilder, Response};
 use reqwest::Method;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::config::{Config, Credentials};
@@ -198,6 +199,13 @@ impl Api {
             .send()
             .map_err(CliError::network)
     }
+}
+
+/// An answer read into the shared view type `T` (`edgeplane_core::views`); an answer of
+/// another shape is an unreadable answer (exit 3), never a panic.
+pub fn decode<T: DeserializeOwned>(v: Value, what: &str) -> Result<T> {
+    serde_json::from_value(v)
+        .map_err(|e| CliError::network(format!("the {what} answer is not what was expected: {e}")))
 }
 
 /// The JSON body of a successful answer (`null` for 204).

@@ -1,7 +1,8 @@
 //! The `edgeplane` CLI, run as a process against the local stack: device-code login approved
 //! through the JSON API, whoami, refresh with rotation, logout revoking the token, API keys,
 //! the audit export verified locally (and refused when tampered with or cut short), server
-//! errors with their code and exit status, `--json` output, models push and pull.
+//! errors with their code and exit status, `--json` output, models push and pull; devices
+//! enrolled with a minted bootstrap token, grouped and revoked; invitations.
 //!
 //! `scripts/e2e` builds the binary and passes its path in `EDGEPLANE_BIN`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -522,4 +523,230 @@ fn models_push_then_pull_byte_identical() {
         .ok()
         .json();
     assert_eq!(approved["version"]["status"], "approved");
+}
+
+/// Exchanges a bootstrap token as a device would; the device's credentials.
+fn enrol(token: &str, org_id: &str, identifier: &str) -> Value {
+    Client::anonymous()
+        .with_bearer(token)
+        .post(
+            "/api/v1/device-auth/bootstrap",
+            &serde_json::json!({"org_id": org_id, "device_identifier": identifier}),
+        )
+        .expect(201)
+        .json()
+}
+
+/// The ids of the objects in the array at `key` of a listing.
+fn ids_in(listing: &Value, key: &str) -> Vec<String> {
+    listing[key]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[track_caller]
+fn assert_refused(r: &Run, status: u16, code: &str) {
+    assert_eq!(r.code, 1, "stdout {} stderr {}", r.stdout, r.stderr);
+    let line = r.stderr.trim();
+    assert_eq!(line.lines().count(), 1, "{line}");
+    assert!(
+        line.contains(code) && line.contains(&format!("HTTP {status}")),
+        "{line}"
+    );
+    assert!(line.contains("request_id req_"), "{line}");
+}
+
+#[test]
+fn devices_enrol_with_a_bootstrap_token_then_are_grouped_listed_and_revoked() {
+    let (s, org_id, cli) = owner_with_org("cli-devices");
+    // Without --json the token alone goes to stdout, once.
+    let minted = cli
+        .run(&["devices", "bootstrap-token", "--identifier", "phone-1"])
+        .ok();
+    assert_eq!(minted.stdout.trim().lines().count(), 1, "{}", minted.stdout);
+    assert!(
+        minted.stderr.contains("shown only once"),
+        "{}",
+        minted.stderr
+    );
+    let one = enrol(minted.stdout.trim(), &org_id, "phone-1");
+    let one_id = one["device_id"].as_str().unwrap().to_owned();
+    // Single use: the same token does not enrol twice.
+    Client::anonymous()
+        .with_bearer(minted.stdout.trim())
+        .post(
+            "/api/v1/device-auth/bootstrap",
+            &serde_json::json!({"org_id": org_id, "device_identifier": "phone-1"}),
+        )
+        .expect_error(401, "invalid_token");
+
+    let minted = cli
+        .run(&[
+            "devices",
+            "bootstrap-token",
+            "--identifier",
+            "phone-2",
+            "--ttl-seconds",
+            "60",
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(minted["device_identifier"], "phone-2");
+    let two = enrol(minted["token"].as_str().unwrap(), &org_id, "phone-2");
+    let two_id = two["device_id"].as_str().unwrap().to_owned();
+
+    let listed = cli.run(&["devices", "list", "--json"]).ok().json();
+    let ids = ids_in(&listed, "devices");
+    assert!(ids.contains(&one_id) && ids.contains(&two_id), "{listed}");
+    let table = cli.run(&["devices", "list"]).ok();
+    assert!(
+        table.stdout.contains("IDENTIFIER") && table.stdout.contains("phone-2"),
+        "{}",
+        table.stdout
+    );
+    let shown = cli.run(&["devices", "show", &one_id, "--json"]).ok().json();
+    assert_eq!(shown["device"]["device_identifier"], "phone-1");
+
+    // An explicit group, then one more member; a tag group selects by tags.
+    let group = cli
+        .run(&["groups", "create", "pilots", "--device", &one_id, "--json"])
+        .ok()
+        .json();
+    assert_eq!(group["device_group"]["selector"], "explicit");
+    assert_eq!(group["device_group"]["members"], 1);
+    let group_id = group["device_group"]["id"].as_str().unwrap().to_owned();
+    let grown = cli
+        .run(&[
+            "groups",
+            "add-members",
+            &group_id,
+            "--device",
+            &two_id,
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(grown["device_group"]["members"], 2);
+    let tagged = cli
+        .run(&["groups", "create", "canary", "--tag", "beta", "--json"])
+        .ok()
+        .json();
+    assert_eq!(tagged["device_group"]["selector"], "tags");
+    let groups = cli.run(&["groups", "list", "--json"]).ok().json();
+    assert_eq!(groups["device_groups"].as_array().unwrap().len(), 2);
+
+    // Revoked: the device's token is refused on its next request, and it leaves the group.
+    let device = Client::anonymous().with_bearer(one["access_token"].as_str().unwrap());
+    device.get("/api/v1/federation/offers").expect(200);
+    let revoked = cli
+        .run(&["devices", "revoke", &one_id, "--reason", "lost", "--json"])
+        .ok()
+        .json();
+    assert!(revoked["device"]["revoked_at"].is_string(), "{revoked}");
+    assert_eq!(revoked["device"]["revoked_reason"], "lost");
+    device
+        .get("/api/v1/federation/offers")
+        .expect_error(401, "invalid_token");
+    let shown = cli
+        .run(&["groups", "show", &group_id, "--json"])
+        .ok()
+        .json();
+    assert_eq!(shown["device_group"]["members"], 1);
+
+    // Refusals: a second revoke (409), a device that does not exist (404), and a member, who
+    // may read devices but not mint tokens (403, and no token on stdout).
+    assert_refused(&cli.run(&["devices", "revoke", &one_id]), 409, "conflict");
+    assert_refused(
+        &cli.run(&["devices", "show", "dev_doesnotexist"]),
+        404,
+        "not_found",
+    );
+    let member = new_user("cli-devices-member");
+    add_member(&s, &org_id, &member, "member");
+    let t = cli_token(&member, &org_id, None);
+    let as_member = Cli::with_token(&t.access_token, &org_id);
+    as_member.run(&["devices", "list", "--json"]).ok();
+    let r = as_member.run(&["devices", "bootstrap-token", "--identifier", "x"]);
+    assert_refused(&r, 403, "insufficient_scope");
+    assert!(r.stdout.is_empty(), "{}", r.stdout);
+}
+
+#[test]
+fn invitations_are_created_accepted_listed_and_revoked() {
+    let (_s, _org_id, cli) = owner_with_org("cli-invite");
+    let invitee = new_user("cli-invitee");
+    // The link goes to stdout alone, once.
+    let created = cli
+        .run(&["invitations", "create", &invitee.email, "--role", "admin"])
+        .ok();
+    assert_eq!(
+        created.stdout.trim().lines().count(),
+        1,
+        "{}",
+        created.stdout
+    );
+    assert!(created.stderr.contains("only once"), "{}", created.stderr);
+    let link = created.stdout.trim();
+    let token = link.rsplit("token=").next().unwrap();
+    // The printed link works: the invitee accepts it and becomes an admin.
+    invitee
+        .client()
+        .post(
+            "/v1/invitations/accept",
+            &serde_json::json!({ "token": token }),
+        )
+        .expect(200);
+    let members = cli.run(&["members", "--json"]).ok().json();
+    assert!(members["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["email"] == invitee.email.as_str() && m["role"] == "admin"));
+
+    let pending = cli
+        .run(&[
+            "invitations",
+            "create",
+            "someone-else@example.com",
+            "--role",
+            "member",
+            "--json",
+        ])
+        .ok()
+        .json();
+    let id = pending["invitation"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(pending["invitation"]["status"], "pending");
+    let listed = cli.run(&["invitations", "list", "--json"]).ok().json();
+    assert_eq!(ids_in(&listed, "invitations"), vec![id.clone()], "{listed}");
+    let table = cli.run(&["invitations", "list"]).ok();
+    assert!(table.stdout.contains("someone-else@example.com"));
+
+    let revoked = cli
+        .run(&["invitations", "revoke", &id, "--json"])
+        .ok()
+        .json();
+    assert_eq!(revoked["revoked"], id.as_str());
+    let listed = cli.run(&["invitations", "list", "--json"]).ok().json();
+    assert!(
+        listed["invitations"].as_array().unwrap().is_empty(),
+        "{listed}"
+    );
+    let all = cli
+        .run(&["invitations", "list", "--all", "--json"])
+        .ok()
+        .json();
+    assert!(all["invitations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|i| i["id"] == id.as_str() && i["status"] == "revoked"));
+    assert_refused(
+        &cli.run(&["invitations", "revoke", "inv_doesnotexist"]),
+        404,
+        "not_found",
+    );
 }
