@@ -191,6 +191,10 @@ impl Api {
         self.request(Method::DELETE, path, None)
     }
 
+    pub fn patch(&self, path: &str, body: &Value) -> Result<Value> {
+        self.request(Method::PATCH, path, Some(body))
+    }
+
     /// A form POST without a bearer (the OAuth endpoints authenticate themselves).
     pub fn post_form(&self, path: &str, form: &[(&str, &str)]) -> Result<Response> {
         self.http

@@ -2,8 +2,8 @@
 //!
 //! Sign in with the device grant (`edgeplane login`), then administer one organization from
 //! the terminal: keys, members, invitations, sessions, the audit log (exported, and verified
-//! locally against its signed checkpoint), models, rounds, devices and groups. Every
-//! command takes `--json`. Exit codes are in [`error`].
+//! locally against its signed checkpoint), models, rounds, devices and groups, code review
+//! integrations, providers and reviews. Every command takes `--json`. Exit codes are in [`error`].
 #![forbid(unsafe_code)]
 
 mod api;
@@ -15,6 +15,7 @@ mod error;
 mod models;
 mod org;
 mod output;
+mod review;
 mod rounds;
 mod secret;
 
@@ -91,6 +92,15 @@ enum Command {
     /// Device groups: the targets of rounds and deployments.
     #[command(subcommand)]
     Groups(devices::GroupsCmd),
+    /// Git platform integrations (code review).
+    #[command(subcommand)]
+    Integrations(review::IntegrationsCmd),
+    /// LLM providers (code review), each with the org's own API key.
+    #[command(subcommand)]
+    Providers(review::ProvidersCmd),
+    /// Code reviews.
+    #[command(subcommand)]
+    Reviews(review::ReviewsCmd),
     /// Print a shell completion script.
     Completions { shell: clap_complete::Shell },
 }
@@ -174,6 +184,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Rounds(c) => rounds::run(&ctx, c),
         Command::Devices(c) => devices::devices(&ctx, c),
         Command::Groups(c) => devices::groups(&ctx, c),
+        Command::Integrations(c) => review::integrations(&ctx, c),
+        Command::Providers(c) => review::providers(&ctx, c),
+        Command::Reviews(c) => review::reviews(&ctx, c),
     }
 }
 

@@ -2,7 +2,8 @@
 //! through the JSON API, whoami, refresh with rotation, logout revoking the token, API keys,
 //! the audit export verified locally (and refused when tampered with or cut short), server
 //! errors with their code and exit status, `--json` output, models push and pull; devices
-//! enrolled with a minted bootstrap token, grouped and revoked; invitations.
+//! enrolled with a minted bootstrap token, grouped and revoked; invitations; code review set up
+//! with secrets on stdin and followed to a finished review.
 //!
 //! `scripts/e2e` builds the binary and passes its path in `EDGEPLANE_BIN`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -108,6 +109,25 @@ impl Cli {
 
     fn run(&self, args: &[&str]) -> Run {
         self.command(args).output().unwrap().into()
+    }
+
+    /// Runs with `input` piped on stdin (how a secret is handed over, never in argv).
+    fn run_with_stdin(&self, args: &[&str], input: &str) -> Run {
+        use std::io::Write;
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap().into()
     }
 
     fn credentials(&self) -> Value {
@@ -746,6 +766,202 @@ fn invitations_are_created_accepted_listed_and_revoked() {
         .any(|i| i["id"] == id.as_str() && i["status"] == "revoked"));
     assert_refused(
         &cli.run(&["invitations", "revoke", "inv_doesnotexist"]),
+        404,
+        "not_found",
+    );
+}
+
+#[test]
+fn code_review_is_configured_and_followed_from_the_cli() {
+    use e2e::review::{platform_base, provider_base, random_hex, sample_files, sample_findings};
+    use e2e::review::{Pr, Setup};
+    use e2e::{fake_llm, fake_platforms, wait_for};
+
+    let (_s, _org_id, cli) = owner_with_org("cli-review");
+    let platforms = fake_platforms!();
+    let llm = fake_llm!();
+    let api_key = format!("sk-test-{}", random_hex(32));
+    llm.admin(
+        reqwest::Method::PUT,
+        "/__admin/config",
+        Some(&serde_json::json!({"api_key": api_key, "reply": sample_findings()})),
+    );
+
+    // The provider is created with a wrong key, then given the right one: the review below
+    // only succeeds if `set-key` took effect. Keys go in on stdin and are never printed.
+    let base_url = provider_base(&llm, "anthropic");
+    let created = cli.run_with_stdin(
+        &[
+            "providers",
+            "create",
+            "--name",
+            "claude",
+            "--kind",
+            "anthropic",
+            "--model",
+            "review-model-1",
+            "--base-url",
+            &base_url,
+            "--json",
+        ],
+        "sk-test-wrong\n",
+    );
+    let created = created.ok();
+    assert!(
+        !created.stdout.contains("sk-test-wrong"),
+        "{}",
+        created.stdout
+    );
+    let provider = created.json()["llm_provider"].clone();
+    assert_eq!(provider["has_api_key"], true);
+    let provider_id = provider["id"].as_str().unwrap().to_owned();
+    let set = cli
+        .run_with_stdin(&["providers", "set-key", &provider_id, "--json"], &api_key)
+        .ok();
+    assert!(!set.stdout.contains(&api_key) && !set.stderr.contains(&api_key));
+    // No key on stdin: a usage error, and nothing is sent.
+    assert_eq!(
+        cli.run_with_stdin(&["providers", "set-key", &provider_id], "\n")
+            .code,
+        2
+    );
+    let providers = cli.run(&["providers", "list", "--json"]).ok().json();
+    assert_eq!(providers["llm_providers"][0]["id"], provider_id.as_str());
+
+    let token = format!("tok_{}", random_hex(24));
+    let api_base = platform_base(&platforms, "github");
+    let integration = cli
+        .run_with_stdin(
+            &[
+                "integrations",
+                "create",
+                "--name",
+                "acme",
+                "--platform",
+                "github",
+                "--api-base-url",
+                &api_base,
+                "--provider",
+                &provider_id,
+                "--json",
+            ],
+            &format!("{token}\n"),
+        )
+        .ok()
+        .json();
+    assert_eq!(integration["integration"]["has_access_token"], true);
+    let integration_id = integration["integration"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let webhook_secret = integration["webhook_secret"].as_str().unwrap().to_owned();
+    assert!(webhook_secret.len() >= 64, "{webhook_secret}");
+    let mut setup = Setup {
+        platform: "github".into(),
+        platforms,
+        llm,
+        integration_id: integration_id.clone(),
+        provider_id: provider_id.clone(),
+        webhook_secret,
+        signing_token: None,
+        token,
+        api_key,
+    };
+
+    // A pull request opened on the platform, signed with the secret the CLI generated.
+    let pr = Pr::new("acme/app", 7);
+    setup.register(&pr, &sample_files(), None, "open");
+    let review_id = setup.open_and_queue(&pr);
+    let review = wait_for(
+        "the review to finish",
+        std::time::Duration::from_secs(120),
+        || {
+            let r = cli.run(&["reviews", "show", &review_id, "--json"]);
+            if r.code != 0 {
+                return None; // recorded by the inbox just after the webhook's answer
+            }
+            let v = r.json()["review"].clone();
+            matches!(v["status"].as_str(), Some("done" | "failed")).then_some(v)
+        },
+    );
+    assert_eq!(review["status"], "done", "{review}");
+    assert!(
+        review["counts"]["findings"].as_i64().unwrap() > 0,
+        "{review}"
+    );
+
+    let listed = cli
+        .run(&[
+            "reviews",
+            "list",
+            "--integration",
+            &integration_id,
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(listed["reviews"][0]["id"], review_id.as_str());
+    let table = cli.run(&["reviews", "list"]).ok();
+    assert!(table.stdout.contains("acme/app"), "{}", table.stdout);
+    let deliveries = cli
+        .run(&["integrations", "deliveries", &integration_id, "--json"])
+        .ok()
+        .json();
+    assert!(deliveries["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|d| d["review_id"] == review_id.as_str() && d["outcome"] == "queued"));
+
+    // Requeue is accepted for a finished review and audited.
+    let requeued = cli
+        .run(&["reviews", "requeue", &review_id, "--json"])
+        .ok()
+        .json();
+    assert_eq!(requeued["review"]["id"], review_id.as_str());
+    let events = cli
+        .run(&["audit", "list", "--action", "review.requeued", "--json"])
+        .ok()
+        .json();
+    assert_eq!(events["events"][0]["resource"]["id"], review_id.as_str());
+
+    // A rotated secret: the new one (printed alone on stdout) verifies, the old one no longer
+    // does without an overlap.
+    let rotated = cli
+        .run(&[
+            "integrations",
+            "rotate-secret",
+            &integration_id,
+            "--overlap-seconds",
+            "0",
+        ])
+        .ok();
+    assert_eq!(
+        rotated.stdout.trim().lines().count(),
+        1,
+        "{}",
+        rotated.stdout
+    );
+    let old = std::mem::replace(&mut setup.webhook_secret, rotated.stdout.trim().to_owned());
+    assert_ne!(old, setup.webhook_secret);
+    let pr2 = Pr::new("acme/app", 8);
+    setup.register(&pr2, &sample_files(), None, "open");
+    setup.open_and_queue(&pr2);
+    setup.webhook_secret = old;
+    setup.open(&Pr::new("acme/app", 9)).expect(401);
+
+    let shown = cli
+        .run(&["integrations", "show", &integration_id, "--json"])
+        .ok()
+        .json();
+    assert!(
+        shown["integration"]["secret_rotated_at"].is_string(),
+        "{shown}"
+    );
+    let table = cli.run(&["integrations", "list"]).ok();
+    assert!(table.stdout.contains("acme"), "{}", table.stdout);
+    assert_refused(
+        &cli.run(&["reviews", "show", "rev_doesnotexist"]),
         404,
         "not_found",
     );
