@@ -195,6 +195,12 @@ impl Api {
         self.request(Method::PATCH, path, Some(body))
     }
 
+    /// The HTTP client without the profile's credential, for requests that carry their own
+    /// (a simulated device's token, a signed part URL). Cheap to clone, and `Send`.
+    pub fn client(&self) -> Client {
+        self.http.clone()
+    }
+
     /// A form POST without a bearer (the OAuth endpoints authenticate themselves).
     pub fn post_form(&self, path: &str, form: &[(&str, &str)]) -> Result<Response> {
         self.http
@@ -202,6 +208,17 @@ impl Api {
             .form(form)
             .send()
             .map_err(CliError::network)
+    }
+}
+
+/// Sends a request that carries its own credential (or none): the answer when it succeeded,
+/// else the server's refusal as a [`CliError`].
+pub fn send_plain(req: RequestBuilder) -> Result<Response> {
+    let r = req.send().map_err(CliError::network)?;
+    if r.status().is_success() {
+        Ok(r)
+    } else {
+        Err(answer_error(r))
     }
 }
 

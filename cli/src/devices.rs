@@ -223,3 +223,9 @@ pub fn add_members(ctx: &Ctx, group: &str, devices: &[String]) -> Result<Value> 
         &json!({ "device_ids": devices }),
     )
 }
+
+/// Sets a device's tags; the answer is the device.
+pub fn set_tags(ctx: &Ctx, device: &str, tags: &[String]) -> Result<Value> {
+    ctx.api
+        .patch(&device_path(ctx, device, "")?, &json!({ "tags": tags }))
+}

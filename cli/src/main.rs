@@ -3,7 +3,8 @@
 //! Sign in with the device grant (`edgeplane login`), then administer one organization from
 //! the terminal: keys, members, invitations, sessions, the audit log (exported, and verified
 //! locally against its signed checkpoint), models, rounds, devices and groups, code review
-//! integrations, providers and reviews. Every command takes `--json`. Exit codes are in [`error`].
+//! integrations, providers and reviews; and simulate a round with synthetic devices. Every
+//! command takes `--json`. Exit codes are in [`error`].
 #![forbid(unsafe_code)]
 
 mod api;
@@ -18,6 +19,7 @@ mod output;
 mod review;
 mod rounds;
 mod secret;
+mod simulate;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
@@ -92,6 +94,9 @@ enum Command {
     /// Device groups: the targets of rounds and deployments.
     #[command(subcommand)]
     Groups(devices::GroupsCmd),
+    /// Simulated devices that take part in a round through the real device protocol.
+    #[command(subcommand)]
+    Simulate(simulate::SimulateCmd),
     /// Git platform integrations (code review).
     #[command(subcommand)]
     Integrations(review::IntegrationsCmd),
@@ -184,6 +189,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Rounds(c) => rounds::run(&ctx, c),
         Command::Devices(c) => devices::devices(&ctx, c),
         Command::Groups(c) => devices::groups(&ctx, c),
+        Command::Simulate(c) => simulate::run(&ctx, c),
         Command::Integrations(c) => review::integrations(&ctx, c),
         Command::Providers(c) => review::providers(&ctx, c),
         Command::Reviews(c) => review::reviews(&ctx, c),

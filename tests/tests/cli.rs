@@ -3,7 +3,8 @@
 //! the audit export verified locally (and refused when tampered with or cut short), server
 //! errors with their code and exit status, `--json` output, models push and pull; devices
 //! enrolled with a minted bootstrap token, grouped and revoked; invitations; code review set up
-//! with secrets on stdin and followed to a finished review.
+//! with secrets on stdin and followed to a finished review; `simulate round` then `rounds watch`
+//! printing the published version.
 //!
 //! `scripts/e2e` builds the binary and passes its path in `EDGEPLANE_BIN`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -965,4 +966,160 @@ fn code_review_is_configured_and_followed_from_the_cli() {
         404,
         "not_found",
     );
+}
+
+/// A model with a two-tensor base version, and a round on it wanting `devices` updates.
+fn model_and_round(cli: &Cli, devices: u32) -> (String, String) {
+    let model = cli
+        .run(&["models", "create", &unique("sim-model"), "--json"])
+        .ok()
+        .json()["model"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let spec = tensors(&[("dense.weight", vec![4, 8]), ("dense.bias", vec![8])]);
+    let values: Vec<f64> = (0..40).map(|i| (i as f64) / 10.0 - 2.0).collect();
+    let file = cli.dir.join(format!("{model}.safetensors"));
+    std::fs::write(&file, safetensors_f32(&spec, &values, &[0, 1])).unwrap();
+    cli.run(&["models", "push", &model, file.to_str().unwrap()])
+        .ok();
+    let round = new_round(cli, &model, devices, None);
+    (model, round)
+}
+
+/// A round on version 1 of `model` wanting `devices` updates, aimed at `group` if given.
+fn new_round(cli: &Cli, model: &str, devices: u32, group: Option<&str>) -> String {
+    let n = devices.to_string();
+    let mut args = vec![
+        "rounds",
+        "create",
+        "--model",
+        model,
+        "--base-version",
+        "1",
+        "--target",
+        n.as_str(),
+        "--min",
+        n.as_str(),
+        "--max",
+        n.as_str(),
+        "--json",
+    ];
+    if let Some(g) = group {
+        args.extend(["--device-group", g]);
+    }
+    cli.run(&args).ok().json()["round"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn simulate_round_then_watch_prints_the_published_version() {
+    let (_s, _org_id, cli) = owner_with_org("cli-simulate");
+    let (model, round) = model_and_round(&cli, 3);
+
+    let sim = cli
+        .run(&[
+            "simulate",
+            "round",
+            &round,
+            "--devices",
+            "3",
+            "--seed",
+            "7",
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(sim["accepted"], 3, "{sim}");
+    let devices = sim["devices"].as_array().unwrap();
+    let shas: Vec<&str> = devices
+        .iter()
+        .map(|d| d["sha256"].as_str().unwrap())
+        .collect();
+    assert_eq!(shas.len(), 3);
+    assert!(shas[0] != shas[1] && shas[1] != shas[2] && shas[0] != shas[2]);
+    let samples: i64 = devices
+        .iter()
+        .map(|d| d["sample_count"].as_i64().unwrap())
+        .sum();
+    // Every simulated device is a real enrolled device of the org.
+    let enrolled = ids_in(
+        &cli.run(&["devices", "list", "--json"]).ok().json(),
+        "devices",
+    );
+    for d in devices {
+        assert!(enrolled.iter().any(|id| d["device_id"] == id.as_str()));
+    }
+
+    let watched = cli
+        .run(&["rounds", "watch", &round, "--interval", "1"])
+        .ok();
+    let version_id = watched.stdout.trim().to_owned();
+    assert!(version_id.starts_with("mv"), "{version_id}");
+    let shown = cli.run(&["rounds", "show", &round, "--json"]).ok().json();
+    assert_eq!(shown["round"]["state"], "published");
+    assert_eq!(shown["round"]["published_version_id"], version_id.as_str());
+    assert_eq!(shown["round"]["progress"]["accepted"], 3);
+    assert_eq!(shown["round"]["progress"]["total_samples"], samples);
+    let versions = cli
+        .run(&["models", "versions", &model, "--json"])
+        .ok()
+        .json();
+    assert!(versions["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|v| v["id"] == version_id.as_str() && v["round_id"] == round.as_str()));
+
+    // The same seed gives byte-identical updates (other devices, another round). This round
+    // is aimed at an empty explicit group: simulate puts its devices in it, or they could not join.
+    let group = cli
+        .run(&["groups", "create", "simulated", "--json"])
+        .ok()
+        .json()["device_group"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let again = new_round(&cli, &model, 2, Some(&group));
+    let sim2 = cli
+        .run(&[
+            "simulate",
+            "round",
+            &again,
+            "--devices",
+            "2",
+            "--seed",
+            "7",
+            "--json",
+        ])
+        .ok()
+        .json();
+    let shas2: Vec<&str> = sim2["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["sha256"].as_str().unwrap())
+        .collect();
+    assert_eq!(shas2, shas[..2].to_vec());
+    let members = cli.run(&["groups", "show", &group, "--json"]).ok().json();
+    assert_eq!(members["device_group"]["members"], 2);
+
+    // A published round takes no more updates: refused before any device is enrolled (exit 1).
+    let before = ids_in(
+        &cli.run(&["devices", "list", "--json"]).ok().json(),
+        "devices",
+    );
+    let r = cli.run(&["simulate", "round", &round, "--devices", "1"]);
+    assert_eq!(r.code, 1, "{} {}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("round_published"), "{}", r.stderr);
+    let after = ids_in(
+        &cli.run(&["devices", "list", "--json"]).ok().json(),
+        "devices",
+    );
+    assert_eq!(before, after);
+    // A round of another org, or none: the server's 404.
+    let r = cli.run(&["simulate", "round", "rnd_doesnotexist"]);
+    assert_refused(&r, 404, "not_found");
 }
