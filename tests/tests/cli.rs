@@ -1106,6 +1106,31 @@ fn simulate_round_then_watch_prints_the_published_version() {
     let members = cli.run(&["groups", "show", &group, "--json"]).ok().json();
     assert_eq!(members["device_group"]["members"], 2);
 
+    // More devices than the round admits: the extra one is refused by the server (409), the
+    // others' updates count, and the run exits 1 with that refusal.
+    let small = new_round(&cli, &model, 2, None);
+    let r = cli.run(&["simulate", "round", &small, "--devices", "3", "--json"]);
+    assert_eq!(r.code, 1, "{} {}", r.stdout, r.stderr);
+    let out = r.json();
+    assert_eq!(
+        (out["accepted"].as_u64(), out["refused"].as_u64()),
+        (Some(2), Some(1)),
+        "{out}"
+    );
+    let refused = out["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["status"] == "refused")
+        .unwrap();
+    assert_eq!(refused["error"]["status"], 409, "{refused}");
+    let e: Value = serde_json::from_str(r.stderr.trim()).unwrap();
+    assert_eq!(e["error"]["code"], refused["error"]["code"]);
+    assert!(e["error"]["request_id"]
+        .as_str()
+        .unwrap()
+        .starts_with("req_"));
+
     // A published round takes no more updates: refused before any device is enrolled (exit 1).
     let before = ids_in(
         &cli.run(&["devices", "list", "--json"]).ok().json(),
