@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use reqwest::blocking::{Client, RequestBuilder, Response};
 use reqwest::Method;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::config::{Config, Credentials};
@@ -190,6 +191,16 @@ impl Api {
         self.request(Method::DELETE, path, None)
     }
 
+    pub fn patch(&self, path: &str, body: &Value) -> Result<Value> {
+        self.request(Method::PATCH, path, Some(body))
+    }
+
+    /// The HTTP client without the profile's credential, for requests that carry their own
+    /// (a simulated device's token, a signed part URL). Cheap to clone, and `Send`.
+    pub fn client(&self) -> Client {
+        self.http.clone()
+    }
+
     /// A form POST without a bearer (the OAuth endpoints authenticate themselves).
     pub fn post_form(&self, path: &str, form: &[(&str, &str)]) -> Result<Response> {
         self.http
@@ -198,6 +209,24 @@ impl Api {
             .send()
             .map_err(CliError::network)
     }
+}
+
+/// Sends a request that carries its own credential (or none): the answer when it succeeded,
+/// else the server's refusal as a [`CliError`].
+pub fn send_plain(req: RequestBuilder) -> Result<Response> {
+    let r = req.send().map_err(CliError::network)?;
+    if r.status().is_success() {
+        Ok(r)
+    } else {
+        Err(answer_error(r))
+    }
+}
+
+/// An answer read into the shared view type `T` (`edgeplane_core::views`); an answer of
+/// another shape is an unreadable answer (exit 3), never a panic.
+pub fn decode<T: DeserializeOwned>(v: Value, what: &str) -> Result<T> {
+    serde_json::from_value(v)
+        .map_err(|e| CliError::network(format!("the {what} answer is not what was expected: {e}")))
 }
 
 /// The JSON body of a successful answer (`null` for 204).

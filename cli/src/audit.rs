@@ -87,32 +87,23 @@ pub fn run(ctx: &Ctx, cmd: AuditCmd) -> Result<()> {
             limit,
             cursor,
         } => {
-            let mut q = form_urlencoded::Serializer::new(String::new());
-            for (k, v) in [
-                ("action", action),
-                ("actor", actor),
-                ("actor_type", actor_type),
-                ("resource", resource),
-                ("resource_type", resource_type),
-                ("since", since),
-                ("until", until),
-                ("limit", limit.map(|l| l.to_string())),
-                ("cursor", cursor),
-            ] {
-                if let Some(v) = v {
-                    q.append_pair(k, &v);
-                }
-            }
-            let q = q.finish();
-            let path = ctx.org_path("/audit-events")?;
-            let v = ctx.api.get(&if q.is_empty() {
-                path
-            } else {
-                format!("{path}?{q}")
-            })?;
-            ctx.out.list(
+            let v = ctx.api.get(&ctx.org_query(
+                "/audit-events",
+                [
+                    ("action", action),
+                    ("actor", actor),
+                    ("actor_type", actor_type),
+                    ("resource", resource),
+                    ("resource_type", resource_type),
+                    ("since", since),
+                    ("until", until),
+                    ("limit", limit.map(|l| l.to_string())),
+                    ("cursor", cursor),
+                ],
+            )?)?;
+            ctx.out.table(
                 &v,
-                &v["events"].as_array().cloned().unwrap_or_default(),
+                "events",
                 &[
                     ("SEQ", "seq"),
                     ("TIME", "created_at"),
@@ -122,11 +113,7 @@ pub fn run(ctx: &Ctx, cmd: AuditCmd) -> Result<()> {
                     ("REQUEST", "request_id"),
                 ],
             );
-            if !ctx.out.json {
-                if let Some(c) = v["next_cursor"].as_str() {
-                    eprintln!("more: --cursor {c}");
-                }
-            }
+            ctx.out.next_page(&v, "next_cursor", "cursor");
             Ok(())
         }
         AuditCmd::Export {

@@ -1,20 +1,25 @@
 //! `edgeplane`: the command-line client of an edgeplane deployment.
 //!
 //! Sign in with the device grant (`edgeplane login`), then administer one organization from
-//! the terminal: keys, members, sessions, the audit log (exported, and verified locally against
-//! its signed checkpoint), models and rounds. Every command takes `--json`. Exit codes are in
-//! [`error`].
+//! the terminal: keys, members, invitations, sessions, the audit log (exported, and verified
+//! locally against its signed checkpoint), models, rounds, devices and groups, code review
+//! integrations, providers and reviews; and simulate a round with synthetic devices. Every
+//! command takes `--json`. Exit codes are in [`error`].
 #![forbid(unsafe_code)]
 
 mod api;
 mod audit;
 mod auth;
 mod config;
+mod devices;
 mod error;
 mod models;
 mod org;
 mod output;
+mod review;
 mod rounds;
+mod secret;
+mod simulate;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
@@ -65,6 +70,9 @@ enum Command {
     Orgs,
     /// Members of the organization.
     Members,
+    /// Invitations to the organization.
+    #[command(subcommand)]
+    Invitations(org::InvitationsCmd),
     /// API keys of the organization.
     #[command(subcommand)]
     Keys(org::KeysCmd),
@@ -80,6 +88,24 @@ enum Command {
     /// Federated-learning rounds.
     #[command(subcommand)]
     Rounds(rounds::RoundsCmd),
+    /// Devices: list, show, revoke, and bootstrap tokens to enrol one.
+    #[command(subcommand)]
+    Devices(devices::DevicesCmd),
+    /// Device groups: the targets of rounds and deployments.
+    #[command(subcommand)]
+    Groups(devices::GroupsCmd),
+    /// Simulated devices that take part in a round through the real device protocol.
+    #[command(subcommand)]
+    Simulate(simulate::SimulateCmd),
+    /// Git platform integrations (code review).
+    #[command(subcommand)]
+    Integrations(review::IntegrationsCmd),
+    /// LLM providers (code review), each with the org's own API key.
+    #[command(subcommand)]
+    Providers(review::ProvidersCmd),
+    /// Code reviews.
+    #[command(subcommand)]
+    Reviews(review::ReviewsCmd),
     /// Print a shell completion script.
     Completions { shell: clap_complete::Shell },
 }
@@ -102,6 +128,27 @@ impl Ctx {
     /// `/v1/orgs/{org}` followed by `rest`.
     pub fn org_path(&self, rest: &str) -> Result<String> {
         Ok(format!("/v1/orgs/{}{rest}", seg(&self.org()?)))
+    }
+
+    /// [`Ctx::org_path`] with a query of the parameters that are set (form-encoded).
+    pub fn org_query<const N: usize>(
+        &self,
+        rest: &str,
+        params: [(&str, Option<String>); N],
+    ) -> Result<String> {
+        let path = self.org_path(rest)?;
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in params {
+            if let Some(v) = v {
+                q.append_pair(k, &v);
+            }
+        }
+        let q = q.finish();
+        Ok(if q.is_empty() {
+            path
+        } else {
+            format!("{path}?{q}")
+        })
     }
 }
 
@@ -134,11 +181,18 @@ fn run(cli: Cli) -> Result<()> {
         Command::Whoami => auth::whoami(&ctx),
         Command::Orgs => org::orgs(&ctx),
         Command::Members => org::members(&ctx),
+        Command::Invitations(c) => org::invitations(&ctx, c),
         Command::Keys(c) => org::keys(&ctx, c),
         Command::Sessions(c) => org::sessions(&ctx, c),
         Command::Audit(c) => audit::run(&ctx, c),
         Command::Models(c) => models::run(&ctx, c),
         Command::Rounds(c) => rounds::run(&ctx, c),
+        Command::Devices(c) => devices::devices(&ctx, c),
+        Command::Groups(c) => devices::groups(&ctx, c),
+        Command::Simulate(c) => simulate::run(&ctx, c),
+        Command::Integrations(c) => review::integrations(&ctx, c),
+        Command::Providers(c) => review::providers(&ctx, c),
+        Command::Reviews(c) => review::reviews(&ctx, c),
     }
 }
 

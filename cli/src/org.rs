@@ -1,13 +1,11 @@
-//! `orgs`, `members`, `keys create|list|rotate|revoke`, `sessions list|revoke`.
+//! `orgs`, `members`, `invitations list|create|revoke`, `keys create|list|rotate|revoke`,
+//! `sessions list|revoke`.
 
 use serde_json::{json, Value};
 
 use crate::error::Result;
+use crate::output::items;
 use crate::{seg, Ctx};
-
-fn items(v: &Value, key: &str) -> Vec<Value> {
-    v[key].as_array().cloned().unwrap_or_default()
-}
 
 pub fn orgs(ctx: &Ctx) -> Result<()> {
     let v = ctx.api.get("/v1/orgs")?;
@@ -118,16 +116,16 @@ fn shown_once(ctx: &Ctx, v: &Value) -> Result<()> {
         return Ok(());
     }
     let k = &v["api_key"];
-    eprintln!(
+    let mut about = vec![format!(
         "API key {} ({}), scopes: {}. The secret below is shown only once.",
         k["id"].as_str().unwrap_or("?"),
         k["name"].as_str().unwrap_or("?"),
         crate::output::cell(&k["scopes"]),
-    );
+    )];
     if let Some(until) = v["previous_key"]["expires_at"].as_str() {
-        eprintln!("The old key works until {until}.");
+        about.push(format!("The old key works until {until}."));
     }
-    println!("{}", v["key"].as_str().unwrap_or_default());
+    crate::secret::show_once(&about, v["key"].as_str().unwrap_or_default());
     Ok(())
 }
 
@@ -162,6 +160,86 @@ pub fn sessions(ctx: &Ctx, cmd: SessionsCmd) -> Result<()> {
             ctx.api.delete(&format!("/v1/sessions/{}", seg(&session)))?;
             ctx.out
                 .done(&json!({"revoked": session}), &format!("Revoked {session}."));
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum InvitationsCmd {
+    /// Pending invitations (with --all, accepted, revoked and expired ones too).
+    List {
+        #[arg(long)]
+        all: bool,
+    },
+    /// Invite someone by email. They are emailed a link; the link is also printed, once.
+    Create {
+        email: String,
+        /// owner, admin or member.
+        #[arg(long, value_parser = ["owner", "admin", "member"])]
+        role: String,
+        /// Hours the invitation stays valid (default: the server's).
+        #[arg(long)]
+        ttl_hours: Option<u32>,
+    },
+    /// Revoke a pending invitation.
+    Revoke { invitation: String },
+}
+
+const INVITATION_COLUMNS: &[(&str, &str)] = &[
+    ("ID", "id"),
+    ("EMAIL", "email"),
+    ("ROLE", "role"),
+    ("STATUS", "status"),
+    ("INVITED BY", "invited_by"),
+    ("EXPIRES", "expires_at"),
+];
+
+pub fn invitations(ctx: &Ctx, cmd: InvitationsCmd) -> Result<()> {
+    match cmd {
+        InvitationsCmd::List { all } => {
+            let status = if all { "all" } else { "pending" };
+            let v = ctx
+                .api
+                .get(&ctx.org_path(&format!("/invitations?status={status}"))?)?;
+            ctx.out.table(&v, "invitations", INVITATION_COLUMNS);
+        }
+        InvitationsCmd::Create {
+            email,
+            role,
+            ttl_hours,
+        } => {
+            let mut body = json!({"email": email, "role": role});
+            if let Some(h) = ttl_hours {
+                body["ttl_hours"] = json!(h);
+            }
+            let v = ctx.api.post(&ctx.org_path("/invitations")?, &body)?;
+            if ctx.out.json {
+                ctx.out.raw(&v);
+                return Ok(());
+            }
+            let inv = &v["invitation"];
+            let mut about = vec![format!(
+                "Invitation {} for {} as {}, valid until {}.",
+                inv["id"].as_str().unwrap_or("?"),
+                inv["email"].as_str().unwrap_or("?"),
+                inv["role"].as_str().unwrap_or("?"),
+                inv["expires_at"].as_str().unwrap_or("?"),
+            )];
+            about.push(if v["email_sent"].as_bool() == Some(true) {
+                "The link was emailed; it is shown below only once.".into()
+            } else {
+                "The email could not be sent: pass on the link below (shown only once).".into()
+            });
+            crate::secret::show_once(&about, v["accept_url"].as_str().unwrap_or_default());
+        }
+        InvitationsCmd::Revoke { invitation } => {
+            ctx.api
+                .delete(&ctx.org_path(&format!("/invitations/{}", seg(&invitation)))?)?;
+            ctx.out.done(
+                &json!({"revoked": invitation}),
+                &format!("Revoked {invitation}."),
+            );
         }
     }
     Ok(())

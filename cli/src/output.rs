@@ -26,6 +26,11 @@ pub fn at<'v>(v: &'v Value, path: &str) -> &'v Value {
     path.split('.').fold(v, |v, k| &v[k])
 }
 
+/// The array at `key` of an answer (empty when absent).
+pub fn items(v: &Value, key: &str) -> Vec<Value> {
+    v[key].as_array().cloned().unwrap_or_default()
+}
+
 pub fn is_tty() -> bool {
     std::io::stderr().is_terminal()
 }
@@ -48,6 +53,19 @@ impl Out {
             t.add_row(columns.iter().map(|(_, p)| cell(at(item, p))));
         }
         println!("{t}");
+    }
+
+    /// `value` as JSON, or else rows of its array at `key`.
+    pub fn table(&self, value: &Value, key: &str, columns: &[(&str, &str)]) {
+        self.list(value, &items(value, key), columns)
+    }
+
+    /// For people, on stderr: how to ask for the next page, when `value` has one (its `field`
+    /// is the value to pass as `--flag`).
+    pub fn next_page(&self, value: &Value, field: &str, flag: &str) {
+        if let (false, Some(next)) = (self.json, value[field].as_str()) {
+            eprintln!("more: --{flag} {next}");
+        }
     }
 
     /// `value` as JSON, or else `fields` of `item` as `name: value` lines.

@@ -1,7 +1,10 @@
 //! The `edgeplane` CLI, run as a process against the local stack: device-code login approved
 //! through the JSON API, whoami, refresh with rotation, logout revoking the token, API keys,
 //! the audit export verified locally (and refused when tampered with or cut short), server
-//! errors with their code and exit status, `--json` output, models push and pull.
+//! errors with their code and exit status, `--json` output, models push and pull; devices
+//! enrolled with a minted bootstrap token, grouped and revoked; invitations; code review set up
+//! with secrets on stdin and followed to a finished review; `simulate round` then `rounds watch`
+//! printing the published version.
 //!
 //! `scripts/e2e` builds the binary and passes its path in `EDGEPLANE_BIN`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -107,6 +110,25 @@ impl Cli {
 
     fn run(&self, args: &[&str]) -> Run {
         self.command(args).output().unwrap().into()
+    }
+
+    /// Runs with `input` piped on stdin (how a secret is handed over, never in argv).
+    fn run_with_stdin(&self, args: &[&str], input: &str) -> Run {
+        use std::io::Write;
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap().into()
     }
 
     fn credentials(&self) -> Value {
@@ -522,4 +544,607 @@ fn models_push_then_pull_byte_identical() {
         .ok()
         .json();
     assert_eq!(approved["version"]["status"], "approved");
+}
+
+/// Exchanges a bootstrap token as a device would; the device's credentials.
+fn enrol(token: &str, org_id: &str, identifier: &str) -> Value {
+    Client::anonymous()
+        .with_bearer(token)
+        .post(
+            "/api/v1/device-auth/bootstrap",
+            &serde_json::json!({"org_id": org_id, "device_identifier": identifier}),
+        )
+        .expect(201)
+        .json()
+}
+
+/// The ids of the objects in the array at `key` of a listing.
+fn ids_in(listing: &Value, key: &str) -> Vec<String> {
+    listing[key]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[track_caller]
+fn assert_refused(r: &Run, status: u16, code: &str) {
+    assert_eq!(r.code, 1, "stdout {} stderr {}", r.stdout, r.stderr);
+    let line = r.stderr.trim();
+    assert_eq!(line.lines().count(), 1, "{line}");
+    assert!(
+        line.contains(code) && line.contains(&format!("HTTP {status}")),
+        "{line}"
+    );
+    assert!(line.contains("request_id req_"), "{line}");
+}
+
+#[test]
+fn devices_enrol_with_a_bootstrap_token_then_are_grouped_listed_and_revoked() {
+    let (s, org_id, cli) = owner_with_org("cli-devices");
+    // Without --json the token alone goes to stdout, once.
+    let minted = cli
+        .run(&["devices", "bootstrap-token", "--identifier", "phone-1"])
+        .ok();
+    assert_eq!(minted.stdout.trim().lines().count(), 1, "{}", minted.stdout);
+    assert!(
+        minted.stderr.contains("shown only once"),
+        "{}",
+        minted.stderr
+    );
+    let one = enrol(minted.stdout.trim(), &org_id, "phone-1");
+    let one_id = one["device_id"].as_str().unwrap().to_owned();
+    // Single use: the same token does not enrol twice.
+    Client::anonymous()
+        .with_bearer(minted.stdout.trim())
+        .post(
+            "/api/v1/device-auth/bootstrap",
+            &serde_json::json!({"org_id": org_id, "device_identifier": "phone-1"}),
+        )
+        .expect_error(401, "invalid_token");
+
+    let minted = cli
+        .run(&[
+            "devices",
+            "bootstrap-token",
+            "--identifier",
+            "phone-2",
+            "--ttl-seconds",
+            "60",
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(minted["device_identifier"], "phone-2");
+    let two = enrol(minted["token"].as_str().unwrap(), &org_id, "phone-2");
+    let two_id = two["device_id"].as_str().unwrap().to_owned();
+
+    let listed = cli.run(&["devices", "list", "--json"]).ok().json();
+    let ids = ids_in(&listed, "devices");
+    assert!(ids.contains(&one_id) && ids.contains(&two_id), "{listed}");
+    let table = cli.run(&["devices", "list"]).ok();
+    assert!(
+        table.stdout.contains("IDENTIFIER") && table.stdout.contains("phone-2"),
+        "{}",
+        table.stdout
+    );
+    let shown = cli.run(&["devices", "show", &one_id, "--json"]).ok().json();
+    assert_eq!(shown["device"]["device_identifier"], "phone-1");
+
+    // An explicit group, then one more member; a tag group selects by tags.
+    let group = cli
+        .run(&["groups", "create", "pilots", "--device", &one_id, "--json"])
+        .ok()
+        .json();
+    assert_eq!(group["device_group"]["selector"], "explicit");
+    assert_eq!(group["device_group"]["members"], 1);
+    let group_id = group["device_group"]["id"].as_str().unwrap().to_owned();
+    let grown = cli
+        .run(&[
+            "groups",
+            "add-members",
+            &group_id,
+            "--device",
+            &two_id,
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(grown["device_group"]["members"], 2);
+    let tagged = cli
+        .run(&["groups", "create", "canary", "--tag", "beta", "--json"])
+        .ok()
+        .json();
+    assert_eq!(tagged["device_group"]["selector"], "tags");
+    let groups = cli.run(&["groups", "list", "--json"]).ok().json();
+    assert_eq!(groups["device_groups"].as_array().unwrap().len(), 2);
+
+    // Revoked: the device's token is refused on its next request, and it leaves the group.
+    let device = Client::anonymous().with_bearer(one["access_token"].as_str().unwrap());
+    device.get("/api/v1/federation/offers").expect(200);
+    let revoked = cli
+        .run(&["devices", "revoke", &one_id, "--reason", "lost", "--json"])
+        .ok()
+        .json();
+    assert!(revoked["device"]["revoked_at"].is_string(), "{revoked}");
+    assert_eq!(revoked["device"]["revoked_reason"], "lost");
+    device
+        .get("/api/v1/federation/offers")
+        .expect_error(401, "invalid_token");
+    let shown = cli
+        .run(&["groups", "show", &group_id, "--json"])
+        .ok()
+        .json();
+    assert_eq!(shown["device_group"]["members"], 1);
+
+    // Refusals: a second revoke (409), a device that does not exist (404), and a member, who
+    // may read devices but not mint tokens (403, and no token on stdout).
+    assert_refused(&cli.run(&["devices", "revoke", &one_id]), 409, "conflict");
+    assert_refused(
+        &cli.run(&["devices", "show", "dev_doesnotexist"]),
+        404,
+        "not_found",
+    );
+    let member = new_user("cli-devices-member");
+    add_member(&s, &org_id, &member, "member");
+    let t = cli_token(&member, &org_id, None);
+    let as_member = Cli::with_token(&t.access_token, &org_id);
+    as_member.run(&["devices", "list", "--json"]).ok();
+    let r = as_member.run(&["devices", "bootstrap-token", "--identifier", "x"]);
+    assert_refused(&r, 403, "insufficient_scope");
+    assert!(r.stdout.is_empty(), "{}", r.stdout);
+}
+
+#[test]
+fn invitations_are_created_accepted_listed_and_revoked() {
+    let (_s, _org_id, cli) = owner_with_org("cli-invite");
+    let invitee = new_user("cli-invitee");
+    // The link goes to stdout alone, once.
+    let created = cli
+        .run(&["invitations", "create", &invitee.email, "--role", "admin"])
+        .ok();
+    assert_eq!(
+        created.stdout.trim().lines().count(),
+        1,
+        "{}",
+        created.stdout
+    );
+    assert!(created.stderr.contains("only once"), "{}", created.stderr);
+    let link = created.stdout.trim();
+    let token = link.rsplit("token=").next().unwrap();
+    // The printed link works: the invitee accepts it and becomes an admin.
+    invitee
+        .client()
+        .post(
+            "/v1/invitations/accept",
+            &serde_json::json!({ "token": token }),
+        )
+        .expect(200);
+    let members = cli.run(&["members", "--json"]).ok().json();
+    assert!(members["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["email"] == invitee.email.as_str() && m["role"] == "admin"));
+
+    let pending = cli
+        .run(&[
+            "invitations",
+            "create",
+            "someone-else@example.com",
+            "--role",
+            "member",
+            "--json",
+        ])
+        .ok()
+        .json();
+    let id = pending["invitation"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(pending["invitation"]["status"], "pending");
+    let listed = cli.run(&["invitations", "list", "--json"]).ok().json();
+    assert_eq!(ids_in(&listed, "invitations"), vec![id.clone()], "{listed}");
+    let table = cli.run(&["invitations", "list"]).ok();
+    assert!(table.stdout.contains("someone-else@example.com"));
+
+    let revoked = cli
+        .run(&["invitations", "revoke", &id, "--json"])
+        .ok()
+        .json();
+    assert_eq!(revoked["revoked"], id.as_str());
+    let listed = cli.run(&["invitations", "list", "--json"]).ok().json();
+    assert!(
+        listed["invitations"].as_array().unwrap().is_empty(),
+        "{listed}"
+    );
+    let all = cli
+        .run(&["invitations", "list", "--all", "--json"])
+        .ok()
+        .json();
+    assert!(all["invitations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|i| i["id"] == id.as_str() && i["status"] == "revoked"));
+    assert_refused(
+        &cli.run(&["invitations", "revoke", "inv_doesnotexist"]),
+        404,
+        "not_found",
+    );
+}
+
+#[test]
+fn code_review_is_configured_and_followed_from_the_cli() {
+    use e2e::review::{platform_base, provider_base, random_hex, sample_files, sample_findings};
+    use e2e::review::{Pr, Setup};
+    use e2e::{fake_llm, fake_platforms, wait_for};
+
+    let (_s, _org_id, cli) = owner_with_org("cli-review");
+    let platforms = fake_platforms!();
+    let llm = fake_llm!();
+    let api_key = format!("sk-test-{}", random_hex(32));
+    llm.admin(
+        reqwest::Method::PUT,
+        "/__admin/config",
+        Some(&serde_json::json!({"api_key": api_key, "reply": sample_findings()})),
+    );
+
+    // The provider is created with a wrong key, then given the right one: the review below
+    // only succeeds if `set-key` took effect. Keys go in on stdin and are never printed.
+    let base_url = provider_base(&llm, "anthropic");
+    let created = cli.run_with_stdin(
+        &[
+            "providers",
+            "create",
+            "--name",
+            "claude",
+            "--kind",
+            "anthropic",
+            "--model",
+            "review-model-1",
+            "--base-url",
+            &base_url,
+            "--json",
+        ],
+        "sk-test-wrong\n",
+    );
+    let created = created.ok();
+    assert!(
+        !created.stdout.contains("sk-test-wrong"),
+        "{}",
+        created.stdout
+    );
+    let provider = created.json()["llm_provider"].clone();
+    assert_eq!(provider["has_api_key"], true);
+    let provider_id = provider["id"].as_str().unwrap().to_owned();
+    let set = cli
+        .run_with_stdin(&["providers", "set-key", &provider_id, "--json"], &api_key)
+        .ok();
+    assert!(!set.stdout.contains(&api_key) && !set.stderr.contains(&api_key));
+    // No key on stdin: a usage error, and nothing is sent.
+    assert_eq!(
+        cli.run_with_stdin(&["providers", "set-key", &provider_id], "\n")
+            .code,
+        2
+    );
+    let providers = cli.run(&["providers", "list", "--json"]).ok().json();
+    assert_eq!(providers["llm_providers"][0]["id"], provider_id.as_str());
+
+    let token = format!("tok_{}", random_hex(24));
+    let api_base = platform_base(&platforms, "github");
+    let integration = cli
+        .run_with_stdin(
+            &[
+                "integrations",
+                "create",
+                "--name",
+                "acme",
+                "--platform",
+                "github",
+                "--api-base-url",
+                &api_base,
+                "--provider",
+                &provider_id,
+                "--json",
+            ],
+            &format!("{token}\n"),
+        )
+        .ok()
+        .json();
+    assert_eq!(integration["integration"]["has_access_token"], true);
+    let integration_id = integration["integration"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let webhook_secret = integration["webhook_secret"].as_str().unwrap().to_owned();
+    assert!(webhook_secret.len() >= 64, "{webhook_secret}");
+    let mut setup = Setup {
+        platform: "github".into(),
+        platforms,
+        llm,
+        integration_id: integration_id.clone(),
+        provider_id: provider_id.clone(),
+        webhook_secret,
+        signing_token: None,
+        token,
+        api_key,
+    };
+
+    // A pull request opened on the platform, signed with the secret the CLI generated.
+    let pr = Pr::new("acme/app", 7);
+    setup.register(&pr, &sample_files(), None, "open");
+    let review_id = setup.open_and_queue(&pr);
+    let review = wait_for(
+        "the review to finish",
+        std::time::Duration::from_secs(120),
+        || {
+            let r = cli.run(&["reviews", "show", &review_id, "--json"]);
+            if r.code != 0 {
+                return None; // recorded by the inbox just after the webhook's answer
+            }
+            let v = r.json()["review"].clone();
+            matches!(v["status"].as_str(), Some("done" | "failed")).then_some(v)
+        },
+    );
+    assert_eq!(review["status"], "done", "{review}");
+    assert!(
+        review["counts"]["findings"].as_i64().unwrap() > 0,
+        "{review}"
+    );
+
+    let listed = cli
+        .run(&[
+            "reviews",
+            "list",
+            "--integration",
+            &integration_id,
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(listed["reviews"][0]["id"], review_id.as_str());
+    let table = cli.run(&["reviews", "list"]).ok();
+    assert!(table.stdout.contains("acme/app"), "{}", table.stdout);
+    let deliveries = cli
+        .run(&["integrations", "deliveries", &integration_id, "--json"])
+        .ok()
+        .json();
+    assert!(deliveries["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|d| d["review_id"] == review_id.as_str() && d["outcome"] == "queued"));
+
+    // Requeue is accepted for a finished review and audited.
+    let requeued = cli
+        .run(&["reviews", "requeue", &review_id, "--json"])
+        .ok()
+        .json();
+    assert_eq!(requeued["review"]["id"], review_id.as_str());
+    let events = cli
+        .run(&["audit", "list", "--action", "review.requeued", "--json"])
+        .ok()
+        .json();
+    assert_eq!(events["events"][0]["resource"]["id"], review_id.as_str());
+
+    // A rotated secret: the new one (printed alone on stdout) verifies, the old one no longer
+    // does without an overlap.
+    let rotated = cli
+        .run(&[
+            "integrations",
+            "rotate-secret",
+            &integration_id,
+            "--overlap-seconds",
+            "0",
+        ])
+        .ok();
+    assert_eq!(
+        rotated.stdout.trim().lines().count(),
+        1,
+        "{}",
+        rotated.stdout
+    );
+    let old = std::mem::replace(&mut setup.webhook_secret, rotated.stdout.trim().to_owned());
+    assert_ne!(old, setup.webhook_secret);
+    let pr2 = Pr::new("acme/app", 8);
+    setup.register(&pr2, &sample_files(), None, "open");
+    setup.open_and_queue(&pr2);
+    setup.webhook_secret = old;
+    setup.open(&Pr::new("acme/app", 9)).expect(401);
+
+    let shown = cli
+        .run(&["integrations", "show", &integration_id, "--json"])
+        .ok()
+        .json();
+    assert!(
+        shown["integration"]["secret_rotated_at"].is_string(),
+        "{shown}"
+    );
+    let table = cli.run(&["integrations", "list"]).ok();
+    assert!(table.stdout.contains("acme"), "{}", table.stdout);
+    assert_refused(
+        &cli.run(&["reviews", "show", "rev_doesnotexist"]),
+        404,
+        "not_found",
+    );
+}
+
+/// A model with a two-tensor base version, and a round on it wanting `devices` updates.
+fn model_and_round(cli: &Cli, devices: u32) -> (String, String) {
+    let model = cli
+        .run(&["models", "create", &unique("sim-model"), "--json"])
+        .ok()
+        .json()["model"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let spec = tensors(&[("dense.weight", vec![4, 8]), ("dense.bias", vec![8])]);
+    let values: Vec<f64> = (0..40).map(|i| (i as f64) / 10.0 - 2.0).collect();
+    let file = cli.dir.join(format!("{model}.safetensors"));
+    std::fs::write(&file, safetensors_f32(&spec, &values, &[0, 1])).unwrap();
+    cli.run(&["models", "push", &model, file.to_str().unwrap()])
+        .ok();
+    let round = new_round(cli, &model, devices, None);
+    (model, round)
+}
+
+/// A round on version 1 of `model` wanting `devices` updates, aimed at `group` if given.
+fn new_round(cli: &Cli, model: &str, devices: u32, group: Option<&str>) -> String {
+    let n = devices.to_string();
+    let mut args = vec![
+        "rounds",
+        "create",
+        "--model",
+        model,
+        "--base-version",
+        "1",
+        "--target",
+        n.as_str(),
+        "--min",
+        n.as_str(),
+        "--max",
+        n.as_str(),
+        "--json",
+    ];
+    if let Some(g) = group {
+        args.extend(["--device-group", g]);
+    }
+    cli.run(&args).ok().json()["round"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn simulate_round_then_watch_prints_the_published_version() {
+    let (_s, _org_id, cli) = owner_with_org("cli-simulate");
+    let (model, round) = model_and_round(&cli, 3);
+
+    let sim = cli
+        .run(&[
+            "simulate",
+            "round",
+            &round,
+            "--devices",
+            "3",
+            "--seed",
+            "7",
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(sim["accepted"], 3, "{sim}");
+    let devices = sim["devices"].as_array().unwrap();
+    let shas: Vec<&str> = devices
+        .iter()
+        .map(|d| d["sha256"].as_str().unwrap())
+        .collect();
+    assert_eq!(shas.len(), 3);
+    assert!(shas[0] != shas[1] && shas[1] != shas[2] && shas[0] != shas[2]);
+    let samples: i64 = devices
+        .iter()
+        .map(|d| d["sample_count"].as_i64().unwrap())
+        .sum();
+    // Every simulated device is a real enrolled device of the org.
+    let enrolled = ids_in(
+        &cli.run(&["devices", "list", "--json"]).ok().json(),
+        "devices",
+    );
+    for d in devices {
+        assert!(enrolled.iter().any(|id| d["device_id"] == id.as_str()));
+    }
+
+    let watched = cli
+        .run(&["rounds", "watch", &round, "--interval", "1"])
+        .ok();
+    let version_id = watched.stdout.trim().to_owned();
+    assert!(version_id.starts_with("mv"), "{version_id}");
+    let shown = cli.run(&["rounds", "show", &round, "--json"]).ok().json();
+    assert_eq!(shown["round"]["state"], "published");
+    assert_eq!(shown["round"]["published_version_id"], version_id.as_str());
+    assert_eq!(shown["round"]["progress"]["accepted"], 3);
+    assert_eq!(shown["round"]["progress"]["total_samples"], samples);
+    let versions = cli
+        .run(&["models", "versions", &model, "--json"])
+        .ok()
+        .json();
+    assert!(versions["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|v| v["id"] == version_id.as_str() && v["round_id"] == round.as_str()));
+
+    // The same seed gives byte-identical updates (other devices, another round). This round
+    // is aimed at an empty explicit group: simulate puts its devices in it, or they could not join.
+    let group = cli
+        .run(&["groups", "create", "simulated", "--json"])
+        .ok()
+        .json()["device_group"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let again = new_round(&cli, &model, 2, Some(&group));
+    let sim2 = cli
+        .run(&[
+            "simulate",
+            "round",
+            &again,
+            "--devices",
+            "2",
+            "--seed",
+            "7",
+            "--json",
+        ])
+        .ok()
+        .json();
+    let shas2: Vec<&str> = sim2["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["sha256"].as_str().unwrap())
+        .collect();
+    assert_eq!(shas2, shas[..2].to_vec());
+    let members = cli.run(&["groups", "show", &group, "--json"]).ok().json();
+    assert_eq!(members["device_group"]["members"], 2);
+
+    // More devices than the round admits: the extra one is refused by the server (409), the
+    // others' updates count, and the run exits 1 with that refusal.
+    let small = new_round(&cli, &model, 2, None);
+    let r = cli.run(&["simulate", "round", &small, "--devices", "3", "--json"]);
+    assert_eq!(r.code, 1, "{} {}", r.stdout, r.stderr);
+    let out = r.json();
+    assert_eq!(
+        (out["accepted"].as_u64(), out["refused"].as_u64()),
+        (Some(2), Some(1)),
+        "{out}"
+    );
+    let refused = out["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["status"] == "refused")
+        .unwrap();
+    assert_eq!(refused["error"]["status"], 409, "{refused}");
+    let e: Value = serde_json::from_str(r.stderr.trim()).unwrap();
+    assert_eq!(e["error"]["code"], refused["error"]["code"]);
+    assert!(e["error"]["request_id"]
+        .as_str()
+        .unwrap()
+        .starts_with("req_"));
+
+    // A published round takes no more updates: refused before any device is enrolled (exit 1).
+    let before = ids_in(
+        &cli.run(&["devices", "list", "--json"]).ok().json(),
+        "devices",
+    );
+    let r = cli.run(&["simulate", "round", &round, "--devices", "1"]);
+    assert_eq!(r.code, 1, "{} {}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("round_published"), "{}", r.stderr);
+    let after = ids_in(
+        &cli.run(&["devices", "list", "--json"]).ok().json(),
+        "devices",
+    );
+    assert_eq!(before, after);
+    // A round of another org, or none: the server's 404.
+    let r = cli.run(&["simulate", "round", "rnd_doesnotexist"]);
+    assert_refused(&r, 404, "not_found");
 }
