@@ -30,30 +30,6 @@ impl FieldElement {
         self.0
     }
 
-    pub fn add(self, other: Self) -> Self {
-        // Both are below 2^127 - 1, so the sum fits in a u128.
-        Self(fold(0, self.0 + other.0))
-    }
-
-    pub fn sub(self, other: Self) -> Self {
-        if self.0 >= other.0 {
-            Self(self.0 - other.0)
-        } else {
-            Self(MODULUS - (other.0 - self.0))
-        }
-    }
-
-    pub fn neg(self) -> Self {
-        Self::ZERO.sub(self)
-    }
-
-    pub fn mul(self, other: Self) -> Self {
-        let (high, low) = wide_mul(self.0, other.0);
-        // product = high·2^128 + low = (2·high + low>>127)·2^127 + (low & p), and 2^127 ≡ 1.
-        let upper = (high << 1) | (low >> 127);
-        Self(fold(upper, low & MODULUS))
-    }
-
     /// The multiplicative inverse by Fermat (a^(p−2)); `None` for zero, which has none.
     pub fn inverse(self) -> Option<Self> {
         if self.0 == 0 {
@@ -64,12 +40,52 @@ impl FieldElement {
         let mut result = Self::ONE;
         while exponent > 0 {
             if exponent & 1 == 1 {
-                result = result.mul(base);
+                result = result * base;
             }
-            base = base.mul(base);
+            base = base * base;
             exponent >>= 1;
         }
         Some(result)
+    }
+}
+
+impl std::ops::Add for FieldElement {
+    type Output = Self;
+
+    fn add(self, other: Self) -> Self {
+        // Both are below 2^127 − 1, so the sum fits in a u128.
+        Self(fold(0, self.0 + other.0))
+    }
+}
+
+impl std::ops::Sub for FieldElement {
+    type Output = Self;
+
+    fn sub(self, other: Self) -> Self {
+        if self.0 >= other.0 {
+            Self(self.0 - other.0)
+        } else {
+            Self(MODULUS - (other.0 - self.0))
+        }
+    }
+}
+
+impl std::ops::Neg for FieldElement {
+    type Output = Self;
+
+    fn neg(self) -> Self {
+        Self::ZERO - self
+    }
+}
+
+impl std::ops::Mul for FieldElement {
+    type Output = Self;
+
+    fn mul(self, other: Self) -> Self {
+        let (high, low) = wide_mul(self.0, other.0);
+        // product = high·2^128 + low = (2·high + low>>127)·2^127 + (low & p), and 2^127 ≡ 1.
+        let upper = (high << 1) | (low >> 127);
+        Self(fold(upper, low & MODULUS))
     }
 }
 
@@ -139,16 +155,16 @@ mod tests {
     proptest! {
         #[test]
         fn operations_agree_with_a_plain_oracle(a in element(), b in element()) {
-            prop_assert_eq!(a.mul(b).value(), slow_mul(a.0, b.0));
-            prop_assert_eq!(a.add(b).value(), slow_add(a.0, b.0));
-            prop_assert_eq!(a.sub(b).add(b), a);
-            prop_assert_eq!(a.add(a.neg()), FieldElement::ZERO);
+            prop_assert_eq!((a * b).value(), slow_mul(a.0, b.0));
+            prop_assert_eq!((a + b).value(), slow_add(a.0, b.0));
+            prop_assert_eq!(a - b + b, a);
+            prop_assert_eq!(a + (-a), FieldElement::ZERO);
         }
 
         #[test]
         fn inverse_inverts(a in element()) {
             match a.inverse() {
-                Some(inverse) => prop_assert_eq!(a.mul(inverse), FieldElement::ONE),
+                Some(inverse) => prop_assert_eq!(a * inverse, FieldElement::ONE),
                 None => prop_assert_eq!(a, FieldElement::ZERO),
             }
         }
@@ -168,7 +184,7 @@ mod tests {
             Some(MODULUS - 1)
         );
         assert_eq!(
-            FieldElement(MODULUS - 1).mul(FieldElement(MODULUS - 1)),
+            FieldElement(MODULUS - 1) * FieldElement(MODULUS - 1),
             FieldElement::ONE
         );
     }

@@ -169,15 +169,15 @@ pub fn reconstruct(shares: &[Share], threshold: usize) -> Result<FieldElement, R
         for (j, other) in shares.iter().enumerate() {
             if i != j {
                 let x_j = FieldElement::reduce(u128::from(other.x));
-                numerator = numerator.mul(x_j);
-                denominator = denominator.mul(x_j.sub(x_i));
+                numerator = numerator * x_j;
+                denominator = denominator * (x_j - x_i);
             }
         }
         // Distinct x below 2^32 < p make every difference non-zero, so the inverse exists.
         let inverse = denominator
             .inverse()
             .ok_or(ReconstructError::DuplicateX(share.x))?;
-        secret = secret.add(share.y.mul(numerator).mul(inverse));
+        secret = secret + share.y * numerator * inverse;
     }
     Ok(secret)
 }
@@ -246,11 +246,11 @@ pub(crate) mod tests {
                 let point = FieldElement::reduce(u128::from(x));
                 let mut y = FieldElement::ZERO;
                 for c in coefficients.iter().rev() {
-                    y = y.mul(point).add(*c);
+                    y = y * point + *c;
                 }
                 Share {
                     x,
-                    y: y.mul(point).add(secret),
+                    y: y * point + secret,
                 }
             })
             .collect()

@@ -249,7 +249,10 @@ mod tests {
         sum
     }
 
-    fn round() -> impl Strategy<Value = (Vec<([u8; 32], [u8; 32])>, BTreeSet<u32>, usize)> {
+    /// Per device (sk1, self-mask seed), the dropped indices, and the vector length.
+    type RoundShape = (Vec<([u8; 32], [u8; 32])>, BTreeSet<u32>, usize);
+
+    fn round() -> impl Strategy<Value = RoundShape> {
         (2usize..7, 1usize..24).prop_flat_map(|(n, len)| {
             (
                 proptest::collection::vec(any::<([u8; 32], [u8; 32])>(), n),
