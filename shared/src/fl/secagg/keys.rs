@@ -3,6 +3,8 @@
 //! agreements are hashed with HKDF-SHA256 (no salt) under a purpose string, so the two keys a pair
 //! of devices shares can never be confused. The server uses only the first: after a device
 //! drops, it rebuilds that device's `sk1` and recomputes the pairwise seeds with the survivors.
+//! (`crypto::kdf` derives the deployment's own keys under its fixed salt; the SDK's HKDF has none,
+//! so this calls `hkdf` directly. X25519 is `ed25519-compact`'s, already in the workspace.)
 
 use ed25519_compact::x25519;
 use hkdf::Hkdf;

@@ -10,6 +10,7 @@
 //! - [`field`] and [`shamir`]: Shamir over GF(2^127 − 1), the 40-byte share and the 132-byte
 //!   chunked `sk1` share, reconstruction that refuses fewer than `t` shares;
 //! - [`relay`]: the shape of the share ciphertexts the server relays but cannot open;
+//! - [`reveal`]: a survivor's stage-4 answer, each share checked to be at the holder's own x;
 //! - [`quantize`]: the stochastic quantization and the de-quantization of a sum;
 //! - [`unmask`]: removing the masks from a range of the sum, and the canary check.
 
@@ -18,6 +19,7 @@ pub mod keys;
 pub mod prg;
 pub mod quantize;
 pub mod relay;
+pub mod reveal;
 pub mod shamir;
 pub mod unmask;
 

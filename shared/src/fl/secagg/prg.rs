@@ -2,6 +2,8 @@
 //! SHA-256(seed || u32be(i)), read big-endian. Every element depends only on its own index, so a
 //! shard regenerates exactly its slice `[start, end)` without producing the elements before it;
 //! this is what keeps unmasking O(range) in memory and spreads it over the aggregator shards.
+//! It hashes with `sha2` directly rather than `crypto::sha256` so the seed is absorbed once and
+//! the per-element hash never allocates: this loop is the floor of a secure round's cost.
 
 use sha2::{Digest, Sha256};
 

@@ -13,6 +13,7 @@ use super::keys::{pairwise_seed, public_key, share_encryption_key};
 use super::prg;
 use super::quantize::quantize;
 use super::relay::ShareCiphertext;
+use super::reveal::parse_reveal;
 use super::shamir::{
     reconstruct, reconstruct_self_mask_seed, reconstruct_sk1, ReconstructError, Share, Sk1Share,
 };
@@ -252,23 +253,24 @@ fn unmask_round(round: &Round) -> (Unmasker, Vec<u32>) {
     let mut seed_shares: BTreeMap<u32, Vec<Share>> = BTreeMap::new();
     let mut sk1_shares: BTreeMap<u32, Vec<Sk1Share>> = BTreeMap::new();
     for (holder, reveals) in &round.unmask {
-        for reveal in reveals {
-            let share = bytes(&reveal.share);
-            if round.dropped.contains(&reveal.of) {
-                let parsed = Sk1Share::parse(&share).unwrap();
-                assert_eq!(parsed.x, *holder);
-                assert_eq!(received[&(reveal.of, *holder)].1, parsed);
-                sk1_shares.entry(reveal.of).or_default().push(parsed);
-            } else {
-                let parsed = Share::parse(&share).unwrap();
-                assert_eq!(parsed.x, *holder);
-                if reveal.of != *holder {
-                    assert_eq!(received[&(reveal.of, *holder)].0, parsed);
-                }
-                seed_shares.entry(reveal.of).or_default().push(parsed);
+        let devices: Vec<u32> = reveals.iter().map(|reveal| reveal.of).collect();
+        let raw: Vec<Vec<u8>> = reveals.iter().map(|reveal| bytes(&reveal.share)).collect();
+        let raw: Vec<&[u8]> = raw.iter().map(Vec::as_slice).collect();
+        let parsed =
+            parse_reveal(*holder, &round.survivors, &round.dropped, &devices, &raw).unwrap();
+        for (device, share) in parsed.self_mask_seed_shares {
+            if device != *holder {
+                assert_eq!(received[&(device, *holder)].0, share);
             }
+            seed_shares.entry(device).or_default().push(share);
+        }
+        for (device, share) in parsed.sk1_shares {
+            assert_eq!(received[&(device, *holder)].1, share);
+            sk1_shares.entry(device).or_default().push(share);
         }
     }
+    assert_eq!(seed_shares.len(), round.survivors.len());
+    assert_eq!(sk1_shares.len(), round.dropped.len());
 
     let survivors: Vec<Survivor> = round
         .survivors
