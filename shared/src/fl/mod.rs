@@ -19,6 +19,7 @@ pub mod pieces;
 pub mod rollout;
 pub mod round;
 pub mod safetensors;
+pub mod secagg;
 pub mod shard;
 pub mod upload_url;
 pub mod validate;
