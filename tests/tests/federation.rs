@@ -803,13 +803,16 @@ fn the_deadline_publishes_with_min_or_closes_insufficient() {
     let spec = small_model();
     let mut rng = Rng::new(21);
     let (model_id, base) = model_with_base(&spec, &mut rng);
+    // Long enough for the eight device calls below to land before it on a loaded machine (at
+    // 6 s a join was refused `round_closed` while parallel builds ran).
+    const DEADLINE_SECS: u64 = 20;
     // min 2 reached, target 10 not: published at the deadline.
     let r = create_round(round_body(
         &model_id,
         10,
         2,
         12,
-        6,
+        DEADLINE_SECS,
         json!({"algorithm": "fedavg"}),
     ));
     let enough = r["id"].as_str().unwrap().to_owned();
@@ -819,7 +822,7 @@ fn the_deadline_publishes_with_min_or_closes_insufficient() {
         10,
         2,
         12,
-        6,
+        DEADLINE_SECS,
         json!({"algorithm": "fedavg"}),
     ));
     let short = r["id"].as_str().unwrap().to_owned();
