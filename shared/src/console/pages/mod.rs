@@ -4,10 +4,12 @@
 
 mod federation;
 mod org;
+mod review;
 mod session;
 
 pub use federation::*;
 pub use org::*;
+pub use review::*;
 pub use session::*;
 
 pub use maud::Markup;
@@ -73,6 +75,10 @@ pub fn layout(c: &Chrome<'_>, body: Markup) -> Markup {
                             a href={ "/orgs/" (m.org.slug) "/members" } { "Members" }
                             a href={ "/orgs/" (m.org.slug) "/audit" } { "Audit log" }
                             a href={ "/orgs/" (m.org.slug) "/rounds" } { "Rounds" }
+                            a href={ "/orgs/" (m.org.slug) "/devices" } { "Devices" }
+                            a href={ "/orgs/" (m.org.slug) "/integrations" } { "Integrations" }
+                            a href={ "/orgs/" (m.org.slug) "/llm-providers" } { "LLM providers" }
+                            a href={ "/orgs/" (m.org.slug) "/reviews" } { "Reviews" }
                             a href="/orgs" { "Switch organization" }
                         }
                     }

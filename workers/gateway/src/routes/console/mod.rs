@@ -1,7 +1,7 @@
 //! The web console: server-rendered HTML pages over the same service functions and view types
 //! as the JSON API. Like the API, each area owns a table of routes and its handlers (`session`:
 //! signing in, sessions, `/device`; `org`: an org's overview, API keys, members, audit log;
-//! `federation`: rounds). Each route has its
+//! `federation`: rounds; `review`: integrations, LLM providers, reviews). Each route has its
 //! gate (public, signed in, or an org action checked by the same `authn::org_access` and
 //! `authorize` as the JSON route it mirrors: `gate`). The browser session is a cookie holding
 //! the web session's tokens; every POST must come from our Origin and, once signed in, carry
@@ -11,12 +11,13 @@ mod federation;
 mod gate;
 mod org;
 mod page;
+mod review;
 mod session;
 
 use edgeplane_core::auth::Action;
 use edgeplane_core::console::pages;
 use edgeplane_core::console::{asset, ASSET_CACHE_CONTROL, SECURITY_HEADERS};
-use edgeplane_core::http::{match_route, BodyLimit, Method, RouteMatch, RouteSpec};
+use edgeplane_core::http::{match_tables, BodyLimit, Method, RouteMatch, RouteSpec};
 use edgeplane_core::{ApiError, ErrorCode};
 use worker::{Context, Env, Headers, Request, Response, ResponseBuilder};
 
@@ -32,6 +33,7 @@ pub enum Id {
     Session(session::Id),
     Org(org::Id),
     Federation(federation::Id),
+    Review(review::Id),
 }
 
 /// Who may open a page: anyone, a signed-in person, or a member holding an action's scope
@@ -64,7 +66,13 @@ const FRAME: &[ConsoleRoute] = &[
 ];
 
 /// Every area's table, in matching order.
-pub const TABLES: &[&[ConsoleRoute]] = &[FRAME, session::ROUTES, org::ROUTES, federation::ROUTES];
+pub const TABLES: &[&[ConsoleRoute]] = &[
+    FRAME,
+    session::ROUTES,
+    org::ROUTES,
+    federation::ROUTES,
+    review::ROUTES,
+];
 
 /// All console routes.
 pub fn all_routes() -> impl Iterator<Item = &'static ConsoleRoute> {
@@ -72,19 +80,7 @@ pub fn all_routes() -> impl Iterator<Item = &'static ConsoleRoute> {
 }
 
 fn find_route(method: Method, path: &str) -> RouteMatch<'static, Id, Gate> {
-    let mut allowed = Vec::new();
-    for table in TABLES {
-        match match_route(table, method, path) {
-            found @ RouteMatch::Found(..) => return found,
-            RouteMatch::MethodNotAllowed(m) => allowed.extend(m),
-            RouteMatch::NotFound => {}
-        }
-    }
-    if allowed.is_empty() {
-        RouteMatch::NotFound
-    } else {
-        RouteMatch::MethodNotAllowed(allowed)
-    }
+    match_tables(TABLES, method, path)
 }
 
 /// Whether `path` is a console page (any method): the console answers it, in HTML.
@@ -199,6 +195,7 @@ async fn handle(id: Id, cx: &mut Cx<'_>, page: &mut Page) -> Result<Answer, ApiE
         Id::Session(id) => session::handle(id, cx, page).await,
         Id::Org(id) => org::handle(id, cx, page).await,
         Id::Federation(id) => federation::handle(id, cx, page).await,
+        Id::Review(id) => review::handle(id, cx, page).await,
     }
 }
 

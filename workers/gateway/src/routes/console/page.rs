@@ -2,11 +2,14 @@
 //! token, who is signed in, the cookies to set), what a handler answers (`Answer`), and the
 //! small look-ups a page needs for its frame (the membership of the org it shows).
 
+use std::str::FromStr;
+
 use edgeplane_core::console::pages::{Chrome, Markup};
 use edgeplane_core::console::{set_cookie, CookieNames};
 use edgeplane_core::ids::{OrgId, TypedId};
 use edgeplane_core::views::identity::OrgMembershipView;
 use edgeplane_core::{ApiError, ErrorCode};
+use serde::de::DeserializeOwned;
 
 use crate::cx::Cx;
 use crate::service::identity::me;
@@ -55,6 +58,31 @@ impl Page {
             .ok_or_else(|| ApiError::validation(format!("{name} is required")))
     }
 
+    /// An optional field: absent, empty or blank is `None`.
+    pub fn optional(&self, name: &str) -> Option<&str> {
+        self.field(name).map(str::trim).filter(|v| !v.is_empty())
+    }
+
+    /// A required field read as a number.
+    pub fn number<T: FromStr>(&self, name: &str) -> Result<T, ApiError> {
+        parse_number(name, self.require(name)?)
+    }
+
+    /// An optional field read as a number.
+    pub fn optional_number<T: FromStr>(&self, name: &str) -> Result<Option<T>, ApiError> {
+        self.optional(name)
+            .map(|v| parse_number(name, v))
+            .transpose()
+    }
+
+    /// A required field holding one of a serde enum's wire names (`github`, `cloud`, …): the
+    /// inverse of `pages::word`.
+    pub fn choice<T: DeserializeOwned>(&self, name: &str) -> Result<T, ApiError> {
+        let v = self.require(name)?;
+        serde_json::from_value(serde_json::Value::String(v.to_owned()))
+            .map_err(|_| ApiError::validation(format!("{name} is not one of the choices offered")))
+    }
+
     pub fn chrome<'a>(&'a self, title: &'a str, org: Option<&'a OrgMembershipView>) -> Chrome<'a> {
         Chrome {
             title,
@@ -84,6 +112,18 @@ impl Page {
             self.set_cookies.push(set_cookie(name, "", self.https, 0));
         }
     }
+}
+
+fn parse_number<T: FromStr>(name: &str, v: &str) -> Result<T, ApiError> {
+    v.trim()
+        .parse()
+        .map_err(|_| ApiError::validation(format!("{name} must be a number")))
+}
+
+/// An error a person can correct on the form that caused it (shown above the form, which
+/// keeps what they typed); anything else is the error page.
+pub fn correctable(e: &ApiError) -> bool {
+    matches!(e.status(), 400 | 404 | 409 | 422)
 }
 
 pub fn not_found() -> ApiError {
