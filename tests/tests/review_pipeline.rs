@@ -130,6 +130,37 @@ fn github_review_is_posted_with_line_and_side_positions() {
     assert_common_counts(&r);
     assert_eq!(r["counts"]["comments_posted"], 4);
     assert_eq!(r["model"], "review-model-1");
+    // The findings it placed, as the API lists them: file, line, side, and posted inline.
+    let listed = Client::owner_key()
+        .get(&org_path(&format!("/reviews/{id}/findings")))
+        .expect(200)
+        .json();
+    let mut placed: Vec<(String, u64, String, String)> = listed["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            let text = |k: &str| f[k].as_str().unwrap().to_owned();
+            (
+                text("path"),
+                f["line"].as_u64().unwrap(),
+                text("side"),
+                text("state"),
+            )
+        })
+        .collect();
+    placed.sort();
+    let want =
+        |p: &str, l: u64, side: &str| (p.to_owned(), l, side.to_owned(), "posted".to_owned());
+    assert_eq!(
+        placed,
+        vec![
+            want("src/auth.rs", 3, "RIGHT"),
+            want("src/handler.rs", 12, "LEFT"),
+            want("src/handler.rs", 12, "RIGHT"),
+            want("src/handler.rs", 13, "RIGHT"),
+        ]
+    );
     let posted = s.posted();
     assert_eq!(posted.len(), 1, "exactly one review: {posted:?}");
     let review = &posted[0]["body"];

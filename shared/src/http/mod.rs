@@ -4,4 +4,4 @@ pub mod body;
 pub mod route;
 
 pub use body::{parse_json, require_json_content_type, BodyLimit};
-pub use route::{match_route, Method, Params, RouteMatch, RouteSpec};
+pub use route::{match_route, match_tables, Method, Params, RouteMatch, RouteSpec};

@@ -134,6 +134,28 @@ pub fn match_route<'a, R, A>(
     }
 }
 
+/// [`match_route`] over several tables (each area's), in order: the first table with a route
+/// for `method` at `path` wins; otherwise every method the tables answer there, or not found.
+pub fn match_tables<'a, R, A>(
+    tables: &[&'a [RouteSpec<R, A>]],
+    method: Method,
+    path: &str,
+) -> RouteMatch<'a, R, A> {
+    let mut allowed = Vec::new();
+    for table in tables {
+        match match_route(table, method, path) {
+            found @ RouteMatch::Found(..) => return found,
+            RouteMatch::MethodNotAllowed(m) => allowed.extend(m),
+            RouteMatch::NotFound => {}
+        }
+    }
+    if allowed.is_empty() {
+        RouteMatch::NotFound
+    } else {
+        RouteMatch::MethodNotAllowed(allowed)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,6 +183,31 @@ mod tests {
             auth: (),
         },
     ];
+
+    #[test]
+    fn tables_are_searched_in_order_and_their_methods_pooled() {
+        const OTHER: &[RouteSpec<u8, ()>] = &[RouteSpec {
+            id: 9,
+            method: Method::Post,
+            pattern: "/v1/orgs/{org}",
+            body_limit: BodyLimit::NONE,
+            auth: (),
+        }];
+        match match_tables(&[TABLE, OTHER], Method::Post, "/v1/orgs/acme") {
+            RouteMatch::Found(r, _) => assert_eq!(r.id, 9),
+            other => panic!("{other:?}"),
+        }
+        match match_tables(&[TABLE, OTHER], Method::Put, "/v1/orgs/acme") {
+            RouteMatch::MethodNotAllowed(m) => {
+                assert_eq!(m, vec![Method::Get, Method::Delete, Method::Post])
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            match_tables(&[TABLE, OTHER], Method::Get, "/v1/nothing"),
+            RouteMatch::NotFound
+        ));
+    }
 
     #[test]
     fn captures_params_and_distinguishes_405_from_404() {

@@ -43,6 +43,54 @@ impl PlatformApi {
         }
     }
 
+    /// The web page of pull request `number` of `repo_name` (`owner/name`; Bitbucket Data
+    /// Center: `PROJECT/slug`), for people: the web host is the API's, without the API's path
+    /// (`api.github.com` and `api.bitbucket.org` are the cloud's web hosts without `api.`).
+    /// `None` for a base URL that is not http(s).
+    pub fn pull_request_url(
+        self,
+        api_base_url: &str,
+        repo_name: &str,
+        number: u64,
+    ) -> Option<String> {
+        let base = api_base_url.trim_end_matches('/');
+        let (scheme, rest) = base.split_once("://")?;
+        if scheme != "https" && scheme != "http" {
+            return None;
+        }
+        let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let host = match (self, host) {
+            (PlatformApi::GitHub, "api.github.com") => "github.com",
+            (PlatformApi::BitbucketCloud, "api.bitbucket.org") => "bitbucket.org",
+            (_, h) => h,
+        };
+        // Self-hosted servers serve the API under a path of the web host.
+        let api_path = match self {
+            PlatformApi::GitHub => "api/v3",
+            PlatformApi::GitLab => "api/v4",
+            PlatformApi::BitbucketCloud => "2.0",
+            PlatformApi::BitbucketDataCenter => "rest/api/1.0",
+        };
+        let prefix = path
+            .strip_suffix(api_path)
+            .unwrap_or(path)
+            .trim_end_matches('/');
+        let web = if prefix.is_empty() {
+            format!("{scheme}://{host}")
+        } else {
+            format!("{scheme}://{host}/{prefix}")
+        };
+        Some(match self {
+            PlatformApi::GitHub => format!("{web}/{repo_name}/pull/{number}"),
+            PlatformApi::GitLab => format!("{web}/{repo_name}/-/merge_requests/{number}"),
+            PlatformApi::BitbucketCloud => format!("{web}/{repo_name}/pull-requests/{number}"),
+            PlatformApi::BitbucketDataCenter => {
+                let (project, slug) = repo_name.split_once('/')?;
+                format!("{web}/projects/{project}/repos/{slug}/pull-requests/{number}")
+            }
+        })
+    }
+
     /// The API root of the vendor's cloud; self-hosted deployments must name theirs.
     pub fn default_base_url(self) -> Option<&'static str> {
         match self {
@@ -167,6 +215,52 @@ pub const MAX_OVERLAP_SECONDS: u32 = 7 * 24 * 3600;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pull_request_pages_for_people() {
+        let url = |api: PlatformApi, base: &str, repo: &str| api.pull_request_url(base, repo, 7);
+        assert_eq!(
+            url(PlatformApi::GitHub, "https://api.github.com", "acme/app").as_deref(),
+            Some("https://github.com/acme/app/pull/7")
+        );
+        assert_eq!(
+            url(
+                PlatformApi::GitHub,
+                "https://ghe.example.com/api/v3/",
+                "acme/app"
+            )
+            .as_deref(),
+            Some("https://ghe.example.com/acme/app/pull/7")
+        );
+        assert_eq!(
+            url(
+                PlatformApi::GitLab,
+                "https://gitlab.com/api/v4",
+                "grp/sub/app"
+            )
+            .as_deref(),
+            Some("https://gitlab.com/grp/sub/app/-/merge_requests/7")
+        );
+        assert_eq!(
+            url(
+                PlatformApi::BitbucketCloud,
+                "https://api.bitbucket.org/2.0",
+                "ws/app"
+            )
+            .as_deref(),
+            Some("https://bitbucket.org/ws/app/pull-requests/7")
+        );
+        assert_eq!(
+            url(
+                PlatformApi::BitbucketDataCenter,
+                "https://bb.example.com/rest/api/1.0",
+                "PRJ/app"
+            )
+            .as_deref(),
+            Some("https://bb.example.com/projects/PRJ/repos/app/pull-requests/7")
+        );
+        assert_eq!(url(PlatformApi::GitHub, "javascript:alert(1)", "a/b"), None);
+    }
 
     #[test]
     fn serde_names_are_the_stored_names() {

@@ -57,7 +57,8 @@ pub struct Finding {
     pub body: String,
 }
 
-mod side_serde {
+/// `Side` as its wire name (`LEFT`, `RIGHT`), for fields of type `Side`.
+pub mod side_serde {
     use super::Side;
     use serde::{Deserialize, Deserializer, Serializer};
     pub fn serialize<S: Serializer>(s: &Side, ser: S) -> Result<S::Ok, S::Error> {

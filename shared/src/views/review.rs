@@ -6,9 +6,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{DeliveryRowId, IntegrationId, ProviderId, ReviewId};
 use crate::review::config::{Deployment, ProviderKind};
+use crate::review::diff::Side;
 use crate::review::git_platform::Platform;
 use crate::review::select::SkipReason;
-use crate::review::status::ReviewStatus;
+use crate::review::status::{CommentState, ReviewStatus};
 use crate::time::rfc3339_millis;
 use crate::webhook::event::Trigger;
 use crate::webhook::inbox::DeliveryOutcome;
@@ -224,6 +225,23 @@ pub struct ReviewList {
     pub reviews: Vec<ReviewView>,
     /// Pass as `cursor` for the next page; `null` on the last one.
     pub next_cursor: Option<ReviewId>,
+}
+
+/// A finding the review placed on the pull request: the file and line it is about, and whether
+/// it became an inline comment (`posted`) or went into the summary (`fallback`, the platform
+/// refused the position). Positions only: the text is not kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReviewFinding {
+    pub path: String,
+    pub line: u32,
+    #[serde(with = "crate::review::findings::side_serde")]
+    pub side: Side,
+    pub state: CommentState,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReviewFindingList {
+    pub findings: Vec<ReviewFinding>,
 }
 
 /// The answer to a platform's webhook delivery (202 for `queued`, 200 otherwise).

@@ -11,7 +11,7 @@ pub mod identity;
 pub mod review;
 
 use edgeplane_core::auth::{authorize, Action, Principal, PrincipalKind};
-use edgeplane_core::http::{match_route, BodyLimit, Method, RouteMatch, RouteSpec};
+use edgeplane_core::http::{match_tables, BodyLimit, Method, RouteMatch, RouteSpec};
 use edgeplane_core::{ApiError, ErrorCode};
 use worker::{Context, Env, Request};
 
@@ -81,19 +81,7 @@ pub fn all_routes() -> impl Iterator<Item = &'static Route> {
 }
 
 fn find_route(method: Method, path: &str) -> RouteMatch<'static, RouteId, Access> {
-    let mut allowed = Vec::new();
-    for table in TABLES {
-        match match_route(table, method, path) {
-            found @ RouteMatch::Found(..) => return found,
-            RouteMatch::MethodNotAllowed(m) => allowed.extend(m),
-            RouteMatch::NotFound => {}
-        }
-    }
-    if allowed.is_empty() {
-        RouteMatch::NotFound
-    } else {
-        RouteMatch::MethodNotAllowed(allowed)
-    }
+    match_tables(TABLES, method, path)
 }
 
 fn route_not_found() -> ApiError {

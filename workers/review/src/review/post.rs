@@ -1,6 +1,7 @@
 //! Commenting: one review per head commit. GitHub takes the summary and every inline comment in
-//! a single "create review" call; GitLab and Bitbucket take one call per comment, each recorded
-//! as it lands so a retry resumes where it stopped. A comment the platform refuses (400/422:
+//! a single "create review" call (the positions are recorded once it succeeded); GitLab and
+//! Bitbucket take one call per comment, each recorded as it lands so a retry resumes where it
+//! stopped. A comment the platform refuses (400/422:
 //! the line moved, the position is invalid) is folded into the summary instead of being lost.
 
 use edgeplane_core::audit::{AuditAction, Event};
@@ -71,6 +72,22 @@ async fn recorded_comments(job: &Job) -> Result<Vec<Done>, Stop> {
         .await?)
 }
 
+/// Records where every finding of a GitHub review went: GitHub takes them all in one call, so
+/// nothing was recorded comment by comment. Positions only, like the other platforms' rows;
+/// they are what the review's findings listing shows.
+async fn record_all(job: &Job, work: &Work, state: CommentState) -> Result<(), Stop> {
+    for (i, f) in work.findings.iter().enumerate() {
+        job.db
+            .run_unaudited(
+                "INSERT OR IGNORE INTO review_comments (review_id, idx, path, line, side, state, platform_comment_id, created_at_ms) \
+                 VALUES (?, ?, ?, ?, ?, ?, NULL, ?)",
+                args![&job.row.id, i as i64, &f.path, i64::from(f.line), f.side.as_str(), state.as_str(), now_ms()],
+            )
+            .await?;
+    }
+    Ok(())
+}
+
 pub async fn post(job: &Job, work: &Work, resuming: bool) -> Result<(), Stop> {
     if !store::is_active(&job.db, &job.row.id).await? {
         return Err(Stop::Gone);
@@ -104,10 +121,12 @@ pub async fn post(job: &Job, work: &Work, resuming: bool) -> Result<(), Stop> {
                     "the review (summary fallback)",
                     job.platform(&call).await,
                 )?;
+                record_all(job, work, CommentState::Fallback).await?;
                 (0, all.len(), parse_created_id(&r.body))
             }
             other => {
                 let r = upstream(who, "the review", other)?;
+                record_all(job, work, CommentState::Posted).await?;
                 (work.findings.len(), 0, parse_created_id(&r.body))
             }
         }

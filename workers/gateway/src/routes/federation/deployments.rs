@@ -13,13 +13,13 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::common::query;
-use super::models::load_version;
 use crate::cx::Cx;
 use crate::http::ctx::now_ms;
 use crate::http::respond::{self, HttpResult};
 use crate::service::federation::deployments::{
     deployment_in_org, with_progress, DeploymentRow, DEPLOYMENT_SELECT,
 };
+use crate::service::federation::versions::load_version;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -4,12 +4,11 @@
 
 use edgeplane_core::audit::{AuditAction, Event};
 use edgeplane_core::fl::device_scope::DeviceScope;
-use edgeplane_core::fl::layout::ModelLayout;
 use edgeplane_core::fl::pieces::{self, BlobError, Blobs, Piece, PieceCutter, READ_WINDOW};
 use edgeplane_core::fl::safetensors::{self, FormatError, HeaderReader};
 use edgeplane_core::fl::versions::NewVersion;
 use edgeplane_core::http::BodyLimit;
-use edgeplane_core::ids::{new_id, ModelId, ModelVersionId, TypedId};
+use edgeplane_core::ids::{new_id, ModelId};
 use edgeplane_core::{validate, ApiError, ErrorCode};
 use edgeplane_runtime::args;
 use edgeplane_runtime::db::{OrInternal, OrgBatch};
@@ -26,6 +25,7 @@ use crate::http::ctx::now_ms;
 use crate::http::respond::{self, HttpResult};
 use crate::service::federation::deployments::candidates_for_device;
 use crate::service::federation::rounds::offered_clause;
+use crate::service::federation::versions::{load_version, VersionRow, VERSION_SELECT};
 use crate::service::federation::{corrupt, stored_id};
 use crate::storage::R2Blobs;
 use edgeplane_core::fl::rollout::desired_for_device;
@@ -129,39 +129,6 @@ pub async fn get(cx: &mut Cx<'_>) -> HttpResult {
     })
 }
 
-#[derive(Debug, Clone, Deserialize)]
-pub struct VersionRow {
-    pub id: String,
-    pub model_id: String,
-    pub version: i64,
-    pub parent_id: Option<String>,
-    pub parent_version: Option<i64>,
-    pub round_id: Option<String>,
-    pub status: String,
-    pub sha256: String,
-    pub size_bytes: i64,
-    pub parameters: i64,
-    pub layout: String,
-    pub pieces: String,
-    pub aggregation: Option<String>,
-    pub created_at_ms: i64,
-    pub approved_at_ms: Option<i64>,
-}
-
-pub const VERSION_SELECT: &str = "SELECT v.id, v.model_id, v.version, v.parent_id, p.version AS parent_version, \
-     v.round_id, v.status, v.sha256, v.size_bytes, v.parameters, v.layout, v.pieces, v.aggregation, \
-     v.created_at_ms, v.approved_at_ms FROM fl_model_versions v LEFT JOIN fl_model_versions p ON p.id = v.parent_id";
-
-impl VersionRow {
-    pub fn layout(&self) -> Result<ModelLayout, ApiError> {
-        serde_json::from_str(&self.layout).map_err(|_| ApiError::internal())
-    }
-
-    pub fn pieces(&self) -> Result<Vec<Piece>, ApiError> {
-        serde_json::from_str(&self.pieces).map_err(|_| ApiError::internal())
-    }
-}
-
 pub fn version_view(v: &VersionRow) -> Result<ModelVersion, ApiError> {
     let layout = v.layout()?;
     Ok(ModelVersion {
@@ -190,35 +157,6 @@ pub fn version_view(v: &VersionRow) -> Result<ModelVersion, ApiError> {
         approved_at: v.approved_at_ms.map(IsoMillis),
         layout: None,
     })
-}
-
-/// A version of `model_id` by number, or by id.
-pub async fn load_version(
-    cx: &Cx<'_>,
-    model_id: &str,
-    org_id: &str,
-    which: &str,
-) -> Result<VersionRow, ApiError> {
-    let row = if let Ok(n) = which.parse::<i64>() {
-        cx.db()
-            .first(
-                &format!(
-                    "{VERSION_SELECT} WHERE v.model_id = ? AND v.org_id = ? AND v.version = ?"
-                ),
-                args![model_id, org_id, n],
-            )
-            .await?
-    } else if let Ok(id) = ModelVersionId::parse(which) {
-        cx.db()
-            .first(
-                &format!("{VERSION_SELECT} WHERE v.model_id = ? AND v.org_id = ? AND v.id = ?"),
-                args![model_id, org_id, id.as_str()],
-            )
-            .await?
-    } else {
-        None
-    };
-    row.ok_or_else(|| ApiError::not_found("model version"))
 }
 
 fn format_error(e: FormatError) -> ApiError {

@@ -7,6 +7,7 @@ use edgeplane_core::ids::{IntegrationId, ProviderId, ReviewId};
 use edgeplane_core::review::git_platform::Platform;
 use edgeplane_core::views::review::{
     DeliveryList, IntegrationBody, IntegrationList, ProviderBody, ProviderList, ReviewBody,
+    ReviewFindingList,
 };
 
 use super::{route, Access, Cx, Route, RouteId};
@@ -29,6 +30,7 @@ pub enum Id {
     DeleteProvider,
     ListReviews,
     GetReview,
+    ListReviewFindings,
     RequeueReview,
     GitHubHook,
     GitLabHook,
@@ -146,6 +148,13 @@ pub const ROUTES: &[Route] = &[
         Access::Org(Action::ReadReviews),
     ),
     route(
+        r(Id::ListReviewFindings),
+        Get,
+        "/v1/orgs/{org}/reviews/{review}/findings",
+        BodyLimit::NONE,
+        Access::Org(Action::ReadReviews),
+    ),
+    route(
         r(Id::RequeueReview),
         Post,
         "/v1/orgs/{org}/reviews/{review}/requeue",
@@ -244,6 +253,12 @@ pub async fn handle(id: Id, cx: &mut Cx<'_>) -> HttpResult {
             let id = cx.id::<ReviewId>("review")?;
             let review = reviews::get(cx, &id).await?;
             respond::ok(&ReviewBody { review })
+        }
+        Id::ListReviewFindings => {
+            let id = cx.id::<ReviewId>("review")?;
+            respond::ok(&ReviewFindingList {
+                findings: reviews::findings(cx, &id).await?,
+            })
         }
         Id::RequeueReview => {
             let id = cx.id::<ReviewId>("review")?;

@@ -2,9 +2,12 @@
 //! device groups as the shared views.
 
 pub mod deployments;
+pub mod devices;
 pub mod digest;
 pub mod ingest;
+pub mod round_lifecycle;
 pub mod rounds;
+pub mod versions;
 
 use edgeplane_core::ids::TypedId;
 use edgeplane_core::ApiError;

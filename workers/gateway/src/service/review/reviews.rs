@@ -3,10 +3,11 @@
 use edgeplane_core::audit::{AuditAction, Event};
 use edgeplane_core::ids::{IntegrationId, ProviderId, ReviewId, TypedId};
 use edgeplane_core::queue::ReviewQueueMessage;
+use edgeplane_core::review::diff::Side;
 use edgeplane_core::review::git_platform::Platform;
-use edgeplane_core::review::status::ReviewStatus;
+use edgeplane_core::review::status::{CommentState, ReviewStatus};
 use edgeplane_core::views::review::{
-    PhaseStamps, RepositoryRef, ReviewCounts, ReviewList, ReviewView, SkippedFile,
+    PhaseStamps, RepositoryRef, ReviewCounts, ReviewFinding, ReviewList, ReviewView, SkippedFile,
 };
 use edgeplane_core::webhook::event::Trigger;
 use edgeplane_core::{ApiError, ErrorCode};
@@ -237,6 +238,42 @@ pub async fn list(cx: &Cx<'_>, f: &ReviewFilter) -> Result<ReviewList, ApiError>
 
 pub async fn get(cx: &Cx<'_>, id: &ReviewId) -> Result<ReviewView, ApiError> {
     view(load(cx, id).await?)
+}
+
+#[derive(Deserialize)]
+struct FindingRow {
+    path: String,
+    line: u32,
+    side: String,
+    state: CommentState,
+}
+
+/// The findings review `id` placed on its pull request, in the order it placed them.
+pub async fn findings(cx: &Cx<'_>, id: &ReviewId) -> Result<Vec<ReviewFinding>, ApiError> {
+    load(cx, id).await?;
+    let rows: Vec<FindingRow> = cx
+        .db()
+        .all(
+            "SELECT path, line, side, state FROM review_comments WHERE review_id = ? \
+             ORDER BY idx LIMIT 1000",
+            args![id.as_str()],
+        )
+        .await?;
+    rows.into_iter()
+        .map(|r| {
+            // Written by the review worker from `Side::as_str`: anything else is a bug.
+            let side = Side::parse(&r.side).ok_or_else(|| {
+                log::error("review_comments side", &format!("{id}: {}", r.side));
+                ApiError::internal()
+            })?;
+            Ok(ReviewFinding {
+                path: r.path,
+                line: r.line,
+                side,
+                state: r.state,
+            })
+        })
+        .collect()
 }
 
 /// Re-sends a review's job. A failed review starts over (a new attempt, e.g. after fixing the

@@ -1,0 +1,149 @@
+//! The gate in front of every console handler: the Origin check of a POST, the browser session
+//! (the access token's cookie, or a refresh with rotation once it expired), the CSRF token of
+//! a signed-in form, and for org pages the JSON route's own rule (`authn::org_access` and
+//! `authorize`: another org is a 404, a missing scope a 403).
+
+use edgeplane_core::auth::{Principal, PrincipalKind};
+use edgeplane_core::console::{cookie, cookie_names, csrf_ok, csrf_token, same_origin};
+use edgeplane_core::crypto::kdf::KeyPurpose;
+use edgeplane_core::http::{Method, Params};
+use edgeplane_core::identity::session::SessionKind;
+use edgeplane_core::ApiError;
+use edgeplane_runtime::db::Db;
+use worker::{Context, Env, Request};
+
+use super::page::{not_found, Answer, Page};
+use super::{handle, ConsoleRoute, Gate, Id};
+use crate::authn;
+use crate::config;
+use crate::cx::Cx;
+use crate::http::RequestCtx;
+use crate::service::identity::{refresh, signin};
+
+fn header(req: &Request, name: &str) -> Option<String> {
+    req.headers().get(name).ok().flatten()
+}
+
+pub async fn serve(
+    route: &'static ConsoleRoute,
+    params: Params,
+    req: Request,
+    env: &Env,
+    ctx: &Context,
+    rc: &mut RequestCtx,
+) -> Result<(Answer, Vec<String>), ApiError> {
+    let url = req.url().map_err(|_| not_found())?;
+    let https = url.scheme() == "https";
+    let ours = url.origin().ascii_serialization();
+    let names = cookie_names(https);
+    let cookies = header(&req, "cookie").unwrap_or_default();
+    let access = cookie(&cookies, names.access)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned);
+    let refresh_token = cookie(&cookies, names.refresh)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned);
+    let origin = header(&req, "origin");
+
+    // Every state-changing request comes from our own pages.
+    if route.method == Method::Post && !same_origin(origin.as_deref(), &ours) {
+        return Err(ApiError::forbidden(
+            "This form was not sent from this site (Origin check failed).",
+        ));
+    }
+
+    let cfg = config::load(env)?;
+    let db = Db::from_env(env)?;
+    let mut cx = Cx::new(
+        env,
+        ctx,
+        cfg.clone(),
+        rc,
+        req,
+        params,
+        Principal::anonymous(),
+        None,
+        route.body_limit,
+        db,
+    );
+    let mut page = Page {
+        https,
+        names,
+        form: Vec::new(),
+        csrf: None,
+        email: None,
+        set_cookies: Vec::new(),
+    };
+
+    // The browser session: the access token, or, once it expired, a refresh (rotation with
+    // reuse detection, exactly as `POST /v1/auth/refresh`).
+    if route.auth != Gate::Public || route.id == Id::Home {
+        let mut principal = None;
+        if let Some(tok) = access.as_deref() {
+            if let Ok((p, _)) = authn::resolve(cx.db(), &cfg, Some(tok)).await {
+                principal = Some(p);
+            }
+        }
+        if principal.is_none() {
+            if let Some(rt) = refresh_token.as_deref() {
+                match refresh::rotate(&cx, rt, SessionKind::Web).await {
+                    Ok(r) => {
+                        page.sign_in_cookies(&r.issued.access_token, &r.issued.refresh_token);
+                        if let Ok((p, _)) =
+                            authn::resolve(cx.db(), &cfg, Some(&r.issued.access_token)).await
+                        {
+                            principal = Some(p);
+                        }
+                    }
+                    Err(_) => page.clear_cookies(),
+                }
+            }
+        }
+        if let Some(p) = principal.filter(|p| p.kind == PrincipalKind::User) {
+            cx.principal = p;
+        }
+    }
+    let signed_in = cx.principal.kind == PrincipalKind::User;
+    if route.id == Id::Home {
+        let to = if signed_in { "/orgs" } else { "/sign-in" };
+        return Ok((Answer::Redirect(to), page.set_cookies));
+    }
+    if route.auth != Gate::Public {
+        let (Some(user), Some(sid)) = (
+            cx.principal.user_id.clone(),
+            cx.principal.session_id.clone(),
+        ) else {
+            return Err(ApiError::unauthenticated(
+                "Please sign in to see this page.",
+            ));
+        };
+        let key = cfg.root.derive(KeyPurpose::ConsoleCsrf);
+        page.csrf = Some(csrf_token(&key, &sid));
+        if route.method == Method::Post {
+            page.form = read_form(&mut cx).await?;
+            if !csrf_ok(&key, &sid, page.field("csrf")) {
+                return Err(ApiError::forbidden(
+                    "This form's security token is missing or stale. Reload the page and try again.",
+                ));
+            }
+        }
+        page.email = Some(signin::user_by_id(&cx, &user).await?.email);
+    } else if route.method == Method::Post {
+        page.form = read_form(&mut cx).await?;
+    }
+    if let Gate::Org(action) = route.auth {
+        let org_ref = cx.param("org")?.to_owned();
+        let access = authn::org_access(cx.db(), &cx.principal, &org_ref).await?;
+        edgeplane_core::auth::authorize(&access, action)?;
+        cx.set_org(access);
+    }
+    let answer = handle(route.id, &mut cx, &mut page).await?;
+    Ok((answer, page.set_cookies))
+}
+
+async fn read_form(cx: &mut Cx<'_>) -> Result<Vec<(String, String)>, ApiError> {
+    let ct = cx.req.headers().get("content-type").ok().flatten();
+    edgeplane_core::identity::form::require_form_content_type(ct.as_deref())?;
+    let body = cx.raw_body().await?;
+    Ok(form_urlencoded::parse(&body).into_owned().collect())
+}

@@ -1,0 +1,161 @@
+//! What every console handler shares: the page's request facts (`Page`: the form, the CSRF
+//! token, who is signed in, the cookies to set), what a handler answers (`Answer`), and the
+//! small look-ups a page needs for its frame (the membership of the org it shows).
+
+use std::str::FromStr;
+
+use edgeplane_core::console::pages::{Chrome, Markup};
+use edgeplane_core::console::{set_cookie, CookieNames};
+use edgeplane_core::ids::{OrgId, TypedId};
+use edgeplane_core::views::identity::OrgMembershipView;
+use edgeplane_core::{ApiError, ErrorCode};
+use serde::de::DeserializeOwned;
+
+use crate::cx::Cx;
+use crate::service::identity::me;
+
+/// A web session lives as long as its refresh token may (the cookie is cleared on sign-out).
+const COOKIE_MAX_AGE_SECS: i64 = 30 * 24 * 3600;
+
+/// What a page handler answers.
+pub enum Answer {
+    Html(u16, String),
+    Redirect(&'static str),
+    RedirectTo(String),
+}
+
+/// A rendered page, 200.
+pub fn render(m: Markup) -> Result<Answer, ApiError> {
+    Ok(Answer::Html(200, m.into_string()))
+}
+
+/// A rendered page with another status (201 after a create, 422 for a form to correct).
+pub fn render_status(status: u16, m: Markup) -> Result<Answer, ApiError> {
+    Ok(Answer::Html(status, m.into_string()))
+}
+
+/// The request facts the handlers need besides `Cx`.
+pub struct Page {
+    pub https: bool,
+    pub names: CookieNames,
+    pub form: Vec<(String, String)>,
+    pub csrf: Option<String>,
+    pub email: Option<String>,
+    pub set_cookies: Vec<String>,
+}
+
+impl Page {
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.form
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn require(&self, name: &str) -> Result<&str, ApiError> {
+        self.field(name)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| ApiError::validation(format!("{name} is required")))
+    }
+
+    /// An optional field: absent, empty or blank is `None`.
+    pub fn optional(&self, name: &str) -> Option<&str> {
+        self.field(name).map(str::trim).filter(|v| !v.is_empty())
+    }
+
+    /// A required field read as a number.
+    pub fn number<T: FromStr>(&self, name: &str) -> Result<T, ApiError> {
+        parse_number(name, self.require(name)?)
+    }
+
+    /// An optional field read as a number.
+    pub fn optional_number<T: FromStr>(&self, name: &str) -> Result<Option<T>, ApiError> {
+        self.optional(name)
+            .map(|v| parse_number(name, v))
+            .transpose()
+    }
+
+    /// A required field holding one of a serde enum's wire names (`github`, `cloud`, …): the
+    /// inverse of `pages::word`.
+    pub fn choice<T: DeserializeOwned>(&self, name: &str) -> Result<T, ApiError> {
+        let v = self.require(name)?;
+        serde_json::from_value(serde_json::Value::String(v.to_owned()))
+            .map_err(|_| ApiError::validation(format!("{name} is not one of the choices offered")))
+    }
+
+    pub fn chrome<'a>(&'a self, title: &'a str, org: Option<&'a OrgMembershipView>) -> Chrome<'a> {
+        Chrome {
+            title,
+            user_email: self.email.as_deref(),
+            csrf: self.csrf.as_deref(),
+            org,
+        }
+    }
+
+    pub fn sign_in_cookies(&mut self, access: &str, refresh: &str) {
+        self.set_cookies.push(set_cookie(
+            self.names.access,
+            access,
+            self.https,
+            COOKIE_MAX_AGE_SECS,
+        ));
+        self.set_cookies.push(set_cookie(
+            self.names.refresh,
+            refresh,
+            self.https,
+            COOKIE_MAX_AGE_SECS,
+        ));
+    }
+
+    pub fn clear_cookies(&mut self) {
+        for name in [self.names.access, self.names.refresh] {
+            self.set_cookies.push(set_cookie(name, "", self.https, 0));
+        }
+    }
+}
+
+fn parse_number<T: FromStr>(name: &str, v: &str) -> Result<T, ApiError> {
+    v.trim()
+        .parse()
+        .map_err(|_| ApiError::validation(format!("{name} must be a number")))
+}
+
+/// An error a person can correct on the form that caused it (shown above the form, which
+/// keeps what they typed); anything else is the error page.
+pub fn correctable(e: &ApiError) -> bool {
+    matches!(e.status(), 400 | 404 | 409 | 422)
+}
+
+pub fn not_found() -> ApiError {
+    ApiError::new(ErrorCode::RouteNotFound, "There is no such page.")
+}
+
+/// The current person's membership in the org this request acts in (for the header).
+pub async fn membership(cx: &Cx<'_>) -> Result<OrgMembershipView, ApiError> {
+    let org_id = cx.org()?.org_id.clone();
+    me::list_orgs(cx)
+        .await?
+        .orgs
+        .into_iter()
+        .find(|m| m.org.id.as_str() == org_id)
+        .ok_or_else(|| ApiError::not_found("organization"))
+}
+
+pub fn org_id(cx: &Cx<'_>) -> Result<OrgId, ApiError> {
+    OrgId::parse(&cx.org()?.org_id).map_err(|_| ApiError::internal())
+}
+
+/// Where to send the browser after a form on an org page: `/orgs/{org}{rest}`.
+pub fn org_page(cx: &Cx<'_>, rest: &str) -> Result<Answer, ApiError> {
+    Ok(Answer::RedirectTo(format!(
+        "/orgs/{}{rest}",
+        cx.param("org")?
+    )))
+}
+
+pub fn user_and_session(cx: &Cx<'_>) -> Result<(String, String), ApiError> {
+    match (&cx.principal.user_id, &cx.principal.session_id) {
+        (Some(u), Some(s)) => Ok((u.clone(), s.clone())),
+        _ => Err(ApiError::unauthenticated("Please sign in.")),
+    }
+}

@@ -1,0 +1,144 @@
+//! Signing in (magic link) and out, the person's own sessions, and `/device`, where a person
+//! approves or denies the code the CLI shows (RFC 8628).
+
+use edgeplane_core::console::pages;
+use edgeplane_core::http::Method::{Get, Post};
+use edgeplane_core::ids::{SessionId, TypedId};
+use edgeplane_core::views::identity::SessionIssued;
+use edgeplane_core::{validate, ApiError};
+
+use super::page::{render, render_status, user_and_session, Answer, Page};
+use super::{route, ConsoleRoute, Gate};
+use crate::cx::Cx;
+use crate::service::identity::{device, magic, me, sessions};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Id {
+    SignIn,
+    RequestLink,
+    MagicLanding,
+    SpendLink,
+    SignOut,
+    Sessions,
+    RevokeSession,
+    Device,
+    ApproveDevice,
+    DenyDevice,
+}
+
+const fn r(id: Id) -> super::Id {
+    super::Id::Session(id)
+}
+
+pub const ROUTES: &[ConsoleRoute] = &[
+    route(r(Id::SignIn), Get, "/sign-in", Gate::Public),
+    route(r(Id::RequestLink), Post, "/sign-in", Gate::Public),
+    route(
+        r(Id::MagicLanding),
+        Get,
+        "/sign-in/magic-link",
+        Gate::Public,
+    ),
+    route(r(Id::SpendLink), Post, "/sign-in/magic-link", Gate::Public),
+    route(r(Id::SignOut), Post, "/sign-out", Gate::User),
+    route(r(Id::Sessions), Get, "/settings/sessions", Gate::User),
+    route(
+        r(Id::RevokeSession),
+        Post,
+        "/settings/sessions/{session}/revoke",
+        Gate::User,
+    ),
+    route(r(Id::Device), Get, "/device", Gate::User),
+    route(r(Id::ApproveDevice), Post, "/device/approve", Gate::User),
+    route(r(Id::DenyDevice), Post, "/device/deny", Gate::User),
+];
+
+pub async fn handle(id: Id, cx: &mut Cx<'_>, page: &mut Page) -> Result<Answer, ApiError> {
+    match id {
+        Id::SignIn => render(pages::sign_in(None)),
+        Id::RequestLink => {
+            let email = validate::email(page.require("email")?)?;
+            let sent = magic::request(cx, &email).await?;
+            render(pages::sign_in_sent(&sent.message))
+        }
+        Id::MagicLanding => render(pages::magic_landing()),
+        Id::SpendLink => {
+            let issued: SessionIssued = magic::verify(cx, page.require("token")?).await?;
+            page.sign_in_cookies(&issued.access_token, &issued.refresh_token);
+            Ok(Answer::Redirect("/orgs"))
+        }
+        Id::SignOut => {
+            let (user, sid) = user_and_session(cx)?;
+            let sid = SessionId::parse(&sid).map_err(|_| ApiError::internal())?;
+            sessions::revoke(cx, &user, &sid, "signed_out").await?;
+            page.clear_cookies();
+            Ok(Answer::Redirect("/sign-in"))
+        }
+        Id::Sessions => {
+            let (user, sid) = user_and_session(cx)?;
+            let list = sessions::list(cx, &user, &sid).await?;
+            render(pages::sessions(&page.chrome("Sessions", None), &list))
+        }
+        Id::RevokeSession => {
+            let (user, current) = user_and_session(cx)?;
+            let id: SessionId = cx.id("session")?;
+            sessions::revoke(cx, &user, &id, "revoked_by_user").await?;
+            if id.as_str() == current {
+                page.clear_cookies();
+                return Ok(Answer::Redirect("/sign-in"));
+            }
+            Ok(Answer::Redirect("/settings/sessions"))
+        }
+        Id::Device => {
+            let (user, _) = user_and_session(cx)?;
+            let code = cx
+                .query()?
+                .into_iter()
+                .find(|(k, _)| k == "user_code")
+                .map(|(_, v)| v.trim().to_owned())
+                .filter(|v| !v.is_empty());
+            let title = "Approve a command line";
+            let Some(code) = code else {
+                return render(pages::device_enter(&page.chrome(title, None), None));
+            };
+            match device::verify(cx, &user, &code).await {
+                Ok(v) => {
+                    let orgs = me::list_orgs(cx).await?;
+                    render(pages::device_confirm(
+                        &page.chrome(title, None),
+                        &code,
+                        &v,
+                        &orgs,
+                    ))
+                }
+                Err(e) if e.status() < 500 && e.status() != 429 => {
+                    let msg = format!("{} Check the code and try again.", e.message);
+                    render_status(
+                        404,
+                        pages::device_enter(&page.chrome(title, None), Some(&msg)),
+                    )
+                }
+                Err(e) => Err(e),
+            }
+        }
+        Id::ApproveDevice => {
+            let (user, _) = user_and_session(cx)?;
+            let code = page.require("user_code")?.to_owned();
+            let org = page.require("org")?.to_owned();
+            let d = device::approve(cx, &user, &code, &org, None).await?;
+            render(pages::device_done(
+                &page.chrome("Command line approved", None),
+                &d,
+            ))
+        }
+        Id::DenyDevice => {
+            let (user, _) = user_and_session(cx)?;
+            let code = page.require("user_code")?.to_owned();
+            let d = device::deny(cx, &user, &code).await?;
+            render(pages::device_done(
+                &page.chrome("Command line denied", None),
+                &d,
+            ))
+        }
+    }
+}
