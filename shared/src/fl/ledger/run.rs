@@ -300,6 +300,13 @@ impl<E: SqlExec, A: Aggregators, B: Blobs, R: Registry> Driver<'_, E, A, B, R> {
                 .map(|(k, req)| self.shards.publish(k, req)),
         )
         .await;
+        if let Some(e) = replies.iter().find_map(|r| r.as_ref().err()) {
+            // A shard that lost folds since its last checkpoint (evicted while the coordinator
+            // stayed up) refuses as not folded; any refusal may mean that. Forget the cached
+            // cursors so the next pump asks every shard where it is and folds again.
+            *self.memory.cursors.borrow_mut() = None;
+            return Err(e.clone().into());
+        }
         let mut shard_pieces = Vec::new();
         let mut non_finite = 0u64;
         for reply in replies {

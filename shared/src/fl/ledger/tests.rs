@@ -924,6 +924,32 @@ fn the_deadline_publishes_with_the_minimum_or_ends_insufficient() {
         .all(|k| k == "models/base"));
 }
 
+/// Shards evicted while the coordinator stays up: a long deadline lets every shard's object go
+/// idle and lose the folds since its last checkpoint, while the coordinator (kept alive by
+/// progress reads) still holds the cursors it cached. Publishing must notice the shards are
+/// behind, ask them where they are and fold the missing updates again, not retry forever.
+#[test]
+fn shards_evicted_before_the_deadline_are_folded_again_and_the_round_publishes() {
+    let rng = Rng::new(12);
+    let ups = updates(2, &rng);
+    let blobs = SimBlobs::default();
+    let w = World::new(&blobs, &rng, 5, 2, 5);
+    for (d, u) in devices(2).iter().zip(&ups) {
+        w.upload(d, u).unwrap();
+    }
+    // Every update folded into every shard, with no checkpoint yet (fewer than
+    // CHECKPOINT_EVERY folds), and the coordinator's cursors cached.
+    assert_eq!(w.with_driver(|d| block_on(d.pump())).unwrap(), 2);
+    for shard in &w.shards.shards {
+        *shard.agg.borrow_mut() = Rc::new(Aggregator::new());
+        shard.trace.borrow_mut().push(None);
+    }
+    w.now.set(w.cfg.deadline_at_ms);
+    w.settle();
+    assert_eq!(w.published(), reference(&BASE, &ups));
+    assert_replay_is_exact(&w, 2);
+}
+
 /// Defect 9: a float16 base of 20.0 plus an averaged delta of 65504 is not a float16. The round
 /// fails with a reason; no version is published and no piece of it is left behind.
 #[test]
