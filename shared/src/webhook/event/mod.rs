@@ -106,8 +106,9 @@ fn need<T>(v: Option<T>, what: &str) -> Result<T, ClassifyError> {
 }
 
 /// Commit ids are hex: full (40/64) or abbreviated (Bitbucket Cloud sends 12).
-fn sha(v: &Leaf, what: &str) -> Result<String, ClassifyError> {
-    let s = need(v.as_str(), what)?;
+fn sha(v: Option<impl AsRef<str>>, what: &str) -> Result<String, ClassifyError> {
+    let v = need(v, what)?;
+    let s = v.as_ref();
     if (7..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit()) {
         Ok(s.to_ascii_lowercase())
     } else {
@@ -178,8 +179,8 @@ fn github(event: &str, body: &GitHubBody) -> Result<Disposition, ClassifyError> 
         repo_id: need(repo.id.id(), "repository.id")?,
         repo_name: repo_name(repo.full_name.string())?,
         number: number(number_leaf, "number")?,
-        head_sha: sha(&pr.head.fields.sha, "pull_request.head.sha")?,
-        base_sha: Some(sha(&pr.base.fields.sha, "pull_request.base.sha")?),
+        head_sha: sha(pr.head.fields.sha.as_str(), "pull_request.head.sha")?,
+        base_sha: Some(sha(pr.base.fields.sha.as_str(), "pull_request.base.sha")?),
         trigger,
     }))
 }
@@ -231,7 +232,7 @@ fn gitlab(event: &str, body: &GitLabBody) -> Result<Disposition, ClassifyError> 
         repo_name: repo_name(project.path_with_namespace.string())?,
         number: number(&attrs.iid, "object_attributes.iid")?,
         head_sha: sha(
-            &attrs.last_commit.fields.id,
+            attrs.last_commit.fields.id.as_str(),
             "object_attributes.last_commit.id",
         )?,
         base_sha: None,
@@ -264,11 +265,11 @@ fn bitbucket(event: &str, body: &BitbucketBody) -> Result<Disposition, ClassifyE
                 repo_name: repo_name(repo.full_name.string())?,
                 number: number(&pr.id, "pullrequest.id")?,
                 head_sha: sha(
-                    &pr.source.fields.commit.fields.hash,
+                    pr.source.fields.commit.fields.hash.as_str(),
                     "pullrequest.source.commit.hash",
                 )?,
                 base_sha: Some(sha(
-                    &pr.destination.fields.commit.fields.hash,
+                    pr.destination.fields.commit.fields.hash.as_str(),
                     "pullrequest.destination.commit.hash",
                 )?),
                 trigger: if event == "pullrequest:created" {
@@ -300,8 +301,11 @@ fn bitbucket(event: &str, body: &BitbucketBody) -> Result<Disposition, ClassifyE
                 repo_id: need(to.repository.fields.id.id(), "toRef.repository.id")?,
                 repo_name: repo_name(project.zip(slug).map(|(p, s)| format!("{p}/{s}")))?,
                 number: number(&pr.id, "pullRequest.id")?,
-                head_sha: sha(&pr.from_ref.fields.latest_commit, "fromRef.latestCommit")?,
-                base_sha: Some(sha(&to.latest_commit, "toRef.latestCommit")?),
+                head_sha: sha(
+                    pr.from_ref.fields.latest_commit.as_str(),
+                    "fromRef.latestCommit",
+                )?,
+                base_sha: Some(sha(to.latest_commit.as_str(), "toRef.latestCommit")?),
                 trigger: match event {
                     "pr:opened" => Trigger::Opened,
                     "pr:reopened" => Trigger::Reopened,

@@ -4,7 +4,9 @@
 
 use serde_json::Value;
 
-use super::{json_payload, ClassifyError, Disposition, PullRequestRef, Trigger};
+use super::{
+    json_payload, need, repo_name, sha, ClassifyError, Disposition, PullRequestRef, Trigger,
+};
 use crate::webhook::{Platform, VerifiedWebhook};
 
 pub fn classify(w: &VerifiedWebhook) -> Result<Disposition, ClassifyError> {
@@ -35,37 +37,6 @@ fn id_at(v: &Value, path: &[&str]) -> Option<String> {
         Value::String(s) if !s.is_empty() => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
         _ => None,
-    }
-}
-
-fn need<T>(v: Option<T>, what: &str) -> Result<T, ClassifyError> {
-    v.ok_or_else(|| ClassifyError(format!("the payload has no valid `{what}`")))
-}
-
-/// Commit ids are hex: full (40/64) or abbreviated (Bitbucket Cloud sends 12).
-fn sha(v: Option<String>, what: &str) -> Result<String, ClassifyError> {
-    let s = need(v, what)?;
-    if (7..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit()) {
-        Ok(s.to_ascii_lowercase())
-    } else {
-        Err(ClassifyError(format!("`{what}` is not a commit id")))
-    }
-}
-
-fn repo_name(v: Option<String>) -> Result<String, ClassifyError> {
-    let s = need(v, "repository name")?;
-    let ok = !s.is_empty()
-        && s.len() <= 300
-        && !s.chars().any(|c| c.is_control() || c.is_whitespace())
-        && !s
-            .split('/')
-            .any(|seg| seg.is_empty() || seg == "." || seg == "..");
-    if ok {
-        Ok(s)
-    } else {
-        Err(ClassifyError(
-            "the repository name is not a valid path".into(),
-        ))
     }
 }
 
