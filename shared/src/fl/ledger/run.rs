@@ -159,6 +159,12 @@ impl<E: SqlExec, A: Aggregators, B: Blobs, R: Registry> Driver<'_, E, A, B, R> {
         Ok(())
     }
 
+    /// Drops the cached shard positions after any shard refusal: a shard may have been evicted
+    /// and lost the folds since its checkpoint, so the next pump asks every shard where it is.
+    fn forget_cursors(&self) {
+        *self.memory.cursors.borrow_mut() = None;
+    }
+
     async fn cursors(&self, cfg: &RoundConfig) -> Result<Vec<AggStatus>, DriveError> {
         let ranges = cfg.shard_ranges();
         let known = self.memory.cursors.borrow().clone();
@@ -233,8 +239,7 @@ impl<E: SqlExec, A: Aggregators, B: Blobs, R: Registry> Driver<'_, E, A, B, R> {
                 }
             }
             if let Some(e) = failed {
-                // A shard may have dropped its sum: ask them all again next time.
-                *self.memory.cursors.borrow_mut() = None;
+                self.forget_cursors();
                 return Err(e);
             }
             *self.memory.cursors.borrow_mut() = Some(cursors.clone());
@@ -302,9 +307,8 @@ impl<E: SqlExec, A: Aggregators, B: Blobs, R: Registry> Driver<'_, E, A, B, R> {
         .await;
         if let Some(e) = replies.iter().find_map(|r| r.as_ref().err()) {
             // A shard that lost folds since its last checkpoint (evicted while the coordinator
-            // stayed up) refuses as not folded; any refusal may mean that. Forget the cached
-            // cursors so the next pump asks every shard where it is and folds again.
-            *self.memory.cursors.borrow_mut() = None;
+            // stayed up) refuses as not folded.
+            self.forget_cursors();
             return Err(e.clone().into());
         }
         let mut shard_pieces = Vec::new();
@@ -415,7 +419,7 @@ impl<E: SqlExec, A: Aggregators, B: Blobs, R: Registry> Driver<'_, E, A, B, R> {
     /// After the end: every staged byte released and the shards' sums forgotten. Repeated by the
     /// alarm until it completes.
     pub async fn cleanup(&self, cfg: &RoundConfig) -> Result<(), DriveError> {
-        *self.memory.cursors.borrow_mut() = None;
+        self.forget_cursors();
         let release = self.ledger.unreleased()?;
         self.apply(&Effects {
             release,
