@@ -4,4 +4,6 @@
 
 pub mod load;
 pub mod report;
+pub mod session;
 pub mod stack;
+pub mod workerd;

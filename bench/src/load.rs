@@ -78,6 +78,9 @@ pub struct LoadResult {
     pub seconds: f64,
     /// Sorted latencies in microseconds of counted requests.
     latencies_us: Vec<u32>,
+    /// CPU seconds the stack's workerd processes spent during the measured window, when
+    /// `EP_BENCH_PID` names their process group (scripts/bench sets it).
+    pub server_cpu_seconds: Option<f64>,
 }
 
 impl LoadResult {
@@ -91,6 +94,13 @@ impl LoadResult {
         }
         let idx = ((p / 100.0) * (self.latencies_us.len() - 1) as f64).round() as usize;
         self.latencies_us[idx.min(self.latencies_us.len() - 1)] as f64 / 1000.0
+    }
+
+    /// Server CPU per counted request, in milliseconds (requests straddling the window's edges
+    /// make this approximate by at most `concurrency` requests' worth).
+    pub fn server_cpu_ms_per_request(&self) -> Option<f64> {
+        let cpu = self.server_cpu_seconds?;
+        (self.requests > 0).then(|| cpu * 1000.0 / self.requests as f64)
     }
 }
 
@@ -110,6 +120,14 @@ where
     let start = Instant::now();
     let measure_from = start + cfg.warmup;
     let end = measure_from + cfg.duration;
+    let cpu = std::env::var("EP_BENCH_PID").ok().map(|pgid| {
+        tokio::spawn(async move {
+            tokio::time::sleep_until(measure_from.into()).await;
+            let before = crate::workerd::cpu_seconds(&pgid);
+            tokio::time::sleep_until(end.into()).await;
+            crate::workerd::cpu_seconds(&pgid) - before
+        })
+    });
     let mut tasks = Vec::new();
     for _ in 0..cfg.concurrency {
         let client = client.clone();
@@ -161,11 +179,16 @@ where
         }
     }
     latencies_us.sort_unstable();
+    let server_cpu_seconds = match cpu {
+        Some(t) => t.await.ok(),
+        None => None,
+    };
     LoadResult {
         name: name.to_owned(),
         requests: latencies_us.len() as u64,
         errors,
         seconds: cfg.duration.as_secs_f64(),
         latencies_us,
+        server_cpu_seconds,
     }
 }

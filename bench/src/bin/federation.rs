@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use edgeplane_bench::stack;
+use edgeplane_bench::{stack, workerd};
 use edgeplane_core::crypto::sha256_hex;
 use edgeplane_core::fl::aggregate::fold_slice;
 use edgeplane_core::fl::dtype::DType;
@@ -320,40 +320,6 @@ impl Api {
     }
 }
 
-/// Resident-set figures (MB) of the workerd processes serving the stack (process group `pgid`).
-fn workerd_memory(pgid: &str) -> (f64, f64) {
-    let mut rss = 0.0;
-    let mut hwm = 0.0;
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let pid = e.file_name().to_string_lossy().to_string();
-        if !pid.chars().all(|c| c.is_ascii_digit()) {
-            continue;
-        }
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some(rest) = stat.rsplit_once(") ").map(|(_, r)| r.to_owned()) else {
-            continue;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        // fields[2] is the process group.
-        if fields.get(2) != Some(&pgid) || !stat.contains("(workerd)") {
-            continue;
-        }
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        let kb = |key: &str| {
-            status
-                .lines()
-                .find(|l| l.starts_with(key))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        rss += kb("VmRSS:") / 1024.0;
-        hwm += kb("VmHWM:") / 1024.0;
-    }
-    (rss, hwm)
-}
-
 async fn e2e(n: usize, concurrency: usize) {
     let st = stack::from_env().unwrap_or_else(|e| {
         eprintln!("{e}");
@@ -437,7 +403,7 @@ async fn e2e(n: usize, concurrency: usize) {
         .map(|(b, _)| json!({"format": "safetensors", "sha256": sha256_hex(b), "size": b.len()}))
         .collect();
     let pool = Arc::new(pool);
-    let (rss_before, _) = workerd_memory(&pgid);
+    let (rss_before, _) = workerd::memory(&pgid);
 
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let devices = Arc::new(devices);
@@ -523,7 +489,7 @@ async fn e2e(n: usize, concurrency: usize) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let close = last.elapsed().as_secs_f64();
-    let (rss_after, hwm) = workerd_memory(&pgid);
+    let (rss_after, hwm) = workerd::memory(&pgid);
 
     // Check the result against an f64 reference, so the figures are for correct work.
     let vid = published["round"]["published_version_id"].as_str().unwrap();
