@@ -219,4 +219,21 @@ mod tests {
         }
         assert!(serves("/device") && serves("/orgs/acme/api-keys") && !serves("/v1/orgs"));
     }
+
+    /// The browser test that checks every page (headers, axe, console errors, a screenshot)
+    /// lists pages by these patterns; a page added here and not there would go unchecked.
+    #[test]
+    fn every_get_route_is_in_the_every_page_test() {
+        let spec = include_str!("../../../../../tests/console/every-page.spec.mjs");
+        for r in all_routes() {
+            if r.method == Method::Get && r.id != Id::Asset {
+                let quoted = format!("\"{}\"", r.pattern);
+                assert!(
+                    spec.contains(&quoted),
+                    "{} is not in tests/console/every-page.spec.mjs",
+                    r.pattern
+                );
+            }
+        }
+    }
 }

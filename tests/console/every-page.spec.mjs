@@ -1,0 +1,163 @@
+// Every console page, signed out and signed in as an org's owner with one of each resource:
+// each answers with the console's headers, axe-core finds no serious or critical
+// accessibility violation on it, the browser logs no error or CSP violation, and a full-page
+// screenshot of it is written to the test output directory (scripts/e2e prints where).
+import { test, expect } from "@playwright/test";
+import AxeBuilder from "@axe-core/playwright";
+import { request as apiRequest } from "@playwright/test";
+import { existsSync } from "node:fs";
+import { BASE, newContext, signIn, freshOwner, apiAs, watchConsole, openPage } from "./helpers.mjs";
+import { hex, deliver, pullRequestOpened, safetensors, enrollDevice } from "./fixtures.mjs";
+
+/** The axe impacts that fail the test; "minor" and "moderate" are reported, not failed. */
+const BLOCKING = new Set(["serious", "critical"]);
+
+/** One of each resource a page shows, created through the JSON and device APIs. */
+async function resources(owner) {
+  const api = await apiAs(owner.token);
+  const model = await api.post(`/v1/orgs/${owner.org}/models`, { data: { name: `pages-model-${hex(3)}` } });
+  expect(model.status()).toBe(201);
+  const modelId = (await model.json()).model.id;
+  const version = await api.post(`/v1/orgs/${owner.org}/models/${modelId}/versions`, {
+    headers: { "content-type": "application/octet-stream" },
+    data: safetensors(),
+  });
+  expect(version.status()).toBe(201);
+  const round = await api.post(`/v1/orgs/${owner.org}/rounds`, {
+    data: {
+      model_id: modelId,
+      base_version: 1,
+      target: 2,
+      min: 1,
+      max: 4,
+      deadline_seconds: 600,
+      aggregation: { algorithm: "fedavg", clip_norm: 2.0 },
+    },
+  });
+  expect(round.status()).toBe(201);
+  const roundId = (await round.json()).round.id;
+  const secret = hex(16);
+  const integration = await api.post(`/v1/orgs/${owner.org}/integrations`, {
+    data: { name: "pages", platform: "github", access_token: `ghp_${hex(8)}`, webhook_secret: secret },
+  });
+  expect(integration.status()).toBe(201);
+  const integrationId = (await integration.json()).integration.id;
+  const pr = await deliver(integrationId, secret, "pull_request", pullRequestOpened("octo/pages", 7));
+  expect(pr.status).toBe(202);
+  const provider = await api.post(`/v1/orgs/${owner.org}/llm-providers`, {
+    data: { name: "pages-llm", kind: "anthropic", model: "claude-test", api_key: `sk-${hex(8)}` },
+  });
+  expect(provider.status()).toBe(201);
+  await api.dispose();
+  const device = await enrollDevice(owner);
+  return { round: roundId, integration: integrationId, review: pr.answer.review_id, device: device.id };
+}
+
+/** A pending CLI sign-in, so /device can show its confirmation step. */
+async function pendingUserCode() {
+  const oauth = await apiRequest.newContext({ baseURL: BASE });
+  const started = await oauth.post("/oauth/device_authorization", {
+    form: { client_id: "edgeplane-cli", scope: "org:read" },
+  });
+  expect(started.status()).toBe(200);
+  const { user_code } = await started.json();
+  await oauth.dispose();
+  return user_code;
+}
+
+/**
+ * Every page as [name, route pattern, status]. The patterns are the console route table's own
+ * strings: `every_get_route_is_in_the_every_page_test` (the gateway's native tests) fails when
+ * a GET route is missing here. `{param}`s are filled from the resources created above.
+ */
+const SIGNED_OUT = [
+  ["sign-in", "/sign-in", 200],
+  ["magic-link", "/sign-in/magic-link", 200],
+  ["home", "/", 200],
+];
+const SIGNED_IN = [
+  // First: the user code it shows lives 30 s in the test stack (DEVICE_CODE_TTL_SECONDS).
+  ["device-code-confirm", "/device?user_code={user_code}", 200],
+  ["orgs", "/orgs", 200],
+  ["overview", "/orgs/{org}", 200],
+  ["api-keys", "/orgs/{org}/api-keys", 200],
+  ["members", "/orgs/{org}/members", 200],
+  ["audit", "/orgs/{org}/audit", 200],
+  ["rounds", "/orgs/{org}/rounds", 200],
+  ["round", "/orgs/{org}/rounds/{round}", 200],
+  ["devices", "/orgs/{org}/devices", 200],
+  ["device", "/orgs/{org}/devices/{device}", 200],
+  ["integrations", "/orgs/{org}/integrations", 200],
+  ["deliveries", "/orgs/{org}/integrations/{integration}/deliveries", 200],
+  ["llm-providers", "/orgs/{org}/llm-providers", 200],
+  ["reviews", "/orgs/{org}/reviews", 200],
+  ["review", "/orgs/{org}/reviews/{review}", 200],
+  ["sessions", "/settings/sessions", 200],
+  ["device-code", "/device", 200],
+  ["not-found", "/orgs/{org}/rounds/{missing_round}", 404],
+];
+
+/** `pattern` with each `{name}` replaced by `values[name]` (URL-encoded). */
+function fill(pattern, values) {
+  return pattern.replace(/\{([a-z_]+)\}/g, (_, k) => {
+    expect(values[k], `a value for {${k}}`).toBeTruthy();
+    return encodeURIComponent(values[k]);
+  });
+}
+
+/**
+ * Opens each page, checks its headers, runs axe on it and writes its screenshot. Returns the
+ * blocking violations as readable lines, so one failure lists every page's problems at once.
+ */
+async function visit(page, pages, values, testInfo) {
+  const blocking = [];
+  for (const [name, pattern, status] of pages) {
+    const path = fill(pattern, values);
+    await openPage(page, path, status);
+    await expect(page.locator("main")).toBeVisible();
+    const { violations } = await new AxeBuilder({ page }).analyze();
+    for (const v of violations) {
+      const where = v.nodes.map((n) => n.target.join(" ")).join(", ");
+      const line = `${name} (${path}): ${v.impact} ${v.id}: ${v.help} at ${where}`;
+      if (BLOCKING.has(v.impact)) blocking.push(line);
+      else console.log(`axe, not blocking: ${line}`);
+    }
+    await page.screenshot({ path: testInfo.outputPath("pages", `${name}.png`), fullPage: true });
+  }
+  return blocking;
+}
+
+test("every page: headers, no serious or critical axe violation, no console error, a screenshot", async ({ browser }, testInfo) => {
+  // About twenty pages, each analysed by axe-core in the page (a second or two each).
+  test.setTimeout(240_000);
+  const owner = await freshOwner();
+  const values = {
+    org: owner.org,
+    ...(await resources(owner)),
+    missing_round: `rnd_${"0".repeat(32)}`,
+  };
+
+  const outCtx = await newContext(browser);
+  const outPage = await outCtx.newPage();
+  // The detector itself, first: an image without a text alternative is a critical violation.
+  await outPage.setContent('<main><img src="data:,"></main>');
+  const probe = (await new AxeBuilder({ page: outPage }).analyze()).violations;
+  expect(probe.filter((v) => BLOCKING.has(v.impact)).map((v) => v.id)).toContain("image-alt");
+  const outProblems = watchConsole(outPage);
+  const blocking = await visit(outPage, SIGNED_OUT, values, testInfo);
+  await outCtx.close();
+
+  const ctx = await newContext(browser);
+  const page = await signIn(await ctx.newPage(), owner.email);
+  const problems = watchConsole(page);
+  values.user_code = await pendingUserCode();
+  blocking.push(...(await visit(page, SIGNED_IN, values, testInfo)));
+  await ctx.close();
+
+  expect(blocking).toEqual([]);
+  // The 404 page is the one answer that is not 200, and the browser logs it as a failed load.
+  expect([...outProblems, ...problems].filter((p) => !p.includes("status of 404"))).toEqual([]);
+  for (const [name] of [...SIGNED_OUT, ...SIGNED_IN]) {
+    expect(existsSync(testInfo.outputPath("pages", `${name}.png`)), name).toBe(true);
+  }
+});

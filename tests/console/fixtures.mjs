@@ -1,0 +1,74 @@
+// What several console tests set up through the JSON and device APIs, as the platforms and
+// devices would: signed GitHub deliveries, a small safetensors file, enrolled devices.
+import { expect } from "@playwright/test";
+import { createHmac, randomBytes } from "node:crypto";
+import { BASE, apiAs } from "./helpers.mjs";
+
+export const hex = (n) => randomBytes(n).toString("hex");
+
+/** Delivers a GitHub webhook to integration `id`, signed as GitHub signs: HMAC-SHA256 of the raw body. */
+export async function deliver(id, secret, event, payload) {
+  const body = JSON.stringify(payload);
+  const signature = "sha256=" + createHmac("sha256", secret).update(body).digest("hex");
+  const delivery = `console-${event}-${hex(8)}`;
+  const r = await fetch(`${BASE}/hooks/github/${id}`, {
+    method: "POST",
+    headers: {
+      "content-type": "application/json",
+      "x-github-event": event,
+      "x-github-delivery": delivery,
+      "x-hub-signature-256": signature,
+    },
+    body,
+  });
+  return { delivery, status: r.status, answer: await r.json() };
+}
+
+export function pullRequestOpened(repo, number) {
+  const [owner, name] = repo.split("/");
+  const repository = { id: 4_000_000 + number, name, full_name: repo, owner: { login: owner } };
+  return {
+    action: "opened",
+    number,
+    pull_request: {
+      number,
+      state: "open",
+      draft: false,
+      title: "Console test",
+      head: { ref: "feature", sha: hex(20), repo: repository },
+      base: { ref: "main", sha: hex(20), repo: repository },
+    },
+    repository,
+    sender: { login: "octocat" },
+  };
+}
+
+/** A safetensors file holding one float32 tensor `w` of shape [2, 3]. */
+export function safetensors() {
+  let header = JSON.stringify({ w: { dtype: "F32", shape: [2, 3], data_offsets: [0, 24] } });
+  while ((8 + header.length) % 8 !== 0) header += " ";
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(header.length));
+  const data = Buffer.alloc(24);
+  for (let i = 0; i < 6; i++) data.writeFloatLE(i / 10, i * 4);
+  return Buffer.concat([len, Buffer.from(header), data]);
+}
+
+/** A device enrolled in `owner`'s org through a bootstrap token; returns its identifier. */
+export async function enrollDevice(owner) {
+  const identifier = `console-device-${hex(4)}`;
+  const api = await apiAs(owner.token);
+  const minted = await api.post(`/v1/orgs/${owner.org}/devices/bootstrap-tokens`, {
+    data: { device_identifier: identifier },
+  });
+  expect(minted.status()).toBe(201);
+  const { token } = await minted.json();
+  const device = await apiAs(token);
+  const enrolled = await device.post("/api/v1/device-auth/bootstrap", {
+    data: { org_id: owner.orgId, device_identifier: identifier },
+  });
+  expect(enrolled.status()).toBe(201);
+  const { device_id } = await enrolled.json();
+  await Promise.all([api.dispose(), device.dispose()]);
+  return { identifier, id: device_id };
+}
