@@ -3,6 +3,7 @@
 //! The gateway's `routes/console` binds them to requests and to the service layer; every page
 //! renders the same view types (`crate::views`) the JSON API answers.
 
+pub mod chart;
 pub mod pages;
 
 use std::sync::OnceLock;
