@@ -159,8 +159,10 @@ fn deadline(r: &Round, now_ms: i64) -> Markup {
         } @else if r.state.is_accepting() && left > 0 {
             "deadline in " strong #round-countdown { (chart::duration(left)) }
             " (" time datetime=(at) { (at) } ")"
+        } @else if r.state.is_accepting() {
+            "deadline " time datetime=(at) { (at) } " passed; closing"
         } @else {
-            "deadline " time datetime=(at) { (at) } " passed"
+            "closed to new updates (deadline " time datetime=(at) { (at) } ")"
         }
     }
 }
