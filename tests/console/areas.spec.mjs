@@ -15,6 +15,8 @@ import {
   apiAs,
   watchConsole,
   openPage,
+  enrollDevice,
+  modelWithBase,
 } from "./helpers.mjs";
 
 const hex = (n) => randomBytes(n).toString("hex");
@@ -54,36 +56,6 @@ function pullRequestOpened(repo, number) {
     repository,
     sender: { login: "octocat" },
   };
-}
-
-/** A safetensors file holding one float32 tensor `w` of shape [2, 3]. */
-function safetensors() {
-  let header = JSON.stringify({ w: { dtype: "F32", shape: [2, 3], data_offsets: [0, 24] } });
-  while ((8 + header.length) % 8 !== 0) header += " ";
-  const len = Buffer.alloc(8);
-  len.writeBigUInt64LE(BigInt(header.length));
-  const data = Buffer.alloc(24);
-  for (let i = 0; i < 6; i++) data.writeFloatLE(i / 10, i * 4);
-  return Buffer.concat([len, Buffer.from(header), data]);
-}
-
-/** A device enrolled in `owner`'s org through a bootstrap token; returns its identifier. */
-async function enrollDevice(owner) {
-  const identifier = `console-device-${hex(4)}`;
-  const api = await apiAs(owner.token);
-  const minted = await api.post(`/v1/orgs/${owner.org}/devices/bootstrap-tokens`, {
-    data: { device_identifier: identifier },
-  });
-  expect(minted.status()).toBe(201);
-  const { token } = await minted.json();
-  const device = await apiAs(token);
-  const enrolled = await device.post("/api/v1/device-auth/bootstrap", {
-    data: { org_id: owner.orgId, device_identifier: identifier },
-  });
-  expect(enrolled.status()).toBe(201);
-  const { device_id } = await enrolled.json();
-  await Promise.all([api.dispose(), device.dispose()]);
-  return { identifier, id: device_id };
 }
 
 test("integrations: the secret is shown once, and signed deliveries appear with their outcome and review", async ({ browser }) => {
@@ -195,16 +167,7 @@ test("LLM providers: a key is write-only, and the page names the key it is seale
 
 test("rounds: the form's errors are shown in words; a round started from it can be cancelled", async ({ browser }) => {
   const owner = await freshOwner();
-  const api = await apiAs(owner.token);
-  const model = await api.post(`/v1/orgs/${owner.org}/models`, { data: { name: `console-model-${hex(3)}` } });
-  expect(model.status()).toBe(201);
-  const modelId = (await model.json()).model.id;
-  const version = await api.post(`/v1/orgs/${owner.org}/models/${modelId}/versions`, {
-    headers: { "content-type": "application/octet-stream" },
-    data: safetensors(),
-  });
-  expect(version.status()).toBe(201);
-  await api.dispose();
+  const modelId = await modelWithBase(owner);
 
   const ctx = await newContext(browser);
   const page = await signIn(await ctx.newPage(), owner.email);
