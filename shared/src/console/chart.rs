@@ -108,23 +108,16 @@ pub fn participation(
         .unwrap_or(0)
         .max(target)
         .max(1);
-    let series: [(&str, &str, Vec<(i64, u64)>); 3] = [
-        (
-            "joined",
-            "series-joined",
-            points.iter().map(|p| (p.at.millis(), p.joined)).collect(),
-        ),
-        (
-            "uploaded",
-            "series-uploaded",
-            points.iter().map(|p| (p.at.millis(), p.uploaded)).collect(),
-        ),
-        (
-            "accepted",
-            "series-accepted",
-            points.iter().map(|p| (p.at.millis(), p.accepted)).collect(),
-        ),
+    type Count = fn(&ParticipationPoint) -> u64;
+    let series: [(&str, &str, Count); 3] = [
+        ("joined", "series-joined", |p| p.joined),
+        ("uploaded", "series-uploaded", |p| p.uploaded),
+        ("accepted", "series-accepted", |p| p.accepted),
     ];
+    let line = |count: Count| -> String {
+        let pts: Vec<(i64, u64)> = points.iter().map(|p| (p.at.millis(), count(p))).collect();
+        steps(&pts, from, to, max, &plot)
+    };
     let bottom = plot.top + plot.height;
     let ty = plot.y(target, max);
     html! {
@@ -138,8 +131,8 @@ pub fn participation(
             text x=(plot.left + plot.width) y=(bottom + 16.0) text-anchor="end" { "+" (duration(to - from)) }
             line.target x1=(plot.left) x2=(plot.left + plot.width) y1=(format!("{ty:.1}")) y2=(format!("{ty:.1}"))
                 stroke-dasharray="4 3" {}
-            @for (i, (name, class, pts)) in series.iter().enumerate() {
-                polyline class=(class) fill="none" stroke-width="2" points=(steps(pts, from, to, max, &plot)) {}
+            @for (i, (name, class, count)) in series.iter().enumerate() {
+                polyline class=(class) fill="none" stroke-width="2" points=(line(*count)) {}
                 text class=(class) x=(plot.left + 8.0 + 90.0 * i as f64) y=(bottom + 34.0) { "— " (name) }
             }
         }
