@@ -15,7 +15,7 @@ import {
   watchConsole,
   openPage,
 } from "./helpers.mjs";
-import { hex, deliver, pullRequestOpened, safetensors, enrollDevice } from "./fixtures.mjs";
+import { hex, deliver, pullRequestOpened, enrollDevice, modelWithBase } from "./fixtures.mjs";
 
 test("integrations: the secret is shown once, and signed deliveries appear with their outcome and review", async ({ browser }) => {
   const ctx = await newContext(browser);
@@ -126,16 +126,7 @@ test("LLM providers: a key is write-only, and the page names the key it is seale
 
 test("rounds: the form's errors are shown in words; a round started from it can be cancelled", async ({ browser }) => {
   const owner = await freshOwner();
-  const api = await apiAs(owner.token);
-  const model = await api.post(`/v1/orgs/${owner.org}/models`, { data: { name: `console-model-${hex(3)}` } });
-  expect(model.status()).toBe(201);
-  const modelId = (await model.json()).model.id;
-  const version = await api.post(`/v1/orgs/${owner.org}/models/${modelId}/versions`, {
-    headers: { "content-type": "application/octet-stream" },
-    data: safetensors(),
-  });
-  expect(version.status()).toBe(201);
-  await api.dispose();
+  const modelId = await modelWithBase(owner);
 
   const ctx = await newContext(browser);
   const page = await signIn(await ctx.newPage(), owner.email);

@@ -97,6 +97,12 @@ const SIGNED_IN = [
   ["not-found", "/orgs/{org}/rounds/{missing_round}", 404],
 ];
 
+/**
+ * Parts of pages that htmx fetches and swaps in (not documents of their own): checked for the
+ * console's headers here, and for accessibility inside the page that holds them.
+ */
+const FRAGMENTS = [["round-live", "/orgs/{org}/rounds/{round}/live", 200]];
+
 /** `pattern` with each `{name}` replaced by `values[name]` (URL-encoded). */
 function fill(pattern, values) {
   return pattern.replace(/\{([a-z_]+)\}/g, (_, k) => {
@@ -152,6 +158,7 @@ test("every page: headers, no serious or critical axe violation, no console erro
   const problems = watchConsole(page);
   values.user_code = await pendingUserCode();
   blocking.push(...(await visit(page, SIGNED_IN, values, testInfo)));
+  for (const [, pattern, status] of FRAGMENTS) await openPage(page, fill(pattern, values), status);
   await ctx.close();
 
   expect(blocking).toEqual([]);

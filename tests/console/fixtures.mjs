@@ -1,7 +1,8 @@
 // What several console tests set up through the JSON and device APIs, as the platforms and
-// devices would: signed GitHub deliveries, a small safetensors file, enrolled devices.
+// devices would: signed GitHub deliveries, a small safetensors file, a model with its base
+// version, enrolled devices.
 import { expect } from "@playwright/test";
-import { createHmac, randomBytes } from "node:crypto";
+import { createHmac, randomBytes, randomInt } from "node:crypto";
 import { BASE, apiAs } from "./helpers.mjs";
 
 export const hex = (n) => randomBytes(n).toString("hex");
@@ -43,20 +44,11 @@ export function pullRequestOpened(repo, number) {
   };
 }
 
-/** A safetensors file holding one float32 tensor `w` of shape [2, 3]. */
-export function safetensors() {
-  let header = JSON.stringify({ w: { dtype: "F32", shape: [2, 3], data_offsets: [0, 24] } });
-  while ((8 + header.length) % 8 !== 0) header += " ";
-  const len = Buffer.alloc(8);
-  len.writeBigUInt64LE(BigInt(header.length));
-  const data = Buffer.alloc(24);
-  for (let i = 0; i < 6; i++) data.writeFloatLE(i / 10, i * 4);
-  return Buffer.concat([len, Buffer.from(header), data]);
-}
-
-/** A device enrolled in `owner`'s org through a bootstrap token; returns its identifier. */
-export async function enrollDevice(owner) {
-  const identifier = `console-device-${hex(4)}`;
+/**
+ * A device enrolled in `owner`'s org through a bootstrap token (minted with the owner's API
+ * token, exchanged by the device): its identifier, id and device access token.
+ */
+export async function enrollDevice(owner, identifier = `console-device-${randomInt(1e9)}`) {
   const api = await apiAs(owner.token);
   const minted = await api.post(`/v1/orgs/${owner.org}/devices/bootstrap-tokens`, {
     data: { device_identifier: identifier },
@@ -68,7 +60,35 @@ export async function enrollDevice(owner) {
     data: { org_id: owner.orgId, device_identifier: identifier },
   });
   expect(enrolled.status()).toBe(201);
-  const { device_id } = await enrolled.json();
+  const { device_id, access_token } = await enrolled.json();
   await Promise.all([api.dispose(), device.dispose()]);
-  return { identifier, id: device_id };
+  return { identifier, id: device_id, token: access_token };
+}
+
+/** A safetensors file holding one float32 tensor `w` of shape [2, 3] (by default 0, .1, … .5). */
+export function safetensors(values = [0, 0.1, 0.2, 0.3, 0.4, 0.5]) {
+  let header = JSON.stringify({ w: { dtype: "F32", shape: [2, 3], data_offsets: [0, 24] } });
+  while ((8 + header.length) % 8 !== 0) header += " ";
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(header.length));
+  const data = Buffer.alloc(24);
+  values.forEach((v, i) => data.writeFloatLE(v, i * 4));
+  return Buffer.concat([len, Buffer.from(header), data]);
+}
+
+/** A new model of `owner`'s org with its base version 1 (`safetensors()`); returns the model id. */
+export async function modelWithBase(owner) {
+  const api = await apiAs(owner.token);
+  const model = await api.post(`/v1/orgs/${owner.org}/models`, {
+    data: { name: `console-model-${randomInt(1e9)}` },
+  });
+  expect(model.status()).toBe(201);
+  const modelId = (await model.json()).model.id;
+  const version = await api.post(`/v1/orgs/${owner.org}/models/${modelId}/versions`, {
+    headers: { "content-type": "application/octet-stream" },
+    data: safetensors(),
+  });
+  expect(version.status()).toBe(201);
+  await api.dispose();
+  return modelId;
 }

@@ -131,3 +131,4 @@ export async function openPage(page, path, status = 200) {
   expect(h["cache-control"], path).toBe("no-store");
   return resp;
 }
+

@@ -3,6 +3,7 @@
 //! The gateway's `routes/console` binds them to requests and to the service layer; every page
 //! renders the same view types (`crate::views`) the JSON API answers.
 
+pub mod chart;
 pub mod pages;
 
 use std::sync::OnceLock;
@@ -26,29 +27,47 @@ pub const ASSET_CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
 
 const CSS: &[u8] = include_bytes!("assets/console.css");
 const JS: &[u8] = include_bytes!("assets/console.js");
+/// htmx, as the npm package `htmx.org` pinned in package-lock.json ships it
+/// (`dist/htmx.min.js`; a test checks the copy against `node_modules`).
+const HTMX: &[u8] = include_bytes!("assets/htmx.min.js");
 
-fn hashed(stem: &str, ext: &str, body: &[u8]) -> String {
-    format!("/assets/{stem}.{}.{ext}", &sha256_hex(body)[..16])
+/// `/assets/{stem}.{first 16 hex digits of its SHA-256}.{ext}`, computed once.
+fn hashed(cell: &'static OnceLock<String>, stem: &str, ext: &str, body: &[u8]) -> &'static str {
+    cell.get_or_init(|| format!("/assets/{stem}.{}.{ext}", &sha256_hex(body)[..16]))
 }
 
 /// The stylesheet's path (its content hash in the name).
 pub fn css_path() -> &'static str {
     static PATH: OnceLock<String> = OnceLock::new();
-    PATH.get_or_init(|| hashed("console", "css", CSS))
+    hashed(&PATH, "console", "css", CSS)
 }
 
 /// The script's path (its content hash in the name).
 pub fn js_path() -> &'static str {
     static PATH: OnceLock<String> = OnceLock::new();
-    PATH.get_or_init(|| hashed("console", "js", JS))
+    hashed(&PATH, "console", "js", JS)
 }
+
+/// htmx's path (its content hash in the name).
+pub fn htmx_path() -> &'static str {
+    static PATH: OnceLock<String> = OnceLock::new();
+    hashed(&PATH, "htmx", "js", HTMX)
+}
+
+/// htmx's settings for a strict CSP (read from `<meta name="htmx-config">`): no style element
+/// of its own, no `eval`, no script tags run from swapped content, and no copies of pages in
+/// the browser's storage.
+pub const HTMX_CONFIG: &str = r#"{"includeIndicatorStyles":false,"allowEval":false,"allowScriptTags":false,"historyCacheSize":0}"#;
 
 /// The asset served at `path`: its content type and bytes. Only the current hashes are served.
 pub fn asset(path: &str) -> Option<(&'static str, &'static [u8])> {
+    const JS_TYPE: &str = "text/javascript; charset=utf-8";
     if path == css_path() {
         Some(("text/css; charset=utf-8", CSS))
     } else if path == js_path() {
-        Some(("text/javascript; charset=utf-8", JS))
+        Some((JS_TYPE, JS))
+    } else if path == htmx_path() {
+        Some((JS_TYPE, HTMX))
     } else {
         None
     }
@@ -164,6 +183,29 @@ mod tests {
     fn assets_are_content_hashed() {
         assert!(css_path().starts_with("/assets/console.") && css_path().ends_with(".css"));
         assert!(asset(css_path()).is_some() && asset(js_path()).is_some());
+        assert!(asset(htmx_path()).is_some() && htmx_path().starts_with("/assets/htmx."));
         assert!(asset("/assets/console.css").is_none());
+    }
+
+    /// The embedded htmx is the pinned npm package's file, byte for byte (`scripts/setup`
+    /// installs it; after changing the pin, copy `dist/htmx.min.js` into `assets/`).
+    #[test]
+    fn htmx_is_the_pinned_package() {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+        let lock = std::fs::read_to_string(format!("{root}/package-lock.json")).unwrap();
+        let lock: serde_json::Value = serde_json::from_str(&lock).unwrap();
+        let pinned = lock["packages"]["node_modules/htmx.org"]["version"]
+            .as_str()
+            .unwrap();
+        let dir = format!("{root}/node_modules/htmx.org");
+        let installed = std::fs::read_to_string(format!("{dir}/package.json"))
+            .expect("node_modules/htmx.org is missing: run scripts/setup");
+        let installed: serde_json::Value = serde_json::from_str(&installed).unwrap();
+        assert_eq!(installed["version"].as_str(), Some(pinned));
+        let shipped = std::fs::read(format!("{dir}/dist/htmx.min.js")).unwrap();
+        assert!(
+            shipped == HTMX,
+            "assets/htmx.min.js is not htmx.org {pinned}'s dist/htmx.min.js"
+        );
     }
 }

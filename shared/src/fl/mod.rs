@@ -11,6 +11,7 @@ pub mod dtype;
 pub mod envelope;
 pub mod layout;
 pub mod ledger;
+pub mod live;
 pub mod metrics;
 pub mod noise;
 pub mod npy;

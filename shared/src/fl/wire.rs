@@ -311,6 +311,15 @@ pub struct Progress {
     pub shards: usize,
     pub published_version_id: Option<ModelVersionId>,
     pub closed_at_ms: Option<i64>,
+    /// Joined, no accepted update yet (bounded: see `live`).
+    #[serde(default)]
+    pub stragglers: super::live::Stragglers,
+    /// Refused updates by reason, with their latest devices.
+    #[serde(default)]
+    pub rejections: Vec<super::live::RejectionGroup>,
+    /// Joined, uploaded and accepted over time.
+    #[serde(default)]
+    pub participation: Vec<super::live::ParticipationPoint>,
     pub device_ids: Vec<DeviceId>,
 }
 

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::fl::device_scope::DeviceScopes;
 use crate::fl::layout::{ElementSpan, ModelLayout};
+use crate::fl::live::{ParticipationPoint, RejectionGroup, Stragglers};
 use crate::fl::metrics::{Funnel, Point, Spread};
 use crate::fl::participation::ParticipationState;
 use crate::fl::rollout::{RolloutState, StageCount};
@@ -85,6 +86,15 @@ pub struct RoundProgress {
     pub folded: i64,
     pub shards: usize,
     pub device_health: DeviceHealth,
+    /// Joined, no accepted update yet: the total and the longest waiting (bounded).
+    #[serde(default)]
+    pub stragglers: Stragglers,
+    /// Refused updates by reason, each with its latest devices (bounded).
+    #[serde(default)]
+    pub rejections: Vec<RejectionGroup>,
+    /// Joined, uploaded and accepted over time (bounded).
+    #[serde(default)]
+    pub participation: Vec<ParticipationPoint>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -17,7 +17,7 @@ pub use maud::Markup;
 use maud::{html, DOCTYPE};
 use serde::Serialize;
 
-use super::{css_path, js_path};
+use super::{css_path, htmx_path, js_path, HTMX_CONFIG};
 use crate::views::identity::OrgMembershipView;
 
 /// A serde enum's wire name (`KeyStatus::Active` → `active`), as the JSON API spells it.
@@ -63,6 +63,8 @@ pub fn layout(c: &Chrome<'_>, body: Markup) -> Markup {
                 // No icon file: an empty one stops the browser asking for `/favicon.ico`.
                 link rel="icon" href="data:,";
                 link rel="stylesheet" href=(css_path());
+                meta name="htmx-config" content=(HTMX_CONFIG);
+                script src=(htmx_path()) defer {}
                 script src=(js_path()) defer {}
             }
             body {

@@ -18,7 +18,6 @@ use std::collections::BTreeMap;
 
 use records::{Ended, PartRecord, ParticipantRecord, RoundRecord, StreamProgress, UploadRecord};
 
-use super::metrics;
 use super::participation::{
     decide_initiate, decide_join, decide_part, part_count, JoinDecision, Participation,
     ParticipationState, RoundView, UploadState, MAX_PART_BYTES,
@@ -32,6 +31,7 @@ use super::wire::{
     FoldSource, InitiateReply, InitiateRequest, JoinReply, JoinRequest, Outcome, PartDone,
     PartGrant, PartRecorded, PartRequest, Progress, Requester, RoundConfig, StreamResume,
 };
+use super::{live, metrics};
 use crate::error::ApiError;
 use crate::ids::{ModelVersionId, UploadId};
 use crate::store::{SqlExec, StoreError};
@@ -249,6 +249,7 @@ impl<'a, E: SqlExec> RoundLedger<'a, E> {
                 meta: req.meta.clone(),
                 parts,
                 created_at_ms: now_ms,
+                completed_at_ms: None,
                 seq: None,
                 weight: None,
                 source: None,
@@ -848,12 +849,21 @@ impl<'a, E: SqlExec> RoundLedger<'a, E> {
             .iter()
             .filter(|p| p.state == ParticipationState::Uploading)
             .count() as u64;
+        let rejected_uploads = records::uploads_in(self.sql, &[UploadState::Rejected])?;
         let mut rejected: BTreeMap<RejectReason, u64> = BTreeMap::new();
-        for u in records::uploads_in(self.sql, &[UploadState::Rejected])? {
-            if let Some((reason, _)) = u.reject {
-                *rejected.entry(reason).or_default() += 1;
-            }
-        }
+        let refused: Vec<live::Refused<'_>> = rejected_uploads
+            .iter()
+            .filter_map(|u| {
+                let (reason, message) = u.reject.as_ref()?;
+                *rejected.entry(*reason).or_default() += 1;
+                Some(live::Refused {
+                    device_id: &u.device_id,
+                    reason: *reason,
+                    message,
+                    at_ms: u.created_at_ms,
+                })
+            })
+            .collect();
         let mut means = MetricMeans::default();
         let accepted_uploads = records::uploads_in(self.sql, &[UploadState::Accepted])?;
         for u in &accepted_uploads {
@@ -868,17 +878,34 @@ impl<'a, E: SqlExec> RoundLedger<'a, E> {
                 metrics: &u.meta.metrics,
             })
             .collect();
-        let mut completed: Vec<&super::wire::ParticipationId> = accepted_uploads
+        let joined: Vec<live::Joined<'_>> = participants
             .iter()
-            .map(|u| &u.participation_id)
+            .map(|p| live::Joined {
+                device_id: &p.device_id,
+                state: p.state,
+                joined_at_ms: p.joined_at_ms,
+            })
             .collect();
-        let rejected_uploads = records::uploads_in(self.sql, &[UploadState::Rejected])?;
-        completed.extend(rejected_uploads.iter().map(|u| &u.participation_id));
-        completed.sort();
-        completed.dedup();
+        let joins: Vec<i64> = participants.iter().map(|p| p.joined_at_ms).collect();
+        // A participation's upload finished when its first update was accepted or refused
+        // (a refusal is dated by its upload's start: the only time a refused upload keeps).
+        let accepts: Vec<i64> = accepted_uploads
+            .iter()
+            .map(|u| u.completed_at_ms.unwrap_or(u.created_at_ms))
+            .collect();
+        let mut finished: BTreeMap<&super::wire::ParticipationId, i64> = BTreeMap::new();
+        let ends = accepted_uploads
+            .iter()
+            .zip(accepts.iter().copied())
+            .chain(rejected_uploads.iter().map(|u| (u, u.created_at_ms)));
+        for (u, at) in ends {
+            let first = finished.entry(&u.participation_id).or_insert(at);
+            *first = (*first).min(at);
+        }
         // Joined but never completed an upload, once no more uploads can come.
         let dropped = (!matches!(r.state, RoundState::Open | RoundState::Collecting))
-            .then(|| (participants.len() as u64).saturating_sub(completed.len() as u64));
+            .then(|| (participants.len() as u64).saturating_sub(finished.len() as u64));
+        let uploads: Vec<i64> = finished.into_values().collect();
         let published_version_id = match (&r.ended, r.recorded) {
             (Some(Ended::Published { version_id }), true) => Some(version_id.clone()),
             _ => None,
@@ -899,13 +926,16 @@ impl<'a, E: SqlExec> RoundLedger<'a, E> {
             metrics: means.means(),
             metric_spread: metrics::summarize(&reported),
             series: metrics::series(&reported),
-            uploaded: completed.len() as u64,
+            uploaded: uploads.len() as u64,
             dropped,
             folded: r.folded,
             shards: r.config.shards.len(),
             published_version_id,
             closed_at_ms: r.closed_at_ms,
-            device_ids: participants.into_iter().map(|p| p.device_id).collect(),
+            stragglers: live::stragglers(&joined, &refused),
+            rejections: live::rejections(&refused),
+            participation: live::participation(&joins, &uploads, &accepts),
+            device_ids: participants.iter().map(|p| p.device_id.clone()).collect(),
         })
     }
 }

@@ -309,6 +309,8 @@ pub struct UploadRecord {
     pub meta: UpdateMeta,
     pub parts: u32,
     pub created_at_ms: i64,
+    /// When it was accepted (refused uploads keep none).
+    pub completed_at_ms: Option<i64>,
     pub seq: Option<i64>,
     pub weight: Option<f64>,
     pub source: Option<UpdateSource>,
@@ -329,7 +331,7 @@ pub struct StreamProgress {
 
 const UPLOAD_COLUMNS: &str = "id, participation_id, device_id, state, meta, parts, created_at_ms, \
      seq, weight, source, reject_reason, reject_message, released, streamed_parts, stream_state, \
-     stream_broken";
+     stream_broken, completed_at_ms";
 
 fn upload_of(r: &Row) -> Result<UploadRecord, StoreError> {
     let pid: String = r.get(1)?;
@@ -356,6 +358,7 @@ fn upload_of(r: &Row) -> Result<UploadRecord, StoreError> {
             state: r.get(14)?,
             broken: r.get(15)?,
         },
+        completed_at_ms: r.get(16)?,
     })
 }
 

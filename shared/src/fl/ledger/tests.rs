@@ -1285,3 +1285,68 @@ fn in_order_parts_are_validated_as_they_stream_in() {
         "{out:?}"
     );
 }
+
+/// The live picture a round's page shows: who is late, what was refused and by whom, and the
+/// counts over time, as the ledger's own records say.
+#[test]
+fn progress_names_the_stragglers_the_refused_devices_and_the_counts_over_time() {
+    use crate::fl::participation::ParticipationState;
+    let rng = Rng::new(23);
+    let blobs = SimBlobs::default();
+    let w = World::new(&blobs, &rng, 3, 1, 4);
+    let ds = devices(3);
+    let mut ups = updates(2, &rng);
+    assert!(matches!(
+        w.upload(&ds[0], &ups[0]).unwrap(),
+        Outcome::Accepted { .. }
+    ));
+    ups[1].delta[0] = f64::NAN;
+    assert!(matches!(
+        w.upload(&ds[1], &ups[1]).unwrap(),
+        Outcome::Rejected {
+            reason: RejectReason::NonFinite,
+            ..
+        }
+    ));
+    // The third joins and sends nothing.
+    let (_, fx) = w
+        .ledger()
+        .join(
+            &JoinRequest {
+                participation_id: ParticipationId::parse("p-late").unwrap(),
+                device_id: ds[2].clone(),
+                capabilities: serde_json::json!({}),
+            },
+            w.tick_clock(),
+        )
+        .unwrap();
+    w.effects(fx);
+
+    let p = w.ledger().progress().unwrap();
+    assert_eq!(p.stragglers.total, 2);
+    let late: Vec<(&DeviceId, ParticipationState, u64)> = p
+        .stragglers
+        .longest_waiting
+        .iter()
+        .map(|s| (&s.device_id, s.state, s.rejected_updates))
+        .collect();
+    assert_eq!(
+        late,
+        vec![
+            (&ds[1], ParticipationState::Joined, 1),
+            (&ds[2], ParticipationState::Joined, 0)
+        ]
+    );
+    assert_eq!(p.rejections.len(), 1);
+    assert_eq!(p.rejections[0].reason, RejectReason::NonFinite);
+    assert_eq!(p.rejections[0].count, 1);
+    assert_eq!(p.rejections[0].latest[0].device_id, ds[1]);
+    assert!(!p.rejections[0].latest[0].message.is_empty());
+    let end = p.participation.last().unwrap();
+    assert_eq!((end.joined, end.uploaded, end.accepted), (3, 2, 1));
+    assert_eq!(p.uploaded, 2);
+    assert!(p
+        .participation
+        .windows(2)
+        .all(|w| w[0].at < w[1].at && w[0].joined <= w[1].joined));
+}

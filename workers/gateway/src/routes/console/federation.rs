@@ -1,16 +1,19 @@
 //! Federated learning: training rounds (start one from a form validated by the API's own
-//! service), a round's page (cancel), and the org's devices (list, one device, revoke).
+//! service), a round's live page (its `…/live` part polled by htmx; cancel), and the org's
+//! devices (list, one device, revoke).
 
 use edgeplane_core::auth::Action;
-use edgeplane_core::console::pages::{self, RoundForm};
+use edgeplane_core::console::pages::{self, RoundControls, RoundForm};
 use edgeplane_core::fl::round::AggregationSpec;
 use edgeplane_core::http::Method::{Get, Post};
 use edgeplane_core::ids::{DeviceId, RoundId};
+use edgeplane_core::views::federation::Round;
 use edgeplane_core::ApiError;
 
 use super::page::{correctable, membership, org_id, org_page, render, render_status, Answer, Page};
 use super::{route, ConsoleRoute, Gate};
 use crate::cx::Cx;
+use crate::http::ctx::now_ms;
 use crate::service::federation::round_lifecycle::{self, CreateRound, VersionRef};
 use crate::service::federation::{devices, rounds};
 
@@ -19,6 +22,7 @@ pub enum Id {
     Rounds,
     CreateRound,
     Round,
+    RoundLive,
     CancelRound,
     Devices,
     Device,
@@ -46,6 +50,13 @@ pub const ROUTES: &[ConsoleRoute] = &[
         r(Id::Round),
         Get,
         "/orgs/{org}/rounds/{round}",
+        Gate::Org(Action::ReadRounds),
+    ),
+    // The live part of a round's page, which the page polls: the page's own rule.
+    route(
+        r(Id::RoundLive),
+        Get,
+        "/orgs/{org}/rounds/{round}/live",
         Gate::Org(Action::ReadRounds),
     ),
     route(
@@ -120,6 +131,22 @@ async fn rounds_page(
     )
 }
 
+/// The round of the path, with its coordinator's live progress (`GET …/rounds/{round}`'s own
+/// service call).
+async fn live_round(cx: &Cx<'_>) -> Result<Round, ApiError> {
+    let id: RoundId = cx.id("round")?;
+    rounds::get(cx.db(), cx.env, &org_id(cx)?, &id).await
+}
+
+fn round_controls<'a>(cx: &Cx<'_>, page: &'a Page) -> RoundControls<'a> {
+    RoundControls {
+        csrf: page.csrf.as_deref().unwrap_or_default(),
+        can_cancel: cx.authorize(Action::ManageRounds).is_ok(),
+        can_see_devices: cx.authorize(Action::ReadDevices).is_ok(),
+        now_ms: now_ms(),
+    }
+}
+
 pub async fn handle(id: Id, cx: &mut Cx<'_>, page: &mut Page) -> Result<Answer, ApiError> {
     match id {
         Id::Rounds => rounds_page(cx, page, 200, &RoundForm::default()).await,
@@ -142,16 +169,22 @@ pub async fn handle(id: Id, cx: &mut Cx<'_>, page: &mut Page) -> Result<Answer, 
         }
         Id::Round => {
             let m = membership(cx).await?;
-            let id: RoundId = cx.id("round")?;
-            let r = rounds::get(cx.db(), cx.env, &org_id(cx)?, &id).await?;
-            let can = cx.authorize(Action::ManageRounds).is_ok();
-            let title = format!("Round {}", id.as_str());
+            let r = live_round(cx).await?;
+            let title = format!("Round {}", r.id.as_str());
             render(pages::round(
                 &page.chrome(&title, Some(&m)),
                 &m.org.slug,
                 &r,
-                can,
+                &round_controls(cx, page),
             ))
+        }
+        Id::RoundLive => {
+            let r = live_round(cx).await?;
+            let slug = cx.param("org")?;
+            let fragment = pages::round_live(slug, &r, &round_controls(cx, page));
+            // 286 tells htmx to stop polling: an ended round changes no more.
+            let status = if r.state.is_terminal() { 286 } else { 200 };
+            render_status(status, fragment)
         }
         Id::CancelRound => {
             let id: RoundId = cx.id("round")?;

@@ -240,6 +240,9 @@ pub async fn live_with_series(
         },
         folded: p.folded,
         shards: p.shards,
+        stragglers: p.stragglers,
+        rejections: p.rejections,
+        participation: p.participation,
         device_health: DeviceHealth {
             participants: p.device_ids.len(),
             reporting: h.reporting,
