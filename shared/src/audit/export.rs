@@ -22,6 +22,7 @@
 
 use crate::access::audit_query::{AuditQuery, QueryArg};
 use crate::error::{ApiError, ErrorCode};
+use crate::time::rfc3339_millis;
 
 use super::sql::EVENT_COLUMNS;
 use super::ChainedEvent;
@@ -61,6 +62,14 @@ pub enum Format {
 }
 
 impl Format {
+    /// The name the query gives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Jsonl => "jsonl",
+            Format::Csv => "csv",
+        }
+    }
+
     pub fn content_type(self) -> &'static str {
         match self {
             Format::Jsonl => "application/x-ndjson",
@@ -106,6 +115,30 @@ impl ExportQuery {
             format: format.unwrap_or(Format::Jsonl),
             filter: AuditQuery::parse(filters)?,
         })
+    }
+
+    /// The filters given, as the export's own audit event records them.
+    pub fn filters(&self) -> serde_json::Value {
+        let f = &self.filter;
+        let action = f
+            .action
+            .clone()
+            .or_else(|| f.action_prefix.as_ref().map(|p| format!("{p}*")));
+        let given = [
+            ("actor", f.actor_id.clone()),
+            ("actor_type", f.actor_type.clone()),
+            ("action", action),
+            ("resource_type", f.resource_type.clone()),
+            ("resource", f.resource_id.clone()),
+            ("since", f.since_ms.map(rfc3339_millis)),
+            ("until", f.until_ms.map(rfc3339_millis)),
+        ];
+        serde_json::Value::Object(
+            given
+                .into_iter()
+                .filter_map(|(k, v)| Some((k.to_owned(), serde_json::Value::String(v?))))
+                .collect(),
+        )
     }
 
     /// One page of the export, in chain order within a snapshot: the SQL and its arguments
@@ -276,7 +309,10 @@ mod tests {
         ev.event.resource_id = "+1".into();
         ev.event.actor_id = "@me".into();
         let row = line(Format::Csv, &ev);
-        assert!(row.contains(",\"'=HYPERLINK(\"\"http://evil.test\"\",\"\"x\"\")\","), "{row}");
+        assert!(
+            row.contains(",\"'=HYPERLINK(\"\"http://evil.test\"\",\"\"x\"\")\","),
+            "{row}"
+        );
         assert!(row.contains(",'+1,") && row.contains(",'@me,"), "{row}");
         // The JSON lines carry the stored text unchanged (JSON is no spreadsheet's formula).
         assert!(line(Format::Jsonl, &ev).contains("\"=HYPERLINK("));
@@ -290,7 +326,11 @@ mod tests {
         ] {
             assert_eq!(spreadsheet_safe(stored.into()), shown);
             // Reversible: one leading apostrophe off gives the stored text back.
-            let back = if shown.len() > stored.len() { &shown[1..] } else { shown };
+            let back = if shown.len() > stored.len() {
+                &shown[1..]
+            } else {
+                shown
+            };
             assert_eq!(back, stored);
         }
     }
@@ -306,10 +346,17 @@ mod tests {
         assert_eq!(csv.filter.since_ms, Some(1_767_225_600_000));
         let narrowed = q(&[("actor", "usr_1"), ("action", "api_key.*")]).unwrap();
         let (sql, args) = narrowed.page_sql();
-        assert!(sql.contains("seq > ? AND seq <= ? AND actor_id = ?"), "{sql}");
+        assert!(
+            sql.contains("seq > ? AND seq <= ? AND actor_id = ?"),
+            "{sql}"
+        );
         assert!(sql.ends_with("ORDER BY seq LIMIT ?"));
         assert_eq!(args.len(), 4);
         assert_eq!(args.last(), Some(&QueryArg::Int(PAGE)));
+        assert_eq!(
+            narrowed.filters(),
+            serde_json::json!({"actor": "usr_1", "action": "api_key.*"})
+        );
         assert!(q(&[("format", "xml")]).is_err());
         assert!(q(&[("since", "yesterday")]).is_err());
         assert!(q(&[("format", "csv"), ("format", "jsonl")]).is_err());

@@ -45,10 +45,10 @@ fn browser(ua: &str) -> String {
         ("okhttp", "OkHttp"),
     ];
     for (token, name) in clients {
-        if ua.starts_with(token) {
+        if let Some(rest) = ua.strip_prefix(token) {
             // The CLI's full version matters (it is ours); the others' major is enough.
             if token == "edgeplane-cli" {
-                let v = ua[token.len()..]
+                let v = rest
                     .strip_prefix('/')
                     .and_then(|r| r.split_whitespace().next());
                 return v.map_or(name.to_owned(), |v| format!("{name} {v}"));

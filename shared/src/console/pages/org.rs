@@ -10,8 +10,8 @@ use crate::auth::{Role, Scope};
 use crate::error::{ApiError, ErrorCode};
 use crate::time::rfc3339_millis;
 use crate::views::access::{
-    ApiKeyIssued, ApiKeysView, AuditEventView, AuditEventsView, AuditVerifyView,
-    InvitationCreated, InvitationsView, MembersView,
+    ApiKeyIssued, ApiKeysView, AuditEventView, AuditEventsView, AuditVerifyView, InvitationCreated,
+    InvitationsView, MembersView,
 };
 use crate::views::core::{CheckView, HealthView};
 use crate::views::identity::{OrgMembershipView, OrgsView};
@@ -397,7 +397,10 @@ impl AuditFilters {
                             .find(|(key, _, _)| *key == v)
                             .map(|(key, _, _)| *key)
                             .ok_or_else(|| {
-                                ApiError::new(ErrorCode::InvalidQuery, "range is not one of the choices offered")
+                                ApiError::new(
+                                    ErrorCode::InvalidQuery,
+                                    "range is not one of the choices offered",
+                                )
                             })?,
                     )
                 }
@@ -416,12 +419,19 @@ impl AuditFilters {
     /// the cursor only when `paged`.
     pub fn query(&self, now_ms: i64, paged: bool) -> Vec<(String, String)> {
         let mut q = Vec::new();
-        for (k, v) in [("actor", &self.actor), ("action", &self.action), ("resource", &self.resource)] {
+        for (k, v) in [
+            ("actor", &self.actor),
+            ("action", &self.action),
+            ("resource", &self.resource),
+        ] {
             if let Some(v) = v {
                 q.push((k.to_owned(), v.clone()));
             }
         }
-        if let Some((_, _, ms)) = self.range.and_then(|r| AUDIT_RANGES.iter().find(|(k, _, _)| *k == r)) {
+        if let Some((_, _, ms)) = self
+            .range
+            .and_then(|r| AUDIT_RANGES.iter().find(|(k, _, _)| *k == r))
+        {
             q.push(("since".to_owned(), rfc3339_millis(now_ms - ms)));
         }
         if let (true, Some(c)) = (paged, &self.cursor) {
@@ -433,7 +443,11 @@ impl AuditFilters {
     /// `path` with these filters (never the cursor) and `extra` in its query string.
     pub fn href(&self, path: &str, extra: &[(&str, &str)]) -> String {
         let mut ser = form_urlencoded::Serializer::new(String::new());
-        for (k, v) in [("actor", &self.actor), ("action", &self.action), ("resource", &self.resource)] {
+        for (k, v) in [
+            ("actor", &self.actor),
+            ("action", &self.action),
+            ("resource", &self.resource),
+        ] {
             if let Some(v) = v {
                 ser.append_pair(k, v);
             }
@@ -445,7 +459,11 @@ impl AuditFilters {
             ser.append_pair(k, v);
         }
         let q = ser.finish();
-        if q.is_empty() { path.to_owned() } else { format!("{path}?{q}") }
+        if q.is_empty() {
+            path.to_owned()
+        } else {
+            format!("{path}?{q}")
+        }
     }
 }
 
@@ -563,7 +581,9 @@ mod tests {
     use super::*;
 
     fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
-        p.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        p.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[test]
@@ -586,7 +606,10 @@ mod tests {
         assert_eq!(AuditFilters::default().href("/x", &[]), "/x");
         // The window becomes the audit query's `since`, counted back from now.
         let q = f.query(86_400_000 + 5_000, true);
-        assert!(q.contains(&("since".to_owned(), "1970-01-01T00:00:05.000Z".to_owned())), "{q:?}");
+        assert!(
+            q.contains(&("since".to_owned(), "1970-01-01T00:00:05.000Z".to_owned())),
+            "{q:?}"
+        );
         assert!(q.contains(&("cursor".to_owned(), "40".to_owned())));
         assert!(!f.query(0, false).iter().any(|(k, _)| k == "cursor"));
         // What the API parses: the list's own query accepts every pair.
@@ -595,7 +618,11 @@ mod tests {
 
     #[test]
     fn audit_filters_refuse_what_the_page_does_not_offer() {
-        for p in [vec![("range", "2y")], vec![("limit", "5")], vec![("since", "2026-01-01T00:00:00Z")]] {
+        for p in [
+            vec![("range", "2y")],
+            vec![("limit", "5")],
+            vec![("since", "2026-01-01T00:00:00Z")],
+        ] {
             assert_eq!(
                 AuditFilters::from_query(pairs(&p)).unwrap_err().code,
                 ErrorCode::InvalidQuery
