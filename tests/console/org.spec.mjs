@@ -30,7 +30,7 @@ test("create an organization and land in it; a taken slug is refused in words", 
   await openPage(page, "/orgs");
   const name = `New Org ${hex(3)}`;
   const slug = name.toLowerCase().replaceAll(" ", "-");
-  await page.getByLabel("Name").fill(name);
+  await page.getByLabel("Name", { exact: true }).fill(name);
   await page.getByRole("button", { name: "Create organization" }).click();
   await expect(page).toHaveURL(new RegExp(`/orgs/${slug}$`));
   await expect(page.getByRole("heading", { level: 1 })).toHaveText(name);
@@ -43,10 +43,10 @@ test("create an organization and land in it; a taken slug is refused in words", 
 
   // The same slug again: the form comes back with the reason, keeping what was typed.
   await openPage(page, "/orgs");
-  await page.getByLabel("Name").fill(name);
+  await page.getByLabel("Name", { exact: true }).fill(name);
   await page.getByRole("button", { name: "Create organization" }).click();
   await expect(page.locator("#form-error")).toContainText("already exists");
-  await expect(page.getByLabel("Name")).toHaveValue(name);
+  await expect(page.getByLabel("Name", { exact: true })).toHaveValue(name);
   await expect(page.locator("#orgs")).toContainText(name);
   expect(unexpected(problems, 409)).toEqual([]);
   await ctx.close();
@@ -62,11 +62,11 @@ test("invitations: create, revoke, accept as the invitee; the last owner cannot 
   const other = `console-other-${Date.now()}-${hex(3)}@example.com`;
   await page.getByLabel("Email address to invite").fill(invitee);
   await page.getByLabel("Role", { exact: true }).selectOption("member");
-  await page.getByRole("button", { name: "Invite" }).click();
+  await page.getByRole("button", { name: "Invite", exact: true }).click();
   const link = (await page.locator("#invitation-link").textContent()).trim();
   expect(link).toMatch(/\/invitations\/accept#token=epin_/);
   await page.getByLabel("Email address to invite").fill(other);
-  await page.getByRole("button", { name: "Invite" }).click();
+  await page.getByRole("button", { name: "Invite", exact: true }).click();
   await openPage(page, `/orgs/${owner.org}/members`);
   await expect(page.locator("#invitation-link")).toHaveCount(0);
   await expect(page.locator("#invitations")).toContainText(invitee);
@@ -90,7 +90,7 @@ test("invitations: create, revoke, accept as the invitee; the last owner cannot 
   await openPage(ipage, `/orgs/${owner.org}/members`);
   await expect(ipage.locator(`#members`)).toContainText(invitee);
   // A member sees no admin controls here.
-  await expect(ipage.getByRole("button", { name: "Invite" })).toHaveCount(0);
+  await expect(ipage.getByRole("button", { name: "Invite", exact: true })).toHaveCount(0);
   await expect(ipage.getByRole("button", { name: /Change the role/ })).toHaveCount(0);
   await expect(ipage.getByRole("button", { name: /Remove/ })).toHaveCount(0);
   // The link works once.
@@ -164,7 +164,7 @@ test("rotate an API key: the new secret is shown once, the old key works through
   const { ctx, page, problems } = await signedIn(browser, owner.email);
   await openPage(page, `/orgs/${owner.org}/api-keys`);
   const name = `console-rotate-${hex(3)}`;
-  await page.getByLabel("Name").fill(name);
+  await page.getByLabel("Name", { exact: true }).fill(name);
   await page.getByRole("checkbox", { name: "org:read" }).check();
   await page.getByRole("button", { name: "Create key" }).click();
   const first = (await page.locator("#new-key-secret").textContent()).trim();

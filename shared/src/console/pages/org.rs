@@ -45,7 +45,7 @@ pub fn orgs(c: &Chrome<'_>, v: &OrgsView, error: Option<&str>, typed: (&str, &st
                 label for="org-name" { "Name" }
                 input #org-name type="text" name="name" required maxlength="100" value=(typed.0);
                 label for="org-slug" { "Slug " span.muted { "(optional: made from the name)" } }
-                input #org-slug type="text" name="slug" maxlength="63" pattern="[a-z0-9-]*" value=(typed.1);
+                input #org-slug type="text" name="slug" maxlength="63" value=(typed.1);
                 " "
                 button type="submit" { "Create organization" }
             }
