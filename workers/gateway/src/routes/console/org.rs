@@ -8,7 +8,7 @@ use edgeplane_core::auth::{Action, Role, Scopes};
 use edgeplane_core::console::pages::{self, AuditFilters, MembersPage, OverviewCounts};
 use edgeplane_core::http::Method::{Get, Post};
 use edgeplane_core::ids::{ApiKeyId, InvitationId, TypedId, UserId};
-use edgeplane_core::views::access::InvitationCreated;
+use edgeplane_core::views::access::{ApiKeyIssued, InvitationCreated};
 use edgeplane_core::{validate, ApiError};
 
 use super::page::{
@@ -221,7 +221,7 @@ async fn api_keys_page(
     cx: &Cx<'_>,
     page: &Page,
     status: u16,
-    issued: Option<&edgeplane_core::views::access::ApiKeyIssued>,
+    issued: Option<&ApiKeyIssued>,
 ) -> Result<Answer, ApiError> {
     let m = membership(cx).await?;
     let keys = api_keys::list(cx, false).await?;
@@ -231,6 +231,19 @@ async fn api_keys_page(
         status,
         pages::api_keys(&chrome, &m.org.slug, &keys, can, issued),
     )
+}
+
+/// The invitation form's fields, as `POST …/invitations` takes them, and the invitation.
+async fn invite(cx: &Cx<'_>, page: &Page) -> Result<InvitationCreated, ApiError> {
+    let email = validate::email(page.require("email")?)?;
+    let role = Role::parse(page.require("role")?)
+        .ok_or_else(|| ApiError::validation("role must be one of owner, admin, member"))?;
+    let req = NewInvitation {
+        email,
+        role,
+        ttl_hours: None,
+    };
+    invitations::create(cx, req).await
 }
 
 pub async fn handle(id: Id, cx: &mut Cx<'_>, page: &mut Page) -> Result<Answer, ApiError> {
@@ -337,29 +350,13 @@ pub async fn handle(id: Id, cx: &mut Cx<'_>, page: &mut Page) -> Result<Answer, 
             }
             Err(e) => Err(e),
         },
-        Id::CreateInvitation => {
-            let invited = match validate::email(page.require("email")?) {
-                Ok(email) => {
-                    let role = Role::parse(page.require("role")?).ok_or_else(|| {
-                        ApiError::validation("role must be one of owner, admin, member")
-                    })?;
-                    let req = NewInvitation {
-                        email,
-                        role,
-                        ttl_hours: None,
-                    };
-                    invitations::create(cx, req).await
-                }
-                Err(e) => Err(e),
-            };
-            match invited {
-                Ok(created) => members_page(cx, page, 201, Some(&created), None).await,
-                Err(e) if correctable(&e) => {
-                    members_page(cx, page, e.status(), None, Some(&e.message)).await
-                }
-                Err(e) => Err(e),
+        Id::CreateInvitation => match invite(cx, page).await {
+            Ok(created) => members_page(cx, page, 201, Some(&created), None).await,
+            Err(e) if correctable(&e) => {
+                members_page(cx, page, e.status(), None, Some(&e.message)).await
             }
-        }
+            Err(e) => Err(e),
+        },
         Id::RevokeInvitation => {
             let id: InvitationId = cx.id("invitation")?;
             let done = invitations::revoke(cx, &id).await;
