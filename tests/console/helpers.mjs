@@ -132,3 +132,9 @@ export async function openPage(page, path, status = 200) {
   return resp;
 }
 
+/** A new browser context with `email` signed in: the context, its page and the page's console watch. */
+export async function signedIn(browser, email) {
+  const ctx = await newContext(browser);
+  const page = await signIn(await ctx.newPage(), email);
+  return { ctx, page, problems: watchConsole(page) };
+}

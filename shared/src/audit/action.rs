@@ -58,6 +58,7 @@ audit_actions! {
     ApiKeyCreated => "api_key.created",
     ApiKeyRotated => "api_key.rotated",
     ApiKeyRevoked => "api_key.revoked",
+    AuditExported => "audit.exported",
 
     // Identity: users, sign-in, sessions, CLI tokens.
     UserCreated => "user.created",

@@ -6,15 +6,25 @@
 //!   canonical JSON *text* that was hashed, `created_at_ms` the stored instant). Parse a line
 //!   with [`parse_line`].
 //! - `csv`: a header row of [`CSV_COLUMNS`], then one row per event (RFC 4180 quoting), for
-//!   spreadsheets; it carries the same fields, so it verifies too.
+//!   spreadsheets. It carries the same fields, with one change that keeps a spreadsheet from
+//!   running a stored value as a formula (a user agent of `=HYPERLINK(…)`): a field that begins
+//!   with `=`, `+`, `-`, `@`, a tab, a carriage return or `'` gets one `'` in front
+//!   ([`spreadsheet_safe`]). Removing one leading `'` from such a field gives the stored text
+//!   back, so a CSV export verifies too.
+//!
+//! An export may be narrowed with the audit query's filters (actor, action, resource, time:
+//! [`ExportQuery`]). A narrowed export is a selection: each event still carries its `hash` and
+//! `prev_hash`, but only a whole export recomputes every link from genesis.
 //!
 //! The gateway streams the export page by page ([`PAGE`] events per D1 read) up to the size of
 //! the chain's newest checkpoint at the start, and sends that signed checkpoint along, so an
 //! export and its checkpoint always agree.
 
-use crate::access::audit_query::AuditQuery;
+use crate::access::audit_query::{AuditQuery, QueryArg};
 use crate::error::{ApiError, ErrorCode};
+use crate::time::rfc3339_millis;
 
+use super::sql::EVENT_COLUMNS;
 use super::ChainedEvent;
 
 /// Events read from D1 per page of an export.
@@ -25,13 +35,6 @@ pub const PAGE: i64 = 500;
 pub const CHECKPOINT_HEADER: &str = "x-edgeplane-checkpoint";
 /// The response header carrying the chain size the export stops at.
 pub const SIZE_HEADER: &str = "x-edgeplane-chain-size";
-
-/// A page of a chain in order, within a snapshot: `[chain, after_seq, up_to_seq, since_ms,
-/// limit]`.
-pub const EXPORT_PAGE: &str = "SELECT id, chain, org_id, actor_type, actor_id, action, \
-     resource_type, resource_id, ip, user_agent, request_id, metadata, created_at_ms, seq, \
-     prev_hash, hash FROM audit_events WHERE chain = ? AND seq > ? AND seq <= ? \
-     AND created_at_ms >= ? ORDER BY seq LIMIT ?";
 
 pub const CSV_COLUMNS: [&str; 16] = [
     "seq",
@@ -59,6 +62,14 @@ pub enum Format {
 }
 
 impl Format {
+    /// The name the query gives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Jsonl => "jsonl",
+            Format::Csv => "csv",
+        }
+    }
+
     pub fn content_type(self) -> &'static str {
         match self {
             Format::Jsonl => "application/x-ndjson",
@@ -67,39 +78,81 @@ impl Format {
     }
 }
 
-/// What an export asks for: `format=jsonl|csv` (default jsonl) and `since` (RFC 3339).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What an export asks for: `format=jsonl|csv` (default jsonl) and the audit query's filters
+/// (`actor`, `actor_type`, `action`, `resource_type`, `resource`, `since`, `until`), parsed by
+/// the same code as the list's; a cursor or limit makes no sense for a whole export.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExportQuery {
     pub format: Format,
-    pub since_ms: i64,
+    pub filter: AuditQuery,
 }
 
 impl ExportQuery {
     pub fn parse(pairs: Vec<(String, String)>) -> Result<Self, ApiError> {
+        let refuse = || {
+            ApiError::new(
+                ErrorCode::InvalidQuery,
+                "the query parameters are format (jsonl or csv) and the audit filters (actor, \
+                 actor_type, action, resource_type, resource, since, until), each at most once",
+            )
+        };
         let mut format = None;
-        let mut since = None;
+        let mut filters = Vec::new();
+        let mut seen: Vec<String> = Vec::new();
         for (k, v) in pairs {
-            match (k.as_str(), v.as_str()) {
-                ("format", "jsonl") if format.is_none() => format = Some(Format::Jsonl),
-                ("format", "csv") if format.is_none() => format = Some(Format::Csv),
-                ("since", _) if since.is_none() => {
-                    // The same RFC 3339 parsing as the audit query's `since`.
-                    let q = AuditQuery::parse(vec![("since".into(), v)])?;
-                    since = q.since_ms;
-                }
-                _ => {
-                    return Err(ApiError::new(
-                        ErrorCode::InvalidQuery,
-                        "the query parameters are format (jsonl or csv) and since (RFC 3339), \
-                         each at most once",
-                    ))
-                }
+            if seen.contains(&k) {
+                return Err(refuse());
             }
+            match (k.as_str(), v.as_str()) {
+                ("format", "jsonl") => format = Some(Format::Jsonl),
+                ("format", "csv") => format = Some(Format::Csv),
+                ("format" | "cursor" | "limit", _) => return Err(refuse()),
+                _ => filters.push((k.clone(), v)),
+            }
+            seen.push(k);
         }
         Ok(Self {
             format: format.unwrap_or(Format::Jsonl),
-            since_ms: since.unwrap_or(0),
+            filter: AuditQuery::parse(filters)?,
         })
+    }
+
+    /// The filters given, as the export's own audit event records them.
+    pub fn filters(&self) -> serde_json::Value {
+        let f = &self.filter;
+        let action = f
+            .action
+            .clone()
+            .or_else(|| f.action_prefix.as_ref().map(|p| format!("{p}*")));
+        let given = [
+            ("actor", f.actor_id.clone()),
+            ("actor_type", f.actor_type.clone()),
+            ("action", action),
+            ("resource_type", f.resource_type.clone()),
+            ("resource", f.resource_id.clone()),
+            ("since", f.since_ms.map(rfc3339_millis)),
+            ("until", f.until_ms.map(rfc3339_millis)),
+        ];
+        serde_json::Value::Object(
+            given
+                .into_iter()
+                .filter_map(|(k, v)| Some((k.to_owned(), serde_json::Value::String(v?))))
+                .collect(),
+        )
+    }
+
+    /// One page of the export, in chain order within a snapshot: the SQL and its arguments
+    /// after the leading `[chain, after_seq, up_to_seq]`; the page size is the last argument.
+    pub fn page_sql(&self) -> (String, Vec<QueryArg>) {
+        let (filters, mut args) = self.filter.where_clause();
+        args.push(QueryArg::Int(PAGE));
+        (
+            format!(
+                "SELECT {EVENT_COLUMNS} FROM audit_events WHERE chain = ? AND seq > ? \
+                 AND seq <= ?{filters} ORDER BY seq LIMIT ?"
+            ),
+            args,
+        )
     }
 }
 
@@ -154,11 +207,13 @@ pub fn line(format: Format, ev: &ChainedEvent) -> String {
 }
 
 /// RFC 4180: a field with a comma, quote or line break is quoted, quotes doubled; CRLF ends a row.
+/// Every field is made [`spreadsheet_safe`] first.
 fn csv_row(out: &mut String, fields: impl IntoIterator<Item = String>) {
     for (n, f) in fields.into_iter().enumerate() {
         if n > 0 {
             out.push(',');
         }
+        let f = spreadsheet_safe(f);
         if f.contains([',', '"', '\n', '\r']) {
             out.push('"');
             out.push_str(&f.replace('"', "\"\""));
@@ -168,6 +223,18 @@ fn csv_row(out: &mut String, fields: impl IntoIterator<Item = String>) {
         }
     }
     out.push_str("\r\n");
+}
+
+/// A CSV field a spreadsheet shows as text: one that begins with a character a spreadsheet
+/// reads as the start of a formula (`=`, `+`, `-`, `@`, tab, carriage return; OWASP's list) gets
+/// a leading `'`. So does one that already begins with `'`, which keeps the change reversible:
+/// remove one leading `'` and the stored text is back.
+pub fn spreadsheet_safe(field: String) -> String {
+    if field.starts_with(['=', '+', '-', '@', '\t', '\r', '\'']) {
+        format!("'{field}")
+    } else {
+        field
+    }
 }
 
 /// One line of a `jsonl` export.
@@ -236,17 +303,66 @@ mod tests {
     }
 
     #[test]
-    fn the_query_is_strict() {
+    fn csv_never_hands_a_spreadsheet_a_formula() {
+        let mut ev = chain(1).remove(0);
+        ev.event.user_agent = Some("=HYPERLINK(\"http://evil.test\",\"x\")".into());
+        ev.event.resource_id = "+1".into();
+        ev.event.actor_id = "@me".into();
+        let row = line(Format::Csv, &ev);
+        assert!(
+            row.contains(",\"'=HYPERLINK(\"\"http://evil.test\"\",\"\"x\"\")\","),
+            "{row}"
+        );
+        assert!(row.contains(",'+1,") && row.contains(",'@me,"), "{row}");
+        // The JSON lines carry the stored text unchanged (JSON is no spreadsheet's formula).
+        assert!(line(Format::Jsonl, &ev).contains("\"=HYPERLINK("));
+        for (stored, shown) in [
+            ("-2", "'-2"),
+            ("\tx", "'\tx"),
+            ("'quoted", "''quoted"),
+            ("plain", "plain"),
+            ("", ""),
+            ("a=b", "a=b"),
+        ] {
+            assert_eq!(spreadsheet_safe(stored.into()), shown);
+            // Reversible: one leading apostrophe off gives the stored text back.
+            let back = if shown.len() > stored.len() {
+                &shown[1..]
+            } else {
+                shown
+            };
+            assert_eq!(back, stored);
+        }
+    }
+
+    #[test]
+    fn the_query_is_strict_and_filters_like_the_list() {
         let q = |p: &[(&str, &str)]| {
             ExportQuery::parse(p.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect())
         };
         assert_eq!(q(&[]).unwrap().format, Format::Jsonl);
         let csv = q(&[("format", "csv"), ("since", "2026-01-01T00:00:00Z")]).unwrap();
         assert_eq!(csv.format, Format::Csv);
-        assert_eq!(csv.since_ms, 1_767_225_600_000);
+        assert_eq!(csv.filter.since_ms, Some(1_767_225_600_000));
+        let narrowed = q(&[("actor", "usr_1"), ("action", "api_key.*")]).unwrap();
+        let (sql, args) = narrowed.page_sql();
+        assert!(
+            sql.contains("seq > ? AND seq <= ? AND actor_id = ?"),
+            "{sql}"
+        );
+        assert!(sql.ends_with("ORDER BY seq LIMIT ?"));
+        assert_eq!(args.len(), 4);
+        assert_eq!(args.last(), Some(&QueryArg::Int(PAGE)));
+        assert_eq!(
+            narrowed.filters(),
+            serde_json::json!({"actor": "usr_1", "action": "api_key.*"})
+        );
         assert!(q(&[("format", "xml")]).is_err());
         assert!(q(&[("since", "yesterday")]).is_err());
         assert!(q(&[("format", "csv"), ("format", "jsonl")]).is_err());
+        assert!(q(&[("actor", "a"), ("actor", "b")]).is_err());
         assert!(q(&[("limit", "1")]).is_err());
+        assert!(q(&[("cursor", "4")]).is_err());
+        assert!(q(&[("nope", "1")]).is_err());
     }
 }

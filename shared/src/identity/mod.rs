@@ -10,3 +10,4 @@ pub mod magic_link;
 pub mod oidc;
 pub mod pkce;
 pub mod session;
+pub mod user_agent;

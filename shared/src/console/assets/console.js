@@ -1,10 +1,10 @@
 // edgeplane console: enhancements only; every form works without this file.
 "use strict";
 document.addEventListener("DOMContentLoaded", function () {
-  // The magic-link landing page: the token travels in the fragment, which the server never
-  // sees. Put it in the form; the person still presses "Sign in" (mail scanners that prefetch
-  // the link never post it).
-  var field = document.getElementById("magic-token");
+  // The pages a mailed link lands on (signing in, accepting an invitation): the token travels
+  // in the fragment, which the server never sees. Put it in the form; the person still presses
+  // the button (mail scanners that prefetch the link never post it).
+  var field = document.querySelector("input[data-fragment-token]");
   if (field && location.hash.indexOf("#token=") === 0) {
     field.value = decodeURIComponent(location.hash.slice("#token=".length));
     history.replaceState(null, "", location.pathname);

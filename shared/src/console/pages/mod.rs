@@ -48,6 +48,11 @@ impl<'a> Chrome<'a> {
     }
 }
 
+/// A refusal of the form below it, in words (the form keeps what was typed).
+pub fn form_error(error: Option<&str>) -> Markup {
+    html! { @if let Some(e) = error { div.notice.error role="alert" #form-error { (e) } } }
+}
+
 pub fn csrf_field(token: &str) -> Markup {
     html! { input type="hidden" name="csrf" value=(token); }
 }

@@ -4,7 +4,7 @@
 
 use maud::{html, Markup};
 
-use super::{csrf_field, layout, word, Chrome};
+use super::{csrf_field, form_error, layout, word, Chrome};
 use crate::review::config::ProviderKind;
 use crate::views::review::{
     DeliveryView, IntegrationView, ProviderView, ReviewFinding, ReviewView,
@@ -18,10 +18,6 @@ pub struct NewSecret<'a> {
 }
 
 /// An error to show above a form, in words.
-fn form_error(error: Option<&str>) -> Markup {
-    html! { @if let Some(e) = error { div.notice.error role="alert" #form-error { (e) } } }
-}
-
 pub fn integrations(
     c: &Chrome<'_>,
     slug: &str,

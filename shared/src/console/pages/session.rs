@@ -3,6 +3,7 @@
 use maud::{html, Markup};
 
 use super::{csrf_field, layout, word, Chrome};
+use crate::identity::user_agent::describe;
 use crate::views::identity::{DeviceAuthorizationView, DeviceDecisionView, OrgsView, SessionsView};
 
 pub fn sign_in(notice: Option<&str>) -> Markup {
@@ -36,26 +37,32 @@ pub fn magic_landing() -> Markup {
         html! {
             form method="post" action="/sign-in/magic-link" {
                 label for="magic-token" { "Sign-in token (filled in from the link)" }
-                input #magic-token type="text" name="token" autocomplete="off" required;
+                input #magic-token type="text" name="token" autocomplete="off" required data-fragment-token;
                 " "
                 button type="submit" { "Sign in" }
             }
         },
     )
 }
+/// The person's sessions and CLI tokens, each by id (never a token), with the browser and
+/// system its user agent names; revoke one, every other one, or all.
 pub fn sessions(c: &Chrome<'_>, v: &SessionsView) -> Markup {
     let csrf = c.csrf.unwrap_or_default();
     layout(
         c,
         html! {
             table #sessions {
-                thead { tr { th { "Kind" } th { "Signed in by" } th { "Client" } th { "IP" } th { "Last used" } th { span.muted { "Actions" } } } }
+                thead { tr { th { "Kind" } th { "Signed in by" } th { "Browser" } th { "System" } th { "IP" } th { "Last used" } th { span.muted { "Actions" } } } }
                 tbody {
                     @for s in &v.sessions {
+                        @let client = s.user_agent.as_deref().map(describe);
                         tr data-session-id=(s.id.as_str()) {
-                            td { (word(&s.kind)) @if s.current { " " strong { "(this device)" } } }
+                            td { (word(&s.kind)) @if s.current { " " strong.this-device { "(this device)" } } }
                             td { (s.auth_method) }
-                            td { (s.user_agent.as_deref().unwrap_or("—")) }
+                            td.browser title=(s.user_agent.as_deref().unwrap_or_default()) {
+                                (client.as_ref().map_or("—", |c| c.browser.as_str()))
+                            }
+                            td.os { (client.as_ref().and_then(|c| c.os).unwrap_or("—")) }
                             td { (s.ip.as_deref().unwrap_or("—")) }
                             td { (s.last_used_at) }
                             td {
@@ -67,6 +74,15 @@ pub fn sessions(c: &Chrome<'_>, v: &SessionsView) -> Markup {
                         }
                     }
                 }
+            }
+            form.inline method="post" action="/settings/sessions/revoke-others" {
+                (csrf_field(csrf))
+                button.danger type="submit" { "Sign out all other sessions" }
+            }
+            " "
+            form.inline method="post" action="/settings/sessions/revoke-all" {
+                (csrf_field(csrf))
+                button.danger type="submit" { "Sign out everywhere" }
             }
         },
     )

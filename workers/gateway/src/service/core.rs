@@ -8,8 +8,8 @@ use edgeplane_core::ids::{ApiKeyId, OrgId, ProbeId, TypedId, UserId};
 use edgeplane_core::queue::ReviewQueueMessage;
 use edgeplane_core::time::rfc3339_millis;
 use edgeplane_core::views::core::{
-    AccessView, CheckpointKeyView, OrgView, OrgWithAccess, ProbeQueued, ProbeView, SetupKey,
-    SetupOrg, SetupOwner, SetupView,
+    AccessView, CheckView, CheckpointKeyView, CronView, HealthChecks, HealthView, OrgView,
+    OrgWithAccess, ProbeQueued, ProbeView, SetupKey, SetupOrg, SetupOwner, SetupView,
 };
 use edgeplane_core::{ApiError, ErrorCode};
 use edgeplane_runtime::args;
@@ -138,6 +138,72 @@ pub async fn get_org(cx: &Cx<'_>) -> Result<OrgWithAccess, ApiError> {
             scopes: access.scopes,
         },
     })
+}
+
+fn check<T, E>(r: Result<T, E>, what: &str) -> CheckView {
+    CheckView {
+        ok: r.is_ok(),
+        detail: r.is_err().then(|| what.to_owned()),
+    }
+}
+
+#[derive(Deserialize)]
+struct LastCron {
+    finished_at_ms: Option<i64>,
+}
+
+/// The deployment's health, as `/healthz` reports it and the console's overview shows it: really
+/// touches D1, a Durable Object, R2 and the queue binding (without enqueueing), and reads when
+/// the last cron run finished.
+pub async fn health(cx: &Cx<'_>) -> HealthView {
+    let d1 = cx
+        .db()
+        .first::<serde_json::Value>("SELECT 1 AS ok", args![])
+        .await;
+    let last_cron = cx
+        .db()
+        .first::<LastCron>(
+            "SELECT finished_at_ms FROM cron_runs ORDER BY started_at_ms DESC LIMIT 1",
+            args![],
+        )
+        .await
+        .ok()
+        .flatten()
+        .and_then(|r| r.finished_at_ms);
+    let durable = ping_durable_object(cx).await;
+    let r2 = match cx.env.bucket("MODELS") {
+        Ok(b) => b.head("__healthz").await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    let queue = cx.env.queue("REVIEW_QUEUE").map(|_| ());
+    let checks = HealthChecks {
+        d1: check(d1, "D1 query failed"),
+        durable_object: check(durable, "Durable Object did not answer"),
+        r2: check(r2, "R2 head failed"),
+        queue: check(queue, "queue binding missing"),
+    };
+    HealthView {
+        status: if checks.all_ok() { "ok" } else { "degraded" }.into(),
+        checks,
+        cron: CronView {
+            last_run_finished_at_ms: last_cron,
+        },
+    }
+}
+
+async fn ping_durable_object(cx: &Cx<'_>) -> worker::Result<()> {
+    let stub = cx
+        .env
+        .durable_object("RATE_LIMITER")?
+        .get_by_name("__healthz")?;
+    let resp = stub.fetch_with_str("https://rate-limiter/ping").await?;
+    if resp.status_code() == 200 {
+        Ok(())
+    } else {
+        Err(worker::Error::RustError(
+            "durable object ping failed".into(),
+        ))
+    }
 }
 
 /// More than the queue's `max_retries` can fail, which is the point: it proves dead-lettering.

@@ -136,6 +136,7 @@ pub async fn dispatch(req: Request, env: &Env, ctx: &Context, rc: &mut RequestCt
                 Answer::Html(status, body) => html(status, body),
                 Answer::Redirect(to) => redirect(to),
                 Answer::RedirectTo(to) => redirect(&to),
+                Answer::Download(resp) => resp,
             };
             let mut resp = with_headers(resp, &request_id, "no-store");
             for c in cookies {

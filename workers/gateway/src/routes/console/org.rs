@@ -1,30 +1,49 @@
-//! An organization's own pages: the org list, its overview, API keys, members, the audit log.
+//! An organization's own pages: the org list and a new org, its overview, API keys (create,
+//! rotate, revoke), members and invitations (and leaving), the audit log (filters kept in the
+//! URL, one event, export), and the invitee's page that accepts an invitation.
 
 use edgeplane_core::access::audit_query::AuditQuery;
+use edgeplane_core::audit::export::ExportQuery;
 use edgeplane_core::auth::{Action, Role, Scopes};
-use edgeplane_core::console::pages::{self, OverviewCounts};
+use edgeplane_core::console::pages::{self, AuditFilters, MembersPage, OverviewCounts};
 use edgeplane_core::http::Method::{Get, Post};
-use edgeplane_core::ids::{ApiKeyId, UserId};
-use edgeplane_core::ApiError;
+use edgeplane_core::ids::{ApiKeyId, InvitationId, TypedId, UserId};
+use edgeplane_core::views::access::{ApiKeyIssued, InvitationCreated};
+use edgeplane_core::{validate, ApiError};
 
-use super::page::{membership, org_id, org_page, render, render_status, Answer, Page};
+use super::page::{
+    correctable, membership, not_found, org_id, org_page, render, render_status, user_and_session,
+    Answer, Page,
+};
 use super::{route, ConsoleRoute, Gate};
 use crate::cx::Cx;
+use crate::http::ctx::now_ms;
+use crate::service::access::invitations::{self, NewInvitation};
 use crate::service::access::{api_keys, audit, members};
+use crate::service::core;
 use crate::service::federation::rounds;
 use crate::service::identity::me;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Id {
     Orgs,
+    CreateOrg,
     Overview,
     ApiKeys,
     CreateApiKey,
+    RotateApiKey,
     RevokeApiKey,
     Members,
     ChangeRole,
     RemoveMember,
+    Leave,
+    CreateInvitation,
+    RevokeInvitation,
+    AcceptInvitationPage,
+    AcceptInvitation,
     Audit,
+    AuditEvent,
+    ExportAudit,
 }
 
 const fn r(id: Id) -> super::Id {
@@ -33,6 +52,8 @@ const fn r(id: Id) -> super::Id {
 
 pub const ROUTES: &[ConsoleRoute] = &[
     route(r(Id::Orgs), Get, "/orgs", Gate::User),
+    // `POST /v1/orgs`: anyone signed in.
+    route(r(Id::CreateOrg), Post, "/orgs", Gate::User),
     route(
         r(Id::Overview),
         Get,
@@ -49,6 +70,12 @@ pub const ROUTES: &[ConsoleRoute] = &[
         r(Id::CreateApiKey),
         Post,
         "/orgs/{org}/api-keys",
+        Gate::Org(Action::ManageApiKeys),
+    ),
+    route(
+        r(Id::RotateApiKey),
+        Post,
+        "/orgs/{org}/api-keys/{key}/rotate",
         Gate::Org(Action::ManageApiKeys),
     ),
     route(
@@ -75,19 +102,164 @@ pub const ROUTES: &[ConsoleRoute] = &[
         "/orgs/{org}/members/{user}/remove",
         Gate::Org(Action::ManageMembers),
     ),
+    // `POST /v1/orgs/{org}/leave`: any member (the last owner is refused by the service).
+    route(
+        r(Id::Leave),
+        Post,
+        "/orgs/{org}/leave",
+        Gate::Org(Action::ReadOrg),
+    ),
+    route(
+        r(Id::CreateInvitation),
+        Post,
+        "/orgs/{org}/invitations",
+        Gate::Org(Action::ManageMembers),
+    ),
+    route(
+        r(Id::RevokeInvitation),
+        Post,
+        "/orgs/{org}/invitations/{invitation}/revoke",
+        Gate::Org(Action::ManageMembers),
+    ),
+    // `POST /v1/invitations/accept`: the signed-in invitee (the org is the invitation's).
+    route(
+        r(Id::AcceptInvitationPage),
+        Get,
+        "/invitations/accept",
+        Gate::User,
+    ),
+    route(
+        r(Id::AcceptInvitation),
+        Post,
+        "/invitations/accept",
+        Gate::User,
+    ),
     route(
         r(Id::Audit),
         Get,
         "/orgs/{org}/audit",
         Gate::Org(Action::ReadAudit),
     ),
+    route(
+        r(Id::AuditEvent),
+        Get,
+        "/orgs/{org}/audit/events/{seq}",
+        Gate::Org(Action::ReadAudit),
+    ),
+    route(
+        r(Id::ExportAudit),
+        Get,
+        "/orgs/{org}/audit/export",
+        Gate::Org(Action::ReadAudit),
+    ),
 ];
+
+/// The members page: the list, the pending invitations, and what the form just did or why it
+/// was refused.
+async fn members_page(
+    cx: &Cx<'_>,
+    page: &Page,
+    status: u16,
+    created: Option<&InvitationCreated>,
+    error: Option<&str>,
+) -> Result<Answer, ApiError> {
+    let m = membership(cx).await?;
+    let list = members::list(cx).await?;
+    let invitations = invitations::list(cx, false).await?;
+    let body = MembersPage {
+        members: &list,
+        invitations: &invitations,
+        can_manage: cx.authorize(Action::ManageMembers).is_ok(),
+        created,
+        error,
+    };
+    render_status(
+        status,
+        pages::members(&page.chrome("Members", Some(&m)), &m.org.slug, &body),
+    )
+}
+
+/// A change on the members page: back to the list, or the list with the refusal in words
+/// (the last-owner guard, a role the actor may not grant).
+async fn members_outcome(
+    cx: &Cx<'_>,
+    page: &Page,
+    done: Result<(), ApiError>,
+) -> Result<Answer, ApiError> {
+    match done {
+        Ok(()) => org_page(cx, "/members"),
+        Err(e) if correctable(&e) => {
+            members_page(cx, page, e.status(), None, Some(&e.message)).await
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn orgs_page(
+    cx: &Cx<'_>,
+    page: &Page,
+    status: u16,
+    error: Option<&str>,
+) -> Result<Answer, ApiError> {
+    let orgs = me::list_orgs(cx).await?;
+    let typed = (
+        page.field("name").unwrap_or_default(),
+        page.field("slug").unwrap_or_default(),
+    );
+    render_status(
+        status,
+        pages::orgs(
+            &page.chrome("Your organizations", None),
+            &orgs,
+            error,
+            typed,
+        ),
+    )
+}
+
+async fn api_keys_page(
+    cx: &Cx<'_>,
+    page: &Page,
+    status: u16,
+    issued: Option<&ApiKeyIssued>,
+) -> Result<Answer, ApiError> {
+    let m = membership(cx).await?;
+    let keys = api_keys::list(cx, false).await?;
+    let can = cx.authorize(Action::ManageApiKeys).is_ok();
+    let chrome = page.chrome("API keys", Some(&m));
+    render_status(
+        status,
+        pages::api_keys(&chrome, &m.org.slug, &keys, can, issued),
+    )
+}
+
+/// The invitation form's fields, as `POST …/invitations` takes them, and the invitation.
+async fn invite(cx: &Cx<'_>, page: &Page) -> Result<InvitationCreated, ApiError> {
+    let email = validate::email(page.require("email")?)?;
+    let role = Role::parse(page.require("role")?)
+        .ok_or_else(|| ApiError::validation("role must be one of owner, admin, member"))?;
+    let req = NewInvitation {
+        email,
+        role,
+        ttl_hours: None,
+    };
+    invitations::create(cx, req).await
+}
 
 pub async fn handle(id: Id, cx: &mut Cx<'_>, page: &mut Page) -> Result<Answer, ApiError> {
     match id {
-        Id::Orgs => {
-            let orgs = me::list_orgs(cx).await?;
-            render(pages::orgs(&page.chrome("Your organizations", None), &orgs))
+        Id::Orgs => orgs_page(cx, page, 200, None).await,
+        Id::CreateOrg => {
+            let (user, _) = user_and_session(cx)?;
+            let name = page.require("name")?.to_owned();
+            let slug = page.optional("slug").map(str::to_owned);
+            match me::create_org(cx, &user, &name, slug.as_deref()).await {
+                Ok(created) => Ok(Answer::RedirectTo(format!("/orgs/{}", created.org.slug))),
+                Err(e) if correctable(&e) => {
+                    orgs_page(cx, page, e.status(), Some(&e.message)).await
+                }
+                Err(e) => Err(e),
+            }
         }
         Id::Overview => {
             let m = membership(cx).await?;
@@ -106,21 +278,24 @@ pub async fn handle(id: Id, cx: &mut Cx<'_>, page: &mut Page) -> Result<Answer, 
                     Err(_) => None,
                 },
             };
+            let health = core::health(cx).await;
+            let recent = match cx.authorize(Action::ReadAudit) {
+                Ok(()) => {
+                    let q = AuditQuery::parse(vec![("limit".into(), "5".into())])?;
+                    Some(audit::list(cx, q).await?)
+                }
+                Err(_) => None,
+            };
             let title = m.org.name.clone();
-            render(pages::overview(&page.chrome(&title, Some(&m)), &m, &counts))
-        }
-        Id::ApiKeys => {
-            let m = membership(cx).await?;
-            let keys = api_keys::list(cx, false).await?;
-            let can = cx.authorize(Action::ManageApiKeys).is_ok();
-            render(pages::api_keys(
-                &page.chrome("API keys", Some(&m)),
-                &m.org.slug,
-                &keys,
-                can,
-                None,
+            render(pages::overview(
+                &page.chrome(&title, Some(&m)),
+                &m,
+                &counts,
+                &health,
+                recent.as_ref(),
             ))
         }
+        Id::ApiKeys => api_keys_page(cx, page, 200, None).await,
         Id::CreateApiKey => {
             let name = page.require("name")?.to_owned();
             let scopes = Scopes::parse_list(
@@ -142,53 +317,130 @@ pub async fn handle(id: Id, cx: &mut Cx<'_>, page: &mut Page) -> Result<Answer, 
                 },
             )
             .await?;
-            let m = membership(cx).await?;
-            let keys = api_keys::list(cx, false).await?;
-            let chrome = page.chrome("API keys", Some(&m));
-            render_status(
-                201,
-                pages::api_keys(&chrome, &m.org.slug, &keys, true, Some(&issued)),
-            )
+            api_keys_page(cx, page, 201, Some(&issued)).await
+        }
+        Id::RotateApiKey => {
+            let key: ApiKeyId = cx.id("key")?;
+            let overlap = page.optional_number::<u64>("overlap_seconds")?;
+            let issued = api_keys::rotate(cx, &key, overlap).await?;
+            api_keys_page(cx, page, 201, Some(&issued)).await
         }
         Id::RevokeApiKey => {
             let key: ApiKeyId = cx.id("key")?;
             api_keys::revoke(cx, &key).await?;
             org_page(cx, "/api-keys")
         }
-        Id::Members => {
-            let m = membership(cx).await?;
-            let list = members::list(cx).await?;
-            let can = cx.authorize(Action::ManageMembers).is_ok();
-            render(pages::members(
-                &page.chrome("Members", Some(&m)),
-                &m.org.slug,
-                &list,
-                can,
-            ))
-        }
+        Id::Members => members_page(cx, page, 200, None, None).await,
         Id::ChangeRole => {
             let user: UserId = cx.id("user")?;
             let role = Role::parse(page.require("role")?)
                 .ok_or_else(|| ApiError::validation("role must be member, admin or owner"))?;
-            members::change_role(cx, &user, role).await?;
-            org_page(cx, "/members")
+            let done = members::change_role(cx, &user, role).await.map(|_| ());
+            members_outcome(cx, page, done).await
         }
         Id::RemoveMember => {
             let user: UserId = cx.id("user")?;
-            members::remove(cx, &user).await?;
-            org_page(cx, "/members")
+            let done = members::remove(cx, &user).await;
+            members_outcome(cx, page, done).await
+        }
+        Id::Leave => match members::leave(cx).await {
+            Ok(()) => Ok(Answer::Redirect("/orgs")),
+            Err(e) if correctable(&e) => {
+                members_page(cx, page, e.status(), None, Some(&e.message)).await
+            }
+            Err(e) => Err(e),
+        },
+        Id::CreateInvitation => match invite(cx, page).await {
+            Ok(created) => members_page(cx, page, 201, Some(&created), None).await,
+            Err(e) if correctable(&e) => {
+                members_page(cx, page, e.status(), None, Some(&e.message)).await
+            }
+            Err(e) => Err(e),
+        },
+        Id::RevokeInvitation => {
+            let id: InvitationId = cx.id("invitation")?;
+            let done = invitations::revoke(cx, &id).await;
+            members_outcome(cx, page, done).await
+        }
+        Id::AcceptInvitationPage => render(pages::accept_invitation(
+            &page.chrome("Accept an invitation", None),
+            None,
+        )),
+        Id::AcceptInvitation => {
+            let (user, _) = user_and_session(cx)?;
+            let user = UserId::parse(&user).map_err(|_| ApiError::internal())?;
+            let token = page.require("token")?.to_owned();
+            match invitations::accept(cx, &user, &token).await {
+                Ok(a) => Ok(Answer::RedirectTo(format!(
+                    "/orgs/{}",
+                    a.membership.org_id.as_str()
+                ))),
+                Err(e) if correctable(&e) => render_status(
+                    e.status(),
+                    pages::accept_invitation(
+                        &page.chrome("Accept an invitation", None),
+                        Some(&e.message),
+                    ),
+                ),
+                Err(e) => Err(e),
+            }
         }
         Id::Audit => {
             let m = membership(cx).await?;
-            let q = AuditQuery::parse(cx.query()?)?;
+            let filters = AuditFilters::from_query(cx.query()?)?;
+            let q = AuditQuery::parse(filters.query(now_ms(), true))?;
             let events = audit::list(cx, q).await?;
             let verified = audit::verify(cx, None).await?;
             render(pages::audit(
                 &page.chrome("Audit log", Some(&m)),
                 &m.org.slug,
+                &filters,
                 &events,
                 &verified,
             ))
+        }
+        Id::AuditEvent => {
+            // The event at `seq`: the list's own query, one event below `seq + 1`.
+            let seq: i64 = cx
+                .param("seq")?
+                .parse()
+                .ok()
+                .filter(|s| *s > 0 && *s < i64::MAX)
+                .ok_or_else(not_found)?;
+            let m = membership(cx).await?;
+            let q = AuditQuery::parse(vec![
+                ("cursor".into(), (seq + 1).to_string()),
+                ("limit".into(), "1".into()),
+            ])?;
+            let event = audit::list(cx, q)
+                .await?
+                .events
+                .into_iter()
+                .find(|e| e.seq == seq)
+                .ok_or_else(|| ApiError::not_found("audit event"))?;
+            let title = format!("Audit event {seq}");
+            render(pages::audit_event(
+                &page.chrome(&title, Some(&m)),
+                &m.org.slug,
+                &event,
+            ))
+        }
+        Id::ExportAudit => {
+            // The page's filters, plus the export's format, parsed by the JSON route's code.
+            let (format, rest): (Vec<_>, Vec<_>) =
+                cx.query()?.into_iter().partition(|(k, _)| k == "format");
+            let filters = AuditFilters::from_query(rest)?;
+            let mut pairs = filters.query(now_ms(), false);
+            pairs.extend(format);
+            let q = ExportQuery::parse(pairs)?;
+            let ext = q.format.name();
+            let mut resp = audit::export(cx, q).await?;
+            let file = format!("audit-{}.{ext}", cx.param("org")?);
+            let _ = resp.headers_mut().set(
+                "content-disposition",
+                &format!("attachment; filename=\"{file}\""),
+            );
+            Ok(Answer::Download(resp))
         }
     }
 }

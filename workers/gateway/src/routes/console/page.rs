@@ -22,6 +22,8 @@ pub enum Answer {
     Html(u16, String),
     Redirect(&'static str),
     RedirectTo(String),
+    /// A file to save (an audit export), answered as the JSON route's service made it.
+    Download(worker::Response),
 }
 
 /// A rendered page, 200.

@@ -21,6 +21,8 @@ pub enum Id {
     SignOut,
     Sessions,
     RevokeSession,
+    RevokeOtherSessions,
+    RevokeAllSessions,
     Device,
     ApproveDevice,
     DenyDevice,
@@ -46,6 +48,19 @@ pub const ROUTES: &[ConsoleRoute] = &[
         r(Id::RevokeSession),
         Post,
         "/settings/sessions/{session}/revoke",
+        Gate::User,
+    ),
+    // `DELETE /v1/sessions`: every session but this one, or all of them.
+    route(
+        r(Id::RevokeOtherSessions),
+        Post,
+        "/settings/sessions/revoke-others",
+        Gate::User,
+    ),
+    route(
+        r(Id::RevokeAllSessions),
+        Post,
+        "/settings/sessions/revoke-all",
         Gate::User,
     ),
     route(r(Id::Device), Get, "/device", Gate::User),
@@ -88,6 +103,18 @@ pub async fn handle(id: Id, cx: &mut Cx<'_>, page: &mut Page) -> Result<Answer, 
                 return Ok(Answer::Redirect("/sign-in"));
             }
             Ok(Answer::Redirect("/settings/sessions"))
+        }
+        Id::RevokeOtherSessions => {
+            let (user, current) = user_and_session(cx)?;
+            let current = SessionId::parse(&current).map_err(|_| ApiError::internal())?;
+            sessions::revoke_all(cx, &user, Some(&current)).await?;
+            Ok(Answer::Redirect("/settings/sessions"))
+        }
+        Id::RevokeAllSessions => {
+            let (user, _) = user_and_session(cx)?;
+            sessions::revoke_all(cx, &user, None).await?;
+            page.clear_cookies();
+            Ok(Answer::Redirect("/sign-in"))
         }
         Id::Device => {
             let (user, _) = user_and_session(cx)?;

@@ -40,10 +40,7 @@ struct CreateOrg {
 pub async fn create_org(cx: &mut Cx<'_>) -> HttpResult {
     let user = require_user(&cx.principal)?.0.to_owned();
     let body: CreateOrg = cx.json().await?;
-    let name = validate::display_name(&body.name, "name")?;
-    let slug = body.slug.unwrap_or_else(|| validate::slugify(&name));
-    validate::slug(&slug)?;
-    respond::created(&me::create_org(cx, &user, &name, &slug).await?)
+    respond::created(&me::create_org(cx, &user, &body.name, body.slug.as_deref()).await?)
 }
 
 pub async fn org_me(cx: &mut Cx<'_>) -> HttpResult {

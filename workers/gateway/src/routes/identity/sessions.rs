@@ -40,5 +40,5 @@ pub async fn sign_out(cx: &mut Cx<'_>) -> HttpResult {
 /// `DELETE /v1/sessions`: signs out everywhere — every session and CLI token of the caller.
 pub async fn revoke_all(cx: &mut Cx<'_>) -> HttpResult {
     let user = require_user(&cx.principal)?.0.to_owned();
-    respond::ok(&sessions::revoke_all(cx, &user).await?)
+    respond::ok(&sessions::revoke_all(cx, &user, None).await?)
 }

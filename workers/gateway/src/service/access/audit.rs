@@ -9,13 +9,14 @@ use edgeplane_core::access::audit_query::{AuditQuery, QueryArg};
 use edgeplane_core::audit::checkpoint::MAX_NOTE_BYTES;
 use edgeplane_core::audit::export::{self, ExportQuery};
 use edgeplane_core::audit::sql::{self as audit_sql, EVENT_COLUMNS};
-use edgeplane_core::audit::{AuditAction, ChainVerifier, ChainedEvent};
+use edgeplane_core::audit::{AuditAction, ChainVerifier, ChainedEvent, Event};
 use edgeplane_core::ids::{AuditEventId, TypedId};
 use edgeplane_core::store::StoreError;
 use edgeplane_core::time::rfc3339_millis;
 use edgeplane_core::views::access::{AuditEventView, AuditEventsView, AuditVerifyView, TypedRef};
 use edgeplane_core::{ApiError, ErrorCode};
-use edgeplane_runtime::db::{Db, OrInternal, Val};
+use edgeplane_runtime::db::{Db, OrInternal, Stmt, Val};
+use serde_json::json;
 use worker::Response;
 
 use crate::audit::{self, Latest};
@@ -54,6 +55,14 @@ fn view(placed: ChainedEvent) -> Result<AuditEventView, ApiError> {
     })
 }
 
+/// A bound argument of the audit query.
+fn val(a: QueryArg) -> Val {
+    match a {
+        QueryArg::Text(s) => Val::Text(s),
+        QueryArg::Int(i) => Val::Int(i),
+    }
+}
+
 fn events(rows: &[edgeplane_core::store::Row]) -> Result<Vec<ChainedEvent>, ApiError> {
     rows.iter()
         .map(audit_sql::event_from_row)
@@ -67,10 +76,7 @@ pub async fn list(cx: &Cx<'_>, q: AuditQuery) -> Result<AuditEventsView, ApiErro
     audit::sync(cx.env, &chain).await;
     let (filters, qargs) = q.where_clause();
     let mut vals: Vec<Val> = vec![chain.as_str().into()];
-    vals.extend(qargs.into_iter().map(|a| match a {
-        QueryArg::Text(s) => Val::Text(s),
-        QueryArg::Int(i) => Val::Int(i),
-    }));
+    vals.extend(qargs.into_iter().map(val));
     vals.push(Val::Int(q.limit + 1));
     let rows = cx
         .db()
@@ -168,11 +174,18 @@ pub async fn verify(cx: &Cx<'_>, kept: Option<&str>) -> Result<AuditVerifyView, 
 }
 
 /// The org's chain as an export (`jsonl` or `csv`, see [`edgeplane_core::audit::export`]),
-/// streamed: one D1 read of [`export::PAGE`] events per chunk, so memory stays bounded however
-/// long the chain is. It stops at the size of the newest checkpoint after a sync, and that
+/// narrowed by the audit query's filters, streamed: one D1 read of [`export::PAGE`] events per
+/// chunk, so memory stays bounded however long the chain is. The export is itself audited
+/// (`audit.exported`, with its format and filters) before anything is read, so it appears in
+/// the chain it exports. It stops at the size of the newest checkpoint after a sync, and that
 /// checkpoint's signed note goes out as a header, so the export and its checkpoint agree.
 pub async fn export(cx: &Cx<'_>, q: ExportQuery) -> Result<Response, ApiError> {
     let chain = cx.org()?.org_id.clone();
+    let event = Event::new(AuditAction::AuditExported, "org", chain.as_str()).meta(json!({
+        "format": q.format.name(),
+        "filters": q.filters(),
+    }));
+    cx.commit(Vec::<Stmt>::new(), [event]).await?;
     audit::sync(cx.env, &chain).await;
     let (size, note) = match audit::latest_checkpoint(cx, &chain).await? {
         Latest::Verified(view, head) => (head.seq, Some(view.note)),
@@ -182,11 +195,14 @@ pub async fn export(cx: &Cx<'_>, q: ExportQuery) -> Result<Response, ApiError> {
     };
     let env = cx.env.clone();
     let format = q.format;
+    let (page_sql, filter_args) = q.page_sql();
     let first = export::preamble(format);
     // State: the seq the next page starts after; `None` once the last page went out.
     let pages = futures_util::stream::unfold(Some((0i64, first)), move |state| {
         let env = env.clone();
-        let chain = chain.clone();
+        let page_sql = page_sql.clone();
+        let filter_args = filter_args.clone();
+        let mut args: Vec<Val> = vec![chain.as_str().into()];
         async move {
             let (after, mut chunk) = state?;
             // A fresh retry budget per page: a long export is many short reads.
@@ -194,19 +210,9 @@ pub async fn export(cx: &Cx<'_>, q: ExportQuery) -> Result<Response, ApiError> {
                 Ok(db) => db,
                 Err(_) => return Some((Err(stream_error("d1 binding")), None)),
             };
-            let rows = match db
-                .rows(
-                    export::EXPORT_PAGE,
-                    vec![
-                        chain.as_str().into(),
-                        after.into(),
-                        size.into(),
-                        q.since_ms.into(),
-                        export::PAGE.into(),
-                    ],
-                )
-                .await
-            {
+            args.extend([after.into(), size.into()]);
+            args.extend(filter_args.into_iter().map(val));
+            let rows = match db.rows(&page_sql, args).await {
                 Ok(rows) => rows,
                 Err(e) => return Some((Err(stream_error(&format!("{e:?}"))), None)),
             };

@@ -10,7 +10,7 @@ use edgeplane_core::views::identity::{
     CredentialRef, MeView, OrgCreated, OrgMeView, OrgMembershipView, OrgSummary, OrgsView,
     PrincipalView, ProfileView, UserEnvelope,
 };
-use edgeplane_core::{ApiError, ErrorCode};
+use edgeplane_core::{validate, ApiError, ErrorCode};
 use edgeplane_runtime::args;
 use edgeplane_runtime::db::{OrgBatch, Stmt};
 use serde::Deserialize;
@@ -130,13 +130,16 @@ pub async fn list_orgs(cx: &Cx<'_>) -> Result<OrgsView, ApiError> {
 }
 
 /// A signed-in person creates an org and becomes its owner (the only way anyone starts as
-/// owner). `name` and `slug` are validated.
+/// owner). `name` is validated; `slug`, made from the name when not given, too.
 pub async fn create_org(
     cx: &Cx<'_>,
     user: &str,
     name: &str,
-    slug: &str,
+    slug: Option<&str>,
 ) -> Result<OrgCreated, ApiError> {
+    let name = &validate::display_name(name, "name")?;
+    let slug = &slug.map_or_else(|| validate::slugify(name), str::to_owned);
+    validate::slug(slug)?;
     limits::per_account(cx, "org-create", user, limits::ORGS_PER_USER).await?;
     let now = now_ms();
     let org_id = OrgId::generate(now)?;

@@ -129,26 +129,38 @@ struct IdRow {
     id: String,
 }
 
-/// Signs `user` out everywhere: every session and CLI token.
-pub async fn revoke_all(cx: &Cx<'_>, user: &str) -> Result<RevokedCount, ApiError> {
+/// Signs `user` out everywhere: every session and CLI token — but `keep`, when given (the
+/// console's "sign out all other sessions" keeps the one it is used from).
+pub async fn revoke_all(
+    cx: &Cx<'_>,
+    user: &str,
+    keep: Option<&SessionId>,
+) -> Result<RevokedCount, ApiError> {
+    // A session id never equals the empty string: with no `keep` every session matches.
+    let kept = keep.map_or("", |k| k.as_str());
     let live: Vec<IdRow> = cx
         .db()
         .all(
-            "SELECT id FROM sessions WHERE user_id = ? AND revoked_at_ms IS NULL",
-            args![user],
+            "SELECT id FROM sessions WHERE user_id = ? AND revoked_at_ms IS NULL AND id != ?",
+            args![user, kept],
         )
         .await?;
     let ids: Vec<String> = live.into_iter().map(|r| r.id).collect();
     let now = now_ms();
     let stmts = vec![Stmt::new(
         "UPDATE sessions SET revoked_at_ms = ?, revoked_reason = 'signed_out_everywhere' \
-         WHERE user_id = ? AND revoked_at_ms IS NULL",
-        args![now, user],
+         WHERE user_id = ? AND revoked_at_ms IS NULL AND id != ?",
+        args![now, user, kept],
     )];
-    let event =
-        Event::new(AuditAction::SessionRevokedAll, "user", user).meta(json!({"sessions": ids}));
+    let mut meta = json!({"sessions": ids});
+    if let Some(k) = keep {
+        meta["kept"] = json!(k.as_str());
+    }
+    let event = Event::new(AuditAction::SessionRevokedAll, "user", user).meta(meta);
     let changed = cx.commit(stmts, [event]).await?;
-    authn::forget_user_sessions(user);
+    if keep.is_none() {
+        authn::forget_user_sessions(user);
+    }
     authn::forget_sessions(&ids);
     Ok(RevokedCount {
         revoked: changed.first().copied().unwrap_or(0),
