@@ -10,13 +10,11 @@ use edgeplane_runtime::db::OrgBatch;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::common::{device, identifier, query};
+use super::common::{device, query};
 use crate::cx::Cx;
 use crate::http::ctx::now_ms;
 use crate::http::respond::{self, HttpResult};
-use crate::service::federation::devices;
-
-const MAX_TAGS: usize = 32;
+use crate::service::federation::devices::{self, validate_tags};
 
 pub async fn list(cx: &mut Cx<'_>) -> HttpResult {
     let after = query(cx, "after")?.unwrap_or_default();
@@ -39,16 +37,6 @@ pub async fn get(cx: &mut Cx<'_>) -> HttpResult {
     respond::ok(&DeviceBody {
         device: devices::get(cx, &id).await?,
     })
-}
-
-pub fn validate_tags(tags: &[String]) -> Result<(), ApiError> {
-    if tags.len() > MAX_TAGS {
-        return Err(ApiError::validation(format!("at most {MAX_TAGS} tags")));
-    }
-    for t in tags {
-        identifier(t, "each tag")?;
-    }
-    Ok(())
 }
 
 #[derive(Deserialize)]

@@ -156,3 +156,31 @@ pub async fn revoke(cx: &Cx<'_>, id: &DeviceId, reason: Option<&str>) -> Result<
     }
     get(cx, id).await
 }
+
+const MAX_TAGS: usize = 32;
+
+/// A device's tags (or a tag group's): at most 32 identifiers.
+pub fn validate_tags(tags: &[String]) -> Result<(), ApiError> {
+    if tags.len() > MAX_TAGS {
+        return Err(ApiError::validation(format!("at most {MAX_TAGS} tags")));
+    }
+    for t in tags {
+        identifier(t, "each tag")?;
+    }
+    Ok(())
+}
+
+/// Identifiers chosen by customers and devices: 1–128 of `A-Z a-z 0-9 . _ : -`.
+pub fn identifier(s: &str, what: &str) -> Result<(), ApiError> {
+    let ok = !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::validation(format!(
+            "{what} must be 1-128 characters of A-Z, a-z, 0-9, '.', '_', ':' and '-'"
+        )))
+    }
+}

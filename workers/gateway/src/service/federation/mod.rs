@@ -4,7 +4,9 @@
 pub mod deployments;
 pub mod devices;
 pub mod digest;
+pub mod groups;
 pub mod ingest;
+pub mod models;
 pub mod round_lifecycle;
 pub mod rounds;
 pub mod versions;
