@@ -1,13 +1,15 @@
 //! The web console: server-rendered HTML pages over the same service functions and view types
 //! as the JSON API. Like the API, each area owns a table of routes and its handlers (`session`:
 //! signing in, sessions, `/device`; `org`: an org's overview, API keys, members, audit log;
-//! `federation`: rounds; `review`: integrations, LLM providers, reviews). Each route has its
+//! `federation`: rounds and devices; `fleet`: models, deployments, device groups; `review`: integrations, LLM providers, reviews). Each route has its
 //! gate (public, signed in, or an org action checked by the same `authn::org_access` and
 //! `authorize` as the JSON route it mirrors: `gate`). The browser session is a cookie holding
 //! the web session's tokens; every POST must come from our Origin and, once signed in, carry
-//! the session's CSRF token. Errors are HTML pages with the request id.
+//! the session's CSRF token (a file upload carries it in its address, so its body is never
+//! buffered: `gate`). Errors are HTML pages with the request id.
 
 mod federation;
+mod fleet;
 mod gate;
 mod org;
 mod page;
@@ -33,6 +35,7 @@ pub enum Id {
     Session(session::Id),
     Org(org::Id),
     Federation(federation::Id),
+    Fleet(fleet::Id),
     Review(review::Id),
 }
 
@@ -71,6 +74,7 @@ pub const TABLES: &[&[ConsoleRoute]] = &[
     session::ROUTES,
     org::ROUTES,
     federation::ROUTES,
+    fleet::ROUTES,
     review::ROUTES,
 ];
 
@@ -136,6 +140,7 @@ pub async fn dispatch(req: Request, env: &Env, ctx: &Context, rc: &mut RequestCt
                 Answer::Html(status, body) => html(status, body),
                 Answer::Redirect(to) => redirect(to),
                 Answer::RedirectTo(to) => redirect(&to),
+                Answer::File(resp) => resp,
             };
             let mut resp = with_headers(resp, &request_id, "no-store");
             for c in cookies {
@@ -195,6 +200,7 @@ async fn handle(id: Id, cx: &mut Cx<'_>, page: &mut Page) -> Result<Answer, ApiE
         Id::Session(id) => session::handle(id, cx, page).await,
         Id::Org(id) => org::handle(id, cx, page).await,
         Id::Federation(id) => federation::handle(id, cx, page).await,
+        Id::Fleet(id) => fleet::handle(id, cx, page).await,
         Id::Review(id) => review::handle(id, cx, page).await,
     }
 }

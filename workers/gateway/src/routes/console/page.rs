@@ -22,6 +22,8 @@ pub enum Answer {
     Html(u16, String),
     Redirect(&'static str),
     RedirectTo(String),
+    /// A response made elsewhere (a file download, streamed); it gets the console's headers.
+    File(worker::Response),
 }
 
 /// A rendered page, 200.

@@ -3,7 +3,7 @@
 use edgeplane_core::audit::{AuditAction, Event};
 use edgeplane_core::ids::DeviceId;
 use edgeplane_core::time::IsoMillis;
-use edgeplane_core::views::federation::{DeviceBody, Heartbeat, HeartbeatAck};
+use edgeplane_core::views::federation::{DeviceBody, DeviceFilter, Heartbeat, HeartbeatAck};
 use edgeplane_core::ApiError;
 use edgeplane_runtime::args;
 use edgeplane_runtime::db::OrgBatch;
@@ -29,7 +29,14 @@ pub async fn list(cx: &mut Cx<'_>) -> HttpResult {
         })
         .transpose()?
         .unwrap_or(100);
-    respond::ok(&devices::list(cx, &after, limit).await?)
+    let url = cx
+        .req
+        .url()
+        .map_err(|_| ApiError::bad_request("invalid URL"))?;
+    let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+    let filter = DeviceFilter::from_query(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .map_err(|m| ApiError::new(edgeplane_core::ErrorCode::InvalidQuery, m))?;
+    respond::ok(&devices::list(cx, &filter, &after, limit).await?)
 }
 
 pub async fn get(cx: &mut Cx<'_>) -> HttpResult {

@@ -2,6 +2,7 @@
 //! belongs when it carries every tag of the group) or by explicit membership.
 
 use edgeplane_core::audit::{AuditAction, Event};
+use edgeplane_core::fl::presence::LastSeen;
 use edgeplane_core::ids::{looks_like_id, new_id};
 use edgeplane_core::{validate, ApiError};
 use edgeplane_runtime::args;
@@ -9,8 +10,8 @@ use edgeplane_runtime::db::{OnDuplicate, OrgBatch};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::corrupt;
 use super::devices::validate_tags;
+use super::{corrupt, group_selects_device};
 use crate::cx::Cx;
 use crate::http::ctx::now_ms;
 use edgeplane_core::time::IsoMillis;
@@ -36,15 +37,25 @@ struct GroupRow {
     tags: Option<String>,
     created_at_ms: i64,
     members: i64,
+    eligible_now: i64,
 }
 
-/// Members: explicit rows, or devices matching every tag (revoked devices excluded).
-const GROUP_SELECT: &str = "SELECT g.id, g.name, g.tags, g.created_at_ms, \
-     CASE WHEN g.tags IS NULL THEN (SELECT count(*) FROM fl_device_group_members m \
-         JOIN fl_devices d ON d.id = m.device_id WHERE m.group_id = g.id AND d.revoked_at_ms IS NULL) \
-     ELSE (SELECT count(*) FROM fl_devices d WHERE d.org_id = g.org_id AND d.revoked_at_ms IS NULL AND NOT EXISTS \
-         (SELECT 1 FROM json_each(g.tags) t WHERE t.value NOT IN (SELECT value FROM json_each(d.tags)))) END AS members \
-     FROM fl_device_groups g";
+/// Members (revoked devices excluded), and of them the ones online now (binds the earliest
+/// heartbeat time that counts as online).
+const GROUP_SELECT: &str = concat!(
+    "SELECT g.id, g.name, g.tags, g.created_at_ms, \
+     (SELECT count(*) FROM fl_devices d WHERE d.org_id = g.org_id AND d.revoked_at_ms IS NULL AND ",
+    group_selects_device!(),
+    ") AS members, \
+     (SELECT count(*) FROM fl_devices d WHERE d.org_id = g.org_id AND d.revoked_at_ms IS NULL \
+       AND d.heartbeat_at_ms >= ? AND ",
+    group_selects_device!(),
+    ") AS eligible_now FROM fl_device_groups g"
+);
+
+fn online_from() -> i64 {
+    LastSeen::Online.window(now_ms()).0
+}
 
 fn view(g: GroupRow) -> Result<DeviceGroup, ApiError> {
     let tags = g
@@ -61,6 +72,7 @@ fn view(g: GroupRow) -> Result<DeviceGroup, ApiError> {
         },
         tags,
         members: g.members,
+        eligible_now: g.eligible_now,
         created_at: IsoMillis(g.created_at_ms),
     })
 }
@@ -72,7 +84,7 @@ async fn load(cx: &Cx<'_>, id: &str) -> Result<GroupRow, ApiError> {
     cx.db()
         .first(
             &format!("{GROUP_SELECT} WHERE g.id = ? AND g.org_id = ?"),
-            args![id, &cx.org()?.org_id],
+            args![online_from(), id, &cx.org()?.org_id],
         )
         .await?
         .ok_or_else(|| ApiError::not_found("device group"))
@@ -167,7 +179,7 @@ pub async fn list(cx: &Cx<'_>) -> Result<DeviceGroupList, ApiError> {
         .db()
         .all(
             &format!("{GROUP_SELECT} WHERE g.org_id = ? ORDER BY g.name LIMIT 500"),
-            args![&cx.org()?.org_id],
+            args![online_from(), &cx.org()?.org_id],
         )
         .await?;
     Ok(DeviceGroupList {
