@@ -225,4 +225,23 @@ mod tests {
         }
         assert!(serves("/device") && serves("/orgs/acme/api-keys") && !serves("/v1/orgs"));
     }
+
+    /// A page that mirrors a JSON route (`/orgs/{org}/…` for `/v1/orgs/{org}/…`, the same
+    /// method) is gated by that route's own action, so the console never grants or withholds
+    /// what the API does not.
+    #[test]
+    fn pages_have_the_json_routes_rule() {
+        let mut mirrored = 0;
+        for r in all_routes() {
+            let Gate::Org(action) = r.auth else { continue };
+            let api = format!("/v1{}", r.pattern);
+            let json =
+                crate::routes::all_routes().find(|j| j.pattern == api && j.method == r.method);
+            if let Some(j) = json {
+                assert_eq!(j.auth, crate::routes::Access::Org(action), "{}", r.pattern);
+                mirrored += 1;
+            }
+        }
+        assert!(mirrored >= 20, "{mirrored}");
+    }
 }
