@@ -85,7 +85,7 @@ pub async fn download(cx: &mut Cx<'_>, as_device: bool) -> HttpResult {
         let org_id = cx.org()?.org_id.clone();
         load_version(cx, model_id.as_str(), &org_id, &which).await?
     };
-    Ok(models::download(cx, &v)?)
+    models::download(cx, &v)
 }
 
 /// Whether a device may download version `v`: the base version of a round it could join now
