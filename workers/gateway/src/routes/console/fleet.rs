@@ -22,7 +22,7 @@ use crate::cx::Cx;
 use crate::service::federation::deployments::{self, CreateDeployment};
 use crate::service::federation::groups::{self, CreateGroup};
 use crate::service::federation::models::{
-    self, body_chunks, declared_length, is_raw_model, CreateModel, MODEL_BODY,
+    self, body_chunks, content_type, declared_length, is_raw_model, CreateModel, MODEL_BODY,
 };
 use crate::service::federation::versions::load_version;
 
@@ -330,13 +330,7 @@ async fn multipart_file(
 
 async fn upload(cx: &mut Cx<'_>, id: &ModelId) -> Result<(), ApiError> {
     let declared = declared_length(cx);
-    let ct = cx
-        .req
-        .headers()
-        .get("content-type")
-        .ok()
-        .flatten()
-        .unwrap_or_default();
+    let ct = content_type(cx);
     if is_raw_model(cx) {
         let body = body_chunks(cx)?;
         models::upload_version(cx, id, declared, body).await?;

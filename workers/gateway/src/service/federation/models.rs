@@ -375,16 +375,19 @@ pub fn declared_length(cx: &Cx<'_>) -> Option<u64> {
         .and_then(|v| v.trim().parse::<u64>().ok())
 }
 
-/// Whether the request's content type is one a base version's raw bytes may come as.
-pub fn is_raw_model(cx: &Cx<'_>) -> bool {
-    let ct = cx
-        .req
+/// The request's `Content-Type` (empty if none).
+pub fn content_type(cx: &Cx<'_>) -> String {
+    cx.req
         .headers()
         .get("content-type")
         .ok()
         .flatten()
-        .unwrap_or_default();
-    let mime = ct
+        .unwrap_or_default()
+}
+
+/// Whether the request's content type is one a base version's raw bytes may come as.
+pub fn is_raw_model(cx: &Cx<'_>) -> bool {
+    let mime = content_type(cx)
         .split(';')
         .next()
         .unwrap_or_default()
