@@ -23,6 +23,13 @@ async function resources(owner) {
     data: safetensors(),
   });
   expect(version.status()).toBe(201);
+  expect((await api.post(`/v1/orgs/${owner.org}/models/${modelId}/versions/1/approve`)).status()).toBe(200);
+  const group = await api.post(`/v1/orgs/${owner.org}/device-groups`, { data: { name: "pages", tags: ["pages"] } });
+  expect(group.status()).toBe(201);
+  const deployment = await api.post(`/v1/orgs/${owner.org}/deployments`, {
+    data: { model_id: modelId, version: 1, device_group_ids: [(await group.json()).device_group.id], stages: [10, 100] },
+  });
+  expect(deployment.status()).toBe(201);
   const round = await api.post(`/v1/orgs/${owner.org}/rounds`, {
     data: {
       model_id: modelId,
@@ -48,9 +55,21 @@ async function resources(owner) {
     data: { name: "pages-llm", kind: "anthropic", model: "claude-test", api_key: `sk-${hex(8)}` },
   });
   expect(provider.status()).toBe(201);
+  const events = await api.get(`/v1/orgs/${owner.org}/audit-events?limit=1`);
+  expect(events.status()).toBe(200);
+  const seq = (await events.json()).events[0].seq;
   await api.dispose();
   const device = await enrollDevice(owner);
-  return { round: roundId, integration: integrationId, review: pr.answer.review_id, device: device.id };
+  return {
+    round: roundId,
+    integration: integrationId,
+    review: pr.answer.review_id,
+    device: device.id,
+    model: modelId,
+    version: 1,
+    deployment: (await deployment.json()).deployment.id,
+    seq,
+  };
 }
 
 /** A pending CLI sign-in, so /device can show its confirmation step. */
@@ -74,6 +93,8 @@ const SIGNED_OUT = [
   ["sign-in", "/sign-in", 200],
   ["magic-link", "/sign-in/magic-link", 200],
   ["home", "/", 200],
+  // Signed out, the invitation's link page asks the person to sign in first.
+  ["invitation-accept", "/invitations/accept", 200],
 ];
 const SIGNED_IN = [
   // First: the user code it shows lives 30 s in the test stack (DEVICE_CODE_TTL_SECONDS).
@@ -83,9 +104,15 @@ const SIGNED_IN = [
   ["api-keys", "/orgs/{org}/api-keys", 200],
   ["members", "/orgs/{org}/members", 200],
   ["audit", "/orgs/{org}/audit", 200],
+  ["audit-event", "/orgs/{org}/audit/events/{seq}", 200],
   ["rounds", "/orgs/{org}/rounds", 200],
   ["round", "/orgs/{org}/rounds/{round}", 200],
   ["devices", "/orgs/{org}/devices", 200],
+  ["device-groups", "/orgs/{org}/device-groups", 200],
+  ["models", "/orgs/{org}/models", 200],
+  ["model", "/orgs/{org}/models/{model}", 200],
+  ["deployments", "/orgs/{org}/deployments", 200],
+  ["deployment", "/orgs/{org}/deployments/{deployment}", 200],
   ["device", "/orgs/{org}/devices/{device}", 200],
   ["integrations", "/orgs/{org}/integrations", 200],
   ["deliveries", "/orgs/{org}/integrations/{integration}/deliveries", 200],
@@ -102,6 +129,12 @@ const SIGNED_IN = [
  * console's headers here, and for accessibility inside the page that holds them.
  */
 const FRAGMENTS = [["round-live", "/orgs/{org}/rounds/{round}/live", 200]];
+
+/** Files the pages link to, [name, pattern, query]: answered as attachments. */
+const DOWNLOADS = [
+  ["audit-export", "/orgs/{org}/audit/export", "?format=csv"],
+  ["version-download", "/orgs/{org}/models/{model}/versions/{version}/download", ""],
+];
 
 /** `pattern` with each `{name}` replaced by `values[name]` (URL-encoded). */
 function fill(pattern, values) {
@@ -159,6 +192,12 @@ test("every page: headers, no serious or critical axe violation, no console erro
   values.user_code = await pendingUserCode();
   blocking.push(...(await visit(page, SIGNED_IN, values, testInfo)));
   for (const [, pattern, status] of FRAGMENTS) await openPage(page, fill(pattern, values), status);
+  for (const [name, pattern, query] of DOWNLOADS) {
+    const r = await page.request.get(fill(pattern, values) + query);
+    expect(r.status(), name).toBe(200);
+    expect(r.headers()["content-disposition"], name).toMatch(/^attachment/);
+    expect(r.headers()["x-content-type-options"], name).toBe("nosniff");
+  }
   await ctx.close();
 
   expect(blocking).toEqual([]);

@@ -17,6 +17,7 @@ pub mod noise;
 pub mod npy;
 pub mod participation;
 pub mod pieces;
+pub mod presence;
 pub mod rollout;
 pub mod round;
 pub mod safetensors;

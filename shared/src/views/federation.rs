@@ -10,13 +10,14 @@ use crate::fl::layout::{ElementSpan, ModelLayout};
 use crate::fl::live::{ParticipationPoint, RejectionGroup, Stragglers};
 use crate::fl::metrics::{Funnel, Point, Spread};
 use crate::fl::participation::ParticipationState;
+use crate::fl::presence::LastSeen;
 use crate::fl::rollout::{RolloutState, StageCount};
 use crate::fl::round::{AggregationSpec, RejectReason, RoundFailure, RoundState};
 use crate::fl::validate::UpdateFormat;
 use crate::fl::wire::ParticipationId;
 use crate::ids::{
     DeploymentId, DeviceGroupId, DeviceId, ModelId, ModelVersionId, OrgId, PlanId, RoundId,
-    UploadId,
+    TypedId, UploadId,
 };
 use crate::time::IsoMillis;
 
@@ -233,6 +234,53 @@ pub struct DeviceList {
     pub next_after: Option<DeviceId>,
 }
 
+/// Which devices `GET /v1/orgs/{org}/devices` (and the console's list) shows: a group's
+/// members, one platform (as the heartbeat reports it), one last-seen class. None: all.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeviceFilter {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<DeviceGroupId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<LastSeen>,
+}
+
+impl DeviceFilter {
+    /// The filter a query string names (`group`, `platform`, `last_seen`; other names are
+    /// someone else's, such as `after`). An empty value is no condition, as a form's "any"
+    /// sends it; a value that names nothing is an error in words.
+    pub fn from_query<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self, String> {
+        let mut f = DeviceFilter::default();
+        for (k, v) in pairs {
+            let v = v.trim();
+            if v.is_empty() {
+                continue;
+            }
+            match k {
+                "group" => {
+                    f.group = Some(
+                        DeviceGroupId::parse(v)
+                            .map_err(|_| "group is not a device group id".to_owned())?,
+                    )
+                }
+                "platform" if v.len() <= 64 => f.platform = Some(v.to_owned()),
+                "platform" => return Err("platform must be at most 64 characters".to_owned()),
+                "last_seen" => {
+                    f.last_seen = Some(
+                        serde_json::from_value(serde_json::Value::String(v.to_owned()))
+                            .map_err(|_| "last_seen must be online, stale or offline".to_owned())?,
+                    )
+                }
+                _ => {}
+            }
+        }
+        Ok(f)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GroupSelector {
@@ -250,6 +298,9 @@ pub struct DeviceGroup {
     pub tags: Option<Vec<String>>,
     /// Devices in the group right now, revoked ones excluded.
     pub members: i64,
+    /// Of them, the ones eligible right now: online (a heartbeat in the last ten minutes,
+    /// `fl::presence`).
+    pub eligible_now: i64,
     pub created_at: IsoMillis,
 }
 
@@ -508,4 +559,28 @@ pub struct RoundMetrics {
     /// Accepted updates in acceptance order, with running sample-weighted means (for charts).
     pub series: Vec<Point>,
     pub device_health: DeviceHealth,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_device_filter_reads_the_query_and_skips_empty_values() {
+        let group = "dgr_0000000000000000000000000001";
+        let f = DeviceFilter::from_query([
+            ("group", group),
+            ("platform", " android "),
+            ("last_seen", "stale"),
+            ("after", "dev_x"),
+        ]);
+        let f = f.unwrap_or_default();
+        assert_eq!(f.group.as_ref().map(|g| g.as_str()), Some(group));
+        assert_eq!(f.platform.as_deref(), Some("android"));
+        assert_eq!(f.last_seen, Some(LastSeen::Stale));
+        let any = DeviceFilter::from_query([("group", ""), ("platform", ""), ("last_seen", "")]);
+        assert_eq!(any, Ok(DeviceFilter::default()));
+        assert!(DeviceFilter::from_query([("last_seen", "away")]).is_err());
+        assert!(DeviceFilter::from_query([("group", "mdl_1")]).is_err());
+    }
 }

@@ -6,9 +6,12 @@ use maud::{html, Markup};
 use super::{csrf_field, layout, word, Chrome};
 use crate::console::chart;
 use crate::fl::live::{self, RejectionGroup, Stragglers};
+use crate::fl::presence::LastSeen;
 use crate::fl::round::{RoundState, DEFAULT_SAMPLE_CAP};
 use crate::ids::DeviceId;
-use crate::views::federation::{Device, DeviceList, Round, RoundList};
+use crate::views::federation::{
+    Device, DeviceFilter, DeviceGroupList, DeviceList, Round, RoundList,
+};
 
 /// The create-round form as the person filled it in, and what was wrong with it (shown in
 /// words above the form, which keeps the values).
@@ -332,20 +335,73 @@ fn revoke_form(csrf: &str, slug: &str, d: &Device) -> Markup {
     }
 }
 
-pub fn devices(c: &Chrome<'_>, slug: &str, v: &DeviceList, can_manage: bool) -> Markup {
+/// The device list's filter: a GET form, so the filter lives in the page's address.
+fn device_filter(slug: &str, f: &DeviceFilter, groups: &DeviceGroupList) -> Markup {
+    let group = f.group.as_ref().map(|g| g.as_str());
+    html! {
+        form #device-filter method="get" action={ "/orgs/" (slug) "/devices" } {
+            label for="filter-group" { "Group" }
+            select #filter-group name="group" {
+                option value="" { "Any group" }
+                @for g in &groups.device_groups {
+                    option value=(g.id.as_str()) selected[group == Some(g.id.as_str())] { (g.name) }
+                }
+            }
+            label for="filter-platform" { "Platform" }
+            input #filter-platform type="text" name="platform" placeholder="android, ios, …"
+                value=(f.platform.as_deref().unwrap_or_default());
+            label for="filter-last-seen" { "Last seen" }
+            select #filter-last-seen name="last_seen" {
+                option value="" { "Any time" }
+                @for c in LastSeen::ALL {
+                    option value=(word(&c)) selected[f.last_seen == Some(c)] { (word(&c)) }
+                }
+            }
+            button type="submit" { "Filter" }
+        }
+    }
+}
+
+/// The query string of `f` (empty conditions left out), to carry it to the next page.
+fn filter_query(f: &DeviceFilter) -> String {
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    if let Some(g) = &f.group {
+        q.append_pair("group", g.as_str());
+    }
+    if let Some(p) = &f.platform {
+        q.append_pair("platform", p);
+    }
+    if let Some(c) = f.last_seen {
+        q.append_pair("last_seen", &word(&c));
+    }
+    q.finish()
+}
+
+pub fn devices(
+    c: &Chrome<'_>,
+    slug: &str,
+    v: &DeviceList,
+    filter: &DeviceFilter,
+    groups: &DeviceGroupList,
+    now_ms: i64,
+    can_manage: bool,
+) -> Markup {
     let csrf = c.csrf.unwrap_or_default();
+    let filtered = *filter != DeviceFilter::default();
     layout(
         c,
         html! {
-            @if v.devices.is_empty() { p { "No devices yet." } }
+            (device_filter(slug, filter, groups))
+            @if v.devices.is_empty() { p { @if filtered { "No devices match this filter." } @else { "No devices yet." } } }
             table #devices {
-                thead { tr { th { "Device" } th { "Tags" } th { "Last seen" } th { "State" } @if can_manage { th { span.muted { "Actions" } } } } }
+                thead { tr { th { "Device" } th { "Tags" } th { "Last seen" } th { "Heartbeat" } th { "State" } @if can_manage { th { span.muted { "Actions" } } } } }
                 tbody {
                     @for d in &v.devices {
                         tr data-device-id=(d.id.as_str()) {
                             td { a href={ "/orgs/" (slug) "/devices/" (d.id.as_str()) } { (d.device_identifier) } br; code.muted { (d.id.as_str()) } }
                             td { (d.tags.join(" ")) }
                             td { (d.last_seen_at.map_or("never".to_owned(), |t| word(&t))) }
+                            td.last-seen { (word(&LastSeen::of(d.heartbeat_at.map(|t| t.0), now_ms))) }
                             td.state { (device_state(d)) }
                             @if can_manage { td { @if d.revoked_at.is_none() { (revoke_form(csrf, slug, d)) } } }
                         }
@@ -353,13 +409,13 @@ pub fn devices(c: &Chrome<'_>, slug: &str, v: &DeviceList, can_manage: bool) -> 
                 }
             }
             @if let Some(after) = &v.next_after {
-                p { a href={ "/orgs/" (slug) "/devices?after=" (after.as_str()) } { "More devices" } }
+                p { a href={ "/orgs/" (slug) "/devices?after=" (after.as_str()) "&" (filter_query(filter)) } { "More devices" } }
             }
         },
     )
 }
 
-pub fn device(c: &Chrome<'_>, slug: &str, d: &Device, can_manage: bool) -> Markup {
+pub fn device(c: &Chrome<'_>, slug: &str, d: &Device, now_ms: i64, can_manage: bool) -> Markup {
     let csrf = c.csrf.unwrap_or_default();
     let opt = |v: Option<String>| v.unwrap_or_else(|| "—".to_owned());
     let hb = d.heartbeat.as_ref();
@@ -374,7 +430,8 @@ pub fn device(c: &Chrome<'_>, slug: &str, d: &Device, can_manage: bool) -> Marku
                     tr { th { "Tags" } td { (d.tags.join(" ")) } }
                     tr { th { "Enrolled" } td { (word(&d.created_at)) } }
                     tr { th { "Last seen" } td { (opt(d.last_seen_at.map(|t| word(&t)))) } }
-                    tr { th { "Last heartbeat" } td { (opt(d.heartbeat_at.map(|t| word(&t)))) } }
+                    tr { th { "Last heartbeat" } td { (opt(d.heartbeat_at.map(|t| word(&t))))
+                        " (" span #device-last-seen { (word(&LastSeen::of(d.heartbeat_at.map(|t| t.0), now_ms))) } ")" } }
                     tr { th { "Battery" } td { (opt(hb.and_then(|h| h.battery_pct).map(|b| format!("{b:.0}%")))) } }
                     tr { th { "Network" } td { (opt(hb.and_then(|h| h.network_type.clone()))) } }
                     tr { th { "Platform" } td { (opt(hb.and_then(|h| h.platform.clone()))) " " (opt(hb.and_then(|h| h.os_version.clone()))) } }

@@ -3,11 +3,13 @@
 //! flags the route passes (a forged POST is refused by the route's own check anyway).
 
 mod federation;
+mod fleet;
 mod org;
 mod review;
 mod session;
 
 pub use federation::*;
+pub use fleet::*;
 pub use org::*;
 pub use review::*;
 pub use session::*;
@@ -83,6 +85,9 @@ pub fn layout(c: &Chrome<'_>, body: Markup) -> Markup {
                             a href={ "/orgs/" (m.org.slug) "/audit" } { "Audit log" }
                             a href={ "/orgs/" (m.org.slug) "/rounds" } { "Rounds" }
                             a href={ "/orgs/" (m.org.slug) "/devices" } { "Devices" }
+                            a href={ "/orgs/" (m.org.slug) "/device-groups" } { "Device groups" }
+                            a href={ "/orgs/" (m.org.slug) "/models" } { "Models" }
+                            a href={ "/orgs/" (m.org.slug) "/deployments" } { "Deployments" }
                             a href={ "/orgs/" (m.org.slug) "/integrations" } { "Integrations" }
                             a href={ "/orgs/" (m.org.slug) "/llm-providers" } { "LLM providers" }
                             a href={ "/orgs/" (m.org.slug) "/reviews" } { "Reviews" }

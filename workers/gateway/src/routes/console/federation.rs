@@ -1,21 +1,21 @@
 //! Federated learning: training rounds (start one from a form validated by the API's own
 //! service), a round's live page (its `…/live` part polled by htmx; cancel), and the org's
-//! devices (list, one device, revoke).
+//! devices (list filtered by group, platform and last heartbeat, one device, revoke).
 
 use edgeplane_core::auth::Action;
 use edgeplane_core::console::pages::{self, RoundControls, RoundForm};
 use edgeplane_core::fl::round::AggregationSpec;
 use edgeplane_core::http::Method::{Get, Post};
 use edgeplane_core::ids::{DeviceId, RoundId};
-use edgeplane_core::views::federation::Round;
-use edgeplane_core::ApiError;
+use edgeplane_core::views::federation::{DeviceFilter, Round};
+use edgeplane_core::{ApiError, ErrorCode};
 
 use super::page::{correctable, membership, org_id, org_page, render, render_status, Answer, Page};
 use super::{route, ConsoleRoute, Gate};
 use crate::cx::Cx;
 use crate::http::ctx::now_ms;
 use crate::service::federation::round_lifecycle::{self, CreateRound, VersionRef};
-use crate::service::federation::{devices, rounds};
+use crate::service::federation::{devices, groups, rounds};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Id {
@@ -193,18 +193,25 @@ pub async fn handle(id: Id, cx: &mut Cx<'_>, page: &mut Page) -> Result<Answer, 
         }
         Id::Devices => {
             let m = membership(cx).await?;
-            let after = cx
-                .query()?
-                .into_iter()
+            let query = cx.query()?;
+            let after = query
+                .iter()
                 .find(|(k, _)| k == "after")
-                .map(|(_, v)| v)
+                .map(|(_, v)| v.clone())
                 .unwrap_or_default();
-            let list = devices::list(cx, &after, 100).await?;
+            let filter =
+                DeviceFilter::from_query(query.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                    .map_err(|m| ApiError::new(ErrorCode::InvalidQuery, m))?;
+            let list = devices::list(cx, &filter, &after, 100).await?;
+            let groups = groups::list(cx).await?;
             let can = cx.authorize(Action::ManageDevices).is_ok();
             render(pages::devices(
                 &page.chrome("Devices", Some(&m)),
                 &m.org.slug,
                 &list,
+                &filter,
+                &groups,
+                now_ms(),
                 can,
             ))
         }
@@ -218,6 +225,7 @@ pub async fn handle(id: Id, cx: &mut Cx<'_>, page: &mut Page) -> Result<Answer, 
                 &page.chrome(&title, Some(&m)),
                 &m.org.slug,
                 &d,
+                now_ms(),
                 can,
             ))
         }

@@ -1,12 +1,12 @@
 //! The gate in front of every console handler: the Origin check of a POST, the browser session
 //! (the access token's cookie, or a refresh with rotation once it expired), the CSRF token of
-//! a signed-in form, and for org pages the JSON route's own rule (`authn::org_access` and
+//! a signed-in form (a file upload's in its address, as its body streams to the handler), and for org pages the JSON route's own rule (`authn::org_access` and
 //! `authorize`: another org is a 404, a missing scope a 403).
 
 use edgeplane_core::auth::{Principal, PrincipalKind};
 use edgeplane_core::console::{cookie, cookie_names, csrf_ok, csrf_token, same_origin};
 use edgeplane_core::crypto::kdf::KeyPurpose;
-use edgeplane_core::http::{Method, Params};
+use edgeplane_core::http::{BodyLimit, Method, Params};
 use edgeplane_core::identity::session::SessionKind;
 use edgeplane_core::ApiError;
 use edgeplane_runtime::db::Db;
@@ -120,8 +120,18 @@ pub async fn serve(
         let key = cfg.root.derive(KeyPurpose::ConsoleCsrf);
         page.csrf = Some(csrf_token(&key, &sid));
         if route.method == Method::Post {
-            page.form = read_form(&mut cx).await?;
-            if !csrf_ok(&key, &sid, page.field("csrf")) {
+            // A file upload streams its body to the handler (multipart without JavaScript, the
+            // raw file with it), so its token comes in the form's address instead.
+            let presented = if streams_body(route) {
+                cx.query()?
+                    .into_iter()
+                    .find(|(k, _)| k == "csrf")
+                    .map(|(_, v)| v)
+            } else {
+                page.form = read_form(&mut cx).await?;
+                page.field("csrf").map(str::to_owned)
+            };
+            if !csrf_ok(&key, &sid, presented.as_deref()) {
                 return Err(ApiError::forbidden(
                     "This form's security token is missing or stale. Reload the page and try again.",
                 ));
@@ -139,6 +149,11 @@ pub async fn serve(
     }
     let answer = handle(route.id, &mut cx, &mut page).await?;
     Ok((answer, page.set_cookies))
+}
+
+/// A route whose body is larger than a form's: a file upload, which its handler streams.
+fn streams_body(route: &ConsoleRoute) -> bool {
+    route.body_limit.0 > BodyLimit::SMALL.0
 }
 
 async fn read_form(cx: &mut Cx<'_>) -> Result<Vec<(String, String)>, ApiError> {

@@ -1,13 +1,15 @@
 //! The web console: server-rendered HTML pages over the same service functions and view types
 //! as the JSON API. Like the API, each area owns a table of routes and its handlers (`session`:
 //! signing in, sessions, `/device`; `org`: an org's overview, API keys, members, audit log;
-//! `federation`: rounds; `review`: integrations, LLM providers, reviews). Each route has its
+//! `federation`: rounds and devices; `fleet`: models, deployments, device groups; `review`: integrations, LLM providers, reviews). Each route has its
 //! gate (public, signed in, or an org action checked by the same `authn::org_access` and
 //! `authorize` as the JSON route it mirrors: `gate`). The browser session is a cookie holding
 //! the web session's tokens; every POST must come from our Origin and, once signed in, carry
-//! the session's CSRF token. Errors are HTML pages with the request id.
+//! the session's CSRF token (a file upload carries it in its address, so its body is never
+//! buffered: `gate`). Errors are HTML pages with the request id.
 
 mod federation;
+mod fleet;
 mod gate;
 mod org;
 mod page;
@@ -33,6 +35,7 @@ pub enum Id {
     Session(session::Id),
     Org(org::Id),
     Federation(federation::Id),
+    Fleet(fleet::Id),
     Review(review::Id),
 }
 
@@ -71,6 +74,7 @@ pub const TABLES: &[&[ConsoleRoute]] = &[
     session::ROUTES,
     org::ROUTES,
     federation::ROUTES,
+    fleet::ROUTES,
     review::ROUTES,
 ];
 
@@ -196,6 +200,7 @@ async fn handle(id: Id, cx: &mut Cx<'_>, page: &mut Page) -> Result<Answer, ApiE
         Id::Session(id) => session::handle(id, cx, page).await,
         Id::Org(id) => org::handle(id, cx, page).await,
         Id::Federation(id) => federation::handle(id, cx, page).await,
+        Id::Fleet(id) => fleet::handle(id, cx, page).await,
         Id::Review(id) => review::handle(id, cx, page).await,
     }
 }
@@ -236,5 +241,24 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A page that mirrors a JSON route (`/orgs/{org}/…` for `/v1/orgs/{org}/…`, the same
+    /// method) is gated by that route's own action, so the console never grants or withholds
+    /// what the API does not.
+    #[test]
+    fn pages_have_the_json_routes_rule() {
+        let mut mirrored = 0;
+        for r in all_routes() {
+            let Gate::Org(action) = r.auth else { continue };
+            let api = format!("/v1{}", r.pattern);
+            let json =
+                crate::routes::all_routes().find(|j| j.pattern == api && j.method == r.method);
+            if let Some(j) = json {
+                assert_eq!(j.auth, crate::routes::Access::Org(action), "{}", r.pattern);
+                mirrored += 1;
+            }
+        }
+        assert!(mirrored >= 20, "{mirrored}");
     }
 }

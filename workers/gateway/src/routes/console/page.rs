@@ -22,7 +22,8 @@ pub enum Answer {
     Html(u16, String),
     Redirect(&'static str),
     RedirectTo(String),
-    /// A file to save (an audit export), answered as the JSON route's service made it.
+    /// A file to save (an audit export, a model version), streamed as the JSON route's
+    /// service made it; it gets the console's headers.
     Download(worker::Response),
 }
 

@@ -66,18 +66,3 @@ pub fn query(cx: &Cx<'_>, name: &str) -> Result<Option<String>, ApiError> {
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned()))
 }
-
-/// Identifiers chosen by customers and devices: 1–128 of `A-Z a-z 0-9 . _ : -`.
-pub fn identifier(s: &str, what: &str) -> Result<(), ApiError> {
-    let ok = !s.is_empty()
-        && s.len() <= 128
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::validation(format!(
-            "{what} must be 1-128 characters of A-Z, a-z, 0-9, '.', '_', ':' and '-'"
-        )))
-    }
-}

@@ -16,12 +16,12 @@ use edgeplane_runtime::db::{DbError, OnDuplicate, OrgBatch};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::common::identifier;
 use crate::authn::device::{mint_access_token, DeviceClaims};
 use crate::authn::{self, invalid_token};
 use crate::cx::Cx;
 use crate::http::ctx::now_ms;
 use crate::http::respond::{self, HttpResult};
+use crate::service::federation::devices::identifier;
 use edgeplane_core::time::IsoMillis;
 use edgeplane_core::views::federation::{BootstrapTokenMinted, DeviceTokens, TokenType};
 

@@ -3,20 +3,18 @@
 use edgeplane_core::audit::{AuditAction, Event};
 use edgeplane_core::ids::DeviceId;
 use edgeplane_core::time::IsoMillis;
-use edgeplane_core::views::federation::{DeviceBody, Heartbeat, HeartbeatAck};
+use edgeplane_core::views::federation::{DeviceBody, DeviceFilter, Heartbeat, HeartbeatAck};
 use edgeplane_core::ApiError;
 use edgeplane_runtime::args;
 use edgeplane_runtime::db::OrgBatch;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::common::{device, identifier, query};
+use super::common::{device, query};
 use crate::cx::Cx;
 use crate::http::ctx::now_ms;
 use crate::http::respond::{self, HttpResult};
-use crate::service::federation::devices;
-
-const MAX_TAGS: usize = 32;
+use crate::service::federation::devices::{self, validate_tags};
 
 pub async fn list(cx: &mut Cx<'_>) -> HttpResult {
     let after = query(cx, "after")?.unwrap_or_default();
@@ -31,7 +29,14 @@ pub async fn list(cx: &mut Cx<'_>) -> HttpResult {
         })
         .transpose()?
         .unwrap_or(100);
-    respond::ok(&devices::list(cx, &after, limit).await?)
+    let url = cx
+        .req
+        .url()
+        .map_err(|_| ApiError::bad_request("invalid URL"))?;
+    let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+    let filter = DeviceFilter::from_query(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .map_err(|m| ApiError::new(edgeplane_core::ErrorCode::InvalidQuery, m))?;
+    respond::ok(&devices::list(cx, &filter, &after, limit).await?)
 }
 
 pub async fn get(cx: &mut Cx<'_>) -> HttpResult {
@@ -39,16 +44,6 @@ pub async fn get(cx: &mut Cx<'_>) -> HttpResult {
     respond::ok(&DeviceBody {
         device: devices::get(cx, &id).await?,
     })
-}
-
-pub fn validate_tags(tags: &[String]) -> Result<(), ApiError> {
-    if tags.len() > MAX_TAGS {
-        return Err(ApiError::validation(format!("at most {MAX_TAGS} tags")));
-    }
-    for t in tags {
-        identifier(t, "each tag")?;
-    }
-    Ok(())
 }
 
 #[derive(Deserialize)]

@@ -1,219 +1,34 @@
-//! Device groups: the targets of rounds. A group selects devices either by tags (a device
-//! belongs when it carries every tag of the group) or by explicit membership.
+//! Device groups: the targets of rounds and deployments. The work is
+//! `service::federation::groups`'s.
 
-use edgeplane_core::audit::{AuditAction, Event};
-use edgeplane_core::ids::{looks_like_id, new_id};
-use edgeplane_core::{validate, ApiError};
-use edgeplane_runtime::args;
-use edgeplane_runtime::db::{OnDuplicate, OrgBatch};
-use serde::Deserialize;
-use serde_json::json;
+use edgeplane_core::views::federation::DeviceGroupBody;
 
-use super::devices::validate_tags;
 use crate::cx::Cx;
-use crate::http::ctx::now_ms;
 use crate::http::respond::{self, HttpResult};
-use crate::service::federation::corrupt;
-use edgeplane_core::time::IsoMillis;
-use edgeplane_core::views::federation::{
-    DeviceGroup, DeviceGroupBody, DeviceGroupList, GroupSelector,
-};
-
-const MAX_EXPLICIT: usize = 1000;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateGroup {
-    name: String,
-    #[serde(default)]
-    tags: Option<Vec<String>>,
-    #[serde(default)]
-    device_ids: Option<Vec<String>>,
-}
-
-#[derive(Deserialize)]
-struct GroupRow {
-    id: String,
-    name: String,
-    tags: Option<String>,
-    created_at_ms: i64,
-    members: i64,
-}
-
-/// Members: explicit rows, or devices matching every tag (revoked devices excluded).
-const GROUP_SELECT: &str = "SELECT g.id, g.name, g.tags, g.created_at_ms, \
-     CASE WHEN g.tags IS NULL THEN (SELECT count(*) FROM fl_device_group_members m \
-         JOIN fl_devices d ON d.id = m.device_id WHERE m.group_id = g.id AND d.revoked_at_ms IS NULL) \
-     ELSE (SELECT count(*) FROM fl_devices d WHERE d.org_id = g.org_id AND d.revoked_at_ms IS NULL AND NOT EXISTS \
-         (SELECT 1 FROM json_each(g.tags) t WHERE t.value NOT IN (SELECT value FROM json_each(d.tags)))) END AS members \
-     FROM fl_device_groups g";
-
-fn view(g: GroupRow) -> Result<DeviceGroup, ApiError> {
-    let tags = g
-        .tags
-        .map(|t| serde_json::from_str::<Vec<String>>(&t).map_err(|_| corrupt("group tags")))
-        .transpose()?;
-    Ok(DeviceGroup {
-        id: g.id.parse().map_err(|_| corrupt("group id"))?,
-        name: g.name,
-        selector: if tags.is_some() {
-            GroupSelector::Tags
-        } else {
-            GroupSelector::Explicit
-        },
-        tags,
-        members: g.members,
-        created_at: IsoMillis(g.created_at_ms),
-    })
-}
-
-async fn load(cx: &Cx<'_>, id: &str) -> Result<GroupRow, ApiError> {
-    if !looks_like_id(id, "dgr") {
-        return Err(ApiError::not_found("device group"));
-    }
-    cx.db()
-        .first(
-            &format!("{GROUP_SELECT} WHERE g.id = ? AND g.org_id = ?"),
-            args![id, &cx.org()?.org_id],
-        )
-        .await?
-        .ok_or_else(|| ApiError::not_found("device group"))
-}
-
-/// Checks that every id names a device of this org (404 otherwise, as for another tenant's).
-async fn check_devices(cx: &Cx<'_>, ids: &[String]) -> Result<(), ApiError> {
-    if ids.len() > MAX_EXPLICIT {
-        return Err(ApiError::validation(format!(
-            "at most {MAX_EXPLICIT} devices at once"
-        )));
-    }
-    #[derive(Deserialize)]
-    struct N {
-        n: i64,
-    }
-    let mut unique = ids.to_vec();
-    unique.sort();
-    unique.dedup();
-    let json = serde_json::to_string(&unique).map_err(|_| ApiError::internal())?;
-    let found: Option<N> = cx
-        .db()
-        .first(
-            "SELECT count(*) AS n FROM fl_devices WHERE org_id = ? AND id IN (SELECT value FROM json_each(?))",
-            args![&cx.org()?.org_id, json],
-        )
-        .await?;
-    if found.map(|f| f.n).unwrap_or(0) != unique.len() as i64 {
-        return Err(ApiError::not_found("device"));
-    }
-    Ok(())
-}
-
-/// Adds explicit members (already members stay as they are). A row is written only when both
-/// the group and the device are this org's.
-fn add(mut batch: OrgBatch, group: &str, devices: &[String]) -> OrgBatch {
-    for d in devices {
-        batch = batch.insert_linked(
-            "fl_device_group_members",
-            &["group_id", "device_id"],
-            args![group, d],
-            &[("fl_device_groups", group), ("fl_devices", d)],
-            OnDuplicate::Ignore,
-        );
-    }
-    batch
-}
+use crate::service::federation::groups::{self, AddMembers, CreateGroup};
 
 pub async fn create(cx: &mut Cx<'_>) -> HttpResult {
     let body: CreateGroup = cx.json().await?;
-    let name = validate::display_name(&body.name, "name")?;
-    let org_id = cx.org()?.org_id.clone();
-    let now = now_ms();
-    let id = new_id("dgr", now)?;
-    let (tags_json, members) = match (&body.tags, &body.device_ids) {
-        (Some(tags), None) => {
-            if tags.is_empty() {
-                return Err(ApiError::validation("a tag group needs at least one tag"));
-            }
-            validate_tags(tags)?;
-            let mut t = tags.clone();
-            t.sort();
-            t.dedup();
-            (
-                Some(serde_json::to_string(&t).map_err(|_| ApiError::internal())?),
-                Vec::new(),
-            )
-        }
-        (None, ids) => {
-            let ids = ids.clone().unwrap_or_default();
-            check_devices(cx, &ids).await?;
-            (None, ids)
-        }
-        (Some(_), Some(_)) => {
-            return Err(ApiError::validation(
-                "a group selects devices by tags or by device_ids, not both",
-            ))
-        }
-    };
-    let batch = OrgBatch::new(&org_id).insert(
-        "fl_device_groups",
-        &["id", "name", "tags", "created_by", "created_at_ms"],
-        args![&id, &name, tags_json, &cx.principal.id, now],
-    );
-    let event = Event::new(AuditAction::DeviceGroupCreated, "device_group", &id)
-        .meta(json!({"name": name, "tags": body.tags, "device_ids": body.device_ids}));
-    cx.commit(add(batch, &id, &members), [event]).await?;
-    let g = load(cx, &id).await?;
     respond::created(&DeviceGroupBody {
-        device_group: view(g)?,
+        device_group: groups::create(cx, body).await?,
     })
 }
 
 pub async fn list(cx: &mut Cx<'_>) -> HttpResult {
-    let rows: Vec<GroupRow> = cx
-        .db()
-        .all(
-            &format!("{GROUP_SELECT} WHERE g.org_id = ? ORDER BY g.name LIMIT 500"),
-            args![&cx.org()?.org_id],
-        )
-        .await?;
-    respond::ok(&DeviceGroupList {
-        device_groups: rows.into_iter().map(view).collect::<Result<_, _>>()?,
-    })
+    respond::ok(&groups::list(cx).await?)
 }
 
 pub async fn get(cx: &mut Cx<'_>) -> HttpResult {
     let id = cx.param("group")?.to_owned();
-    let g = load(cx, &id).await?;
     respond::ok(&DeviceGroupBody {
-        device_group: view(g)?,
+        device_group: groups::get(cx, &id).await?,
     })
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AddMembers {
-    device_ids: Vec<String>,
 }
 
 pub async fn add_members(cx: &mut Cx<'_>) -> HttpResult {
     let body: AddMembers = cx.json().await?;
     let id = cx.param("group")?.to_owned();
-    let g = load(cx, &id).await?;
-    if g.tags.is_some() {
-        return Err(ApiError::conflict(
-            "a tag group's members are chosen by tags",
-        ));
-    }
-    if body.device_ids.is_empty() {
-        return Err(ApiError::validation("device_ids must not be empty"));
-    }
-    check_devices(cx, &body.device_ids).await?;
-    let batch = add(OrgBatch::new(&cx.org()?.org_id), &id, &body.device_ids);
-    let event = Event::new(AuditAction::DeviceGroupMembersAdded, "device_group", &id)
-        .meta(json!({"device_ids": body.device_ids}));
-    cx.commit(batch, [event]).await?;
-    let g = load(cx, &id).await?;
     respond::ok(&DeviceGroupBody {
-        device_group: view(g)?,
+        device_group: groups::add_members(cx, &id, body).await?,
     })
 }

@@ -19,6 +19,7 @@ use edgeplane_core::http::{BodyLimit, Method::*};
 
 use super::{route, Access, Cx, Route, RouteId};
 use crate::http::respond::HttpResult;
+use crate::service::federation::models::MODEL_BODY;
 
 /// One part of an update upload (binary, read as one bounded buffer: never more than a part).
 /// `POST /api/v1/training/weights` holds the JSON body, the decoded array and the update built
@@ -26,9 +27,6 @@ use crate::http::respond::HttpResult;
 /// array of about 12 MiB (3 Mi float32 values). Larger models use the part uploads.
 const WEIGHTS_BODY: BodyLimit = BodyLimit(16 * 1024 * 1024);
 const PART_BODY: BodyLimit = BodyLimit(MAX_PART_BYTES as usize);
-/// A base model version (safetensors), streamed to R2 in pieces. The platform's own request
-/// limit (100 MB on Free/Pro, up to 500 MB on Enterprise) applies first.
-const MODEL_BODY: BodyLimit = BodyLimit(500 * 1024 * 1024);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Id {

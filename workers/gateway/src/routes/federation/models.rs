@@ -1,329 +1,71 @@
 //! Models and their versions. A version is a safetensors file in R2 (as pieces) with its tensor
 //! manifest, checksum and size in D1, plus where it came from: its parent version and the round
-//! that produced it (none for an uploaded base).
+//! that produced it (none for an uploaded base). The work is `service::federation::models`'s;
+//! what stays here is the device's download rule.
 
-use edgeplane_core::audit::{AuditAction, Event};
 use edgeplane_core::fl::device_scope::DeviceScope;
-use edgeplane_core::fl::pieces::{self, BlobError, Blobs, Piece, PieceCutter, READ_WINDOW};
-use edgeplane_core::fl::safetensors::{self, FormatError, HeaderReader};
-use edgeplane_core::fl::versions::NewVersion;
-use edgeplane_core::http::BodyLimit;
-use edgeplane_core::ids::{new_id, ModelId};
-use edgeplane_core::{validate, ApiError, ErrorCode};
+use edgeplane_core::fl::rollout::desired_for_device;
+use edgeplane_core::ids::ModelId;
+use edgeplane_core::views::federation::{ModelBody, ModelVersionBody};
+use edgeplane_core::{ApiError, ErrorCode};
 use edgeplane_runtime::args;
-use edgeplane_runtime::db::{OrInternal, OrgBatch};
-use futures_util::StreamExt;
-use serde::Deserialize;
-use serde_json::json;
-use sha2::{Digest, Sha256};
-use worker::Response;
 
 use super::common::{device, DeviceCx};
-use super::MODEL_BODY;
 use crate::cx::Cx;
 use crate::http::ctx::now_ms;
 use crate::http::respond::{self, HttpResult};
 use crate::service::federation::deployments::candidates_for_device;
-use crate::service::federation::rounds::offered_clause;
-use crate::service::federation::versions::{load_version, VersionRow, VERSION_SELECT};
-use crate::service::federation::{corrupt, stored_id};
-use crate::storage::R2Blobs;
-use edgeplane_core::fl::rollout::desired_for_device;
-use edgeplane_core::time::IsoMillis;
-use edgeplane_core::views::federation::{
-    Model, ModelBody, ModelFormat, ModelList, ModelVersion, ModelVersionBody, ModelVersionList,
-    VersionStatus,
+use crate::service::federation::models::{
+    self, body_chunks, declared_length, is_raw_model, CreateModel,
 };
-
-/// A storage fault while writing a base version: logged with its cause, answered as internal.
-fn blob_error(e: BlobError) -> ApiError {
-    edgeplane_runtime::log::error("model upload", &e.to_string());
-    ApiError::internal()
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateModel {
-    name: String,
-    #[serde(default)]
-    description: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct ModelRow {
-    id: String,
-    name: String,
-    description: Option<String>,
-    created_at_ms: i64,
-    latest_version: Option<i64>,
-}
-
-fn model_view(m: ModelRow) -> Result<Model, ApiError> {
-    Ok(Model {
-        id: stored_id(&m.id)?,
-        name: m.name,
-        description: m.description,
-        latest_version: m.latest_version,
-        created_at: IsoMillis(m.created_at_ms),
-    })
-}
-
-const MODEL_SELECT: &str = "SELECT m.id, m.name, m.description, m.created_at_ms, \
-     (SELECT max(version) FROM fl_model_versions v WHERE v.model_id = m.id) AS latest_version FROM fl_models m";
+use crate::service::federation::rounds::offered_clause;
+use crate::service::federation::versions::{load_version, VersionRow};
 
 pub async fn create(cx: &mut Cx<'_>) -> HttpResult {
     let body: CreateModel = cx.json().await?;
-    let name = validate::display_name(&body.name, "name")?;
-    let description = match body.description {
-        Some(d) if d.chars().count() > 1000 => {
-            return Err(ApiError::validation(
-                "description must be at most 1000 characters",
-            ))
-        }
-        d => d,
-    };
-    let org_id = cx.org()?.org_id.clone();
-    let now = now_ms();
-    let id = ModelId::generate(now)?;
-    let batch = OrgBatch::new(&org_id).insert(
-        "fl_models",
-        &["id", "name", "description", "created_by", "created_at_ms"],
-        args![id.as_str(), &name, description, &cx.principal.id, now],
-    );
-    let event =
-        Event::new(AuditAction::ModelCreated, "model", id.as_str()).meta(json!({"name": name}));
-    cx.commit(batch, [event]).await?;
-    let m = load_model(cx, &id, &org_id).await?;
     respond::created(&ModelBody {
-        model: model_view(m)?,
+        model: models::create(cx, body).await?,
     })
 }
 
-async fn load_model(cx: &Cx<'_>, id: &ModelId, org_id: &str) -> Result<ModelRow, ApiError> {
-    cx.db()
-        .first(
-            &format!("{MODEL_SELECT} WHERE m.id = ? AND m.org_id = ?"),
-            args![id.as_str(), org_id],
-        )
-        .await?
-        .ok_or_else(|| ApiError::not_found("model"))
-}
-
 pub async fn list(cx: &mut Cx<'_>) -> HttpResult {
-    let rows: Vec<ModelRow> = cx
-        .db()
-        .all(
-            &format!("{MODEL_SELECT} WHERE m.org_id = ? ORDER BY m.name LIMIT 500"),
-            args![&cx.org()?.org_id],
-        )
-        .await?;
-    let models = rows.into_iter().map(model_view).collect::<Result<_, _>>()?;
-    respond::ok(&ModelList { models })
+    respond::ok(&models::list(cx).await?)
 }
 
 pub async fn get(cx: &mut Cx<'_>) -> HttpResult {
     let id: ModelId = cx.id("model")?;
-    let m = load_model(cx, &id, &cx.org()?.org_id.clone()).await?;
     respond::ok(&ModelBody {
-        model: model_view(m)?,
+        model: models::get(cx, &id).await?,
     })
 }
 
-pub fn version_view(v: &VersionRow) -> Result<ModelVersion, ApiError> {
-    let layout = v.layout()?;
-    Ok(ModelVersion {
-        id: stored_id(&v.id)?,
-        model_id: stored_id(&v.model_id)?,
-        version: v.version,
-        parent_id: v.parent_id.as_deref().map(stored_id).transpose()?,
-        parent_version: v.parent_version,
-        round_id: v.round_id.as_deref().map(stored_id).transpose()?,
-        status: match v.status.as_str() {
-            "ready" => VersionStatus::Ready,
-            "approved" => VersionStatus::Approved,
-            _ => return Err(corrupt("version status")),
-        },
-        sha256: v.sha256.clone(),
-        size_bytes: v.size_bytes,
-        parameters: v.parameters,
-        tensors: layout.tensors.len(),
-        format: ModelFormat::Safetensors,
-        aggregation: v
-            .aggregation
-            .as_deref()
-            .map(|a| serde_json::from_str(a).map_err(|_| corrupt("version aggregation")))
-            .transpose()?,
-        created_at: IsoMillis(v.created_at_ms),
-        approved_at: v.approved_at_ms.map(IsoMillis),
-        layout: None,
-    })
-}
-
-fn format_error(e: FormatError) -> ApiError {
-    match e {
-        FormatError::Malformed(m) | FormatError::Mismatch(m) => {
-            ApiError::validation(format!("not a usable safetensors file: {m}"))
-        }
-    }
-}
-
-/// Streams the request body into R2 pieces while hashing it and parsing the header, so a model of
-/// hundreds of megabytes never sits in the isolate's memory.
+/// The body is the safetensors file itself, streamed (`models::upload_version`).
 pub async fn upload_version(cx: &mut Cx<'_>) -> HttpResult {
-    let ct = cx
-        .req
-        .headers()
-        .get("content-type")
-        .ok()
-        .flatten()
-        .unwrap_or_default();
-    let mime = ct
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    if mime != "application/octet-stream" && mime != "application/vnd.safetensors" {
+    if !is_raw_model(cx) {
         return Err(ApiError::new(
             ErrorCode::UnsupportedMediaType,
             "upload the safetensors file as application/octet-stream",
         ));
     }
-    let org_id = cx.org()?.org_id.clone();
     let model_id: ModelId = cx.id("model")?;
-    let model = load_model(cx, &model_id, &org_id).await?;
-    let limit: BodyLimit = MODEL_BODY;
-    let declared = cx
-        .req
-        .headers()
-        .get("content-length")
-        .ok()
-        .flatten()
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    limit.check_declared(declared)?;
-    let now = now_ms();
-    let version_id = new_id("mv", now)?;
-    let blobs = R2Blobs::from_env(cx.env)?;
-    let mut cutter = PieceCutter::new(format!("models/{}/{}", model.id, version_id));
-    let mut hasher = Sha256::new();
-    // Bounded by the fixed cap for bases and refused from the length prefix alone if over it.
-    let mut reader = HeaderReader::for_base();
-    let mut header: Option<safetensors::Header> = None;
-    let mut total: u64 = 0;
-    let mut stream = cx
-        .req
-        .stream()
-        .map_err(|_| ApiError::validation("the request has no body"))?;
-    let result: Result<(), ApiError> = async {
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.or_internal("read body")?;
-            total += chunk.len() as u64;
-            if total > limit.0 as u64 {
-                return Err(limit.too_large());
-            }
-            hasher.update(&chunk);
-            if header.is_none() {
-                header = reader.feed(&chunk).map_err(format_error)?.map(|(h, _)| h);
-            }
-            for (key, bytes) in cutter.push(&chunk) {
-                blobs.put(&key, bytes).await.map_err(blob_error)?;
-            }
-        }
-        Ok(())
-    }
-    .await;
-    if let Err(e) = result {
-        blobs.discard(cutter.pieces()).await;
-        return Err(e);
-    }
-    let (last, pieces) = cutter.finish();
-    if let Some((key, bytes)) = last {
-        if let Err(e) = blobs.put(&key, bytes).await {
-            blobs.discard(&pieces).await;
-            return Err(blob_error(e));
-        }
-    }
-    let cleanup = |e: ApiError| (e, pieces.clone());
-    let checked: Result<(safetensors::Header, String), (ApiError, Vec<Piece>)> = (|| {
-        let h = header.ok_or_else(|| {
-            cleanup(format_error(FormatError::Malformed(
-                "the file ends inside its header".into(),
-            )))
-        })?;
-        if h.file_len() != total {
-            return Err(cleanup(ApiError::validation(
-                "not a usable safetensors file: the data section does not end where the file does",
-            )));
-        }
-        Ok((h, hex::encode(hasher.finalize())))
-    })();
-    let (h, sha) = match checked {
-        Ok(v) => v,
-        Err((e, pieces)) => {
-            blobs.discard(&pieces).await;
-            return Err(e);
-        }
-    };
-    let layout = h.layout();
-    let event = Event::new(
-        AuditAction::ModelVersionCreated,
-        "model_version",
-        &version_id,
-    )
-    .meta(json!({"model_id": model.id, "sha256": sha, "size_bytes": total, "source": "upload"}));
-    let version = NewVersion {
-        id: &version_id,
-        model_id: &model.id,
-        parent_id: None,
-        round_id: None,
-        sha256: &sha,
-        size_bytes: total as i64,
-        parameters: layout.total_elements() as i64,
-        layout: serde_json::to_string(&layout).map_err(|_| ApiError::internal())?,
-        pieces: serde_json::to_string(&pieces).map_err(|_| ApiError::internal())?,
-        aggregation: None,
-        created_by: &cx.principal.id,
-        created_at_ms: now,
-    };
-    let batch = OrgBatch::new(&org_id).insert_select(
-        NewVersion::TABLE,
-        NewVersion::COLUMNS,
-        NewVersion::SELECT,
-        version.values(),
-    );
-    if let Err(e) = cx.commit(batch, [event]).await {
-        blobs.discard(&pieces).await;
-        return Err(e.into());
-    }
-    let v = load_version(cx, &model.id, &org_id, &version_id).await?;
+    let declared = declared_length(cx);
+    let body = body_chunks(cx)?;
     respond::created(&ModelVersionBody {
-        version: version_view(&v)?,
+        version: models::upload_version(cx, &model_id, declared, body).await?,
     })
 }
 
 pub async fn list_versions(cx: &mut Cx<'_>) -> HttpResult {
-    let org_id = cx.org()?.org_id.clone();
     let model_id: ModelId = cx.id("model")?;
-    let model = load_model(cx, &model_id, &org_id).await?;
-    let rows: Vec<VersionRow> = cx
-        .db()
-        .all(
-            &format!("{VERSION_SELECT} WHERE v.model_id = ? ORDER BY v.version DESC LIMIT 500"),
-            args![&model.id],
-        )
-        .await?;
-    let versions = rows.iter().map(version_view).collect::<Result<_, _>>()?;
-    respond::ok(&ModelVersionList { versions })
+    respond::ok(&models::list_versions(cx, &model_id).await?)
 }
 
 pub async fn get_version(cx: &mut Cx<'_>) -> HttpResult {
-    let org_id = cx.org()?.org_id.clone();
     let model_id: ModelId = cx.id("model")?;
     let which = cx.param("version")?.to_owned();
-    let v = load_version(cx, model_id.as_str(), &org_id, &which).await?;
-    let mut version = version_view(&v)?;
-    version.layout = Some(v.layout()?);
-    respond::ok(&ModelVersionBody { version })
+    respond::ok(&ModelVersionBody {
+        version: models::get_version(cx, &model_id, &which).await?,
+    })
 }
 
 /// The version's bytes, streamed piece by piece: to the control plane, or to a device only what
@@ -343,37 +85,7 @@ pub async fn download(cx: &mut Cx<'_>, as_device: bool) -> HttpResult {
         let org_id = cx.org()?.org_id.clone();
         load_version(cx, model_id.as_str(), &org_id, &which).await?
     };
-    let pieces = v.pieces()?;
-    let blobs = R2Blobs::from_env(cx.env)?;
-    let size = pieces::total(&pieces);
-    let windows = futures_util::stream::unfold(0u64, move |at| {
-        let blobs = blobs.clone();
-        let pieces = pieces.clone();
-        async move {
-            if at >= size {
-                return None;
-            }
-            let hi = (at + READ_WINDOW).min(size);
-            let r = blobs
-                .read(&pieces, at..hi)
-                .await
-                .map_err(|e| worker::Error::RustError(e.to_string()));
-            Some((r, hi))
-        }
-    });
-    let mut resp = Response::from_stream(windows).or_internal("stream response")?;
-    let h = resp.headers_mut();
-    let _ = h.set("content-type", "application/octet-stream");
-    let _ = h.set("content-length", &size.to_string());
-    let _ = h.set("x-edgeplane-sha256", &v.sha256);
-    let _ = h.set(
-        "content-disposition",
-        &format!(
-            "attachment; filename=\"{}-v{}.safetensors\"",
-            v.model_id, v.version
-        ),
-    );
-    Ok(resp)
+    models::download(cx, &v)
 }
 
 /// Whether a device may download version `v`: the base version of a round it could join now
@@ -416,33 +128,9 @@ async fn deployed_to_device(cx: &Cx<'_>, dev: &DeviceCx, v: &VersionRow) -> Resu
 }
 
 pub async fn approve(cx: &mut Cx<'_>) -> HttpResult {
-    let org_id = cx.org()?.org_id.clone();
     let model_id: ModelId = cx.id("model")?;
     let which = cx.param("version")?.to_owned();
-    let v = load_version(cx, model_id.as_str(), &org_id, &which).await?;
-    if v.status == "approved" {
-        return Err(ApiError::conflict("this version is already approved"));
-    }
-    let now = now_ms();
-    let event = Event::new(AuditAction::ModelVersionApproved, "model_version", &v.id).meta(json!({
-        "model_id": v.model_id, "version": v.version, "sha256": v.sha256, "round_id": v.round_id,
-    }));
-    let batch = OrgBatch::new(&org_id)
-        .guard(
-            "EXISTS (SELECT 1 FROM fl_model_versions WHERE id = ? AND org_id = ? AND status = 'ready')",
-            args![&v.id, &org_id],
-            ApiError::conflict("this version is already approved"),
-        )
-        .update(
-            "fl_model_versions",
-            "status = 'approved', approved_by = ?, approved_at_ms = ?",
-            args![&cx.principal.id, now],
-            "id = ?",
-            args![&v.id],
-        );
-    cx.commit(batch, [event]).await?;
-    let v = load_version(cx, model_id.as_str(), &org_id, &v.id).await?;
     respond::ok(&ModelVersionBody {
-        version: version_view(&v)?,
+        version: models::approve(cx, &model_id, &which).await?,
     })
 }

@@ -3,10 +3,11 @@
 //! JSON routes and the console call these.
 
 use edgeplane_core::audit::{AuditAction, Event};
+use edgeplane_core::fl::presence::LastSeen;
 use edgeplane_core::fl::wire::DeviceRequest;
 use edgeplane_core::ids::{DeviceId, RoundId};
 use edgeplane_core::time::IsoMillis;
-use edgeplane_core::views::federation::{Device, DeviceList, Heartbeat};
+use edgeplane_core::views::federation::{Device, DeviceFilter, DeviceList, Heartbeat};
 use edgeplane_core::ApiError;
 use edgeplane_runtime::args;
 use edgeplane_runtime::db::OrgBatch;
@@ -14,7 +15,7 @@ use edgeplane_runtime::log;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::corrupt;
+use super::{corrupt, group_selects_device};
 use crate::clients::round::RoundClient;
 use crate::cx::Cx;
 use crate::http::ctx::now_ms;
@@ -68,17 +69,47 @@ pub async fn get(cx: &Cx<'_>, id: &DeviceId) -> Result<Device, ApiError> {
     view(load(cx, id).await?)
 }
 
-/// A page of the org's devices in id order, after `after` (empty: from the start); `limit`
-/// is clamped to 1..=500.
-pub async fn list(cx: &Cx<'_>, after: &str, limit: u32) -> Result<DeviceList, ApiError> {
+/// The device list's filter (`DeviceFilter`), each condition off when its parameter is null.
+/// Binds the group id twice, the platform twice, and the last-seen window.
+const FILTERED: &str = concat!(
+    "(? IS NULL OR EXISTS (SELECT 1 FROM fl_device_groups g WHERE g.id = ? AND g.org_id = d.org_id AND ",
+    group_selects_device!(),
+    ")) AND (? IS NULL OR json_extract(d.heartbeat, '$.platform') = ?) \
+     AND coalesce(d.heartbeat_at_ms, -1) >= ? AND coalesce(d.heartbeat_at_ms, -1) < ?"
+);
+
+/// A page of the org's devices in id order that pass `filter`, after `after` (empty: from the
+/// start); `limit` is clamped to 1..=500.
+pub async fn list(
+    cx: &Cx<'_>,
+    filter: &DeviceFilter,
+    after: &str,
+    limit: u32,
+) -> Result<DeviceList, ApiError> {
     let limit = limit.clamp(1, 500);
+    let group = filter.group.as_ref().map(|g| g.as_str().to_owned());
+    let (seen_from, seen_before) = match filter.last_seen {
+        Some(c) => c.window(now_ms()),
+        None => LastSeen::ANY,
+    };
     let rows: Vec<DeviceRow> = cx
         .db()
         .all(
             &format!(
-                "SELECT {COLUMNS} FROM fl_devices WHERE org_id = ? AND id > ? ORDER BY id LIMIT ?"
+                "SELECT {COLUMNS} FROM fl_devices d WHERE d.org_id = ? AND d.id > ? AND {FILTERED} \
+                 ORDER BY d.id LIMIT ?"
             ),
-            args![&cx.org()?.org_id, after, limit],
+            args![
+                &cx.org()?.org_id,
+                after,
+                group.clone(),
+                group,
+                filter.platform.clone(),
+                filter.platform.clone(),
+                seen_from,
+                seen_before,
+                limit
+            ],
         )
         .await?;
     let next = if rows.len() as u32 == limit {
@@ -155,4 +186,32 @@ pub async fn revoke(cx: &Cx<'_>, id: &DeviceId, reason: Option<&str>) -> Result<
         }
     }
     get(cx, id).await
+}
+
+const MAX_TAGS: usize = 32;
+
+/// A device's tags (or a tag group's): at most 32 identifiers.
+pub fn validate_tags(tags: &[String]) -> Result<(), ApiError> {
+    if tags.len() > MAX_TAGS {
+        return Err(ApiError::validation(format!("at most {MAX_TAGS} tags")));
+    }
+    for t in tags {
+        identifier(t, "each tag")?;
+    }
+    Ok(())
+}
+
+/// Identifiers chosen by customers and devices: 1–128 of `A-Z a-z 0-9 . _ : -`.
+pub fn identifier(s: &str, what: &str) -> Result<(), ApiError> {
+    let ok = !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::validation(format!(
+            "{what} must be 1-128 characters of A-Z, a-z, 0-9, '.', '_', ':' and '-'"
+        )))
+    }
 }

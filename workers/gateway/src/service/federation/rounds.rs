@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use edgeplane_core::fl::metrics::{Funnel, Point};
+use edgeplane_core::fl::presence::ONLINE_WITHIN_MS;
 use edgeplane_core::fl::round::{AggregationSpec, RoundFailure};
 use edgeplane_core::fl::RoundState;
 use edgeplane_core::ids::{OrgId, RoundId};
@@ -145,9 +146,6 @@ struct N {
     n: i64,
 }
 
-/// A heartbeat older than this counts as stale in the health summary.
-pub const STALE_HEARTBEAT_MS: i64 = 10 * 60 * 1000;
-
 /// Devices eligible for the round right now (the group's, or the org's), not revoked.
 async fn selected(db: &Db, r: &RoundRow) -> Result<i64, ApiError> {
     let n: Option<N> = match &r.device_group_id {
@@ -191,7 +189,7 @@ pub async fn live_with_series(
              sum(CASE WHEN json_extract(heartbeat, '$.charging') THEN 1 ELSE 0 END) AS charging, \
              sum(CASE WHEN heartbeat_at_ms < ? THEN 1 ELSE 0 END) AS stale \
              FROM fl_devices WHERE id IN (SELECT value FROM json_each(?))",
-            args![now_ms() - STALE_HEARTBEAT_MS, ids.clone()],
+            args![now_ms() - ONLINE_WITHIN_MS, ids.clone()],
         )
         .await?;
     let nets: Vec<NetCount> = db
