@@ -13,6 +13,7 @@ mod auth;
 mod config;
 mod devices;
 mod error;
+mod interrupt;
 mod models;
 mod org;
 mod output;
@@ -34,7 +35,7 @@ use crate::output::Out;
     version,
     about = "The edgeplane command-line client",
     after_help = "Exit codes: 0 ok, 1 the server refused, 2 usage, 3 network, 4 authentication, \
-                  5 verification failed."
+                  5 verification failed, 130 interrupted."
 )]
 pub struct Cli {
     /// The deployment's base URL (overrides the profile's).
@@ -206,12 +207,8 @@ fn main() {
         }
     };
     let json = cli.json;
-    if let Err(e) = run(cli) {
-        if json {
-            eprintln!("{}", e.to_json());
-        } else {
-            eprintln!("{e}");
-        }
-        std::process::exit(e.exit_code());
+    let ran = interrupt::install(json).and_then(|()| run(cli));
+    if let Err(e) = ran {
+        e.exit(json);
     }
 }
