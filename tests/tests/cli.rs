@@ -1346,6 +1346,56 @@ sys.exit(os.waitstatus_to_exitcode(status) if sent else 99)
 }
 
 #[test]
+fn providers_set_key_reads_a_hidden_prompt_on_a_terminal() {
+    use e2e::review::random_hex;
+    let (_s, _org_id, cli) = owner_with_org("cli-tty");
+    let created = cli
+        .run_with_stdin(
+            &[
+                "providers",
+                "create",
+                "--name",
+                "claude",
+                "--kind",
+                "anthropic",
+                "--model",
+                "review-model-1",
+                "--json",
+            ],
+            "sk-test-first\n",
+        )
+        .ok()
+        .json();
+    let provider = created["llm_provider"].clone();
+    let id = provider["id"].as_str().unwrap().to_owned();
+
+    let key = format!("sk-test-{}", random_hex(24));
+    let typed = format!("{key}\r");
+    let (code, screen) = on_a_terminal(
+        &cli,
+        &["providers", "set-key", &id],
+        Keys {
+            when: r"\(input is hidden\): ",
+            hidden: true,
+            keys: &typed,
+        },
+    );
+    assert_eq!(code, 0, "{screen}");
+    // The terminal showed the prompt and the result, never the key (nor any part of it).
+    assert!(screen.contains("Enter the provider's API key"), "{screen}");
+    assert!(!screen.contains(&key[8..]), "the key was echoed: {screen}");
+    assert!(screen.contains("key sealed to"), "{screen}");
+    let shown = cli.run(&["providers", "list", "--json"]).ok().json()["llm_providers"][0].clone();
+    assert_eq!(shown["has_api_key"], true);
+    assert!(!shown["api_key_sealed_to"].as_str().unwrap().is_empty());
+    assert_ne!(
+        shown["api_key_set_at"], provider["api_key_set_at"],
+        "the key typed at the prompt was not set"
+    );
+    assert!(screen.contains(shown["api_key_sealed_to"].as_str().unwrap()));
+}
+
+#[test]
 fn ctrl_c_during_simulate_revokes_the_unfinished_devices_and_a_rerun_completes_the_round() {
     let (_s, _org_id, cli) = owner_with_org("cli-sim-interrupt");
     let (_model, round) = model_and_round(&cli, 20);
