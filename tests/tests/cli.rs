@@ -176,7 +176,9 @@ fn login_with_the_device_code_approved_through_the_api_then_whoami_refresh_and_l
     // The signed-in owner approves the code for the org (what the console's /device page does).
     approve_device(&owner, &user_code, &org_id).expect(200);
     let out = child.wait_with_output().unwrap();
-    let run: Run = out.into();
+    let mut run: Run = out.into();
+    // The rest of what login said after the user code (the stream was taken above).
+    std::io::Read::read_to_string(&mut stderr, &mut run.stderr).unwrap();
     assert_eq!(run.code, 0, "stdout {} stderr {}", run.stdout, run.stderr);
     assert!(run.stdout.contains("Signed in as"), "{}", run.stdout);
 
@@ -533,6 +535,16 @@ fn models_push_then_pull_byte_identical() {
         .json();
     assert_eq!(out["sha256"], sha256_hex(&bytes).as_str());
     assert_eq!(std::fs::read(&pulled).unwrap(), bytes);
+    // Not on a terminal: no progress bar and no colour, only the result on stdout.
+    let again = cli.dir.join("again.safetensors");
+    let plain = cli
+        .run(&["models", "pull", &model, "1", "-o", again.to_str().unwrap()])
+        .ok();
+    assert!(plain.stderr.is_empty(), "{}", plain.stderr);
+    assert!(!plain.stdout.contains('\u{1b}'), "{:?}", plain.stdout);
+    assert!(plain.stdout.starts_with("Downloaded"), "{}", plain.stdout);
+    assert_eq!(std::fs::read(&again).unwrap(), bytes);
+
     let versions = cli
         .run(&["models", "versions", &model, "--json"])
         .ok()
