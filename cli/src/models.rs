@@ -60,6 +60,14 @@ const VERSION_COLUMNS: &[(&str, &str)] = &[
     ("CREATED", "created_at"),
 ];
 
+/// A version as the API takes it in a body: its number (a JSON number) or its id.
+pub fn version_ref(version: &str) -> Value {
+    match version.parse::<u64>() {
+        Ok(n) => json!(n),
+        Err(_) => json!(version),
+    }
+}
+
 fn bytes_bar(len: u64, msg: &str) -> ProgressBar {
     if !is_tty() {
         return ProgressBar::hidden();

@@ -981,6 +981,13 @@ fn code_review_is_configured_and_followed_from_the_cli() {
 
 /// A model with a two-tensor base version, and a round on it wanting `devices` updates.
 fn model_and_round(cli: &Cli, devices: u32) -> (String, String) {
+    let model = model_with_version(cli);
+    let round = new_round(cli, &model, devices, None);
+    (model, round)
+}
+
+/// A model whose version 1 is a two-tensor base pushed with the CLI.
+fn model_with_version(cli: &Cli) -> String {
     let model = cli
         .run(&["models", "create", &unique("sim-model"), "--json"])
         .ok()
@@ -994,8 +1001,7 @@ fn model_and_round(cli: &Cli, devices: u32) -> (String, String) {
     std::fs::write(&file, safetensors_f32(&spec, &values, &[0, 1])).unwrap();
     cli.run(&["models", "push", &model, file.to_str().unwrap()])
         .ok();
-    let round = new_round(cli, &model, devices, None);
-    (model, round)
+    model
 }
 
 /// A round on version 1 of `model` wanting `devices` updates, aimed at `group` if given.
@@ -1074,6 +1080,25 @@ fn simulate_round_then_watch_prints_the_published_version() {
     assert_eq!(shown["round"]["published_version_id"], version_id.as_str());
     assert_eq!(shown["round"]["progress"]["accepted"], 3);
     assert_eq!(shown["round"]["progress"]["total_samples"], samples);
+    // The round's metrics: three accepted updates, each with the loss simulate reported.
+    let metrics = cli
+        .run(&["rounds", "metrics", &round, "--json"])
+        .ok()
+        .json();
+    assert_eq!(metrics["funnel"]["accepted"], 3, "{metrics}");
+    assert_eq!(metrics["metrics"]["loss"]["updates"], 3, "{metrics}");
+    let losses: Vec<f64> = devices
+        .iter()
+        .map(|d| d["loss"].as_f64().unwrap())
+        .collect();
+    let lowest = losses.iter().cloned().fold(f64::INFINITY, f64::min);
+    assert!((metrics["metrics"]["loss"]["min"].as_f64().unwrap() - lowest).abs() < 1e-9);
+    let table = cli.run(&["rounds", "metrics", &round]).ok();
+    assert!(
+        table.stdout.contains("METRIC") && table.stdout.contains("loss"),
+        "{}",
+        table.stdout
+    );
     let versions = cli
         .run(&["models", "versions", &model, "--json"])
         .ok()
@@ -1405,6 +1430,83 @@ fn providers_set_key_reads_a_hidden_prompt_on_a_terminal() {
         "the key typed at the prompt was not set"
     );
     assert!(screen.contains(shown["api_key_sealed_to"].as_str().unwrap()));
+}
+
+#[test]
+fn deployments_roll_an_approved_version_out_stage_by_stage() {
+    let (_s, _org_id, cli) = owner_with_org("cli-deploy");
+    let model = model_with_version(&cli);
+    let group = cli
+        .run(&["groups", "create", "fleet", "--json"])
+        .ok()
+        .json()["device_group"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let create: [&str; 11] = [
+        "deployments",
+        "create",
+        "--model",
+        &model,
+        "--version",
+        "1",
+        "--group",
+        &group,
+        "--stages",
+        "10,100",
+        "--json",
+    ];
+    // Only an approved version ships.
+    let r = cli.run(&create[..create.len() - 1]);
+    assert_refused(&r, 409, "conflict");
+    cli.run(&["models", "approve", &model, "1"]).ok();
+    let created = cli.run(&create).ok().json()["deployment"].clone();
+    assert_eq!(created["state"], "active", "{created}");
+    assert_eq!(created["stages"], serde_json::json!([10, 100]));
+    assert_eq!(created["percent"], 10);
+    assert_eq!(created["device_group_ids"], serde_json::json!([group]));
+    let id = created["id"].as_str().unwrap().to_owned();
+
+    let shown = cli.run(&["deployments", "show", &id, "--json"]).ok().json();
+    assert_eq!(shown["deployment"]["progress"].as_array().unwrap().len(), 2);
+    let table = cli.run(&["deployments", "show", &id]).ok();
+    assert!(
+        table.stdout.contains("STAGE %") && table.stdout.contains(&id),
+        "{}",
+        table.stdout
+    );
+
+    let step = |action: &str| -> Value {
+        cli.run(&["deployments", action, &id, "--json"]).ok().json()["deployment"].clone()
+    };
+    assert_eq!(step("pause")["state"], "paused");
+    // A paused rollout is not promoted: the server's 409, exit 1.
+    assert_refused(&cli.run(&["deployments", "promote", &id]), 409, "conflict");
+    assert_eq!(step("resume")["state"], "active");
+    let done = step("promote");
+    assert_eq!(
+        (done["state"].as_str(), done["percent"].as_u64()),
+        (Some("completed"), Some(100))
+    );
+    assert_eq!(step("rollback")["state"], "rolled_back");
+    assert_refused(&cli.run(&["deployments", "resume", &id]), 409, "conflict");
+
+    let listed = cli
+        .run(&["deployments", "list", "--model", &model, "--json"])
+        .ok()
+        .json();
+    assert_eq!(ids_in(&listed, "deployments"), vec![id.clone()]);
+    let table = cli.run(&["deployments", "list"]).ok();
+    assert!(
+        table.stdout.contains(&id) && table.stdout.contains("rolled_back"),
+        "{}",
+        table.stdout
+    );
+    assert_refused(
+        &cli.run(&["deployments", "show", "dep_doesnotexist"]),
+        404,
+        "not_found",
+    );
 }
 
 #[test]
