@@ -1153,6 +1153,50 @@ fn revoking_a_device_rejects_its_in_flight_work() {
     assert_eq!(w.ledger().round().unwrap().unwrap().accepted, 1);
 }
 
+/// A revoked participation gives its place back: a full round admits another device, which
+/// uploads and publishes it; a second device beyond `max` is still refused.
+#[test]
+fn a_revoked_participation_frees_its_place_in_a_full_round() {
+    let rng = Rng::new(31);
+    let blobs = SimBlobs::default();
+    let w = World::new(&blobs, &rng, 2, 2, 2);
+    let ds = devices(4);
+    let ups = updates(3, &rng);
+    w.upload(&ds[0], &ups[0]).unwrap();
+    let join = |d: &DeviceId| {
+        w.ledger().join(
+            &JoinRequest {
+                participation_id: ParticipationId::parse(&format!("p-{}", &d.as_str()[4..16]))
+                    .unwrap(),
+                device_id: d.clone(),
+                capabilities: serde_json::json!({}),
+            },
+            w.tick_clock(),
+        )
+    };
+    w.effects(join(&ds[1]).unwrap().1);
+    let full = join(&ds[2]).unwrap_err();
+    assert!(
+        matches!(full, LedgerError::Refused(ref e) if e.status() == 409),
+        "{full:?}"
+    );
+    let fx = w
+        .ledger()
+        .revoke_device(&DeviceRequest {
+            device_id: ds[1].clone(),
+        })
+        .unwrap();
+    w.effects(fx);
+    w.upload(&ds[2], &ups[2]).unwrap();
+    let round = w.ledger().round().unwrap().unwrap();
+    assert_eq!(round.accepted, 2);
+    let full = join(&ds[3]).unwrap_err();
+    assert!(
+        matches!(full, LedgerError::Refused(ref e) if e.status() == 409),
+        "{full:?}"
+    );
+}
+
 /// An unknown stored state is an error, never a default.
 #[test]
 fn unknown_stored_states_are_errors() {
