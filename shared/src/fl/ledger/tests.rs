@@ -428,6 +428,17 @@ impl<'a> World<'a> {
 
     /// Carries out a decision's effects, unless the object "dies" first (then the alarm's
     /// next tick and the end's cleanup must make up for it).
+    /// Revokes `device` in the round, as the gateway does, and applies the effects.
+    fn revoke(&self, device: &DeviceId) {
+        let fx = self
+            .ledger()
+            .revoke_device(&DeviceRequest {
+                device_id: device.clone(),
+            })
+            .unwrap();
+        self.effects(fx);
+    }
+
     fn effects(&self, fx: Effects) {
         if self.rng.chance(self.coordinator_faults) {
             return;
@@ -1134,20 +1145,8 @@ fn revoking_a_device_rejects_its_in_flight_work() {
     let ds = devices(2);
     let ups = updates(2, &rng);
     w.upload(&ds[0], &ups[0]).unwrap();
-    let fx = w
-        .ledger()
-        .revoke_device(&DeviceRequest {
-            device_id: ds[0].clone(),
-        })
-        .unwrap();
-    w.effects(fx);
-    let fx = w
-        .ledger()
-        .revoke_device(&DeviceRequest {
-            device_id: ds[1].clone(),
-        })
-        .unwrap();
-    w.effects(fx);
+    w.revoke(&ds[0]);
+    w.revoke(&ds[1]);
     let err = w.upload(&ds[1], &ups[1]).unwrap_err();
     assert!(matches!(err, LedgerError::Refused(e) if e.status() == 401));
     assert_eq!(w.ledger().round().unwrap().unwrap().accepted, 1);
@@ -1180,13 +1179,7 @@ fn a_revoked_participation_frees_its_place_in_a_full_round() {
         matches!(full, LedgerError::Refused(ref e) if e.status() == 409),
         "{full:?}"
     );
-    let fx = w
-        .ledger()
-        .revoke_device(&DeviceRequest {
-            device_id: ds[1].clone(),
-        })
-        .unwrap();
-    w.effects(fx);
+    w.revoke(&ds[1]);
     w.upload(&ds[2], &ups[2]).unwrap();
     let round = w.ledger().round().unwrap().unwrap();
     assert_eq!(round.accepted, 2);
