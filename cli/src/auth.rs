@@ -21,6 +21,9 @@ pub struct LoginArgs {
     scope: Option<String>,
 }
 
+/// Failures in a row (5xx, 429, network) that polling rides out before giving up.
+const MAX_PASSING_FAILURES: u32 = 3;
+
 /// Runs the device grant: asks for codes, shows the user code, opens the verification page,
 /// polls the token endpoint honouring `interval` and `slow_down` until approved, denied or
 /// expired, then stores the tokens and the org they are bound to in the profile.
@@ -57,6 +60,9 @@ pub fn login(url: Option<String>, config: Config, args: &LoginArgs, out: Out) ->
     let _ = err.flush();
 
     let deadline = Instant::now() + Duration::from_secs(expires_in + 5);
+    // A passing failure (a 5xx, a rate limit, a dropped connection) does not end a sign-in the
+    // person may be approving right now: poll again at the next interval, a few times in a row.
+    let mut passing_failures = 0;
     let creds = loop {
         std::thread::sleep(Duration::from_secs(interval));
         if Instant::now() > deadline {
@@ -64,18 +70,39 @@ pub fn login(url: Option<String>, config: Config, args: &LoginArgs, out: Out) ->
                 "the code expired before it was approved".into(),
             ));
         }
-        let r = api.post_form(
-            "/oauth/token",
-            &[
-                ("grant_type", DEVICE_GRANT),
-                ("device_code", &device_code),
-                ("client_id", CLIENT_ID),
-            ],
-        )?;
-        if r.status().is_success() {
-            break api::token_answer(&api::json_of(r)?)?;
+        let answer = api
+            .post_form(
+                "/oauth/token",
+                &[
+                    ("grant_type", DEVICE_GRANT),
+                    ("device_code", &device_code),
+                    ("client_id", CLIENT_ID),
+                ],
+            )
+            .and_then(|r| {
+                if r.status().is_success() {
+                    api::token_answer(&api::json_of(r)?)
+                } else {
+                    Err(api::answer_error(r))
+                }
+            });
+        let refusal = match answer {
+            Ok(creds) => break creds,
+            Err(e) => e,
+        };
+        let passing = match &refusal {
+            CliError::Network(_) => true,
+            CliError::Server { status, .. } => *status >= 500 || *status == 429,
+            _ => false,
+        };
+        if passing && passing_failures < MAX_PASSING_FAILURES {
+            passing_failures += 1;
+            continue;
         }
-        match api::answer_error(r) {
+        if !passing {
+            passing_failures = 0;
+        }
+        match refusal {
             CliError::Server { code, .. } if code == "authorization_pending" => {}
             // RFC 8628 §3.5: every slow_down adds 5 seconds to the interval, for good.
             CliError::Server { code, .. } if code == "slow_down" => interval += 5,

@@ -84,13 +84,7 @@ pub fn devices(ctx: &Ctx, cmd: DevicesCmd) -> Result<()> {
             ctx.out.object(&v, &v["device"], DEVICE_FIELDS);
         }
         DevicesCmd::Revoke { device, reason } => {
-            let body = match reason {
-                Some(r) => json!({ "reason": r }),
-                None => json!({}),
-            };
-            let v = ctx
-                .api
-                .post(&device_path(ctx, &device, "/revoke")?, &body)?;
+            let v = revoke_device(ctx, &device, reason.as_deref())?;
             ctx.out.object(&v, &v["device"], DEVICE_FIELDS);
         }
         DevicesCmd::BootstrapToken {
@@ -120,6 +114,15 @@ pub fn devices(ctx: &Ctx, cmd: DevicesCmd) -> Result<()> {
 
 fn device_path(ctx: &Ctx, device: &str, rest: &str) -> Result<String> {
     ctx.org_path(&format!("/devices/{}{rest}", seg(device)))
+}
+
+/// Revokes a device (its tokens stop working, live rounds drop its in-flight uploads).
+pub fn revoke_device(ctx: &Ctx, device: &str, reason: Option<&str>) -> Result<Value> {
+    let body = match reason {
+        Some(r) => json!({ "reason": r }),
+        None => json!({}),
+    };
+    ctx.api.post(&device_path(ctx, device, "/revoke")?, &body)
 }
 
 /// Mints a bootstrap token: the answer as sent, and read.

@@ -2,17 +2,19 @@
 //!
 //! Sign in with the device grant (`edgeplane login`), then administer one organization from
 //! the terminal: keys, members, invitations, sessions, the audit log (exported, and verified
-//! locally against its signed checkpoint), models, rounds, devices and groups, code review
-//! integrations, providers and reviews; and simulate a round with synthetic devices. Every
-//! command takes `--json`. Exit codes are in [`error`].
+//! locally against its signed checkpoint), models, rounds, deployments, devices and groups,
+//! code review integrations, providers and reviews; and simulate a round with synthetic
+//! devices. Every command takes `--json`. Exit codes are in [`error`].
 #![forbid(unsafe_code)]
 
 mod api;
 mod audit;
 mod auth;
 mod config;
+mod deployments;
 mod devices;
 mod error;
+mod interrupt;
 mod models;
 mod org;
 mod output;
@@ -34,7 +36,7 @@ use crate::output::Out;
     version,
     about = "The edgeplane command-line client",
     after_help = "Exit codes: 0 ok, 1 the server refused, 2 usage, 3 network, 4 authentication, \
-                  5 verification failed."
+                  5 verification failed, 130 interrupted."
 )]
 pub struct Cli {
     /// The deployment's base URL (overrides the profile's).
@@ -88,6 +90,9 @@ enum Command {
     /// Federated-learning rounds.
     #[command(subcommand)]
     Rounds(rounds::RoundsCmd),
+    /// Deployments: staged rollouts of an approved version to device groups.
+    #[command(subcommand)]
+    Deployments(deployments::DeploymentsCmd),
     /// Devices: list, show, revoke, and bootstrap tokens to enrol one.
     #[command(subcommand)]
     Devices(devices::DevicesCmd),
@@ -187,6 +192,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Audit(c) => audit::run(&ctx, c),
         Command::Models(c) => models::run(&ctx, c),
         Command::Rounds(c) => rounds::run(&ctx, c),
+        Command::Deployments(c) => deployments::run(&ctx, c),
         Command::Devices(c) => devices::devices(&ctx, c),
         Command::Groups(c) => devices::groups(&ctx, c),
         Command::Simulate(c) => simulate::run(&ctx, c),
@@ -206,12 +212,8 @@ fn main() {
         }
     };
     let json = cli.json;
-    if let Err(e) = run(cli) {
-        if json {
-            eprintln!("{}", e.to_json());
-        } else {
-            eprintln!("{e}");
-        }
-        std::process::exit(e.exit_code());
+    let ran = interrupt::install(json).and_then(|()| run(cli));
+    if let Err(e) = ran {
+        e.exit(json);
     }
 }

@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::error::{CliError, Result};
+use crate::interrupt::{self, OnInterrupt};
 use crate::output::is_tty;
 use crate::{seg, Ctx};
 
@@ -58,6 +59,14 @@ const VERSION_COLUMNS: &[(&str, &str)] = &[
     ("ROUND", "round_id"),
     ("CREATED", "created_at"),
 ];
+
+/// A version as the API takes it in a body: its number (a JSON number) or its id.
+pub fn version_ref(version: &str) -> Value {
+    match version.parse::<u64>() {
+        Ok(n) => json!(n),
+        Err(_) => json!(version),
+    }
+}
 
 fn bytes_bar(len: u64, msg: &str) -> ProgressBar {
     if !is_tty() {
@@ -149,6 +158,31 @@ pub fn run(ctx: &Ctx, cmd: ModelsCmd) -> Result<()> {
     Ok(())
 }
 
+/// What an interrupt leaves while the file is on its way: nothing (the server inserts the
+/// version row, with its audit event, only after the last byte and the format checks).
+const PUSH_ABANDONED: &str = "the upload was abandoned before its last byte; the server \
+     registers a version only once it holds the whole file, so nothing was registered";
+
+/// The file as the request body: counts what the server was sent, and once the last byte is
+/// out an interrupt no longer drops the request but waits for the server's answer (it may have
+/// registered the version).
+struct Upload<R> {
+    inner: R,
+    sent: u64,
+    len: u64,
+}
+
+impl<R: Read> Read for Upload<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.sent += n as u64;
+        if n == 0 || self.sent >= self.len {
+            interrupt::set(OnInterrupt::Record);
+        }
+        Ok(n)
+    }
+}
+
 fn push(ctx: &Ctx, model: &str, file: &Path) -> Result<()> {
     let local = sha256_file(file)?;
     let len = std::fs::metadata(file)
@@ -158,10 +192,19 @@ fn push(ctx: &Ctx, model: &str, file: &Path) -> Result<()> {
         .api
         .url(&ctx.org_path(&format!("/models/{}/versions", seg(model)))?);
     let pb = bytes_bar(len, "uploading");
+    let _scope = interrupt::on_interrupt(OnInterrupt::exit(PUSH_ABANDONED));
     let r = ctx.api.send(|c| {
         pb.set_position(0);
+        interrupt::set(OnInterrupt::exit(PUSH_ABANDONED));
         let body = match File::open(file) {
-            Ok(f) => reqwest::blocking::Body::sized(pb.wrap_read(f), len),
+            Ok(f) => reqwest::blocking::Body::sized(
+                Upload {
+                    inner: pb.wrap_read(f),
+                    sent: 0,
+                    len,
+                },
+                len,
+            ),
             Err(_) => reqwest::blocking::Body::from(Vec::new()),
         };
         c.post(&url)
@@ -177,7 +220,10 @@ fn push(ctx: &Ctx, model: &str, file: &Path) -> Result<()> {
         )));
     }
     ctx.out.object(&v, &v["version"], VERSION_COLUMNS);
-    Ok(())
+    interrupt::check(&format!(
+        "after the last byte was sent: the server registered it as version {}",
+        v["version"]["version"]
+    ))
 }
 
 fn pull(ctx: &Ctx, model: &str, version: &str, output: Option<PathBuf>) -> Result<()> {
@@ -201,6 +247,17 @@ fn pull(ctx: &Ctx, model: &str, version: &str, output: Option<PathBuf>) -> Resul
     let pb = bytes_bar(r.content_length().unwrap_or(0), "downloading");
     let mut reader = pb.wrap_read(r);
     let mut f = File::create(&tmp).map_err(io)?;
+    let partial = tmp.clone();
+    let scope = interrupt::on_interrupt(OnInterrupt::Exit {
+        note: format!(
+            "the download was abandoned; {} was removed and {} not written",
+            partial.display(),
+            path.display()
+        ),
+        cleanup: Some(Box::new(move || {
+            let _ = std::fs::remove_file(partial);
+        })),
+    });
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];
     let mut bytes = 0u64;
@@ -229,6 +286,7 @@ fn pull(ctx: &Ctx, model: &str, version: &str, output: Option<PathBuf>) -> Resul
         )));
     }
     std::fs::rename(&tmp, &path).map_err(io)?;
+    drop(scope);
     let v = json!({"file": path, "sha256": got, "bytes": bytes});
     ctx.out.done(
         &v,

@@ -205,6 +205,7 @@ const PROVIDER_FIELDS: &[(&str, &str)] = &[
     ("embedding model", "embedding_model"),
     ("default", "is_default"),
     ("has api key", "has_api_key"),
+    ("key sealed to", "api_key_sealed_to"),
     ("key set", "api_key_set_at"),
 ];
 

@@ -1,4 +1,4 @@
-//! `rounds create|list|show|cancel|watch`.
+//! `rounds create|list|show|cancel|watch|metrics`.
 
 use std::time::Duration;
 
@@ -6,6 +6,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 
 use crate::error::{CliError, Result};
+use crate::models::version_ref;
 use crate::output::is_tty;
 use crate::{seg, Ctx};
 
@@ -41,6 +42,11 @@ pub enum RoundsCmd {
         noise_multiplier: Option<f64>,
     },
     Cancel {
+        round: String,
+    },
+    /// Training metrics and fleet health: the participation funnel, each metric's
+    /// sample-weighted mean and spread over the accepted updates, the participants' health.
+    Metrics {
         round: String,
     },
     /// Follow a round until it ends: exit 0 and print the published version id, or exit 1 when
@@ -100,10 +106,7 @@ pub fn run(ctx: &Ctx, cmd: RoundsCmd) -> Result<()> {
             clip_norm,
             noise_multiplier,
         } => {
-            let base: Value = match base_version.parse::<u64>() {
-                Ok(n) => json!(n),
-                Err(_) => json!(base_version),
-            };
+            let base = version_ref(&base_version);
             let mut aggregation = json!({"algorithm": "fedavg"});
             if let Some(c) = clip_norm {
                 aggregation["clip_norm"] = json!(c);
@@ -128,9 +131,68 @@ pub fn run(ctx: &Ctx, cmd: RoundsCmd) -> Result<()> {
             )?;
             ctx.out.object(&v, &v["round"], ROUND_FIELDS);
         }
+        RoundsCmd::Metrics { round } => {
+            let v = ctx
+                .api
+                .get(&ctx.org_path(&format!("/rounds/{}/metrics", seg(&round)))?)?;
+            metrics(ctx, &v);
+        }
         RoundsCmd::Watch { round, interval } => watch(ctx, &round, interval)?,
     }
     Ok(())
+}
+
+/// The funnel and health as `name: value` lines, the metrics as a table (one row a metric).
+fn metrics(ctx: &Ctx, v: &Value) {
+    if ctx.out.json {
+        return ctx.out.raw(v);
+    }
+    ctx.out.object(
+        v,
+        v,
+        &[
+            ("round", "round_id"),
+            ("state", "state"),
+            ("offered", "funnel.offered"),
+            ("joined", "funnel.joined"),
+            ("uploaded", "funnel.uploaded"),
+            ("accepted", "funnel.accepted"),
+            ("rejected", "funnel.rejected"),
+            ("dropped", "funnel.dropped"),
+            ("participants", "device_health.participants"),
+            ("reporting health", "device_health.reporting"),
+            ("battery % (mean)", "device_health.battery_pct_avg"),
+            ("charging", "device_health.charging"),
+        ],
+    );
+    let rows: Vec<Value> = v["metrics"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(name, spread)| {
+                    let mut row = spread.clone();
+                    row["name"] = json!(name);
+                    row
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    println!();
+    ctx.out.list(
+        v,
+        &rows,
+        &[
+            ("METRIC", "name"),
+            ("UPDATES", "updates"),
+            ("MEAN", "mean"),
+            ("STD DEV", "std_dev"),
+            ("MIN", "min"),
+            ("P10", "p10"),
+            ("P50", "p50"),
+            ("P90", "p90"),
+            ("MAX", "max"),
+        ],
+    );
 }
 
 fn get(ctx: &Ctx, round: &str) -> Result<Value> {

@@ -12,6 +12,12 @@
 //!    starts an upload with its metadata, `PUT`s the parts to the signed part URLs (no bearer:
 //!    the URL is the authority), and completes it.
 //!
+//! Ctrl-C winds the run down rather than cutting it off: each device stops at its next step
+//! (before joining, before each part, before completing), then the CLI revokes every device it
+//! enrolled whose update was not accepted, so no half-finished participant or upload is left
+//! in the round (revoking drops a device's in-flight uploads), and exits 130. Accepted updates
+//! stand: each is whole. Bootstrap tokens minted but not yet exchanged expire unused.
+//!
 //! The updates are deterministic: device `i`'s sample count, loss and every delta value come
 //! from ChaCha8 seeded with `--seed`, stream `i`, so the same seed gives the same bytes (and
 //! SHA-256) on any machine. Identifiers are fresh per run (`sim-<random>-<i>`), as a device has
@@ -36,10 +42,14 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::api::{decode, json_of, send_plain};
-use crate::devices::{add_members, mint_bootstrap_token, set_tags};
+use crate::devices::{add_members, mint_bootstrap_token, revoke_device, set_tags};
 use crate::error::{CliError, Result};
+use crate::interrupt::{self, OnInterrupt};
 use crate::output::is_tty;
 use crate::{seg, Ctx};
+
+/// A device's step not taken because of Ctrl-C.
+const STOPPED: &str = "stopped by Ctrl-C";
 
 /// The most devices one run simulates (a round admits at most 10,000 participants).
 const MAX_DEVICES: u32 = 10_000;
@@ -187,6 +197,7 @@ impl DeviceHttp<'_> {
 
     /// Exchanges a bootstrap token for device credentials.
     fn bootstrap(&self, org_id: &str, minted: &BootstrapTokenMinted) -> Result<DeviceTokens> {
+        interrupt::check(STOPPED)?;
         let v = self.post(
             &minted.token,
             "/api/v1/device-auth/bootstrap",
@@ -206,6 +217,7 @@ impl DeviceHttp<'_> {
     ) -> Result<Value> {
         let token = &device.access_token;
         let round_id = seg(round.id.as_str());
+        interrupt::check(STOPPED)?;
         let joined: Joined = decode(
             self.post(
                 token,
@@ -229,6 +241,7 @@ impl DeviceHttp<'_> {
             "sha256": update.sha256,
             "size": update.bytes.len(),
         });
+        interrupt::check(STOPPED)?;
         let started: UploadStarted = decode(
             self.post(
                 token,
@@ -240,6 +253,7 @@ impl DeviceHttp<'_> {
         // Part k carries bytes [k·len/parts, (k+1)·len/parts): every part non-empty, in order.
         let (len, parts) = (update.bytes.len(), started.part_urls.len());
         for (k, url) in started.part_urls.iter().enumerate() {
+            interrupt::check(STOPPED)?;
             let part = &update.bytes[k * len / parts..(k + 1) * len / parts];
             send_plain(
                 self.http
@@ -248,6 +262,7 @@ impl DeviceHttp<'_> {
                     .body(part.to_vec()),
             )?;
         }
+        interrupt::check(STOPPED)?;
         let accepted: UpdateAccepted = decode(
             self.post(
                 token,
@@ -312,6 +327,22 @@ fn join_group(ctx: &Ctx, round: &Round, devices: &[DeviceTokens]) -> Result<()> 
     Ok(())
 }
 
+/// After Ctrl-C: revokes the enrolled devices whose update was not accepted (a revoked
+/// device's joined participation and started upload are dropped by the round), and says so.
+fn wind_down(ctx: &Ctx, unfinished: &[&DeviceTokens], accepted: usize) -> CliError {
+    let mut revoked = 0;
+    for d in unfinished {
+        match revoke_device(ctx, d.device_id.as_str(), Some("simulation interrupted")) {
+            Ok(_) => revoked += 1,
+            Err(e) => eprintln!("could not revoke {}: {e}", d.device_id),
+        }
+    }
+    CliError::Interrupted(format!(
+        "{revoked} of {} unfinished simulated devices revoked; {accepted} accepted updates stand",
+        unfinished.len()
+    ))
+}
+
 fn simulate_round(
     ctx: &Ctx,
     round: &str,
@@ -342,10 +373,12 @@ fn simulate_round(
             .map_err(|_| CliError::usage("the system's random source is unavailable"))?,
     );
 
+    let _scope = interrupt::on_interrupt(OnInterrupt::Record);
     // 1. Bootstrap tokens, minted with the signed-in credential.
     let pb = bar(n as usize, "enrolling");
     let mut minted = Vec::with_capacity(n as usize);
     for i in 0..n {
+        interrupt::check("no device had enrolled yet; the bootstrap tokens minted expire unused")?;
         let (_, token) = mint_bootstrap_token(ctx, &format!("sim-{nonce}-{i}"), None, &[])?;
         minted.push(token);
         pb.inc(1);
@@ -359,12 +392,17 @@ fn simulate_round(
         base: &ctx.api.base,
     };
     let pb = bar(n as usize, "bootstrapping");
-    let devices = in_parallel(&minted, concurrency, &pb, |m| {
+    let enrolled = in_parallel(&minted, concurrency, &pb, |m| {
         device_http.bootstrap(&org_id, m)
-    })
-    .into_iter()
-    .collect::<Result<Vec<DeviceTokens>>>()?;
+    });
     pb.finish_and_clear();
+    if interrupt::interrupted() {
+        let devices: Vec<&DeviceTokens> = enrolled.iter().flatten().collect();
+        return Err(wind_down(ctx, &devices, 0));
+    }
+    let devices = enrolled
+        .into_iter()
+        .collect::<Result<Vec<DeviceTokens>>>()?;
 
     // 3. Into the round's device group, if it has one.
     join_group(ctx, &round, &devices)?;
@@ -376,6 +414,19 @@ fn simulate_round(
         device_http.train(&round, d, *i, seed, scale)
     });
     pb.finish_and_clear();
+    if interrupt::interrupted() {
+        let unfinished: Vec<&DeviceTokens> = indexed
+            .iter()
+            .zip(&outcomes)
+            .filter(|(_, o)| o.is_err())
+            .map(|((_, d), _)| *d)
+            .collect();
+        return Err(wind_down(
+            ctx,
+            &unfinished,
+            outcomes.len() - unfinished.len(),
+        ));
+    }
 
     let mut rows = Vec::with_capacity(outcomes.len());
     let mut first_error = None;

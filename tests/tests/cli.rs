@@ -176,7 +176,9 @@ fn login_with_the_device_code_approved_through_the_api_then_whoami_refresh_and_l
     // The signed-in owner approves the code for the org (what the console's /device page does).
     approve_device(&owner, &user_code, &org_id).expect(200);
     let out = child.wait_with_output().unwrap();
-    let run: Run = out.into();
+    let mut run: Run = out.into();
+    // The rest of what login said after the user code (the stream was taken above).
+    std::io::Read::read_to_string(&mut stderr, &mut run.stderr).unwrap();
     assert_eq!(run.code, 0, "stdout {} stderr {}", run.stdout, run.stderr);
     assert!(run.stdout.contains("Signed in as"), "{}", run.stdout);
 
@@ -533,6 +535,15 @@ fn models_push_then_pull_byte_identical() {
         .json();
     assert_eq!(out["sha256"], sha256_hex(&bytes).as_str());
     assert_eq!(std::fs::read(&pulled).unwrap(), bytes);
+    // Not on a terminal: no progress bar and no colour, only the result on stdout.
+    let again = cli.dir.join("again.safetensors");
+    let plain = cli
+        .run(&["models", "pull", &model, "1", "-o", again.to_str().unwrap()])
+        .ok();
+    assert!(plain.stderr.is_empty(), "{}", plain.stderr);
+    assert!(!plain.stdout.contains('\u{1b}'), "{:?}", plain.stdout);
+    assert!(plain.stdout.starts_with("Downloaded"), "{}", plain.stdout);
+    assert_eq!(std::fs::read(&again).unwrap(), bytes);
 
     let versions = cli
         .run(&["models", "versions", &model, "--json"])
@@ -970,6 +981,13 @@ fn code_review_is_configured_and_followed_from_the_cli() {
 
 /// A model with a two-tensor base version, and a round on it wanting `devices` updates.
 fn model_and_round(cli: &Cli, devices: u32) -> (String, String) {
+    let model = model_with_version(cli);
+    let round = new_round(cli, &model, devices, None);
+    (model, round)
+}
+
+/// A model whose version 1 is a two-tensor base pushed with the CLI.
+fn model_with_version(cli: &Cli) -> String {
     let model = cli
         .run(&["models", "create", &unique("sim-model"), "--json"])
         .ok()
@@ -983,8 +1001,7 @@ fn model_and_round(cli: &Cli, devices: u32) -> (String, String) {
     std::fs::write(&file, safetensors_f32(&spec, &values, &[0, 1])).unwrap();
     cli.run(&["models", "push", &model, file.to_str().unwrap()])
         .ok();
-    let round = new_round(cli, &model, devices, None);
-    (model, round)
+    model
 }
 
 /// A round on version 1 of `model` wanting `devices` updates, aimed at `group` if given.
@@ -1063,6 +1080,25 @@ fn simulate_round_then_watch_prints_the_published_version() {
     assert_eq!(shown["round"]["published_version_id"], version_id.as_str());
     assert_eq!(shown["round"]["progress"]["accepted"], 3);
     assert_eq!(shown["round"]["progress"]["total_samples"], samples);
+    // The round's metrics: three accepted updates, each with the loss simulate reported.
+    let metrics = cli
+        .run(&["rounds", "metrics", &round, "--json"])
+        .ok()
+        .json();
+    assert_eq!(metrics["funnel"]["accepted"], 3, "{metrics}");
+    assert_eq!(metrics["metrics"]["loss"]["updates"], 3, "{metrics}");
+    let losses: Vec<f64> = devices
+        .iter()
+        .map(|d| d["loss"].as_f64().unwrap())
+        .collect();
+    let lowest = losses.iter().cloned().fold(f64::INFINITY, f64::min);
+    assert!((metrics["metrics"]["loss"]["min"].as_f64().unwrap() - lowest).abs() < 1e-9);
+    let table = cli.run(&["rounds", "metrics", &round]).ok();
+    assert!(
+        table.stdout.contains("METRIC") && table.stdout.contains("loss"),
+        "{}",
+        table.stdout
+    );
     let versions = cli
         .run(&["models", "versions", &model, "--json"])
         .ok()
@@ -1147,4 +1183,401 @@ fn simulate_round_then_watch_prints_the_published_version() {
     // A round of another org, or none: the server's 404.
     let r = cli.run(&["simulate", "round", "rnd_doesnotexist"]);
     assert_refused(&r, 404, "not_found");
+}
+
+/// A TCP relay in front of the stack for one connection: it passes the client's first
+/// `hold_after` bytes on to the server, says so on `held`, and then stops reading from the
+/// client (an upload stalled half-way, the server holding part of it) until `close` is sent,
+/// when it drops both sides. The server's answers pass through.
+struct Relay {
+    url: String,
+    held: std::sync::mpsc::Receiver<u64>,
+    close: std::sync::mpsc::Sender<()>,
+}
+
+impl Relay {
+    fn start(hold_after: u64) -> Self {
+        use std::io::{Read, Write};
+        use std::net::{TcpListener, TcpStream};
+        // A small receive buffer, so the client cannot park much of its body in the relay's
+        // socket once the relay stops reading.
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket.set_recv_buffer_size(64 * 1024).unwrap();
+        socket
+            .bind(
+                &"127.0.0.1:0"
+                    .parse::<std::net::SocketAddr>()
+                    .unwrap()
+                    .into(),
+            )
+            .unwrap();
+        socket.listen(1).unwrap();
+        let listener: TcpListener = socket.into();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let upstream_addr = stack()
+            .base_url
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_owned();
+        let (held_tx, held) = std::sync::mpsc::channel();
+        let (close, close_rx) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            let (mut client, _) = listener.accept().unwrap();
+            let mut server = TcpStream::connect(&upstream_addr).unwrap();
+            let (mut client_w, mut server_r) =
+                (client.try_clone().unwrap(), server.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut server_r, &mut client_w);
+            });
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut passed = 0u64;
+            while passed < hold_after {
+                let n = client.read(&mut buf).unwrap();
+                assert!(n > 0, "the client closed after {passed} bytes");
+                server.write_all(&buf[..n]).unwrap();
+                passed += n as u64;
+            }
+            held_tx.send(passed).unwrap();
+            let _ = close_rx.recv();
+            let _ = server.shutdown(std::net::Shutdown::Both);
+            let _ = client.shutdown(std::net::Shutdown::Both);
+        });
+        Relay { url, held, close }
+    }
+}
+
+#[test]
+fn ctrl_c_during_a_push_exits_130_and_registers_nothing_and_a_retry_succeeds() {
+    let (_s, _org_id, cli) = owner_with_org("cli-interrupt");
+    let model = cli
+        .run(&["models", "create", &unique("big-model"), "--json"])
+        .ok()
+        .json()["model"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // A 12 MiB base version: one tensor of 3 Mi float32 values. It outsizes what the relay
+    // passes (1 MiB) plus what the sockets between can hold (the client's send buffer, 4 MiB
+    // at most here, and the relay's 64 KiB), so the CLI is still sending when Ctrl-C comes.
+    let elements = 3 * 1024 * 1024;
+    let spec = tensors(&[("big.weight", vec![elements])]);
+    let values: Vec<f64> = (0..elements).map(|i| (i % 97) as f64 / 97.0).collect();
+    let bytes = safetensors_f32(&spec, &values, &[0]);
+    let file = cli.dir.join("big.safetensors");
+    std::fs::write(&file, &bytes).unwrap();
+
+    // The push goes through a relay that stalls it once 1 MiB reached the server.
+    let relay = Relay::start(1024 * 1024);
+    let child = cli
+        .command(&["models", "push", &model, file.to_str().unwrap()])
+        .env("EDGEPLANE_URL", &relay.url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let passed = relay
+        .held
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .expect("the upload never reached 1 MiB");
+    assert!(passed < bytes.len() as u64);
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let run: Run = child.wait_with_output().unwrap().into();
+    assert_eq!(run.code, 130, "stdout {} stderr {}", run.stdout, run.stderr);
+    assert_eq!(run.stderr.trim().lines().count(), 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("interrupted") && run.stderr.contains("nothing was registered"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
+    // The server sees the connection drop mid-body.
+    relay.close.send(()).unwrap();
+
+    // Nothing half-registered: no version, and the retried push is version 1, byte-identical.
+    let versions = cli
+        .run(&["models", "versions", &model, "--json"])
+        .ok()
+        .json();
+    assert_eq!(versions["versions"], serde_json::json!([]), "{versions}");
+    let pushed = cli
+        .run(&["models", "push", &model, file.to_str().unwrap(), "--json"])
+        .ok()
+        .json();
+    assert_eq!(pushed["version"]["version"], 1, "{pushed}");
+    assert_eq!(pushed["version"]["sha256"], sha256_hex(&bytes).as_str());
+    let versions = cli
+        .run(&["models", "versions", &model, "--json"])
+        .ok()
+        .json();
+    assert_eq!(versions["versions"].as_array().unwrap().len(), 1);
+}
+
+/// What to press on a terminal, and when.
+struct Keys<'a> {
+    /// A Python regex over everything the terminal showed so far.
+    when: &'a str,
+    /// Wait, too, until the terminal no longer echoes (a hidden prompt is reading).
+    hidden: bool,
+    keys: &'a str,
+}
+
+/// Runs `args` under a pseudo-terminal (python3's `pty`), presses `keys` once they are due, as
+/// a person would, and returns the exit code and everything the terminal showed (the typed
+/// text too, had the program let it echo). At most three minutes.
+fn on_a_terminal(cli: &Cli, args: &[&str], keys: Keys<'_>) -> (i32, String) {
+    const DRIVER: &str = r#"
+import os, pty, re, select, sys, termios, time
+when, hidden, keys, argv = sys.argv[1].encode(), sys.argv[2] == "1", sys.argv[3].encode(), sys.argv[4:]
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(argv[0], argv)
+seen, sent, deadline = b"", False, time.monotonic() + 180
+while time.monotonic() < deadline:
+    # A hidden prompt is typed at once the terminal stopped echoing (the pty's termios, as the
+    # program set it): typed earlier, the program's own switch to no-echo may flush it.
+    if not sent and re.search(when, seen) and not (hidden and termios.tcgetattr(fd)[3] & termios.ECHO):
+        os.write(fd, keys)
+        sent = True
+    if not select.select([fd], [], [], 0.05)[0]:
+        continue
+    try:
+        chunk = os.read(fd, 4096)
+    except OSError:
+        break
+    if not chunk:
+        break
+    seen += chunk
+else:
+    os.kill(pid, 9)
+_, status = os.waitpid(pid, 0)
+sys.stdout.write(seen.decode("utf-8", "replace"))
+sys.exit(os.waitstatus_to_exitcode(status) if sent else 99)
+"#;
+    let mut py = Command::new("python3");
+    py.args([
+        "-c",
+        DRIVER,
+        keys.when,
+        if keys.hidden { "1" } else { "0" },
+        keys.keys,
+    ])
+    .arg(binary())
+    .args(args);
+    // The CLI's environment, as `Cli::command` sets it.
+    for (k, v) in cli.command(&[]).get_envs() {
+        match v {
+            Some(v) => py.env(k, v),
+            None => py.env_remove(k),
+        };
+    }
+    let out = py.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn providers_set_key_reads_a_hidden_prompt_on_a_terminal() {
+    use e2e::review::random_hex;
+    let (_s, _org_id, cli) = owner_with_org("cli-tty");
+    let created = cli
+        .run_with_stdin(
+            &[
+                "providers",
+                "create",
+                "--name",
+                "claude",
+                "--kind",
+                "anthropic",
+                "--model",
+                "review-model-1",
+                "--json",
+            ],
+            "sk-test-first\n",
+        )
+        .ok()
+        .json();
+    let provider = created["llm_provider"].clone();
+    let id = provider["id"].as_str().unwrap().to_owned();
+
+    let key = format!("sk-test-{}", random_hex(24));
+    let typed = format!("{key}\r");
+    let (code, screen) = on_a_terminal(
+        &cli,
+        &["providers", "set-key", &id],
+        Keys {
+            when: r"\(input is hidden\): ",
+            hidden: true,
+            keys: &typed,
+        },
+    );
+    assert_eq!(code, 0, "{screen}");
+    // The terminal showed the prompt and the result, never the key (nor any part of it).
+    assert!(screen.contains("Enter the provider's API key"), "{screen}");
+    assert!(!screen.contains(&key[8..]), "the key was echoed: {screen}");
+    assert!(screen.contains("key sealed to"), "{screen}");
+    let shown = cli.run(&["providers", "list", "--json"]).ok().json()["llm_providers"][0].clone();
+    assert_eq!(shown["has_api_key"], true);
+    assert!(!shown["api_key_sealed_to"].as_str().unwrap().is_empty());
+    assert_ne!(
+        shown["api_key_set_at"], provider["api_key_set_at"],
+        "the key typed at the prompt was not set"
+    );
+    assert!(screen.contains(shown["api_key_sealed_to"].as_str().unwrap()));
+}
+
+#[test]
+fn deployments_roll_an_approved_version_out_stage_by_stage() {
+    let (_s, _org_id, cli) = owner_with_org("cli-deploy");
+    let model = model_with_version(&cli);
+    let group = cli
+        .run(&["groups", "create", "fleet", "--json"])
+        .ok()
+        .json()["device_group"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let create: [&str; 11] = [
+        "deployments",
+        "create",
+        "--model",
+        &model,
+        "--version",
+        "1",
+        "--group",
+        &group,
+        "--stages",
+        "10,100",
+        "--json",
+    ];
+    // Only an approved version ships.
+    let r = cli.run(&create[..create.len() - 1]);
+    assert_refused(&r, 409, "conflict");
+    cli.run(&["models", "approve", &model, "1"]).ok();
+    let created = cli.run(&create).ok().json()["deployment"].clone();
+    assert_eq!(created["state"], "active", "{created}");
+    assert_eq!(created["stages"], serde_json::json!([10, 100]));
+    assert_eq!(created["percent"], 10);
+    assert_eq!(created["device_group_ids"], serde_json::json!([group]));
+    let id = created["id"].as_str().unwrap().to_owned();
+
+    let shown = cli.run(&["deployments", "show", &id, "--json"]).ok().json();
+    assert_eq!(shown["deployment"]["progress"].as_array().unwrap().len(), 2);
+    let table = cli.run(&["deployments", "show", &id]).ok();
+    assert!(
+        table.stdout.contains("STAGE %") && table.stdout.contains(&id),
+        "{}",
+        table.stdout
+    );
+
+    let step = |action: &str| -> Value {
+        cli.run(&["deployments", action, &id, "--json"]).ok().json()["deployment"].clone()
+    };
+    assert_eq!(step("pause")["state"], "paused");
+    // A paused rollout is not promoted: the server's 409, exit 1.
+    assert_refused(&cli.run(&["deployments", "promote", &id]), 409, "conflict");
+    assert_eq!(step("resume")["state"], "active");
+    let done = step("promote");
+    assert_eq!(
+        (done["state"].as_str(), done["percent"].as_u64()),
+        (Some("completed"), Some(100))
+    );
+    assert_eq!(step("rollback")["state"], "rolled_back");
+    assert_refused(&cli.run(&["deployments", "resume", &id]), 409, "conflict");
+
+    let listed = cli
+        .run(&["deployments", "list", "--model", &model, "--json"])
+        .ok()
+        .json();
+    assert_eq!(ids_in(&listed, "deployments"), vec![id.clone()]);
+    let table = cli.run(&["deployments", "list"]).ok();
+    assert!(
+        table.stdout.contains(&id) && table.stdout.contains("rolled_back"),
+        "{}",
+        table.stdout
+    );
+    assert_refused(
+        &cli.run(&["deployments", "show", "dep_doesnotexist"]),
+        404,
+        "not_found",
+    );
+}
+
+#[test]
+fn ctrl_c_during_simulate_revokes_the_unfinished_devices_and_a_rerun_completes_the_round() {
+    let (_s, _org_id, cli) = owner_with_org("cli-sim-interrupt");
+    let (_model, round) = model_and_round(&cli, 6);
+    // Ctrl-C on the terminal once the training bar shows a first device done.
+    let (code, screen) = on_a_terminal(
+        &cli,
+        &[
+            "simulate",
+            "round",
+            &round,
+            "--devices",
+            "6",
+            "--concurrency",
+            "1",
+        ],
+        Keys {
+            when: r"training \[[^\]]*\] [1-5]/6 devices",
+            hidden: false,
+            keys: "\u{3}",
+        },
+    );
+    assert_eq!(code, 130, "{screen}");
+    // The error line, after whatever the bar left on the same terminal line.
+    let summary = screen
+        .lines()
+        .find_map(|l| l.split("error: interrupted: ").nth(1))
+        .filter(|l| l.contains("unfinished simulated devices revoked"))
+        .unwrap_or_else(|| panic!("{screen}"));
+    // "error: interrupted: R of U unfinished simulated devices revoked; A accepted updates stand"
+    let numbers: Vec<u64> = summary
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    let (revoked, unfinished, accepted) = (numbers[0], numbers[1], numbers[2]);
+    assert_eq!(revoked, unfinished, "{summary}");
+    assert!(accepted >= 1 && unfinished >= 1, "{summary}");
+    assert_eq!(accepted + unfinished, 6, "{summary}");
+
+    // The server agrees: the accepted updates count, the rest's devices are revoked.
+    let shown = cli.run(&["rounds", "show", &round, "--json"]).ok().json();
+    assert_eq!(shown["round"]["progress"]["accepted"], accepted, "{shown}");
+    assert!(
+        matches!(
+            shown["round"]["state"].as_str(),
+            Some("open" | "collecting")
+        ),
+        "{shown}"
+    );
+    let devices = cli.run(&["devices", "list", "--json"]).ok().json();
+    let revoked_devices = devices["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["revoked_reason"] == "simulation interrupted")
+        .count() as u64;
+    assert_eq!(revoked_devices, unfinished, "{devices}");
+
+    // Nothing left half-way blocks the round: the missing updates come from a second run, and
+    // the round publishes.
+    let rest = unfinished.to_string();
+    cli.run(&["simulate", "round", &round, "--devices", &rest])
+        .ok();
+    let watched = cli
+        .run(&["rounds", "watch", &round, "--interval", "1"])
+        .ok();
+    assert!(
+        watched.stdout.trim().starts_with("mv"),
+        "{}",
+        watched.stdout
+    );
 }

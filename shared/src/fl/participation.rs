@@ -41,6 +41,7 @@ pub struct RoundView {
     pub state: RoundState,
     pub deadline_ms: i64,
     pub now_ms: i64,
+    /// Participations holding a place: joined, uploading or accepted (not revoked).
     pub joined: u32,
     pub max: u32,
 }

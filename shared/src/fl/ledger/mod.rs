@@ -137,7 +137,7 @@ impl<'a, E: SqlExec> RoundLedger<'a, E> {
             state: r.state,
             deadline_ms: r.config.deadline_at_ms,
             now_ms,
-            joined: records::count_participants(self.sql)?,
+            joined: records::count_participants_holding_a_place(self.sql)?,
             max: r.config.max,
         })
     }

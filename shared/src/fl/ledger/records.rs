@@ -264,8 +264,13 @@ pub fn participants(sql: &impl SqlExec) -> Result<Vec<ParticipantRecord>, StoreE
     .collect()
 }
 
-pub fn count_participants(sql: &impl SqlExec) -> Result<u32, StoreError> {
-    match sql.one("SELECT count(*) FROM participants", &[])? {
+/// Participations that hold one of the round's `max` places: a revoked one never uploads
+/// again, so its place goes back to the round (an interrupted `simulate round`, a lost phone).
+pub fn count_participants_holding_a_place(sql: &impl SqlExec) -> Result<u32, StoreError> {
+    match sql.one(
+        "SELECT count(*) FROM participants WHERE state != ?",
+        &[enc(&ParticipationState::Revoked)?],
+    )? {
         Some(r) => r.get(0),
         None => Ok(0),
     }

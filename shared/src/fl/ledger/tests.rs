@@ -428,6 +428,17 @@ impl<'a> World<'a> {
 
     /// Carries out a decision's effects, unless the object "dies" first (then the alarm's
     /// next tick and the end's cleanup must make up for it).
+    /// Revokes `device` in the round, as the gateway does, and applies the effects.
+    fn revoke(&self, device: &DeviceId) {
+        let fx = self
+            .ledger()
+            .revoke_device(&DeviceRequest {
+                device_id: device.clone(),
+            })
+            .unwrap();
+        self.effects(fx);
+    }
+
     fn effects(&self, fx: Effects) {
         if self.rng.chance(self.coordinator_faults) {
             return;
@@ -1134,23 +1145,49 @@ fn revoking_a_device_rejects_its_in_flight_work() {
     let ds = devices(2);
     let ups = updates(2, &rng);
     w.upload(&ds[0], &ups[0]).unwrap();
-    let fx = w
-        .ledger()
-        .revoke_device(&DeviceRequest {
-            device_id: ds[0].clone(),
-        })
-        .unwrap();
-    w.effects(fx);
-    let fx = w
-        .ledger()
-        .revoke_device(&DeviceRequest {
-            device_id: ds[1].clone(),
-        })
-        .unwrap();
-    w.effects(fx);
+    w.revoke(&ds[0]);
+    w.revoke(&ds[1]);
     let err = w.upload(&ds[1], &ups[1]).unwrap_err();
     assert!(matches!(err, LedgerError::Refused(e) if e.status() == 401));
     assert_eq!(w.ledger().round().unwrap().unwrap().accepted, 1);
+}
+
+/// A revoked participation gives its place back: a full round admits another device, which
+/// uploads and publishes it; a second device beyond `max` is still refused.
+#[test]
+fn a_revoked_participation_frees_its_place_in_a_full_round() {
+    let rng = Rng::new(31);
+    let blobs = SimBlobs::default();
+    let w = World::new(&blobs, &rng, 2, 2, 2);
+    let ds = devices(4);
+    let ups = updates(3, &rng);
+    w.upload(&ds[0], &ups[0]).unwrap();
+    let join = |d: &DeviceId| {
+        w.ledger().join(
+            &JoinRequest {
+                participation_id: ParticipationId::parse(&format!("p-{}", &d.as_str()[4..16]))
+                    .unwrap(),
+                device_id: d.clone(),
+                capabilities: serde_json::json!({}),
+            },
+            w.tick_clock(),
+        )
+    };
+    w.effects(join(&ds[1]).unwrap().1);
+    let full = join(&ds[2]).unwrap_err();
+    assert!(
+        matches!(full, LedgerError::Refused(ref e) if e.status() == 409),
+        "{full:?}"
+    );
+    w.revoke(&ds[1]);
+    w.upload(&ds[2], &ups[2]).unwrap();
+    let round = w.ledger().round().unwrap().unwrap();
+    assert_eq!(round.accepted, 2);
+    let full = join(&ds[3]).unwrap_err();
+    assert!(
+        matches!(full, LedgerError::Refused(ref e) if e.status() == 409),
+        "{full:?}"
+    );
 }
 
 /// An unknown stored state is an error, never a default.
