@@ -7,7 +7,7 @@ import AxeBuilder from "@axe-core/playwright";
 import { request as apiRequest } from "@playwright/test";
 import { existsSync } from "node:fs";
 import { BASE, newContext, signIn, freshOwner, apiAs, watchConsole, openPage } from "./helpers.mjs";
-import { hex, deliver, pullRequestOpened, safetensors, enrollDevice } from "./fixtures.mjs";
+import { hex, deliver, pullRequestOpened, enrollDevice, modelWithBase } from "./fixtures.mjs";
 
 /** The axe impacts that fail the test; "minor" and "moderate" are reported, not failed. */
 const BLOCKING = new Set(["serious", "critical"]);
@@ -15,14 +15,7 @@ const BLOCKING = new Set(["serious", "critical"]);
 /** One of each resource a page shows, created through the JSON and device APIs. */
 async function resources(owner) {
   const api = await apiAs(owner.token);
-  const model = await api.post(`/v1/orgs/${owner.org}/models`, { data: { name: `pages-model-${hex(3)}` } });
-  expect(model.status()).toBe(201);
-  const modelId = (await model.json()).model.id;
-  const version = await api.post(`/v1/orgs/${owner.org}/models/${modelId}/versions`, {
-    headers: { "content-type": "application/octet-stream" },
-    data: safetensors(),
-  });
-  expect(version.status()).toBe(201);
+  const modelId = await modelWithBase(owner);
   expect((await api.post(`/v1/orgs/${owner.org}/models/${modelId}/versions/1/approve`)).status()).toBe(200);
   const group = await api.post(`/v1/orgs/${owner.org}/device-groups`, { data: { name: "pages", tags: ["pages"] } });
   expect(group.status()).toBe(201);

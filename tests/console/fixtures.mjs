@@ -46,12 +46,14 @@ export function pullRequestOpened(repo, number) {
 
 /**
  * A device enrolled in `owner`'s org through a bootstrap token (minted with the owner's API
- * token, exchanged by the device): its identifier, id and device access token.
+ * token, exchanged by the device), given `tags` if any; the token asks for `scopes` when given
+ * (heartbeats need `heartbeat:write`). Returns its identifier, id and device access token.
  */
-export async function enrollDevice(owner, identifier = `console-device-${randomInt(1e9)}`) {
+export async function enrollDevice(owner, { tags = [], scopes } = {}) {
+  const identifier = `console-device-${randomInt(1e9)}`;
   const api = await apiAs(owner.token);
   const minted = await api.post(`/v1/orgs/${owner.org}/devices/bootstrap-tokens`, {
-    data: { device_identifier: identifier },
+    data: { device_identifier: identifier, ...(scopes ? { scopes } : {}) },
   });
   expect(minted.status()).toBe(201);
   const { token } = await minted.json();
@@ -61,20 +63,32 @@ export async function enrollDevice(owner, identifier = `console-device-${randomI
   });
   expect(enrolled.status()).toBe(201);
   const { device_id, access_token } = await enrolled.json();
+  if (tags.length) {
+    const tagged = await api.patch(`/v1/orgs/${owner.org}/devices/${device_id}`, { data: { tags } });
+    expect(tagged.status()).toBe(200);
+  }
   await Promise.all([api.dispose(), device.dispose()]);
   return { identifier, id: device_id, token: access_token };
 }
 
-/** A safetensors file holding one float32 tensor `w` of shape [2, 3] (by default 0, .1, … .5). */
-export function safetensors(values = [0, 0.1, 0.2, 0.3, 0.4, 0.5]) {
-  let header = JSON.stringify({ w: { dtype: "F32", shape: [2, 3], data_offsets: [0, 24] } });
+/**
+ * A safetensors file holding one float32 tensor `w` of `shape` (by default [2, 3] holding
+ * 0, .1, … .5, the base version `modelWithBase` uploads).
+ */
+export function safetensors(values = [0, 0.1, 0.2, 0.3, 0.4, 0.5], shape = [2, 3]) {
+  const bytes = 4 * values.length;
+  let header = JSON.stringify({ w: { dtype: "F32", shape, data_offsets: [0, bytes] } });
   while ((8 + header.length) % 8 !== 0) header += " ";
   const len = Buffer.alloc(8);
   len.writeBigUInt64LE(BigInt(header.length));
-  const data = Buffer.alloc(24);
+  const data = Buffer.alloc(bytes);
   values.forEach((v, i) => data.writeFloatLE(v, i * 4));
   return Buffer.concat([len, Buffer.from(header), data]);
 }
+
+/** A safetensors file of one tensor of `n` random float32 values, shape [n]. */
+export const randomSafetensors = (n) =>
+  safetensors(Array.from({ length: n }, () => Math.random()), [n]);
 
 /** A new model of `owner`'s org with its base version 1 (`safetensors()`); returns the model id. */
 export async function modelWithBase(owner) {

@@ -5,7 +5,6 @@
 // address), device groups (members and how many are eligible now), and what a member sees and
 // may do there. Every page is checked for the CSP and for browser console errors.
 import { test, expect } from "@playwright/test";
-import { randomBytes } from "node:crypto";
 import {
   BASE,
   newContext,
@@ -16,41 +15,11 @@ import {
   watchConsole,
   openPage,
 } from "./helpers.mjs";
+import { hex, enrollDevice, randomSafetensors } from "./fixtures.mjs";
 
-const hex = (n) => randomBytes(n).toString("hex");
-
-/** A safetensors file holding one float32 tensor `w` of `n` random values. */
-function safetensors(n) {
-  let header = JSON.stringify({ w: { dtype: "F32", shape: [n], data_offsets: [0, 4 * n] } });
-  while ((8 + header.length) % 8 !== 0) header += " ";
-  const len = Buffer.alloc(8);
-  len.writeBigUInt64LE(BigInt(header.length));
-  const data = Buffer.alloc(4 * n);
-  for (let i = 0; i < n; i++) data.writeFloatLE(Math.random(), i * 4);
-  return Buffer.concat([len, Buffer.from(header), data]);
-}
-
-/** A device of `owner`'s org with `tags`, enrolled with heartbeat rights; returns it and its token. */
-async function enrollDevice(owner, tags = []) {
-  const identifier = `fleet-device-${hex(4)}`;
-  const api = await apiAs(owner.token);
-  const minted = await api.post(`/v1/orgs/${owner.org}/devices/bootstrap-tokens`, {
-    data: { device_identifier: identifier, scopes: ["devices:write", "heartbeat:write"] },
-  });
-  expect(minted.status()).toBe(201);
-  const bootstrap = await apiAs((await minted.json()).token);
-  const enrolled = await bootstrap.post("/api/v1/device-auth/bootstrap", {
-    data: { org_id: owner.orgId, device_identifier: identifier },
-  });
-  expect(enrolled.status()).toBe(201);
-  const { device_id, access_token } = await enrolled.json();
-  if (tags.length) {
-    const tagged = await api.patch(`/v1/orgs/${owner.org}/devices/${device_id}`, { data: { tags } });
-    expect(tagged.status()).toBe(200);
-  }
-  await Promise.all([api.dispose(), bootstrap.dispose()]);
-  return { identifier, id: device_id, token: access_token };
-}
+/** Enrolled with heartbeat rights, so the test can make the device seen. */
+const enrollTagged = (owner, tags) =>
+  enrollDevice(owner, { tags, scopes: ["devices:write", "heartbeat:write"] });
 
 async function heartbeat(device, platform) {
   const api = await apiAs(device.token);
@@ -85,7 +54,7 @@ test("models: create, upload through the page with and without JavaScript, appro
   const plainProblems = watchConsole(plain);
   await openPage(plain, modelPath);
   await expect(plain.locator("#upload-progress")).toBeHidden();
-  const first = safetensors(6);
+  const first = randomSafetensors(6);
   await plain.getByLabel("Safetensors file").setInputFiles({ name: "base.safetensors", mimeType: "application/octet-stream", buffer: first });
   await plain.getByRole("button", { name: "Upload version" }).click();
   await expect(plain).toHaveURL(new RegExp(`${modelPath}$`));
@@ -101,7 +70,7 @@ test("models: create, upload through the page with and without JavaScript, appro
   await openPage(page, modelPath);
   await expect(page.locator("#upload-progress")).toBeVisible();
   await expect(page.getByLabel("Upload progress")).toBeVisible();
-  const second = safetensors(300_000);
+  const second = randomSafetensors(300_000);
   await page.getByLabel("Safetensors file").setInputFiles({ name: "bigger.safetensors", mimeType: "application/octet-stream", buffer: second });
   await page.getByRole("button", { name: "Upload version" }).click();
   await expect(page.locator('tr[data-version="2"] .status')).toHaveText("ready", { timeout: 30_000 });
@@ -135,9 +104,9 @@ test("models: create, upload through the page with and without JavaScript, appro
 test("deployments: created from the page to a group with a plan, promoted and paused; groups count eligible members; devices filter", async ({ browser }) => {
   const owner = await freshOwner();
   const tag = `fleet-${hex(3)}`;
-  const android = await enrollDevice(owner, [tag]);
-  const ios = await enrollDevice(owner, [tag]);
-  const silent = await enrollDevice(owner, []);
+  const android = await enrollTagged(owner, [tag]);
+  const ios = await enrollTagged(owner, [tag]);
+  const silent = await enrollTagged(owner, []);
   await heartbeat(android, "android");
   await heartbeat(ios, "ios");
   const api = await apiAs(owner.token);
@@ -145,7 +114,7 @@ test("deployments: created from the page to a group with a plan, promoted and pa
   const modelId = (await model.json()).model.id;
   const uploaded = await api.post(`/v1/orgs/${owner.org}/models/${modelId}/versions`, {
     headers: { "content-type": "application/octet-stream" },
-    data: safetensors(6),
+    data: randomSafetensors(6),
   });
   expect(uploaded.status()).toBe(201);
   expect((await api.post(`/v1/orgs/${owner.org}/models/${modelId}/versions/1/approve`)).status()).toBe(200);
@@ -235,10 +204,10 @@ test("deployments: created from the page to a group with a plan, promoted and pa
 test("a member works models and deployments as the API lets them, sees no group or device admin controls, and a forged one is 403; another org's are 404", async ({ browser }) => {
   const owner = await freshOwner();
   const member = await freshMember(owner);
-  const device = await enrollDevice(owner, ["m"]);
+  const device = await enrollTagged(owner, ["m"]);
   const api = await apiAs(owner.token);
   const modelId = (await (await api.post(`/v1/orgs/${owner.org}/models`, { data: { name: `owned-${hex(3)}` } })).json()).model.id;
-  const bytes = safetensors(6);
+  const bytes = randomSafetensors(6);
   expect((await api.post(`/v1/orgs/${owner.org}/models/${modelId}/versions`, {
     headers: { "content-type": "application/octet-stream" },
     data: bytes,
@@ -291,7 +260,7 @@ test("a member works models and deployments as the API lets them, sees no group 
   for (const [query, origin] of [["", BASE], [`?csrf=${csrf}`, "http://evil.test"]]) {
     const res = await page.request.post(`/orgs/${owner.org}/models/${modelId}/versions${query}`, {
       headers: { origin, "content-type": "application/octet-stream" },
-      data: safetensors(6),
+      data: randomSafetensors(6),
     });
     expect(res.status()).toBe(403);
   }
