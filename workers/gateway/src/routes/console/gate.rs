@@ -1,7 +1,8 @@
 //! The gate in front of every console handler: the Origin check of a POST, the browser session
 //! (the access token's cookie, or a refresh with rotation once it expired), the CSRF token of
-//! a signed-in form (a file upload's in its address, as its body streams to the handler), and for org pages the JSON route's own rule (`authn::org_access` and
-//! `authorize`: another org is a 404, a missing scope a 403).
+//! a signed-in form (a file upload's in its address, as its body streams to the handler), and
+//! for org pages the JSON route's own rule (`authn::org_access` and `authorize`: another org is
+//! a 404, a missing scope a 403).
 
 use edgeplane_core::auth::{Principal, PrincipalKind};
 use edgeplane_core::console::{cookie, cookie_names, csrf_ok, csrf_token, same_origin};

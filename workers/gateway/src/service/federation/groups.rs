@@ -1,5 +1,5 @@
-//! Device groups: the targets of rounds and deployments. A group selects devices either by tags (a device
-//! belongs when it carries every tag of the group) or by explicit membership.
+//! Device groups: the targets of rounds and deployments. A group selects devices either by tags
+//! (a device belongs when it carries every tag of the group) or by explicit membership.
 
 use edgeplane_core::audit::{AuditAction, Event};
 use edgeplane_core::fl::presence::LastSeen;
