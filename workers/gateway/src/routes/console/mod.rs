@@ -1,12 +1,12 @@
-//! The web console: server-rendered HTML pages over the same service functions and view types
-//! as the JSON API. Like the API, each area owns a table of routes and its handlers (`session`:
+//! The web console: server-rendered HTML pages over the same service functions and view types as
+//! the JSON API. Like the API, each area owns a table of routes and its handlers (`session`:
 //! signing in, sessions, `/device`; `org`: an org's overview, API keys, members, audit log;
 //! `federation`: rounds and devices; `fleet`: models, deployments, device groups; `review`:
-//! integrations, LLM providers, reviews). Each route has its gate (public, signed in, or an org action checked by the same `authn::org_access` and
-//! `authorize` as the JSON route it mirrors: `gate`). The browser session is a cookie holding
-//! the web session's tokens; every POST must come from our Origin and, once signed in, carry
-//! the session's CSRF token (a file upload carries it in its address, so its body is never
-//! buffered: `gate`). Errors are HTML pages with the request id.
+//! integrations, LLM providers, reviews). Each route has its gate (public, signed in, or an org
+//! action checked by the same `authn::org_access` and `authorize` as the JSON route it mirrors:
+//! `gate`). The browser session is a cookie holding the web session's tokens; every POST must come
+//! from our Origin and, once signed in, carry the session's CSRF token (a file upload carries it in
+//! its address, so its body is never buffered: `gate`). Errors are HTML pages with the request id.
 
 mod federation;
 mod fleet;
