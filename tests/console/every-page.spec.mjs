@@ -23,6 +23,7 @@ async function resources(owner) {
     data: { model_id: modelId, version: 1, device_group_ids: [(await group.json()).device_group.id], stages: [10, 100] },
   });
   expect(deployment.status()).toBe(201);
+  const deploymentId = (await deployment.json()).deployment.id;
   const round = await api.post(`/v1/orgs/${owner.org}/rounds`, {
     data: {
       model_id: modelId,
@@ -60,7 +61,7 @@ async function resources(owner) {
     device: device.id,
     model: modelId,
     version: 1,
-    deployment: (await deployment.json()).deployment.id,
+    deployment: deploymentId,
     seq,
   };
 }
