@@ -2,7 +2,8 @@
 // CSRF and Origin refusals, tenancy (another org's page is a 404), API keys, the CLI's device
 // approval and the audit log. Every wait is for an observable event, never a sleep.
 import { test, expect, request as apiRequest } from "@playwright/test";
-import { BASE, CSP, stack, newContext, signIn, freshOwner } from "./helpers.mjs";
+import { randomInt } from "node:crypto";
+import { BASE, CSP, stack, newContext, signIn, freshOwner, watchConsole, openPage } from "./helpers.mjs";
 
 test("sign in by magic link, pages carry the CSP, sign out", async ({ browser }) => {
   const ctx = await newContext(browser);
@@ -136,5 +137,33 @@ test("the audit page lists events and verifies the chain against its signed chec
   await expect(page.locator("#chain-status")).toContainText("Chain verified");
   await expect(page.locator("#audit-events tbody tr").first()).toBeVisible();
   await expect(page.locator("#checkpoint-note")).toContainText("/audit/");
+  await ctx.close();
+});
+
+test("sign in with the configured identity provider: the console starts the flow, the callback signs the browser in", async ({ browser }) => {
+  const ctx = await newContext(browser);
+  const page = await ctx.newPage();
+  const problems = watchConsole(page);
+  await openPage(page, "/sign-in");
+  const link = page.getByRole("link", { name: "Test OIDC provider" });
+  expect(await link.getAttribute("href")).toBe("/sign-in/providers/test");
+  const callbacks = [];
+  page.on("request", (r) => r.url().includes("/v1/auth/providers/test/callback") && callbacks.push(r.url()));
+  // The test provider signs in whoever the authorization request's login_hint names
+  // (tests/oidc/provider.mjs); a real provider asks the person.
+  const email = `console-oidc-${Date.now()}-${randomInt(1e9)}@example.com`;
+  await page.goto(`/sign-in/providers/test?login_hint=${encodeURIComponent(email)}`);
+  await expect(page).toHaveURL(/\/orgs$/);
+  await expect(page.getByText(email)).toBeVisible();
+  expect(callbacks).toHaveLength(1);
+  const cookies = await ctx.cookies();
+  const session = cookies.find((c) => c.name === "ep_session");
+  expect(session.httpOnly).toBe(true);
+  // The flow's own cookies were spent with it.
+  expect(cookies.filter((c) => c.name.startsWith("ep_signin"))).toEqual([]);
+  // A web session like any other: listed on the sessions page as this device.
+  await openPage(page, "/settings/sessions");
+  await expect(page.locator(".this-device")).toHaveText("(this device)");
+  expect(problems).toEqual([]);
   await ctx.close();
 });

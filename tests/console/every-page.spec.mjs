@@ -124,6 +124,11 @@ const SIGNED_IN = [
  */
 const FRAGMENTS = [["round-live", "/orgs/{org}/rounds/{round}/live", 200]];
 
+/** Console routes that send the browser elsewhere: [name, pattern, query, where to]. */
+const REDIRECTS = [
+  ["provider-start", "/sign-in/providers/{provider}", "?login_hint=x@example.com", process.env.EP_OIDC_ISSUER],
+];
+
 /** Files the pages link to, [name, pattern, query]: answered as attachments. */
 const DOWNLOADS = [
   ["audit-export", "/orgs/{org}/audit/export", "?format=csv"],
@@ -168,6 +173,7 @@ test("every page: headers, no serious or critical axe violation, no console erro
     org: owner.org,
     ...(await resources(owner)),
     missing_round: `rnd_${"0".repeat(32)}`,
+    provider: "test",
   };
 
   const outCtx = await newContext(browser);
@@ -177,6 +183,11 @@ test("every page: headers, no serious or critical axe violation, no console erro
   const probe = (await new AxeBuilder({ page: outPage }).analyze()).violations;
   expect(probe.filter((v) => BLOCKING.has(v.impact)).map((v) => v.id)).toContain("image-alt");
   const outProblems = watchConsole(outPage);
+  for (const [name, pattern, query, to] of REDIRECTS) {
+    const r = await outPage.request.get(fill(pattern, values) + query, { maxRedirects: 0 });
+    expect(r.status(), name).toBe(303);
+    expect(r.headers().location, name).toContain(to);
+  }
   const blocking = await visit(outPage, SIGNED_OUT, values, testInfo);
   await outCtx.close();
 

@@ -4,9 +4,14 @@ use maud::{html, Markup};
 
 use super::{csrf_field, layout, word, Chrome};
 use crate::identity::user_agent::describe;
-use crate::views::identity::{DeviceAuthorizationView, DeviceDecisionView, OrgsView, SessionsView};
+use crate::views::identity::{
+    DeviceAuthorizationView, DeviceDecisionView, OrgsView, ProvidersView, SessionsView,
+};
 
-pub fn sign_in(notice: Option<&str>) -> Markup {
+/// The sign-in page: a magic link by email, and a link per configured identity provider. The
+/// provider links are links, not forms: the provider is another origin, and the CSP's
+/// `form-action 'self'` would stop a form's redirect there.
+pub fn sign_in(notice: Option<&str>, providers: &ProvidersView) -> Markup {
     layout(
         &Chrome::public("Sign in"),
         html! {
@@ -16,6 +21,14 @@ pub fn sign_in(notice: Option<&str>) -> Markup {
                 input #email type="email" name="email" autocomplete="email" required;
                 " "
                 button type="submit" { "Email me a sign-in link" }
+            }
+            @if !providers.providers.is_empty() {
+                h2 { "Or sign in with" }
+                ul #identity-providers {
+                    @for p in &providers.providers {
+                        li { a href={ "/sign-in/providers/" (p.name) } { (p.display_name) } }
+                    }
+                }
             }
         },
     )

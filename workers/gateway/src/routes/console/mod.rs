@@ -12,7 +12,7 @@ mod federation;
 mod fleet;
 mod gate;
 mod org;
-mod page;
+pub(crate) mod page;
 mod review;
 mod session;
 
@@ -174,7 +174,9 @@ fn redirect(to: &str) -> Response {
         .empty()
 }
 
-fn error_response(err: &ApiError, request_id: &str) -> Response {
+/// The console's error page for `err`, with its headers; also what the identity provider's
+/// callback answers when a sign-in the console started fails.
+pub(crate) fn error_response(err: &ApiError, request_id: &str) -> Response {
     let status = err.status();
     let title = match status {
         400 | 409 | 413 | 415 | 422 => "That did not work",

@@ -17,6 +17,20 @@ use crate::service::identity::me;
 /// A web session lives as long as its refresh token may (the cookie is cleared on sign-out).
 const COOKIE_MAX_AGE_SECS: i64 = 30 * 24 * 3600;
 
+/// The `Set-Cookie` values that hold a web session in the browser: the access token and the
+/// refresh token, each HttpOnly (`edgeplane_core::console::set_cookie`).
+pub fn session_cookies(
+    names: CookieNames,
+    https: bool,
+    access: &str,
+    refresh: &str,
+) -> [String; 2] {
+    [
+        set_cookie(names.access, access, https, COOKIE_MAX_AGE_SECS),
+        set_cookie(names.refresh, refresh, https, COOKIE_MAX_AGE_SECS),
+    ]
+}
+
 /// What a page handler answers.
 pub enum Answer {
     Html(u16, String),
@@ -96,18 +110,8 @@ impl Page {
     }
 
     pub fn sign_in_cookies(&mut self, access: &str, refresh: &str) {
-        self.set_cookies.push(set_cookie(
-            self.names.access,
-            access,
-            self.https,
-            COOKIE_MAX_AGE_SECS,
-        ));
-        self.set_cookies.push(set_cookie(
-            self.names.refresh,
-            refresh,
-            self.https,
-            COOKIE_MAX_AGE_SECS,
-        ));
+        self.set_cookies
+            .extend(session_cookies(self.names, self.https, access, refresh));
     }
 
     pub fn clear_cookies(&mut self) {

@@ -1,4 +1,5 @@
-//! Signing in (magic link) and out, the person's own sessions, and `/device`, where a person
+//! Signing in (magic link, or an identity provider: the flow starts here and the API's callback
+//! finishes it into the console's cookies) and out, the person's own sessions, and `/device`, where a person
 //! approves or denies the code the CLI shows (RFC 8628).
 
 use edgeplane_core::console::pages;
@@ -10,11 +11,13 @@ use edgeplane_core::{validate, ApiError};
 use super::page::{render, render_status, user_and_session, Answer, Page};
 use super::{route, ConsoleRoute, Gate};
 use crate::cx::Cx;
-use crate::service::identity::{device, magic, me, sessions};
+use crate::routes::identity::providers::flow_cookies;
+use crate::service::identity::{device, magic, me, providers, sessions};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Id {
     SignIn,
+    StartProvider,
     RequestLink,
     MagicLanding,
     SpendLink,
@@ -35,6 +38,12 @@ const fn r(id: Id) -> super::Id {
 pub const ROUTES: &[ConsoleRoute] = &[
     route(r(Id::SignIn), Get, "/sign-in", Gate::Public),
     route(r(Id::RequestLink), Post, "/sign-in", Gate::Public),
+    route(
+        r(Id::StartProvider),
+        Get,
+        "/sign-in/providers/{provider}",
+        Gate::Public,
+    ),
     route(
         r(Id::MagicLanding),
         Get,
@@ -70,7 +79,19 @@ pub const ROUTES: &[ConsoleRoute] = &[
 
 pub async fn handle(id: Id, cx: &mut Cx<'_>, page: &mut Page) -> Result<Answer, ApiError> {
     match id {
-        Id::SignIn => render(pages::sign_in(None)),
+        Id::SignIn => render(pages::sign_in(None, &providers::list(cx))),
+        Id::StartProvider => {
+            let name = cx.param("provider")?.to_owned();
+            let hint = cx
+                .query()?
+                .into_iter()
+                .find(|(k, v)| k == "login_hint" && !v.is_empty())
+                .map(|(_, v)| v);
+            let started = providers::start(cx, &name, hint.as_deref()).await?;
+            page.set_cookies
+                .extend(flow_cookies(cx, &started.binding, true));
+            Ok(Answer::RedirectTo(started.authorization_url))
+        }
         Id::RequestLink => {
             let email = validate::email(page.require("email")?)?;
             let sent = magic::request(cx, &email).await?;

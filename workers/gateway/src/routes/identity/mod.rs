@@ -6,7 +6,7 @@ mod dev;
 mod device;
 mod magic;
 mod me;
-mod providers;
+pub(crate) mod providers;
 mod sessions;
 
 use edgeplane_core::auth::{Action, Principal, PrincipalKind};

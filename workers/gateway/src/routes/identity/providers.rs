@@ -1,15 +1,23 @@
 //! Sign-in through identity providers: `GET /v1/auth/providers`, `…/{provider}/start` (302 to
 //! the provider, with the browser-binding cookie) and `…/{provider}/callback`.
+//!
+//! The console starts the same flow (`/sign-in/providers/{provider}`) and marks it with a
+//! second cookie beside the binding one: the provider sends the browser back to the one
+//! registered callback, which then finishes into the console's session cookies and a redirect
+//! to `/orgs` (or the console's error page) instead of answering the tokens as JSON.
 
+use edgeplane_core::console::cookie_names;
 use edgeplane_core::views::identity::ProviderRedirect;
 use edgeplane_core::ApiError;
-use worker::Response;
+use worker::{Headers, Response, ResponseBuilder};
 
 use crate::cx::Cx;
 use crate::http::respond::{self, HttpResult};
 use crate::service::identity::providers::{self, Callback, FLOW_TTL_SECS};
 
 const COOKIE: &str = "ep_signin";
+/// Set (to `console`) on a flow the console started.
+const DESTINATION_COOKIE: &str = "ep_signin_to";
 
 pub async fn list(cx: &mut Cx<'_>) -> HttpResult {
     respond::ok(&providers::list(cx))
@@ -36,12 +44,23 @@ fn cookie_attrs(cx: &Cx<'_>, max_age: i64) -> String {
     format!("Path=/v1/auth/providers/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}")
 }
 
-fn binding_cookie(cx: &Cx<'_>) -> Option<String> {
+/// The `Set-Cookie` values of a started flow: the browser binding, and for a flow the console
+/// started its destination. Both are scoped to the providers' paths and live as long as a flow.
+pub(crate) fn flow_cookies(cx: &Cx<'_>, binding: &str, console: bool) -> Vec<String> {
+    let attrs = cookie_attrs(cx, FLOW_TTL_SECS);
+    let mut out = vec![format!("{COOKIE}={binding}; {attrs}")];
+    if console {
+        out.push(format!("{DESTINATION_COOKIE}=console; {attrs}"));
+    }
+    out
+}
+
+fn request_cookie(cx: &Cx<'_>, name: &str) -> Option<String> {
     let header = cx.req.headers().get("cookie").ok().flatten()?;
     header
         .split(';')
         .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
+        .find(|(k, _)| *k == name)
         .map(|(_, v)| v.to_owned())
 }
 
@@ -58,14 +77,9 @@ pub async fn start(cx: &mut Cx<'_>) -> HttpResult {
     .with_status(302);
     let h = resp.headers_mut();
     let _ = h.set("location", &url);
-    let _ = h.set(
-        "set-cookie",
-        &format!(
-            "{COOKIE}={}; {}",
-            started.binding,
-            cookie_attrs(cx, FLOW_TTL_SECS)
-        ),
-    );
+    for c in flow_cookies(cx, &started.binding, false) {
+        let _ = h.append("set-cookie", &c);
+    }
     Ok(resp)
 }
 
@@ -76,12 +90,36 @@ pub async fn callback(cx: &mut Cx<'_>) -> HttpResult {
         error: query(cx, "error")?,
         state: query(cx, "state")?,
         code: query(cx, "code")?,
-        binding: binding_cookie(cx),
+        binding: request_cookie(cx, COOKIE),
     };
-    let body = providers::callback(cx, &name, back).await?;
-    let mut resp = respond::ok(&body)?;
-    let _ = resp
-        .headers_mut()
-        .set("set-cookie", &format!("{COOKIE}=; {}", cookie_attrs(cx, 0)));
+    let console = request_cookie(cx, DESTINATION_COOKIE).as_deref() == Some("console");
+    let outcome = providers::callback(cx, &name, back).await;
+    let mut resp = match (outcome, console) {
+        (Ok(issued), true) => {
+            let https = cx.cfg.issuer.starts_with("https://");
+            let headers = Headers::new();
+            let _ = headers.set("location", "/orgs");
+            let _ = headers.set("cache-control", "no-store");
+            for c in crate::routes::console::page::session_cookies(
+                cookie_names(https),
+                https,
+                &issued.access_token,
+                &issued.refresh_token,
+            ) {
+                let _ = headers.append("set-cookie", &c);
+            }
+            ResponseBuilder::new()
+                .with_status(303)
+                .with_headers(headers)
+                .empty()
+        }
+        (Err(e), true) => crate::routes::console::error_response(&e, &cx.rc.request_id),
+        (Ok(issued), false) => respond::ok(&issued)?,
+        (Err(e), false) => return Err(e),
+    };
+    let h = resp.headers_mut();
+    for name in [COOKIE, DESTINATION_COOKIE] {
+        let _ = h.append("set-cookie", &format!("{name}=; {}", cookie_attrs(cx, 0)));
+    }
     Ok(resp)
 }
