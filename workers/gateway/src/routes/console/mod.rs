@@ -12,13 +12,13 @@ mod federation;
 mod fleet;
 mod gate;
 mod org;
-pub(crate) mod page;
+mod page;
 mod review;
 mod session;
 
 use edgeplane_core::auth::Action;
 use edgeplane_core::console::pages;
-use edgeplane_core::console::{asset, ASSET_CACHE_CONTROL, SECURITY_HEADERS};
+use edgeplane_core::console::{asset, cookie_names, ASSET_CACHE_CONTROL, SECURITY_HEADERS};
 use edgeplane_core::http::{match_tables, BodyLimit, Method, RouteMatch, RouteSpec};
 use edgeplane_core::{ApiError, ErrorCode};
 use worker::{Context, Env, Headers, Request, Response, ResponseBuilder};
@@ -142,11 +142,7 @@ pub async fn dispatch(req: Request, env: &Env, ctx: &Context, rc: &mut RequestCt
                 Answer::RedirectTo(to) => redirect(&to),
                 Answer::Download(resp) => resp,
             };
-            let mut resp = with_headers(resp, &request_id, "no-store");
-            for c in cookies {
-                let _ = resp.headers_mut().append("set-cookie", &c);
-            }
-            resp
+            answered(resp, &cookies, &request_id)
         }
         // A page that needs a signed-in person sends anyone else to sign in.
         Err(e) if is_get && e.status() == 401 => {
@@ -154,6 +150,23 @@ pub async fn dispatch(req: Request, env: &Env, ctx: &Context, rc: &mut RequestCt
         }
         Err(e) => error_response(&e, &request_id),
     }
+}
+
+/// A console answer as the browser gets it: the console's headers, uncached, and the cookies
+/// the request set.
+fn answered(resp: Response, cookies: &[String], request_id: &str) -> Response {
+    let mut resp = with_headers(resp, request_id, "no-store");
+    for c in cookies {
+        let _ = resp.headers_mut().append("set-cookie", c);
+    }
+    resp
+}
+
+/// Where a sign-in the console started ends (the identity provider's callback): `/orgs`, with
+/// the session's cookies.
+pub(crate) fn signed_in(access: &str, refresh: &str, https: bool, request_id: &str) -> Response {
+    let cookies = page::session_cookies(cookie_names(https), https, access, refresh);
+    answered(redirect("/orgs"), &cookies, request_id)
 }
 
 fn html(status: u16, body: String) -> Response {

@@ -6,10 +6,10 @@
 //! registered callback, which then finishes into the console's session cookies and a redirect
 //! to `/orgs` (or the console's error page) instead of answering the tokens as JSON.
 
-use edgeplane_core::console::cookie_names;
+use edgeplane_core::console::cookie;
 use edgeplane_core::views::identity::ProviderRedirect;
 use edgeplane_core::ApiError;
-use worker::{Headers, Response, ResponseBuilder};
+use worker::Response;
 
 use crate::cx::Cx;
 use crate::http::respond::{self, HttpResult};
@@ -57,11 +57,7 @@ pub(crate) fn flow_cookies(cx: &Cx<'_>, binding: &str, console: bool) -> Vec<Str
 
 fn request_cookie(cx: &Cx<'_>, name: &str) -> Option<String> {
     let header = cx.req.headers().get("cookie").ok().flatten()?;
-    header
-        .split(';')
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_owned())
+    cookie(&header, name).map(str::to_owned)
 }
 
 /// `GET /v1/auth/providers/{provider}/start[?login_hint=…]`: 302 to the provider.
@@ -95,24 +91,12 @@ pub async fn callback(cx: &mut Cx<'_>) -> HttpResult {
     let console = request_cookie(cx, DESTINATION_COOKIE).as_deref() == Some("console");
     let outcome = providers::callback(cx, &name, back).await;
     let mut resp = match (outcome, console) {
-        (Ok(issued), true) => {
-            let https = cx.cfg.issuer.starts_with("https://");
-            let headers = Headers::new();
-            let _ = headers.set("location", "/orgs");
-            let _ = headers.set("cache-control", "no-store");
-            for c in crate::routes::console::page::session_cookies(
-                cookie_names(https),
-                https,
-                &issued.access_token,
-                &issued.refresh_token,
-            ) {
-                let _ = headers.append("set-cookie", &c);
-            }
-            ResponseBuilder::new()
-                .with_status(303)
-                .with_headers(headers)
-                .empty()
-        }
+        (Ok(issued), true) => crate::routes::console::signed_in(
+            &issued.access_token,
+            &issued.refresh_token,
+            cx.cfg.issuer.starts_with("https://"),
+            &cx.rc.request_id,
+        ),
         (Err(e), true) => crate::routes::console::error_response(&e, &cx.rc.request_id),
         (Ok(issued), false) => respond::ok(&issued)?,
         (Err(e), false) => return Err(e),
