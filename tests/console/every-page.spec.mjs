@@ -2,9 +2,8 @@
 // each answers with the console's headers, axe-core finds no serious or critical
 // accessibility violation on it, the browser logs no error or CSP violation, and a full-page
 // screenshot of it is written to the test output directory (scripts/e2e prints where).
-import { test, expect } from "@playwright/test";
+import { test, expect, request as apiRequest } from "@playwright/test";
 import AxeBuilder from "@axe-core/playwright";
-import { request as apiRequest } from "@playwright/test";
 import { existsSync } from "node:fs";
 import { BASE, newContext, signIn, freshOwner, apiAs, watchConsole, openPage } from "./helpers.mjs";
 import { hex, deliver, pullRequestOpened, enrollDevice, modelWithBase } from "./fixtures.mjs";
