@@ -7,7 +7,10 @@ mod session;
 mod verified;
 
 pub use api_key::forget_api_key;
-pub use session::{forget_memberships, forget_sessions, forget_user_sessions, membership};
+pub use session::{
+    email as session_email, find_membership, forget_memberships, forget_sessions,
+    forget_user_sessions, membership, read_memberships, Membership,
+};
 
 use edgeplane_core::auth::access_token::{looks_like_jwt, AUD_CLI, AUD_DEVICE, AUD_USER};
 use edgeplane_core::auth::credential::CredentialKind;

@@ -32,6 +32,9 @@ const MAX_ENTRIES: usize = 10_000;
 #[derive(Debug, Clone)]
 pub struct SessionState {
     pub user_id: String,
+    /// The person's email (addresses never change once an account exists), for the console's
+    /// header.
+    pub email: String,
     pub kind: SessionKind,
     pub org_id: Option<String>,
     pub scopes: Option<Scopes>,
@@ -41,12 +44,15 @@ pub struct SessionState {
     pub last_used_at_ms: i64,
 }
 
-/// One membership of a user, with the org's slug so `{org}` resolves either way.
+/// One membership of a user, with the org's slug so `{org}` resolves either way, and its name
+/// and the joining time so a console page's header needs no read of its own.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Membership {
     pub org_id: String,
     pub slug: String,
+    pub name: String,
     pub role: String,
+    pub joined_at_ms: i64,
 }
 
 thread_local! {
@@ -81,6 +87,7 @@ pub fn forget_memberships(user_id: &str) {
 #[derive(Deserialize)]
 struct SessionRow {
     user_id: String,
+    email: String,
     kind: String,
     org_id: Option<String>,
     scopes: Option<String>,
@@ -97,9 +104,9 @@ async fn load_session(db: &Db, sid: &str) -> Result<Option<Rc<SessionState>>, Ap
 async fn read_session(db: &Db, sid: &str) -> Result<Option<Rc<SessionState>>, ApiError> {
     let row: Option<SessionRow> = db
         .first(
-            "SELECT s.user_id, s.kind, s.org_id, s.scopes, s.created_at_ms, s.last_used_at_ms, \
-             s.revoked_at_ms, u.disabled_at_ms FROM sessions s JOIN users u ON u.id = s.user_id \
-             WHERE s.id = ?",
+            "SELECT s.user_id, u.email, s.kind, s.org_id, s.scopes, s.created_at_ms, \
+             s.last_used_at_ms, s.revoked_at_ms, u.disabled_at_ms \
+             FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?",
             args![sid],
         )
         .await?;
@@ -115,6 +122,7 @@ async fn read_session(db: &Db, sid: &str) -> Result<Option<Rc<SessionState>>, Ap
     };
     Ok(Some(Rc::new(SessionState {
         user_id: row.user_id,
+        email: row.email,
         kind,
         org_id: row.org_id,
         scopes,
@@ -198,11 +206,13 @@ pub async fn resolve_cli(
     ))
 }
 
-async fn read_memberships(db: &Db, user_id: &str) -> Result<Rc<Vec<Membership>>, ApiError> {
+/// Every membership of `user_id`, read from D1 (always fresh), and kept in this isolate's cache.
+pub async fn read_memberships(db: &Db, user_id: &str) -> Result<Rc<Vec<Membership>>, ApiError> {
     let rows: Vec<Membership> = db
         .all(
-            "SELECT m.org_id, o.slug, m.role FROM memberships m JOIN orgs o ON o.id = m.org_id \
-             WHERE m.user_id = ? AND o.deleted_at_ms IS NULL",
+            "SELECT m.org_id, o.slug, o.name, m.role, m.created_at_ms AS joined_at_ms \
+             FROM memberships m JOIN orgs o ON o.id = m.org_id \
+             WHERE m.user_id = ? AND o.deleted_at_ms IS NULL ORDER BY o.name",
             args![user_id],
         )
         .await
@@ -212,32 +222,48 @@ async fn read_memberships(db: &Db, user_id: &str) -> Result<Rc<Vec<Membership>>,
     Ok(rows)
 }
 
+/// The user's membership in the org named by `org_ref` (id or slug), or `None` if not a member:
+/// from this isolate's cache when it holds that org, else from D1.
+pub async fn find_membership(
+    db: &Db,
+    user_id: &str,
+    org_ref: &str,
+) -> Result<Option<Membership>, ApiError> {
+    let find = |list: &[Membership]| {
+        list.iter()
+            .find(|m| m.org_id == org_ref || m.slug == org_ref)
+            .cloned()
+    };
+    let cached = MEMBERSHIPS.with(|c| {
+        c.borrow_mut()
+            .get_or_refresh(user_id, now_ms(), REFRESH_GRACE_MS)
+    });
+    Ok(match cached.as_deref().and_then(|l| find(l)) {
+        Some(hit) => Some(hit),
+        // Not in the cache (or no cache): the truth is one read away, so a new membership is
+        // never refused for being too new.
+        None => find(&read_memberships(db, user_id).await?),
+    })
+}
+
 /// The user's role in the org named by `org_ref` (id or slug), or `None` if not a member.
 pub async fn membership(
     db: &Db,
     user_id: &str,
     org_ref: &str,
 ) -> Result<Option<(String, Role)>, ApiError> {
-    let find = |list: &[Membership]| {
-        list.iter()
-            .find(|m| m.org_id == org_ref || m.slug == org_ref)
-            .map(|m| (m.org_id.clone(), m.role.clone()))
-    };
-    let cached = MEMBERSHIPS.with(|c| {
-        c.borrow_mut()
-            .get_or_refresh(user_id, now_ms(), REFRESH_GRACE_MS)
-    });
-    let found = match cached.as_deref().and_then(|l| find(l)) {
-        Some(hit) => Some(hit),
-        // Not in the cache (or no cache): the truth is one read away, so a new membership is
-        // never refused for being too new.
-        None => find(&read_memberships(db, user_id).await?),
-    };
-    match found {
-        Some((org_id, role)) => Ok(Some((
-            org_id,
-            Role::parse(&role).ok_or_else(ApiError::internal)?,
-        ))),
+    match find_membership(db, user_id, org_ref).await? {
+        Some(m) => {
+            let role = Role::parse(&m.role).ok_or_else(ApiError::internal)?;
+            Ok(Some((m.org_id, role)))
+        }
         None => Ok(None),
     }
+}
+
+/// The email of the person signed in with session `sid`, from the session state this request's
+/// authentication already read (so a console page's header costs no read of its own).
+pub async fn email(db: &Db, sid: &str) -> Result<String, ApiError> {
+    let state = load_session(db, sid).await?.ok_or_else(invalid_token)?;
+    Ok(state.email.clone())
 }

@@ -19,7 +19,7 @@ use crate::authn;
 use crate::config;
 use crate::cx::Cx;
 use crate::http::RequestCtx;
-use crate::service::identity::{refresh, signin};
+use crate::service::identity::refresh;
 
 fn header(req: &Request, name: &str) -> Option<String> {
     req.headers().get(name).ok().flatten()
@@ -110,10 +110,7 @@ pub async fn serve(
         return Ok((Answer::Redirect(to), page.set_cookies));
     }
     if route.auth != Gate::Public {
-        let (Some(user), Some(sid)) = (
-            cx.principal.user_id.clone(),
-            cx.principal.session_id.clone(),
-        ) else {
+        let (Some(_), Some(sid)) = (&cx.principal.user_id, cx.principal.session_id.clone()) else {
             return Err(ApiError::unauthenticated(
                 "Please sign in to see this page.",
             ));
@@ -138,7 +135,7 @@ pub async fn serve(
                 ));
             }
         }
-        page.email = Some(signin::user_by_id(&cx, &user).await?.email);
+        page.email = Some(authn::session_email(cx.db(), &sid).await?);
     } else if route.method == Method::Post {
         page.form = read_form(&mut cx).await?;
     }

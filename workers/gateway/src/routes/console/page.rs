@@ -11,6 +11,7 @@ use edgeplane_core::views::identity::OrgMembershipView;
 use edgeplane_core::{ApiError, ErrorCode};
 use serde::de::DeserializeOwned;
 
+use crate::authn;
 use crate::cx::Cx;
 use crate::service::identity::me;
 
@@ -137,15 +138,16 @@ pub fn not_found() -> ApiError {
     ApiError::new(ErrorCode::RouteNotFound, "There is no such page.")
 }
 
-/// The current person's membership in the org this request acts in (for the header).
+/// The current person's membership in the org this request acts in (for the header), from the
+/// membership the gate's access check just read (this isolate's cache), so the header costs no
+/// read of its own.
 pub async fn membership(cx: &Cx<'_>) -> Result<OrgMembershipView, ApiError> {
+    let (user, _) = user_and_session(cx)?;
     let org_id = cx.org()?.org_id.clone();
-    me::list_orgs(cx)
+    let m = authn::find_membership(cx.db(), &user, &org_id)
         .await?
-        .orgs
-        .into_iter()
-        .find(|m| m.org.id.as_str() == org_id)
-        .ok_or_else(|| ApiError::not_found("organization"))
+        .ok_or_else(|| ApiError::not_found("organization"))?;
+    me::membership_view(&m)
 }
 
 pub fn org_id(cx: &Cx<'_>) -> Result<OrgId, ApiError> {

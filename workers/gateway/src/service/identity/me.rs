@@ -38,41 +38,28 @@ pub fn person(cx: &Cx<'_>) -> Result<String, ApiError> {
     }
 }
 
-#[derive(Deserialize)]
-struct MemberOrg {
-    id: String,
-    slug: String,
-    name: String,
-    role: String,
-    joined_at_ms: i64,
+/// The caller's orgs; a CLI token sees only its own. Always read from D1 (a list shows an org
+/// joined a moment ago on another isolate).
+async fn member_orgs(cx: &Cx<'_>, user_id: &str) -> Result<Vec<OrgMembershipView>, ApiError> {
+    let rows = authn::read_memberships(cx.db(), user_id).await?;
+    let only = cx.principal.bound.as_ref().map(|b| b.org_id.clone());
+    rows.iter()
+        .filter(|r| only.as_ref().is_none_or(|o| *o == r.org_id))
+        .map(membership_view)
+        .collect()
 }
 
-/// The caller's orgs; a CLI token sees only its own.
-async fn member_orgs(cx: &Cx<'_>, user_id: &str) -> Result<Vec<OrgMembershipView>, ApiError> {
-    let rows: Vec<MemberOrg> = cx
-        .db()
-        .all(
-            "SELECT o.id, o.slug, o.name, m.role, m.created_at_ms AS joined_at_ms \
-             FROM memberships m JOIN orgs o ON o.id = m.org_id \
-             WHERE m.user_id = ? AND o.deleted_at_ms IS NULL ORDER BY o.name",
-            args![user_id],
-        )
-        .await?;
-    let only = cx.principal.bound.as_ref().map(|b| b.org_id.clone());
-    rows.into_iter()
-        .filter(|r| only.as_ref().is_none_or(|o| *o == r.id))
-        .map(|r| {
-            Ok(OrgMembershipView {
-                org: OrgSummary {
-                    id: OrgId::parse(&r.id).map_err(internal)?,
-                    slug: r.slug,
-                    name: r.name,
-                },
-                role: Role::parse(&r.role).ok_or_else(ApiError::internal)?,
-                joined_at: rfc3339_millis(r.joined_at_ms),
-            })
-        })
-        .collect()
+/// A membership as the API and the console show it.
+pub fn membership_view(m: &authn::Membership) -> Result<OrgMembershipView, ApiError> {
+    Ok(OrgMembershipView {
+        org: OrgSummary {
+            id: OrgId::parse(&m.org_id).map_err(internal)?,
+            slug: m.slug.clone(),
+            name: m.name.clone(),
+        },
+        role: Role::parse(&m.role).ok_or_else(ApiError::internal)?,
+        joined_at: rfc3339_millis(m.joined_at_ms),
+    })
 }
 
 #[derive(Deserialize)]
