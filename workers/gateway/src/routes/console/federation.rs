@@ -9,6 +9,7 @@ use edgeplane_core::http::Method::{Get, Post};
 use edgeplane_core::ids::{DeviceId, RoundId};
 use edgeplane_core::views::federation::{DeviceFilter, Round};
 use edgeplane_core::{ApiError, ErrorCode};
+use futures_util::future::try_join;
 
 use super::page::{correctable, membership, org_id, org_page, render, render_status, Answer, Page};
 use super::{route, ConsoleRoute, Gate};
@@ -202,8 +203,9 @@ pub async fn handle(id: Id, cx: &mut Cx<'_>, page: &mut Page) -> Result<Answer, 
             let filter =
                 DeviceFilter::from_query(query.iter().map(|(k, v)| (k.as_str(), v.as_str())))
                     .map_err(|m| ApiError::new(ErrorCode::InvalidQuery, m))?;
-            let list = devices::list(cx, &filter, &after, 100).await?;
-            let groups = groups::list(cx).await?;
+            // Independent reads, sent together.
+            let (list, groups) =
+                try_join(devices::list(cx, &filter, &after, 100), groups::list(cx)).await?;
             let can = cx.authorize(Action::ManageDevices).is_ok();
             render(pages::devices(
                 &page.chrome("Devices", Some(&m)),

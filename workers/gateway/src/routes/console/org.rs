@@ -10,6 +10,7 @@ use edgeplane_core::http::Method::{Get, Post};
 use edgeplane_core::ids::{ApiKeyId, InvitationId, TypedId, UserId};
 use edgeplane_core::views::access::{ApiKeyIssued, InvitationCreated};
 use edgeplane_core::{validate, ApiError};
+use futures_util::future::{join3, try_join, try_join3};
 
 use super::page::{
     correctable, membership, not_found, org_id, org_page, render, render_status, user_and_session,
@@ -163,9 +164,13 @@ async fn members_page(
     created: Option<&InvitationCreated>,
     error: Option<&str>,
 ) -> Result<Answer, ApiError> {
-    let m = membership(cx).await?;
-    let list = members::list(cx).await?;
-    let invitations = invitations::list(cx, false).await?;
+    // Independent reads, sent together: the page waits for the slowest, not their sum.
+    let (m, list, invitations) = try_join3(
+        membership(cx),
+        members::list(cx),
+        invitations::list(cx, false),
+    )
+    .await?;
     let body = MembersPage {
         members: &list,
         invitations: &invitations,
@@ -223,8 +228,7 @@ async fn api_keys_page(
     status: u16,
     issued: Option<&ApiKeyIssued>,
 ) -> Result<Answer, ApiError> {
-    let m = membership(cx).await?;
-    let keys = api_keys::list(cx, false).await?;
+    let (m, keys) = try_join(membership(cx), api_keys::list(cx, false)).await?;
     let can = cx.authorize(Action::ManageApiKeys).is_ok();
     let chrome = page.chrome("API keys", Some(&m));
     render_status(
@@ -262,29 +266,52 @@ pub async fn handle(id: Id, cx: &mut Cx<'_>, page: &mut Page) -> Result<Answer, 
             }
         }
         Id::Overview => {
-            let m = membership(cx).await?;
             let org = org_id(cx)?;
-            let counts = OverviewCounts {
-                members: match cx.authorize(Action::ReadMembers) {
-                    Ok(()) => Some(members::list(cx).await?.members.len()),
-                    Err(_) => None,
-                },
-                api_keys: match cx.authorize(Action::ReadApiKeys) {
-                    Ok(()) => Some(api_keys::list(cx, false).await?.api_keys.len()),
-                    Err(_) => None,
-                },
-                rounds: match cx.authorize(Action::ReadRounds) {
-                    Ok(()) => Some(rounds::list(cx.db(), &org, None).await?.rounds.len()),
-                    Err(_) => None,
-                },
-            };
-            let health = core::health(cx).await;
-            let recent = match cx.authorize(Action::ReadAudit) {
-                Ok(()) => {
-                    let q = AuditQuery::parse(vec![("limit".into(), "5".into())])?;
-                    Some(audit::list(cx, q).await?)
+            // What the overview shows, each only when the person may read it, read together:
+            // the page waits for the slowest read, not their sum.
+            let members = async {
+                match cx.authorize(Action::ReadMembers) {
+                    Ok(()) => members::list(cx).await.map(|v| Some(v.members.len())),
+                    Err(_) => Ok(None),
                 }
-                Err(_) => None,
+            };
+            let api_keys = async {
+                match cx.authorize(Action::ReadApiKeys) {
+                    Ok(()) => api_keys::list(cx, false)
+                        .await
+                        .map(|v| Some(v.api_keys.len())),
+                    Err(_) => Ok(None),
+                }
+            };
+            let rounds = async {
+                match cx.authorize(Action::ReadRounds) {
+                    Ok(()) => rounds::list(cx.db(), &org, None)
+                        .await
+                        .map(|v| Some(v.rounds.len())),
+                    Err(_) => Ok(None),
+                }
+            };
+            let recent = async {
+                match cx.authorize(Action::ReadAudit) {
+                    Ok(()) => {
+                        let q = AuditQuery::parse(vec![("limit".into(), "5".into())])?;
+                        audit::list(cx, q).await.map(Some)
+                    }
+                    Err(_) => Ok(None),
+                }
+            };
+            let (first, rest, health) = join3(
+                try_join3(membership(cx), members, api_keys),
+                try_join(rounds, recent),
+                core::health(cx),
+            )
+            .await;
+            let (m, members, api_keys) = first?;
+            let (rounds, recent) = rest?;
+            let counts = OverviewCounts {
+                members,
+                api_keys,
+                rounds,
             };
             let title = m.org.name.clone();
             render(pages::overview(
@@ -386,11 +413,10 @@ pub async fn handle(id: Id, cx: &mut Cx<'_>, page: &mut Page) -> Result<Answer, 
             }
         }
         Id::Audit => {
-            let m = membership(cx).await?;
             let filters = AuditFilters::from_query(cx.query()?)?;
             let q = AuditQuery::parse(filters.query(now_ms(), true))?;
-            let events = audit::list(cx, q).await?;
-            let verified = audit::verify(cx, None).await?;
+            let (m, events, verified) =
+                try_join3(membership(cx), audit::list(cx, q), audit::verify(cx, None)).await?;
             render(pages::audit(
                 &page.chrome("Audit log", Some(&m)),
                 &m.org.slug,

@@ -10,6 +10,7 @@ use edgeplane_core::ids::{IntegrationId, ProviderId, ReviewId};
 use edgeplane_core::review::config::PlatformApi;
 use edgeplane_core::views::review::{IntegrationView, ReviewView};
 use edgeplane_core::ApiError;
+use futures_util::future::try_join3;
 
 use super::page::{correctable, membership, org_page, render, render_status, Answer, Page};
 use super::{route, ConsoleRoute, Gate};
@@ -275,10 +276,14 @@ pub async fn handle(id: Id, cx: &mut Cx<'_>, page: &mut Page) -> Result<Answer, 
             }
         }
         Id::Reviews => {
-            let m = membership(cx).await?;
             let filter = ReviewFilter::from_query(cx.query()?)?;
-            let list = reviews::list(cx, &filter).await?;
-            let known = readable_integrations(cx).await?;
+            // Independent reads, sent together.
+            let (m, list, known) = try_join3(
+                membership(cx),
+                reviews::list(cx, &filter),
+                readable_integrations(cx),
+            )
+            .await?;
             let lines: Vec<ReviewLine<'_>> = list
                 .reviews
                 .iter()
