@@ -28,7 +28,9 @@ test("sign in by magic link, pages carry the CSP, sign out", async ({ browser })
   await page.getByRole("button", { name: "Sign out" }).click();
   await expect(page).toHaveURL(/\/sign-in$/);
   await page.goto(`/orgs/${org}`);
-  await expect(page).toHaveURL(/\/sign-in$/);
+  // Signed out, the page sends the person to sign in, and back to it afterwards.
+  await expect(page).toHaveURL(/\/sign-in\?next=/);
+  expect(new URL(page.url()).searchParams.get("next")).toBe(`/orgs/${org}`);
   await ctx.close();
 });
 

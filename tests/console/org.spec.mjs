@@ -226,7 +226,7 @@ test("sessions: browser and OS from the user agent, this device marked, sign out
   await page.getByRole("button", { name: "Sign out everywhere" }).click();
   await expect(page).toHaveURL(/\/sign-in$/);
   await page.goto("/settings/sessions");
-  await expect(page).toHaveURL(/\/sign-in$/);
+  await expect(page).toHaveURL(/\/sign-in\?next=%2Fsettings%2Fsessions$/);
   expect(problems).toEqual([]);
   await ctx.close();
 });

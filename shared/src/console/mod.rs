@@ -5,6 +5,7 @@
 
 pub mod chart;
 pub mod pages;
+pub mod return_to;
 
 use std::sync::OnceLock;
 
@@ -102,6 +103,8 @@ pub fn same_origin(origin: Option<&str>, ours: &str) -> bool {
 pub struct CookieNames {
     pub access: &'static str,
     pub refresh: &'static str,
+    /// Where to go once signed in (`return_to`), across the email or identity-provider hop.
+    pub next: &'static str,
 }
 
 pub fn cookie_names(https: bool) -> CookieNames {
@@ -109,11 +112,13 @@ pub fn cookie_names(https: bool) -> CookieNames {
         CookieNames {
             access: "__Host-ep_session",
             refresh: "__Host-ep_refresh",
+            next: "__Host-ep_next",
         }
     } else {
         CookieNames {
             access: "ep_session",
             refresh: "ep_refresh",
+            next: "ep_next",
         }
     }
 }

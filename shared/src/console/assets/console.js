@@ -9,6 +9,24 @@ document.addEventListener("DOMContentLoaded", function () {
     field.value = decodeURIComponent(location.hash.slice("#token=".length));
     history.replaceState(null, "", location.pathname);
   }
+  // The sign-in page of someone sent here from another page: that page's fragment (an
+  // invitation's token) never reaches the server, so add it to where they go back to.
+  var back = document.querySelectorAll("[data-return-to]");
+  if (back.length && location.hash.length > 1) {
+    back.forEach(function (el) {
+      if (el.tagName === "INPUT") {
+        el.value += location.hash;
+        return;
+      }
+      var u = new URL(el.href);
+      var next = u.searchParams.get("next");
+      if (next !== null) {
+        u.searchParams.set("next", next + location.hash);
+        el.href = u.toString();
+      }
+    });
+    history.replaceState(null, "", location.pathname + location.search);
+  }
   document.querySelectorAll("button[data-copy]").forEach(function (b) {
     b.hidden = false;
     b.addEventListener("click", function () {

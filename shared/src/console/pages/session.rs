@@ -3,6 +3,7 @@
 use maud::{html, Markup};
 
 use super::{csrf_field, layout, word, Chrome};
+use crate::console::return_to;
 use crate::identity::user_agent::describe;
 use crate::views::identity::{
     DeviceAuthorizationView, DeviceDecisionView, OrgsView, ProvidersView, SessionsView,
@@ -11,12 +12,21 @@ use crate::views::identity::{
 /// The sign-in page: a magic link by email, and a link per configured identity provider. The
 /// provider links are links, not forms: the provider is another origin, and the CSP's
 /// `form-action 'self'` would stop a form's redirect there.
-pub fn sign_in(notice: Option<&str>, providers: &ProvidersView) -> Markup {
+///
+/// `next` is the page that sent the person here (already checked by `return_to::safe`): the
+/// form and the links carry it, and the script file adds the address's fragment to it (an
+/// invitation's token travels there, and a redirect keeps it).
+pub fn sign_in(notice: Option<&str>, providers: &ProvidersView, next: Option<&str>) -> Markup {
+    let suffix = next.map(|n| format!("?next={}", return_to::encode(n)));
     layout(
         &Chrome::public("Sign in"),
         html! {
             @if let Some(n) = notice { div.notice role="status" { (n) } }
+            @if next.is_some() {
+                p { "Sign in to continue where you were." }
+            }
             form method="post" action="/sign-in" {
+                @if let Some(n) = next { input type="hidden" name="next" value=(n) data-return-to; }
                 label for="email" { "Email address" }
                 input #email type="email" name="email" autocomplete="email" required;
                 " "
@@ -26,7 +36,10 @@ pub fn sign_in(notice: Option<&str>, providers: &ProvidersView) -> Markup {
                 h2 { "Or sign in with" }
                 ul #identity-providers {
                     @for p in &providers.providers {
-                        li { a href={ "/sign-in/providers/" (p.name) } { (p.display_name) } }
+                        li {
+                            a href={ "/sign-in/providers/" (p.name) (suffix.as_deref().unwrap_or("")) }
+                                data-return-to[next.is_some()] { (p.display_name) }
+                        }
                     }
                 }
             }

@@ -18,7 +18,9 @@ mod session;
 
 use edgeplane_core::auth::Action;
 use edgeplane_core::console::pages;
-use edgeplane_core::console::{asset, cookie_names, ASSET_CACHE_CONTROL, SECURITY_HEADERS};
+use edgeplane_core::console::{
+    asset, cookie_names, return_to, ASSET_CACHE_CONTROL, SECURITY_HEADERS,
+};
 use edgeplane_core::http::{match_tables, BodyLimit, Method, RouteMatch, RouteSpec};
 use edgeplane_core::{ApiError, ErrorCode};
 use worker::{Context, Env, Headers, Request, Response, ResponseBuilder};
@@ -134,6 +136,8 @@ pub async fn dispatch(req: Request, env: &Env, ctx: &Context, rc: &mut RequestCt
     }
     let request_id = rc.request_id.clone();
     let is_get = route.method == Method::Get;
+    let back = is_get.then(|| come_back_to(&req)).flatten();
+    let polled = req.headers().get("hx-request").ok().flatten().as_deref() == Some("true");
     match gate::serve(route, params, req, env, ctx, rc).await {
         Ok((answer, cookies)) => {
             let resp = match answer {
@@ -144,11 +148,38 @@ pub async fn dispatch(req: Request, env: &Env, ctx: &Context, rc: &mut RequestCt
             };
             answered(resp, &cookies, &request_id)
         }
-        // A page that needs a signed-in person sends anyone else to sign in.
+        // A page that needs a signed-in person sends anyone else to sign in, and back here
+        // afterwards. A fragment htmx polls (a round's live counts) sends the whole page: a
+        // redirect would only swap the sign-in page into the fragment.
         Err(e) if is_get && e.status() == 401 => {
-            with_headers(redirect("/sign-in"), &request_id, "no-store")
+            let to = return_to::sign_in_path(back.as_deref());
+            let resp = if polled {
+                let mut r = html(200, String::new());
+                let _ = r.headers_mut().set("hx-redirect", &to);
+                r
+            } else {
+                redirect(&to)
+            };
+            with_headers(resp, &request_id, "no-store")
         }
         Err(e) => error_response(&e, &request_id),
+    }
+}
+
+/// The page a GET came from, to come back to after signing in: for a fragment htmx fetched,
+/// the page it was fetched for (`HX-Current-URL`), else this request's own path and query.
+fn come_back_to(req: &Request) -> Option<String> {
+    let url = req.url().ok()?;
+    let current = req.headers().get("hx-current-url").ok().flatten();
+    match current {
+        Some(c) => return_to::from_current_url(&c, &url.origin().ascii_serialization()),
+        None => {
+            let path = match url.query() {
+                Some(q) => format!("{}?{q}", url.path()),
+                None => url.path().to_owned(),
+            };
+            return_to::safe(&path).map(str::to_owned)
+        }
     }
 }
 
@@ -162,11 +193,21 @@ fn answered(resp: Response, cookies: &[String], request_id: &str) -> Response {
     resp
 }
 
-/// Where a sign-in the console started ends (the identity provider's callback): `/orgs`, with
-/// the session's cookies.
-pub(crate) fn signed_in(access: &str, refresh: &str, https: bool, request_id: &str) -> Response {
-    let cookies = page::session_cookies(cookie_names(https), https, access, refresh);
-    answered(redirect("/orgs"), &cookies, request_id)
+/// Where a sign-in the console started ends (the identity provider's callback): the page that
+/// sent the person to sign in, or `/orgs`, with the session's cookies. `cookie_header` is the
+/// callback request's.
+pub(crate) fn signed_in(
+    access: &str,
+    refresh: &str,
+    https: bool,
+    cookie_header: &str,
+    request_id: &str,
+) -> Response {
+    let names = cookie_names(https);
+    let mut cookies = page::session_cookies(names, https, access, refresh).to_vec();
+    let (to, forget) = page::after_sign_in(names, https, cookie_header);
+    cookies.push(forget);
+    answered(redirect(&to), &cookies, request_id)
 }
 
 fn html(status: u16, body: String) -> Response {

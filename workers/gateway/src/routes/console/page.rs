@@ -5,7 +5,7 @@
 use std::str::FromStr;
 
 use edgeplane_core::console::pages::{Chrome, Markup};
-use edgeplane_core::console::{set_cookie, CookieNames};
+use edgeplane_core::console::{cookie, return_to, set_cookie, CookieNames};
 use edgeplane_core::ids::{OrgId, TypedId};
 use edgeplane_core::views::identity::OrgMembershipView;
 use edgeplane_core::{ApiError, ErrorCode};
@@ -30,6 +30,15 @@ pub fn session_cookies(
         set_cookie(names.access, access, https, COOKIE_MAX_AGE_SECS),
         set_cookie(names.refresh, refresh, https, COOKIE_MAX_AGE_SECS),
     ]
+}
+
+/// Where a person goes now that they signed in: the page that sent them to sign in (kept in
+/// the `next` cookie, checked again), else their orgs; and the `Set-Cookie` that forgets it.
+pub fn after_sign_in(names: CookieNames, https: bool, cookie_header: &str) -> (String, String) {
+    let to = cookie(cookie_header, names.next)
+        .and_then(return_to::decode)
+        .unwrap_or_else(|| "/orgs".to_owned());
+    (to, set_cookie(names.next, "", https, 0))
 }
 
 /// What a page handler answers.
@@ -113,6 +122,16 @@ impl Page {
     pub fn sign_in_cookies(&mut self, access: &str, refresh: &str) {
         self.set_cookies
             .extend(session_cookies(self.names, self.https, access, refresh));
+    }
+
+    /// Remembers `next` (a `return_to::safe` path) until the sign-in this page starts ends.
+    pub fn remember_return(&mut self, next: &str) {
+        self.set_cookies.push(set_cookie(
+            self.names.next,
+            &return_to::encode(next),
+            self.https,
+            return_to::COOKIE_MAX_AGE_SECS,
+        ));
     }
 
     pub fn clear_cookies(&mut self) {

@@ -2,13 +2,13 @@
 //! finishes it into the console's cookies) and out, the person's own sessions, and `/device`, where a person
 //! approves or denies the code the CLI shows (RFC 8628).
 
-use edgeplane_core::console::pages;
+use edgeplane_core::console::{pages, return_to};
 use edgeplane_core::http::Method::{Get, Post};
 use edgeplane_core::ids::{SessionId, TypedId};
 use edgeplane_core::views::identity::SessionIssued;
 use edgeplane_core::{validate, ApiError};
 
-use super::page::{render, render_status, user_and_session, Answer, Page};
+use super::page::{after_sign_in, render, render_status, user_and_session, Answer, Page};
 use super::{route, ConsoleRoute, Gate};
 use crate::cx::Cx;
 use crate::routes::identity::providers::flow_cookies;
@@ -79,7 +79,10 @@ pub const ROUTES: &[ConsoleRoute] = &[
 
 pub async fn handle(id: Id, cx: &mut Cx<'_>, page: &mut Page) -> Result<Answer, ApiError> {
     match id {
-        Id::SignIn => render(pages::sign_in(None, &providers::list(cx))),
+        Id::SignIn => {
+            let next = query_next(cx)?;
+            render(pages::sign_in(None, &providers::list(cx), next.as_deref()))
+        }
         Id::StartProvider => {
             let name = cx.param("provider")?.to_owned();
             let hint = cx
@@ -87,21 +90,35 @@ pub async fn handle(id: Id, cx: &mut Cx<'_>, page: &mut Page) -> Result<Answer, 
                 .into_iter()
                 .find(|(k, v)| k == "login_hint" && !v.is_empty())
                 .map(|(_, v)| v);
+            let next = query_next(cx)?;
             let started = providers::start(cx, &name, hint.as_deref()).await?;
             page.set_cookies
                 .extend(flow_cookies(cx, &started.binding, true));
+            if let Some(n) = next {
+                page.remember_return(&n);
+            }
             Ok(Answer::RedirectTo(started.authorization_url))
         }
         Id::RequestLink => {
             let email = validate::email(page.require("email")?)?;
             let sent = magic::request(cx, &email).await?;
+            if let Some(n) = page
+                .field("next")
+                .and_then(return_to::safe)
+                .map(str::to_owned)
+            {
+                page.remember_return(&n);
+            }
             render(pages::sign_in_sent(&sent.message))
         }
         Id::MagicLanding => render(pages::magic_landing()),
         Id::SpendLink => {
             let issued: SessionIssued = magic::verify(cx, page.require("token")?).await?;
             page.sign_in_cookies(&issued.access_token, &issued.refresh_token);
-            Ok(Answer::Redirect("/orgs"))
+            let cookies = cx.req.headers().get("cookie").ok().flatten();
+            let (to, forget) = after_sign_in(page.names, page.https, &cookies.unwrap_or_default());
+            page.set_cookies.push(forget);
+            Ok(Answer::RedirectTo(to))
         }
         Id::SignOut => {
             let (user, sid) = user_and_session(cx)?;
@@ -189,4 +206,13 @@ pub async fn handle(id: Id, cx: &mut Cx<'_>, page: &mut Page) -> Result<Answer, 
             ))
         }
     }
+}
+
+/// The sign-in page's `?next=`: the page to come back to, when it is one of ours.
+fn query_next(cx: &Cx<'_>) -> Result<Option<String>, ApiError> {
+    Ok(cx
+        .query()?
+        .into_iter()
+        .find(|(k, _)| k == "next")
+        .and_then(|(_, v)| return_to::safe(&v).map(str::to_owned)))
 }

@@ -95,6 +95,12 @@ pub async fn callback(cx: &mut Cx<'_>) -> HttpResult {
             &issued.access_token,
             &issued.refresh_token,
             cx.cfg.issuer.starts_with("https://"),
+            &cx.req
+                .headers()
+                .get("cookie")
+                .ok()
+                .flatten()
+                .unwrap_or_default(),
             &cx.rc.request_id,
         ),
         (Err(e), true) => crate::routes::console::error_response(&e, &cx.rc.request_id),
