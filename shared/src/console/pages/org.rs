@@ -365,7 +365,7 @@ pub const AUDIT_RANGES: [(&str, &str, i64); 4] = [
 ];
 
 /// The audit page's filters as its URL keeps them (`actor`, `action`, `resource`, `range`,
-/// `cursor`): empty fields of the GET form are dropped, a window is one of [`AUDIT_RANGES`].
+/// `cursor`, and the page size `limit`, which the audit query bounds): empty fields of the GET form are dropped, a window is one of [`AUDIT_RANGES`].
 /// [`Self::query`] turns them into the audit query's own parameters, which the list and the
 /// export parse with the API's code.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -375,6 +375,8 @@ pub struct AuditFilters {
     pub resource: Option<String>,
     pub range: Option<&'static str>,
     pub cursor: Option<String>,
+    /// Events per page: the list's only (an export is every matching event).
+    pub limit: Option<String>,
 }
 
 impl AuditFilters {
@@ -390,6 +392,7 @@ impl AuditFilters {
                 "action" => f.action = Some(v),
                 "resource" => f.resource = Some(v),
                 "cursor" => f.cursor = Some(v),
+                "limit" => f.limit = Some(v),
                 "range" => {
                     f.range = Some(
                         AUDIT_RANGES
@@ -434,13 +437,30 @@ impl AuditFilters {
         {
             q.push(("since".to_owned(), rfc3339_millis(now_ms - ms)));
         }
-        if let (true, Some(c)) = (paged, &self.cursor) {
-            q.push(("cursor".to_owned(), c.clone()));
+        if paged {
+            for (k, v) in [("cursor", &self.cursor), ("limit", &self.limit)] {
+                if let Some(v) = v {
+                    q.push((k.to_owned(), v.clone()));
+                }
+            }
         }
         q
     }
 
-    /// `path` with these filters (never the cursor) and `extra` in its query string.
+    /// A page of the list at `cursor` (`None`: the newest), with these filters and page size.
+    pub fn page_href(&self, path: &str, cursor: Option<&str>) -> String {
+        let mut extra = Vec::new();
+        if let Some(l) = &self.limit {
+            extra.push(("limit", l.as_str()));
+        }
+        if let Some(c) = cursor {
+            extra.push(("cursor", c));
+        }
+        self.href(path, &extra)
+    }
+
+    /// `path` with these filters (never the cursor or page size) and `extra` in its query
+    /// string.
     pub fn href(&self, path: &str, extra: &[(&str, &str)]) -> String {
         let mut ser = form_urlencoded::Serializer::new(String::new());
         for (k, v) in [
@@ -510,6 +530,7 @@ pub fn audit(
                         option value=(key) selected[filters.range == Some(key)] { (words) }
                     }
                 }
+                @if let Some(l) = &filters.limit { input type="hidden" name="limit" value=(l); }
                 " "
                 button type="submit" { "Filter" }
                 " "
@@ -539,9 +560,9 @@ pub fn audit(
                 }
             }
             nav aria-label="Pages" {
-                @if filters.cursor.is_some() { a href=(filters.href(&base, &[])) { "Newest events" } " " }
+                @if filters.cursor.is_some() { a #newest href=(filters.page_href(&base, None)) { "Newest events" } " " }
                 @if let Some(cursor) = &v.next_cursor {
-                    a #older href=(filters.href(&base, &[("cursor", cursor)])) { "Older events" }
+                    a #older href=(filters.page_href(&base, Some(cursor))) { "Older events" }
                 }
             }
         },
@@ -594,6 +615,7 @@ mod tests {
             ("resource", " key 1 "),
             ("range", "24h"),
             ("cursor", "40"),
+            ("limit", "2"),
         ]))
         .unwrap();
         assert_eq!(f.action, None, "an empty field of the form is no filter");
@@ -604,6 +626,15 @@ mod tests {
             "/orgs/a/audit?actor=usr_1&resource=key+1&range=24h&format=csv"
         );
         assert_eq!(AuditFilters::default().href("/x", &[]), "/x");
+        // Page links keep the page size too; the newest page has no cursor.
+        assert_eq!(
+            f.page_href("/orgs/a/audit", Some("38")),
+            "/orgs/a/audit?actor=usr_1&resource=key+1&range=24h&limit=2&cursor=38"
+        );
+        assert_eq!(
+            f.page_href("/orgs/a/audit", None),
+            "/orgs/a/audit?actor=usr_1&resource=key+1&range=24h&limit=2"
+        );
         // The window becomes the audit query's `since`, counted back from now.
         let q = f.query(86_400_000 + 5_000, true);
         assert!(
@@ -611,7 +642,12 @@ mod tests {
             "{q:?}"
         );
         assert!(q.contains(&("cursor".to_owned(), "40".to_owned())));
-        assert!(!f.query(0, false).iter().any(|(k, _)| k == "cursor"));
+        assert!(q.contains(&("limit".to_owned(), "2".to_owned())));
+        // An export is every matching event: no cursor, no page size.
+        assert!(!f
+            .query(0, false)
+            .iter()
+            .any(|(k, _)| k == "cursor" || k == "limit"));
         // What the API parses: the list's own query accepts every pair.
         crate::access::audit_query::AuditQuery::parse(q).unwrap();
     }
@@ -620,7 +656,7 @@ mod tests {
     fn audit_filters_refuse_what_the_page_does_not_offer() {
         for p in [
             vec![("range", "2y")],
-            vec![("limit", "5")],
+            vec![("before", "5")],
             vec![("since", "2026-01-01T00:00:00Z")],
         ] {
             assert_eq!(
