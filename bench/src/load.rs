@@ -110,6 +110,40 @@ pub async fn run<F>(name: &str, cfg: &LoadConfig, expect_status: u16, make: F) -
 where
     F: Fn(u64) -> RequestSpec + Send + Sync + 'static,
 {
+    run_together(name, cfg, expect_status, move |i| vec![make(i)]).await
+}
+
+/// Sends one request and reads its body; whether it answered `expect_status`.
+async fn send(client: &reqwest::Client, spec: RequestSpec, expect_status: u16) -> bool {
+    let mut rb = client.request(spec.method, &spec.url);
+    for (k, v) in &spec.headers {
+        rb = rb.header(k, v);
+    }
+    if let Some(b) = spec.body {
+        rb = rb.body(b);
+    }
+    match rb.send().await {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            let body_ok = r.bytes().await.is_ok();
+            status == expect_status && body_ok
+        }
+        Err(_) => false,
+    }
+}
+
+/// Like [`run`], but one operation is the requests `make(i)` builds, sent at once (as a client
+/// fetching what one page shows would): its latency lasts until the last body is read, and it
+/// counts as one request. Every one of them must answer `expect_status`.
+pub async fn run_together<F>(
+    name: &str,
+    cfg: &LoadConfig,
+    expect_status: u16,
+    make: F,
+) -> LoadResult
+where
+    F: Fn(u64) -> Vec<RequestSpec> + Send + Sync + 'static,
+{
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(cfg.concurrency)
         .timeout(Duration::from_secs(30))
@@ -142,22 +176,26 @@ where
                     break;
                 }
                 let i = counter.fetch_add(1, Ordering::Relaxed);
-                let spec = make(i);
-                let mut rb = client.request(spec.method, &spec.url);
-                for (k, v) in &spec.headers {
-                    rb = rb.header(k, v);
-                }
-                if let Some(b) = spec.body {
-                    rb = rb.body(b);
-                }
+                let mut specs = make(i);
                 let t0 = Instant::now();
-                let ok = match rb.send().await {
-                    Ok(r) => {
-                        let status = r.status().as_u16();
-                        let body_ok = r.bytes().await.is_ok();
-                        status == expect_status && body_ok
+                let ok = if specs.len() == 1 {
+                    match specs.pop() {
+                        Some(spec) => send(&client, spec, expect_status).await,
+                        None => false,
                     }
-                    Err(_) => false,
+                } else {
+                    let handles: Vec<_> = specs
+                        .into_iter()
+                        .map(|spec| {
+                            let client = client.clone();
+                            tokio::spawn(async move { send(&client, spec, expect_status).await })
+                        })
+                        .collect();
+                    let mut all = true;
+                    for h in handles {
+                        all &= h.await.unwrap_or(false);
+                    }
+                    all
                 };
                 let done = Instant::now();
                 if t0 >= measure_from && done <= end {

@@ -12,34 +12,54 @@ use std::io::Write;
 use edgeplane_bench::load::{self, LoadConfig, LoadResult, RequestSpec};
 use edgeplane_bench::{report, session, stack};
 
-/// A page and the JSON route that reads the same data.
+/// A page and the JSON reads of the same data: what a client needs to show what the page shows
+/// (the overview's counts, health and recent events; the audit list and its verification),
+/// sent at once.
 struct Pair {
     name: &'static str,
     page: String,
-    json: String,
+    json: Vec<String>,
 }
 
 fn pairs(slug: &str, id: &str) -> Vec<Pair> {
-    let pair = |name, page: &str, json: &str| Pair {
+    let pair = |name, page: &str, json: &[&str]| Pair {
         name,
         page: format!("/orgs/{slug}{page}"),
-        json: format!("/v1/orgs/{id}{json}"),
+        json: json.iter().map(|j| format!("/v1/orgs/{id}{j}")).collect(),
     };
     let mut out = vec![
-        pair("overview", "", ""),
-        pair("members", "/members", "/members"),
-        pair("api-keys", "/api-keys", "/api-keys"),
-        pair("audit", "/audit", "/audit-events"),
-        pair("rounds", "/rounds", "/rounds"),
-        pair("devices", "/devices", "/devices"),
-        pair("integrations", "/integrations", "/integrations"),
-        pair("llm-providers", "/llm-providers", "/llm-providers"),
-        pair("reviews", "/reviews", "/reviews"),
+        pair(
+            "overview",
+            "",
+            &[
+                "",
+                "/members",
+                "/api-keys",
+                "/rounds",
+                "/audit-events?limit=5",
+            ],
+        ),
+        pair("members", "/members", &["/members", "/invitations"]),
+        pair("api-keys", "/api-keys", &["/api-keys"]),
+        pair(
+            "audit",
+            "/audit",
+            &["/audit-events", "/audit-events/verify"],
+        ),
+        pair("rounds", "/rounds", &["/rounds"]),
+        pair("devices", "/devices", &["/devices", "/device-groups"]),
+        pair("integrations", "/integrations", &["/integrations"]),
+        pair("llm-providers", "/llm-providers", &["/llm-providers"]),
+        pair("reviews", "/reviews", &["/reviews", "/integrations"]),
     ];
+    // The overview's health is the platform's `/healthz` report.
+    if let Some(o) = out.first_mut() {
+        o.json.push("/healthz".into());
+    }
     out.push(Pair {
         name: "sessions",
         page: "/settings/sessions".into(),
-        json: "/v1/sessions".into(),
+        json: vec!["/v1/sessions".into()],
     });
     out
 }
@@ -138,9 +158,14 @@ async fn main() {
             move |_| RequestSpec::get(url.clone()).header("cookie", &cookie)
         })
         .await;
-        let json = load::run(&format!("json {}", p.json), &cfg, 200, {
-            let (url, bearer) = (format!("{base}{}", p.json), bearer.clone());
-            move |_| RequestSpec::get(url.clone()).header("authorization", &bearer)
+        let json = load::run_together(&format!("json {}", p.json.join(" + ")), &cfg, 200, {
+            let urls: Vec<String> = p.json.iter().map(|j| format!("{base}{j}")).collect();
+            let bearer = bearer.clone();
+            move |_| {
+                urls.iter()
+                    .map(|u| RequestSpec::get(u.clone()).header("authorization", &bearer))
+                    .collect()
+            }
         })
         .await;
         let weight = weight(&http, &base, &p.page, &cookie).await;
