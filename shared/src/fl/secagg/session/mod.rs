@@ -840,6 +840,11 @@ impl<'a, E: SqlExec> SecAggSession<'a, E> {
     /// Rebuilds, from the revealed shares, what the unmasker needs: every survivor's self-mask
     /// seed and every dropped device's `sk1`, with their advertised `pk1`. Only a complete
     /// session answers; a failed one unmasks nothing.
+    ///
+    /// Each secret is interpolated from its first `t` shares by holder: `t` points fix the
+    /// polynomial, more would not catch a wrong one (a bad `sk1` fails its `pk1` check, a bad
+    /// seed the canary), and Lagrange costs O(k²) field operations in k shares, so this keeps
+    /// the whole rebuild at O(n·t²) rather than O(n³).
     pub fn unmask_inputs(&self) -> SessionResult<UnmaskInputs> {
         let s = self.loaded()?;
         if s.state != State::Complete {
@@ -849,10 +854,11 @@ impl<'a, E: SqlExec> SecAggSession<'a, E> {
         let corrupt = |e: ShareFormatError| StoreError::corrupt(format!("stored share: {e}"));
         let mut survivors = Vec::new();
         for m in records::members_through(self.sql, Stage::MaskedInput)? {
-            let shares = records::reveals_of(self.sql, m.index, ShareKind::RdSeed)?
-                .iter()
-                .map(|bytes| Share::parse(bytes).map_err(corrupt))
-                .collect::<Result<Vec<_>, _>>()?;
+            let shares =
+                records::reveals_of(self.sql, m.index, ShareKind::RdSeed, s.config.threshold)?
+                    .iter()
+                    .map(|bytes| Share::parse(bytes).map_err(corrupt))
+                    .collect::<Result<Vec<_>, _>>()?;
             let self_mask_seed =
                 reconstruct_self_mask_seed(&shares, threshold).map_err(|error| {
                     SessionError::Reconstruct {
@@ -868,10 +874,11 @@ impl<'a, E: SqlExec> SecAggSession<'a, E> {
         }
         let mut dropped = Vec::new();
         for m in records::members_at(self.sql, Stage::ShareKeys)? {
-            let shares = records::reveals_of(self.sql, m.index, ShareKind::Sk1)?
-                .iter()
-                .map(|bytes| Sk1Share::parse(bytes).map_err(corrupt))
-                .collect::<Result<Vec<_>, _>>()?;
+            let shares =
+                records::reveals_of(self.sql, m.index, ShareKind::Sk1, s.config.threshold)?
+                    .iter()
+                    .map(|bytes| Sk1Share::parse(bytes).map_err(corrupt))
+                    .collect::<Result<Vec<_>, _>>()?;
             let sk1 =
                 reconstruct_sk1(&shares, threshold).map_err(|error| SessionError::Reconstruct {
                     index: m.index,

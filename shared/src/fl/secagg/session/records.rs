@@ -301,15 +301,16 @@ pub fn insert_reveal(
     )
 }
 
-/// The shares of `of`'s secret of `kind`, by holder.
+/// At most `limit` shares of `of`'s secret of `kind`, by holder.
 pub fn reveals_of(
     sql: &impl SqlExec,
     of: u32,
     kind: ShareKind,
+    limit: u32,
 ) -> Result<Vec<Vec<u8>>, StoreError> {
     sql.query(
-        "SELECT share FROM secagg_reveals WHERE of_idx = ? AND kind = ? ORDER BY holder",
-        &[Value::from(of), enc(&kind)?],
+        "SELECT share FROM secagg_reveals WHERE of_idx = ? AND kind = ? ORDER BY holder LIMIT ?",
+        &[Value::from(of), enc(&kind)?, Value::from(limit)],
     )?
     .iter()
     .map(|r| r.get(0))
