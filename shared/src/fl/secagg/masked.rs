@@ -39,9 +39,13 @@ pub enum MaskedError {
     },
 }
 
-/// The index of the canary in the masked vector of a model of `model_elements` elements.
-pub fn canary_index(model_elements: u64) -> u64 {
-    model_elements
+/// The index of the canary in the masked vector of a model of `model_elements` elements; a
+/// model whose canary would pass the masks' u32 index space is refused.
+pub fn canary_index(model_elements: u64) -> Result<u32, MaskedError> {
+    u32::try_from(model_elements).map_err(|_| MaskedError::RangeBeyondIndexSpace {
+        start: model_elements,
+        end: model_elements + 1,
+    })
 }
 
 /// The shards' ranges over the masked vector: the model's ranges (`shard::plan`) with the last
@@ -109,8 +113,8 @@ impl MaskedSum {
     }
 
     /// The masked sum at the canary, if this shard holds it.
-    pub fn masked_canary(&self, canary: u64) -> Option<u32> {
-        let offset = canary.checked_sub(u64::from(self.start))?;
+    pub fn masked_canary(&self, canary: u32) -> Option<u32> {
+        let offset = canary.checked_sub(self.start)?;
         self.values.get(usize::try_from(offset).ok()?).copied()
     }
 
@@ -119,13 +123,15 @@ impl MaskedSum {
     pub fn unmask(
         mut self,
         unmasker: &Unmasker,
-        canary: u64,
+        canary: u32,
     ) -> Result<UnmaskedSlice, UnmaskError> {
         unmasker.unmask_range(self.start, &mut self.values)?;
+        // After unmasking, the value at the canary is no longer masked.
         if let Some(value) = self.masked_canary(canary) {
             unmasker.check_canary(value)?;
-            // The canary is the last element of the vector, so of this range too.
-            self.values.pop();
+            // The canary is the vector's last element, so the range's last (`remove` is then
+            // a pop); it is no model element.
+            self.values.remove((canary - self.start) as usize);
         }
         Ok(UnmaskedSlice {
             start: u64::from(self.start),
@@ -137,13 +143,9 @@ impl MaskedSum {
 
 /// Checks the canary from its masked sum alone (one element to unmask), so the coordinator can
 /// refuse the round before any shard writes a byte.
-pub fn check_canary(unmasker: &Unmasker, canary: u64, masked: u32) -> Result<(), UnmaskError> {
-    let index = u32::try_from(canary).map_err(|_| UnmaskError::RangeOverflow {
-        start: u32::MAX,
-        len: 2,
-    })?;
+pub fn check_canary(unmasker: &Unmasker, canary: u32, masked: u32) -> Result<(), UnmaskError> {
     let mut value = [masked];
-    unmasker.unmask_range(index, &mut value)?;
+    unmasker.unmask_range(canary, &mut value)?;
     unmasker.check_canary(value[0])
 }
 
@@ -187,7 +189,8 @@ mod tests {
     #[test]
     fn the_last_range_holds_the_canary() {
         assert_eq!(masked_ranges(&[0..4, 4..7, 7..10]), vec![0..4, 4..7, 7..11]);
-        assert_eq!(canary_index(10), 10);
+        assert_eq!(canary_index(10), Ok(10));
+        assert!(canary_index(1u64 << 32).is_err());
         assert!(masked_ranges(&[]).is_empty());
     }
 

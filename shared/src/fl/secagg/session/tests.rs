@@ -447,7 +447,7 @@ fn reference_mean(clients: &[&Client]) -> Vec<f64> {
 fn unmask_all(played: &Played) -> Result<Vec<f64>, UnmaskError> {
     let inputs = played.session().unmask_inputs().unwrap();
     let unmasker = inputs.unmasker()?;
-    let canary = masked::canary_index(MODEL_ELEMENTS);
+    let canary = masked::canary_index(MODEL_ELEMENTS).unwrap();
     let holder = played
         .shards
         .iter()
@@ -665,7 +665,7 @@ fn a_stock_client_whose_seed_is_not_below_p_fails_the_canary_check() {
         .unwrap()
         .unmasker()
         .unwrap();
-    let canary = masked::canary_index(MODEL_ELEMENTS);
+    let canary = masked::canary_index(MODEL_ELEMENTS).unwrap();
     let last = played.shards.last().unwrap();
     let result = masked::check_canary(&unmasker, canary, last.masked_canary(canary).unwrap());
     assert!(
