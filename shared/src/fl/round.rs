@@ -31,12 +31,20 @@ pub enum RoundFailure {
     /// Some averaged values overflow the base version's dtype (e.g. beyond ±65504 in float16):
     /// publishing them would ship infinities to devices.
     NonFiniteResult,
+    /// A secure round fell below its threshold `t` at some stage (too few devices answered, or
+    /// too few shares of some device's secret arrived): nothing was unmasked.
+    InsufficientParticipants,
+    /// A secure round's masks could not be removed: a secret rebuilt from shares did not match
+    /// what its device advertised, or the canary element did not come out as `n·T/2`.
+    UnmaskFailed,
 }
 
 impl RoundFailure {
     pub fn as_str(self) -> &'static str {
         match self {
             RoundFailure::NonFiniteResult => "non_finite_result",
+            RoundFailure::InsufficientParticipants => "insufficient_participants",
+            RoundFailure::UnmaskFailed => "unmask_failed",
         }
     }
 
@@ -44,6 +52,12 @@ impl RoundFailure {
         match self {
             RoundFailure::NonFiniteResult => {
                 "the averaged model has values that are not finite in the base version's dtype"
+            }
+            RoundFailure::InsufficientParticipants => {
+                "fewer devices than the secure-aggregation threshold completed a stage"
+            }
+            RoundFailure::UnmaskFailed => {
+                "the secure-aggregation masks could not be removed, so nothing was published"
             }
         }
     }

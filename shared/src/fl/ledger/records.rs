@@ -79,7 +79,7 @@ pub fn migrate(sql: &impl SqlExec) -> Result<(), StoreError> {
 }
 
 /// A serde enum or struct stored as text.
-pub(super) fn enc<T: Serialize>(v: &T) -> Result<Value, StoreError> {
+pub(crate) fn enc<T: Serialize>(v: &T) -> Result<Value, StoreError> {
     match serde_json::to_value(v) {
         Ok(serde_json::Value::String(s)) => Ok(Value::Text(s)),
         Ok(other) => Ok(Value::Text(other.to_string())),
@@ -88,14 +88,14 @@ pub(super) fn enc<T: Serialize>(v: &T) -> Result<Value, StoreError> {
 }
 
 /// Reads back what [`enc`] wrote.
-pub(super) fn dec<T: DeserializeOwned>(row: &Row, i: usize) -> Result<T, StoreError> {
+pub(crate) fn dec<T: DeserializeOwned>(row: &Row, i: usize) -> Result<T, StoreError> {
     let s: String = row.get(i)?;
     serde_json::from_str::<T>(&s)
         .or_else(|_| serde_json::from_value::<T>(serde_json::Value::String(s.clone())))
         .map_err(|e| StoreError::corrupt(format!("column {i} {s:?}: {e}")))
 }
 
-pub(super) fn dec_opt<T: DeserializeOwned>(row: &Row, i: usize) -> Result<Option<T>, StoreError> {
+pub(crate) fn dec_opt<T: DeserializeOwned>(row: &Row, i: usize) -> Result<Option<T>, StoreError> {
     match row.0.get(i) {
         None | Some(Value::Null) => Ok(None),
         Some(_) => dec(row, i).map(Some),

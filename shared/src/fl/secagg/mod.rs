@@ -12,14 +12,18 @@
 //! - [`relay`]: the shape of the share ciphertexts the server relays but cannot open;
 //! - [`reveal`]: a survivor's stage-4 answer, each share checked to be at the holder's own x;
 //! - [`quantize`]: the stochastic quantization and the de-quantization of a sum;
-//! - [`unmask`]: removing the masks from a range of the sum, and the canary check.
+//! - [`unmask`]: removing the masks from a range of the sum, and the canary check;
+//! - [`session`]: the server's stage machine for one secure round, over the round's storage;
+//! - [`masked`]: a shard's wrapping sum of masked vectors and its unmasked, de-quantized average.
 
 pub mod field;
 pub mod keys;
+pub mod masked;
 pub mod prg;
 pub mod quantize;
 pub mod relay;
 pub mod reveal;
+pub mod session;
 pub mod shamir;
 pub mod unmask;
 
