@@ -9,25 +9,12 @@ import {
   newContext,
   freshOwner,
   apiAs,
-  countMessages,
-  magicLinkToken,
+  signInFromHere,
   watchConsole,
   openPage,
   signIn,
 } from "./helpers.mjs";
 import { hex, modelWithBase } from "./fixtures.mjs";
-
-/** On the sign-in page: asks for a magic link for `email`, then follows it as mailed. */
-async function signInFromHere(page, email) {
-  const before = await countMessages(email);
-  await page.getByLabel("Email address").fill(email);
-  await page.getByRole("button", { name: "Email me a sign-in link" }).click();
-  await expect(page.getByRole("status")).toContainText("sign-in link");
-  const token = await magicLinkToken(email, before);
-  await page.goto(`/sign-in/magic-link#token=${token}`);
-  await expect(page.getByLabel(/Sign-in token/)).toHaveValue(token);
-  await page.getByRole("button", { name: "Sign in" }).click();
-}
 
 const nextOf = (page) => new URL(page.url()).searchParams.get("next");
 
