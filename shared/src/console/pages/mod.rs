@@ -2,12 +2,14 @@
 //! types the JSON API answers; no page computes policy, it only shows or hides controls by the
 //! flags the route passes (a forged POST is refused by the route's own check anyway).
 
+mod audit;
 mod federation;
 mod fleet;
 mod org;
 mod review;
 mod session;
 
+pub use audit::*;
 pub use federation::*;
 pub use fleet::*;
 pub use org::*;
