@@ -1,6 +1,7 @@
 //! The web console: server-rendered HTML pages over the same service functions and view types as
 //! the JSON API. Like the API, each area owns a table of routes and its handlers (`session`:
-//! signing in, sessions, `/device`; `org`: an org's overview, API keys, members, audit log;
+//! signing in, sessions, `/device`; `org`: an org's overview, API keys, members; `audit`: the
+//! audit log;
 //! `federation`: rounds and devices; `fleet`: models, deployments, device groups; `review`:
 //! integrations, LLM providers, reviews). Each route has its gate (public, signed in, or an org
 //! action checked by the same `authn::org_access` and `authorize` as the JSON route it mirrors:
@@ -8,6 +9,7 @@
 //! from our Origin and, once signed in, carry the session's CSRF token (a file upload carries it in
 //! its address, so its body is never buffered: `gate`). Errors are HTML pages with the request id.
 
+mod audit;
 mod federation;
 mod fleet;
 mod gate;
@@ -36,6 +38,7 @@ pub enum Id {
     Asset,
     Session(session::Id),
     Org(org::Id),
+    Audit(audit::Id),
     Federation(federation::Id),
     Fleet(fleet::Id),
     Review(review::Id),
@@ -75,6 +78,7 @@ pub const TABLES: &[&[ConsoleRoute]] = &[
     FRAME,
     session::ROUTES,
     org::ROUTES,
+    audit::ROUTES,
     federation::ROUTES,
     fleet::ROUTES,
     review::ROUTES,
@@ -255,6 +259,7 @@ async fn handle(id: Id, cx: &mut Cx<'_>, page: &mut Page) -> Result<Answer, ApiE
         Id::Home | Id::Asset => Err(not_found()),
         Id::Session(id) => session::handle(id, cx, page).await,
         Id::Org(id) => org::handle(id, cx, page).await,
+        Id::Audit(id) => audit::handle(id, cx, page).await,
         Id::Federation(id) => federation::handle(id, cx, page).await,
         Id::Fleet(id) => fleet::handle(id, cx, page).await,
         Id::Review(id) => review::handle(id, cx, page).await,

@@ -1,11 +1,10 @@
 //! An organization's own pages: the org list and a new org, its overview, API keys (create,
-//! rotate, revoke), members and invitations (and leaving), the audit log (filters kept in the
-//! URL, one event, export), and the invitee's page that accepts an invitation.
+//! rotate, revoke), members and invitations (and leaving), and the invitee's page that accepts
+//! an invitation. The audit log's pages are the `audit` area.
 
 use edgeplane_core::access::audit_query::AuditQuery;
-use edgeplane_core::audit::export::ExportQuery;
 use edgeplane_core::auth::{Action, Role, Scopes};
-use edgeplane_core::console::pages::{self, AuditFilters, MembersPage, OverviewCounts};
+use edgeplane_core::console::pages::{self, MembersPage, OverviewCounts};
 use edgeplane_core::http::Method::{Get, Post};
 use edgeplane_core::ids::{ApiKeyId, InvitationId, TypedId, UserId};
 use edgeplane_core::views::access::{ApiKeyIssued, InvitationCreated};
@@ -13,12 +12,11 @@ use edgeplane_core::{validate, ApiError};
 use futures_util::future::{join3, try_join, try_join3};
 
 use super::page::{
-    correctable, membership, not_found, org_id, org_page, render, render_status, user_and_session,
-    Answer, Page,
+    correctable, membership, org_id, org_page, render, render_status, user_and_session, Answer,
+    Page,
 };
 use super::{route, ConsoleRoute, Gate};
 use crate::cx::Cx;
-use crate::http::ctx::now_ms;
 use crate::service::access::invitations::{self, NewInvitation};
 use crate::service::access::{api_keys, audit, members};
 use crate::service::core;
@@ -42,9 +40,6 @@ pub enum Id {
     RevokeInvitation,
     AcceptInvitationPage,
     AcceptInvitation,
-    Audit,
-    AuditEvent,
-    ExportAudit,
 }
 
 const fn r(id: Id) -> super::Id {
@@ -134,24 +129,6 @@ pub const ROUTES: &[ConsoleRoute] = &[
         Post,
         "/invitations/accept",
         Gate::User,
-    ),
-    route(
-        r(Id::Audit),
-        Get,
-        "/orgs/{org}/audit",
-        Gate::Org(Action::ReadAudit),
-    ),
-    route(
-        r(Id::AuditEvent),
-        Get,
-        "/orgs/{org}/audit/events/{seq}",
-        Gate::Org(Action::ReadAudit),
-    ),
-    route(
-        r(Id::ExportAudit),
-        Get,
-        "/orgs/{org}/audit/export",
-        Gate::Org(Action::ReadAudit),
     ),
 ];
 
@@ -411,62 +388,6 @@ pub async fn handle(id: Id, cx: &mut Cx<'_>, page: &mut Page) -> Result<Answer, 
                 ),
                 Err(e) => Err(e),
             }
-        }
-        Id::Audit => {
-            let filters = AuditFilters::from_query(cx.query()?)?;
-            let q = AuditQuery::parse(filters.query(now_ms(), true))?;
-            let (m, events, verified) =
-                try_join3(membership(cx), audit::list(cx, q), audit::verify(cx, None)).await?;
-            render(pages::audit(
-                &page.chrome("Audit log", Some(&m)),
-                &m.org.slug,
-                &filters,
-                &events,
-                &verified,
-            ))
-        }
-        Id::AuditEvent => {
-            // The event at `seq`: the list's own query, one event below `seq + 1`.
-            let seq: i64 = cx
-                .param("seq")?
-                .parse()
-                .ok()
-                .filter(|s| *s > 0 && *s < i64::MAX)
-                .ok_or_else(not_found)?;
-            let m = membership(cx).await?;
-            let q = AuditQuery::parse(vec![
-                ("cursor".into(), (seq + 1).to_string()),
-                ("limit".into(), "1".into()),
-            ])?;
-            let event = audit::list(cx, q)
-                .await?
-                .events
-                .into_iter()
-                .find(|e| e.seq == seq)
-                .ok_or_else(|| ApiError::not_found("audit event"))?;
-            let title = format!("Audit event {seq}");
-            render(pages::audit_event(
-                &page.chrome(&title, Some(&m)),
-                &m.org.slug,
-                &event,
-            ))
-        }
-        Id::ExportAudit => {
-            // The page's filters, plus the export's format, parsed by the JSON route's code.
-            let (format, rest): (Vec<_>, Vec<_>) =
-                cx.query()?.into_iter().partition(|(k, _)| k == "format");
-            let filters = AuditFilters::from_query(rest)?;
-            let mut pairs = filters.query(now_ms(), false);
-            pairs.extend(format);
-            let q = ExportQuery::parse(pairs)?;
-            let ext = q.format.name();
-            let mut resp = audit::export(cx, q).await?;
-            let file = format!("audit-{}.{ext}", cx.param("org")?);
-            let _ = resp.headers_mut().set(
-                "content-disposition",
-                &format!("attachment; filename=\"{file}\""),
-            );
-            Ok(Answer::Download(resp))
         }
     }
 }
