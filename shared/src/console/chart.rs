@@ -30,6 +30,17 @@ impl Plot {
     }
 }
 
+/// The left and bottom axes of `plot`, the scale's 0 and `max` beside the left one.
+fn axes(plot: &Plot, max: u64) -> Markup {
+    let bottom = plot.top + plot.height;
+    html! {
+        line.axis x1=(plot.left) x2=(plot.left) y1=(plot.top) y2=(bottom) {}
+        line.axis x1=(plot.left) x2=(plot.left + plot.width) y1=(bottom) y2=(bottom) {}
+        text x="0" y=(bottom) { "0" }
+        text x="0" y=(plot.top + 8.0) { (max) }
+    }
+}
+
 /// A count that steps at each point and holds in between, from 0 at `from` to its last value
 /// at `to`, as an SVG `points` list.
 pub fn steps(points: &[(i64, u64)], from: i64, to: i64, max: u64, plot: &Plot) -> String {
@@ -123,10 +134,7 @@ pub fn participation(
     html! {
         svg.chart role="img" aria-label=(label) viewBox="0 0 480 200" width="480" height="200" {
             title { (label) }
-            line.axis x1=(plot.left) x2=(plot.left) y1=(plot.top) y2=(bottom) {}
-            line.axis x1=(plot.left) x2=(plot.left + plot.width) y1=(bottom) y2=(bottom) {}
-            text x="0" y=(bottom) { "0" }
-            text x="0" y=(plot.top + 8.0) { (max) }
+            (axes(&plot, max))
             text x=(plot.left) y=(bottom + 16.0) { "start" }
             text x=(plot.left + plot.width) y=(bottom + 16.0) text-anchor="end" { "+" (duration(to - from)) }
             line.target x1=(plot.left) x2=(plot.left + plot.width) y1=(format!("{ty:.1}")) y2=(format!("{ty:.1}"))
@@ -154,10 +162,7 @@ pub fn columns(label: &str, slots: &[(i64, u64)], first: &str, last: &str) -> Ma
     html! {
         svg.chart role="img" aria-label=(label) viewBox="0 0 480 160" width="480" height="160" {
             title { (label) }
-            line.axis x1=(plot.left) x2=(plot.left) y1=(plot.top) y2=(bottom) {}
-            line.axis x1=(plot.left) x2=(plot.left + plot.width) y1=(bottom) y2=(bottom) {}
-            text x="0" y=(bottom) { "0" }
-            text x="0" y=(plot.top + 8.0) { (max) }
+            (axes(&plot, max))
             @for (i, (_, n)) in slots.iter().enumerate() {
                 @if *n > 0 {
                     @let y = plot.y(*n, max);
