@@ -9,24 +9,6 @@ use e2e::{org_path, wait_for, Client};
 use serde_json::{json, Value};
 use std::time::Duration;
 
-/// A device whose token may also send heartbeats.
-fn enroll_with_heartbeats(prefix: &str) -> Device {
-    let identifier = unique(prefix);
-    let bt = bootstrap_token(
-        &identifier,
-        json!({"scopes": ["devices:write", "heartbeat:write"]}),
-    );
-    let r = Client::anonymous()
-        .with_bearer(bt["token"].as_str().unwrap())
-        .post(
-            "/api/v1/device-auth/bootstrap",
-            &json!({"org_id": e2e::stack().org_id, "device_identifier": identifier}),
-        )
-        .expect(201)
-        .json();
-    Device::from_tokens(&r)
-}
-
 fn heartbeat(d: &Device, body: Value) {
     d.client
         .post(&format!("/api/v1/devices/{}/heartbeat", d.id), &body)
@@ -36,7 +18,7 @@ fn heartbeat(d: &Device, body: Value) {
 #[test]
 fn heartbeats_and_ended_rounds_with_their_refusals_are_in_the_devices_json() {
     let owner = Client::owner_key();
-    let d = enroll_with_heartbeats("history");
+    let d = Device::enroll_with_heartbeats("history");
     let path = |sub: &str| org_path(&format!("/devices/{}/{sub}", d.id));
 
     // Before anything: an empty timeline and no rounds.
