@@ -1,7 +1,8 @@
 // The console's code-review and fleet pages through the real stack: integrations (the webhook
 // secret shown once; a delivery signed with it listed with its outcome and the review it
 // created; the review's page), LLM providers (keys write-only), rounds (start from the form,
-// errors in words, cancel) and devices (list, page, revoke), and what a member sees and may do
+// errors in words, cancel) and devices (list; a device's page with its heartbeat timeline,
+// rounds and last refused update; revoke), and what a member sees and may do
 // there. Every page is checked for the CSP and for browser console errors; every wait is for
 // an observable event.
 import { test, expect } from "@playwright/test";
@@ -15,7 +16,16 @@ import {
   watchConsole,
   openPage,
 } from "./helpers.mjs";
-import { hex, deliver, pullRequestOpened, enrollDevice, modelWithBase } from "./fixtures.mjs";
+import {
+  hex,
+  deliver,
+  pullRequestOpened,
+  enrollDevice,
+  deviceClient,
+  join,
+  upload,
+  modelWithBase,
+} from "./fixtures.mjs";
 
 test("integrations: the secret is shown once, and signed deliveries appear with their outcome and review", async ({ browser }) => {
   const ctx = await newContext(browser);
@@ -157,16 +167,60 @@ test("rounds: the form's errors are shown in words; a round started from it can 
   await ctx.close();
 });
 
-test("devices: listed, a device's page, revoked from the list", async ({ browser }) => {
+test("devices: listed, a device's page with its heartbeat timeline, rounds and last refusal, revoked from the list", async ({ browser }) => {
   const owner = await freshOwner();
-  const device = await enrollDevice(owner);
+  const device = await deviceClient(owner, { scopes: ["devices:write", "heartbeat:write"] });
   const ctx = await newContext(browser);
   const page = await signIn(await ctx.newPage(), owner.email);
   const problems = watchConsole(page);
   await openPage(page, `/orgs/${owner.org}/devices`);
   await page.getByRole("link", { name: device.identifier }).click();
   await expect(page.locator("#device-state")).toHaveText("active");
-  await openPage(page, `/orgs/${owner.org}/devices/${device.id}`);
+  await expect(page.locator("#heartbeat-none")).toHaveCount(1);
+  await expect(page.locator("#device-rounds-none")).toHaveCount(1);
+
+  // Two heartbeats, and a round in which the device's one update is refused (not finite);
+  // cancelling the round records its end, and with it the device's part.
+  for (const battery_pct of [64, 63]) {
+    const r = await device.api.post(`/api/v1/devices/${device.id}/heartbeat`, {
+      data: { battery_pct, network_type: "cell", platform: "ios" },
+    });
+    expect(r.status()).toBe(200);
+  }
+  const modelId = await modelWithBase(owner);
+  const api = await apiAs(owner.token);
+  const created = await api.post(`/v1/orgs/${owner.org}/rounds`, {
+    data: { model_id: modelId, base_version: 1, target: 2, min: 1, max: 2, deadline_seconds: 600, aggregation: { algorithm: "fedavg" } },
+  });
+  expect(created.status(), await created.text()).toBe(201);
+  const round = (await created.json()).round.id;
+  const participation = await join(device, round);
+  const refused = await upload(device, round, participation, [0, NaN, 0, 0, 0, 0]);
+  expect(refused.status()).toBe(422);
+  const cancelled = await api.post(`/v1/orgs/${owner.org}/rounds/${round}/cancel`, { data: {} });
+  expect(cancelled.status(), await cancelled.text()).toBeLessThan(300);
+  await api.dispose();
+
+  // 200 means D1 has the round's end; after a 202 it follows: reload until the row is there.
+  const devicePath = `/orgs/${owner.org}/devices/${device.id}`;
+  const row = page.locator(`#device-rounds tr[data-round-id="${round}"]`);
+  await expect(async () => {
+    await openPage(page, devicePath);
+    await expect(row).toHaveCount(1, { timeout: 100 });
+  }).toPass({ timeout: 15_000 });
+  await expect(row.locator(".outcome")).toHaveText("rejected");
+  await expect(row.locator(".reason")).toContainText("non_finite");
+  await expect(page.locator("#device-last-rejection")).toHaveAttribute("data-reason", "non_finite");
+  await expect(page.locator("#device-last-rejection .reason")).toHaveText("non_finite");
+  await expect(page.locator("#device-last-rejection a")).toHaveAttribute("href", `/orgs/${owner.org}/rounds/${round}`);
+  // The timeline: a chart of both heartbeats (in one hour, or two if the hour turned), and
+  // the table of its hours with the last signals.
+  await expect(page.locator("#heartbeat-timeline svg.chart title")).toHaveText("2 heartbeats in the last 168 hours");
+  await expect(page.locator("#heartbeat-timeline svg rect.bar").first()).toBeVisible();
+  await expect(page.locator("#heartbeat-hours tbody tr").first()).toContainText("63%");
+  await expect(page.locator("#heartbeat-hours tbody tr").first()).toContainText("cell");
+  await device.api.dispose();
+
   await openPage(page, `/orgs/${owner.org}/devices`);
   await page.getByRole("button", { name: `Revoke ${device.identifier}` }).click();
   await expect(page.locator(`tr[data-device-id="${device.id}"] .state`)).toHaveText("revoked");

@@ -1,8 +1,8 @@
 // What several console tests set up through the JSON and device APIs, as the platforms and
 // devices would: signed GitHub deliveries, a small safetensors file, a model with its base
-// version, enrolled devices.
+// version, enrolled devices, and a device's part in a round (join, upload, complete).
 import { expect } from "@playwright/test";
-import { createHmac, randomBytes, randomInt } from "node:crypto";
+import { createHash, createHmac, randomBytes, randomInt } from "node:crypto";
 import { BASE, apiAs } from "./helpers.mjs";
 
 export const hex = (n) => randomBytes(n).toString("hex");
@@ -105,4 +105,47 @@ export async function modelWithBase(owner) {
   expect(version.status()).toBe(201);
   await api.dispose();
   return modelId;
+}
+
+/** A device acting through the device API with its own access token (`enrollDevice`'s options). */
+export async function deviceClient(owner, options = {}) {
+  const d = await enrollDevice(owner, options);
+  return { ...d, api: await apiAs(d.token) };
+}
+
+/** `device` joins `round`; returns its participation id. */
+export async function join(device, round) {
+  const r = await device.api.post(`/api/v1/federation/rounds/${round}/join`, {
+    data: { device_id: device.id, capabilities: { console_test: true } },
+  });
+  expect(r.status(), await r.text()).toBe(200);
+  const joined = await r.json();
+  // The plan names the layout an update must have: the base version's one tensor.
+  const plan = await device.api.get(`/api/v1/federation/plans/${joined.plan_id}`);
+  expect(plan.status()).toBe(200);
+  expect((await plan.json()).element_layout.map((s) => s.name)).toEqual(["w"]);
+  return joined.participation_id;
+}
+
+/** Uploads `values` as the device's update (two parts, to the signed URLs) and completes it. */
+export async function upload(device, round, participation, values) {
+  const bytes = safetensors(values);
+  const meta = {
+    sample_count: 10,
+    metrics: { loss: 0.5 },
+    format: "safetensors",
+    sha256: createHash("sha256").update(bytes).digest("hex"),
+    size: bytes.length,
+  };
+  const started = await device.api.post(`/api/v1/federation/rounds/${round}/uploads`, {
+    data: { participation_id: participation, meta, part_count: 2 },
+  });
+  expect(started.status(), await started.text()).toBe(201);
+  const { upload_id, part_urls } = await started.json();
+  for (const [k, url] of part_urls.entries()) {
+    const part = bytes.subarray((k * bytes.length) / part_urls.length, ((k + 1) * bytes.length) / part_urls.length);
+    const put = await fetch(url, { method: "PUT", headers: { "content-type": "application/octet-stream" }, body: part });
+    expect(put.status, await put.text()).toBeLessThan(300);
+  }
+  return device.api.post(`/api/v1/federation/rounds/${round}/uploads/${upload_id}/complete`, { data: {} });
 }

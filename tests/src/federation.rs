@@ -268,8 +268,21 @@ pub fn bootstrap_token(identifier: &str, extra: Value) -> Value {
 
 impl Device {
     pub fn enroll(prefix: &str) -> Device {
+        Device::enroll_with(prefix, json!({}))
+    }
+
+    /// A device whose token may also send heartbeats.
+    pub fn enroll_with_heartbeats(prefix: &str) -> Device {
+        Device::enroll_with(
+            prefix,
+            json!({"scopes": ["devices:write", "heartbeat:write"]}),
+        )
+    }
+
+    /// Enrolled with a bootstrap token minted with `extra` fields (scopes, lifetimes).
+    pub fn enroll_with(prefix: &str, extra: Value) -> Device {
         let identifier = unique(prefix);
-        let bt = bootstrap_token(&identifier, json!({}));
+        let bt = bootstrap_token(&identifier, extra);
         let r = Client::anonymous()
             .with_bearer(bt["token"].as_str().unwrap())
             .post(

@@ -1,5 +1,5 @@
 //! Federated-learning tests that change the local database behind the gateway's back: D1
-//! refusing a round's cancel. They write the SQLite file directly, so `scripts/e2e` runs them
+//! refusing a round's cancel, and heartbeat hours a week old for the cron to delete. They write the SQLite file directly, so `scripts/e2e` runs them
 //! alone after the main suite (`--ignored`, one thread).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -66,6 +66,9 @@ fn a_cancel_that_d1_refuses_is_recorded_once_when_it_can_be() {
     // A retry while D1 still refuses: the same answer, not a 409.
     cancel().expect(202);
 
+    // The devices' participations go with the end: none while D1 refuses it.
+    assert_eq!(participations(&rid), 0);
+
     d1(&format!("DROP TRIGGER {trigger}"), &[]);
     // Nobody retries: the coordinator's alarm writes it.
     wait_for(
@@ -74,6 +77,7 @@ fn a_cancel_that_d1_refuses_is_recorded_once_when_it_can_be() {
         || listed_in_state(&rid, "cancelled").then_some(()),
     );
     assert_eq!(cancelled_events(&rid), 1);
+    assert_eq!(participations(&rid), 1);
     // Repeats now answer 200 and change nothing.
     let again = cancel().expect(200).json();
     assert_eq!(again["round"]["state"], "cancelled");
@@ -86,4 +90,66 @@ fn a_cancel_that_d1_refuses_is_recorded_once_when_it_can_be() {
         .json();
     assert_eq!(ev["events"][0]["metadata"]["previous_state"], "collecting");
     assert_eq!(ev["events"][0]["actor"]["type"], "api_key");
+    // Written once, with the end, however often it was attempted.
+    assert_eq!(participations(&rid), 1);
+}
+
+/// Rows of `fl_participations` for round `rid`.
+fn participations(rid: &str) -> i64 {
+    d1(
+        "SELECT count(*) AS n FROM fl_participations WHERE round_id = ?",
+        &[json!(rid)],
+    )[0]["n"]
+        .as_i64()
+        .unwrap()
+}
+
+/// A device's heartbeat timeline keeps 7 days: the cron deletes older hours (written here
+/// straight into D1, as if a week had passed) and keeps the current one.
+#[test]
+#[ignore = "writes the local database directly; run alone by scripts/e2e's serial phase"]
+fn the_cron_deletes_heartbeat_hours_older_than_the_window() {
+    let d = Device::enroll_with_heartbeats("pruned");
+    d.client
+        .post(
+            &format!("/api/v1/devices/{}/heartbeat", d.id),
+            &json!({"battery_pct": 50}),
+        )
+        .expect(200);
+    let hours = || {
+        d1(
+            "SELECT hour_ms FROM fl_heartbeat_hours WHERE device_id = ? ORDER BY hour_ms",
+            &[json!(d.id)],
+        )
+        .iter()
+        .map(|r| r["hour_ms"].as_i64().unwrap())
+        .collect::<Vec<i64>>()
+    };
+    let current = hours();
+    assert_eq!(current.len(), 1);
+    let hour = 3_600_000;
+    // 8 days ago, and the last hour just inside the window (167 hours before this one).
+    for old in [current[0] - 192 * hour, current[0] - 167 * hour] {
+        d1(
+            "INSERT INTO fl_heartbeat_hours (org_id, device_id, hour_ms, count, last_heartbeat, last_at_ms) \
+             VALUES (?, ?, ?, 1, '{}', ?)",
+            &[json!(e2e::stack().org_id), json!(d.id), json!(old), json!(old)],
+        );
+    }
+    assert_eq!(hours().len(), 3);
+
+    let c = Client::anonymous();
+    let last_run =
+        || c.get("/healthz").expect(200).json()["cron"]["last_run_finished_at_ms"].as_i64();
+    let before = last_run().unwrap_or(0);
+    let r = c.get("/__scheduled?cron=*/5+*+*+*+*");
+    assert_eq!(r.status, 200, "{}", r.text);
+    wait_for("this cron run in healthz", Duration::from_secs(30), || {
+        last_run().filter(|t| *t > before)
+    });
+    // (Should the hour turn meanwhile, the window moves by one: the 167-hour row then goes too.)
+    let left = hours();
+    assert!(left.contains(&current[0]), "{left:?}");
+    assert!(!left.contains(&(current[0] - 192 * hour)), "{left:?}");
+    assert!(left.len() <= 2, "{left:?}");
 }

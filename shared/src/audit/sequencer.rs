@@ -179,16 +179,7 @@ mod tests {
 
     impl Db {
         fn new() -> Self {
-            let sql = MemSql::new();
-            // Comments may hold `;`: drop them, then run the statements one by one.
-            let schema: String = include_str!("../../../schema.sql")
-                .lines()
-                .map(|l| l.split("--").next().unwrap_or(""))
-                .collect::<Vec<_>>()
-                .join("\n");
-            for stmt in schema.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-                sql.exec(stmt, &[]).unwrap();
-            }
+            let sql = MemSql::with_d1_schema();
             Self {
                 sql,
                 fail_next_batch: Cell::new(false),

@@ -30,6 +30,17 @@ impl Plot {
     }
 }
 
+/// The left and bottom axes of `plot`, the scale's 0 and `max` beside the left one.
+fn axes(plot: &Plot, max: u64) -> Markup {
+    let bottom = plot.top + plot.height;
+    html! {
+        line.axis x1=(plot.left) x2=(plot.left) y1=(plot.top) y2=(bottom) {}
+        line.axis x1=(plot.left) x2=(plot.left + plot.width) y1=(bottom) y2=(bottom) {}
+        text x="0" y=(bottom) { "0" }
+        text x="0" y=(plot.top + 8.0) { (max) }
+    }
+}
+
 /// A count that steps at each point and holds in between, from 0 at `from` to its last value
 /// at `to`, as an SVG `points` list.
 pub fn steps(points: &[(i64, u64)], from: i64, to: i64, max: u64, plot: &Plot) -> String {
@@ -123,10 +134,7 @@ pub fn participation(
     html! {
         svg.chart role="img" aria-label=(label) viewBox="0 0 480 200" width="480" height="200" {
             title { (label) }
-            line.axis x1=(plot.left) x2=(plot.left) y1=(plot.top) y2=(bottom) {}
-            line.axis x1=(plot.left) x2=(plot.left + plot.width) y1=(bottom) y2=(bottom) {}
-            text x="0" y=(bottom) { "0" }
-            text x="0" y=(plot.top + 8.0) { (max) }
+            (axes(&plot, max))
             text x=(plot.left) y=(bottom + 16.0) { "start" }
             text x=(plot.left + plot.width) y=(bottom + 16.0) text-anchor="end" { "+" (duration(to - from)) }
             line.target x1=(plot.left) x2=(plot.left + plot.width) y1=(format!("{ty:.1}")) y2=(format!("{ty:.1}"))
@@ -135,6 +143,36 @@ pub fn participation(
                 polyline class=(class) fill="none" stroke-width="2" points=(line(*count)) {}
                 text class=(class) x=(plot.left + 8.0 + 90.0 * i as f64) y=(bottom + 34.0) { "— " (name) }
             }
+        }
+    }
+}
+
+/// Counts per equal time slot (a device's heartbeats per hour) as columns, oldest on the left,
+/// the first and last slots' times under the axis. Empty slots draw nothing, so gaps show.
+pub fn columns(label: &str, slots: &[(i64, u64)], first: &str, last: &str) -> Markup {
+    let plot = Plot {
+        left: 44.0,
+        top: 10.0,
+        width: 420.0,
+        height: 120.0,
+    };
+    let max = slots.iter().map(|s| s.1).max().unwrap_or(0).max(1);
+    let step = plot.width / slots.len().max(1) as f64;
+    let bottom = plot.top + plot.height;
+    html! {
+        svg.chart role="img" aria-label=(label) viewBox="0 0 480 160" width="480" height="160" {
+            title { (label) }
+            (axes(&plot, max))
+            @for (i, (_, n)) in slots.iter().enumerate() {
+                @if *n > 0 {
+                    @let y = plot.y(*n, max);
+                    rect.bar x=(format!("{:.1}", plot.left + step * i as f64))
+                        y=(format!("{y:.1}")) width=(format!("{:.1}", step.max(1.0)))
+                        height=(format!("{:.1}", bottom - y)) {}
+                }
+            }
+            text x=(plot.left) y=(bottom + 16.0) { (first) }
+            text x=(plot.left + plot.width) y=(bottom + 16.0) text-anchor="end" { (last) }
         }
     }
 }
@@ -163,6 +201,38 @@ mod tests {
         assert_eq!(steps(&[], 0, 1000, 4, &PLOT), "10.0,50.0 110.0,50.0");
         // Out-of-range times and values stay inside the plot; an empty span does not divide by 0.
         assert_eq!(steps(&[(-5, 9)], 0, 0, 4, &PLOT), "10.0,50.0 10.0,0.0");
+    }
+
+    #[test]
+    fn columns_rise_with_their_counts_and_leave_empty_slots_blank() {
+        let c = columns(
+            "Heartbeats <per> hour",
+            &[(0, 0), (1, 2), (2, 4), (3, 0)],
+            "then",
+            "now",
+        )
+        .into_string();
+        assert!(c.starts_with("<svg class=\"chart\" role=\"img\" aria-label="));
+        assert!(!c.contains("style") && !c.contains("NaN"), "{c}");
+        assert!(c.contains("<title>Heartbeats &lt;per&gt; hour</title>"));
+        // Two non-empty slots of four across 420 units: 105 wide, at 44 + 105 and 44 + 210.
+        assert_eq!(c.matches("<rect").count(), 2);
+        assert!(
+            c.contains("x=\"149.0\" y=\"70.0\" width=\"105.0\" height=\"60.0\""),
+            "{c}"
+        );
+        assert!(
+            c.contains("x=\"254.0\" y=\"10.0\" width=\"105.0\" height=\"120.0\""),
+            "{c}"
+        );
+        // Nothing at all still draws a chart, on a scale of 1.
+        assert_eq!(
+            columns("none", &[], "a", "b")
+                .into_string()
+                .matches("<rect")
+                .count(),
+            0
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod control;
 pub mod device_scope;
 pub mod dtype;
 pub mod envelope;
+pub mod history;
 pub mod layout;
 pub mod ledger;
 pub mod live;

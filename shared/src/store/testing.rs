@@ -20,6 +20,18 @@ impl MemSql {
     }
 }
 
+impl MemSql {
+    /// An in-memory database with D1's schema (`schema.sql`), for native tests of statements
+    /// the workers run against D1.
+    pub fn with_d1_schema() -> Self {
+        let db = Self::new();
+        db.conn
+            .execute_batch(include_str!("../../../schema.sql"))
+            .expect("schema.sql applies");
+        db
+    }
+}
+
 impl Default for MemSql {
     fn default() -> Self {
         Self::new()

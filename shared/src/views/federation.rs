@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::fl::device_scope::DeviceScopes;
+use crate::fl::history::ParticipationOutcome;
 use crate::fl::layout::{ElementSpan, ModelLayout};
 use crate::fl::live::{ParticipationPoint, RejectionGroup, Stragglers};
 use crate::fl::metrics::{Funnel, Point, Spread};
@@ -220,6 +221,104 @@ impl Heartbeat {
 pub struct HeartbeatAck {
     pub device_id: DeviceId,
     pub received_at: IsoMillis,
+}
+
+/// One hour of a device's heartbeats: how many arrived, and the last one's signals.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeartbeatHour {
+    /// The hour's start (UTC).
+    pub hour: IsoMillis,
+    pub count: u64,
+    pub last_at: IsoMillis,
+    pub last: Heartbeat,
+}
+
+/// `GET /v1/orgs/{org}/devices/{device}/heartbeats`: the retention window (the last 168 hours,
+/// `fl::history`), hours with heartbeats only, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeartbeatTimeline {
+    pub device_id: DeviceId,
+    pub bucket_seconds: i64,
+    pub from: IsoMillis,
+    pub to: IsoMillis,
+    /// Heartbeats in the window.
+    pub total: u64,
+    pub hours: Vec<HeartbeatHour>,
+}
+
+/// A refused update of a device's, in the round it was sent to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rejection {
+    pub round_id: RoundId,
+    pub reason: RejectReason,
+    pub message: String,
+    pub at: IsoMillis,
+}
+
+/// How an ended round went for one device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceParticipation {
+    pub round_id: RoundId,
+    pub model_id: ModelId,
+    /// How the round itself ended.
+    pub round_state: RoundState,
+    pub participation_id: ParticipationId,
+    pub outcome: ParticipationOutcome,
+    pub joined_at: IsoMillis,
+    pub accepted_at: Option<IsoMillis>,
+    pub rejected_updates: u32,
+    /// The last of its refused updates in this round, if any.
+    pub last_rejection: Option<Rejection>,
+}
+
+/// `GET /v1/orgs/{org}/devices/{device}/participations`: ended rounds the device joined, newest
+/// first, a page at a time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParticipationList {
+    pub participations: Vec<DeviceParticipation>,
+    /// Pass as `before` for the next (older) page; absent on the last page.
+    pub next_before: Option<RoundId>,
+    /// The device's most recent refused update in any ended round, whatever the page.
+    pub last_rejection: Option<Rejection>,
+}
+
+/// Which page of a device's participations to show: older than `before` (a round id), `limit`
+/// of them (the service clamps it to 1..=100).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParticipationPage {
+    pub before: Option<RoundId>,
+    pub limit: u32,
+}
+
+impl ParticipationPage {
+    pub const DEFAULT_LIMIT: u32 = 20;
+
+    /// The page a query string names (`before`, `limit`; other names are someone else's). An
+    /// empty value is no condition; a malformed one is an error in words.
+    pub fn from_query<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self, String> {
+        let mut page = ParticipationPage {
+            before: None,
+            limit: Self::DEFAULT_LIMIT,
+        };
+        for (k, v) in pairs {
+            let v = v.trim();
+            match k {
+                _ if v.is_empty() => {}
+                "before" => {
+                    page.before = Some(
+                        RoundId::parse(v).map_err(|_| "before must be a round id".to_owned())?,
+                    )
+                }
+                "limit" => {
+                    page.limit = v.parse().map_err(|_| "limit must be a number".to_owned())?
+                }
+                _ => {}
+            }
+        }
+        Ok(page)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -582,5 +681,29 @@ mod tests {
         assert_eq!(any, Ok(DeviceFilter::default()));
         assert!(DeviceFilter::from_query([("last_seen", "away")]).is_err());
         assert!(DeviceFilter::from_query([("group", "mdl_1")]).is_err());
+    }
+
+    #[test]
+    fn the_participation_page_reads_before_and_limit_and_refuses_junk() {
+        let round = "rnd_0000000000000000000000000001";
+        let p = ParticipationPage::from_query([("before", round), ("limit", "5"), ("x", "y")]);
+        assert_eq!(
+            p.map(|p| (p.before.map(|b| b.into_string()), p.limit)),
+            Ok((Some(round.to_owned()), 5))
+        );
+        let default = ParticipationPage::from_query([("before", ""), ("limit", " ")]);
+        assert_eq!(
+            default,
+            Ok(ParticipationPage {
+                before: None,
+                limit: ParticipationPage::DEFAULT_LIMIT
+            })
+        );
+        assert!(ParticipationPage::from_query([("before", "yesterday")]).is_err());
+        assert!(
+            ParticipationPage::from_query([("before", "dev_0000000000000000000000000001")])
+                .is_err()
+        );
+        assert!(ParticipationPage::from_query([("limit", "-1")]).is_err());
     }
 }

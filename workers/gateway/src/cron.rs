@@ -1,6 +1,7 @@
 //! Scheduled maintenance. Each task is idempotent and bounded, so a missed or doubled run is
 //! harmless; each run is recorded in `cron_runs` (visible in `/healthz`).
 
+use edgeplane_core::fl::history::{self, HeartbeatHourRow};
 use edgeplane_core::ids::new_id;
 use serde_json::json;
 use worker::Env;
@@ -83,6 +84,17 @@ pub async fn run(env: &Env, cron: &str) {
                     args![dead, ancient],
                 ),
             ],
+        ),
+        (
+            // A device's heartbeat timeline keeps its last 168 hours (`fl::history`).
+            "prune_heartbeat_hours",
+            vec![Stmt::new(
+                HeartbeatHourRow::PRUNE,
+                args![
+                    history::window_start(started),
+                    HeartbeatHourRow::PRUNE_LIMIT
+                ],
+            )],
         ),
         (
             // As long as the webhook inboxes remember delivery ids for de-duplication.

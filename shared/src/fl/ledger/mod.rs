@@ -31,7 +31,7 @@ use super::wire::{
     FoldSource, InitiateReply, InitiateRequest, JoinReply, JoinRequest, Outcome, PartDone,
     PartGrant, PartRecorded, PartRequest, Progress, Requester, RoundConfig, StreamResume,
 };
-use super::{live, metrics};
+use super::{history, live, metrics};
 use crate::error::ApiError;
 use crate::ids::{ModelVersionId, UploadId};
 use crate::store::{SqlExec, StoreError};
@@ -841,6 +841,14 @@ impl<'a, E: SqlExec> RoundLedger<'a, E> {
     }
 
     // ---- reading -------------------------------------------------------------------------
+
+    /// How the round went for each device that joined (see `fl::history`): what the round's end
+    /// writes to D1 for the devices' pages.
+    pub fn participations(&self) -> LedgerResult<Vec<history::ParticipationSummary>> {
+        let participants = records::participants(self.sql)?;
+        let uploads = records::upload_outcomes(self.sql)?;
+        Ok(history::summarize(&participants, &uploads))
+    }
 
     pub fn progress(&self) -> LedgerResult<Progress> {
         let r = self.loaded()?;

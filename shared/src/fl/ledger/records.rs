@@ -404,6 +404,43 @@ pub fn uploads_in(
     Ok(out)
 }
 
+/// What a device's page needs of an upload: whose it was, how it ended and when, and why it
+/// was refused. Only these columns, so reading every upload of a large round stays small.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UploadOutcome {
+    pub participation_id: ParticipationId,
+    pub state: UploadState,
+    pub created_at_ms: i64,
+    pub completed_at_ms: Option<i64>,
+    pub reject: Option<(RejectReason, String)>,
+}
+
+/// Every upload's outcome, oldest first.
+pub fn upload_outcomes(sql: &impl SqlExec) -> Result<Vec<UploadOutcome>, StoreError> {
+    sql.query(
+        "SELECT participation_id, state, created_at_ms, completed_at_ms, reject_reason, \
+         reject_message FROM uploads ORDER BY created_at_ms, id",
+        &[],
+    )?
+    .iter()
+    .map(|r| {
+        let pid: String = r.get(0)?;
+        let reject = match dec_opt::<RejectReason>(r, 4)? {
+            Some(reason) => Some((reason, r.get::<Option<String>>(5)?.unwrap_or_default())),
+            None => None,
+        };
+        Ok(UploadOutcome {
+            participation_id: ParticipationId::parse(&pid)
+                .map_err(|_| StoreError::corrupt("participation id"))?,
+            state: dec(r, 1)?,
+            created_at_ms: r.get(2)?,
+            completed_at_ms: r.get(3)?,
+            reject,
+        })
+    })
+    .collect()
+}
+
 pub fn insert_upload(sql: &impl SqlExec, u: &UploadRecord) -> Result<(), StoreError> {
     sql.exec(
         "INSERT INTO uploads (id, participation_id, device_id, state, meta, parts, created_at_ms) \

@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 use super::records::Ended;
 use super::{Effects, LedgerError, Publication, RoundLedger, Tick};
+use crate::fl::history::ParticipationSummary;
 use crate::fl::pieces::{self, BlobError, Blobs, Piece};
 use crate::fl::round::{RoundFailure, RoundState};
 use crate::fl::safetensors::encode_header;
@@ -97,9 +98,15 @@ pub trait Registry {
     /// The round's non-terminal state for listings (best effort: the live view asks the
     /// coordinator).
     async fn mirror(&self, cfg: &RoundConfig, state: RoundState) -> Result<(), RemoteError>;
-    /// Writes the round's end with its audit record. Idempotent: once written, a repeat changes
-    /// nothing and succeeds.
-    async fn record_end(&self, cfg: &RoundConfig, end: &RoundEnd<'_>) -> Result<(), RemoteError>;
+    /// Writes the round's end with its audit record, and with it how the round went for each
+    /// device (`participations`, the devices' history: written with the end, so exactly once).
+    /// Idempotent: once written, a repeat changes nothing and succeeds.
+    async fn record_end(
+        &self,
+        cfg: &RoundConfig,
+        end: &RoundEnd<'_>,
+        participations: &[ParticipationSummary],
+    ) -> Result<(), RemoteError>;
 }
 
 /// What the coordinator keeps in memory between requests: each shard's position as last
@@ -333,8 +340,9 @@ impl<E: SqlExec, A: Aggregators, B: Blobs, R: Registry> Driver<'_, E, A, B, R> {
             return self.record().await;
         }
         let version = self.assemble(cfg, &p, shard_pieces, now_ms).await?;
+        let participations = self.ledger.participations()?;
         self.registry
-            .record_end(cfg, &RoundEnd::Published(&version))
+            .record_end(cfg, &RoundEnd::Published(&version), &participations)
             .await?;
         let fx = self.ledger.published(&p.version_id, now_ms)?;
         self.apply(&fx).await?;
@@ -403,6 +411,7 @@ impl<E: SqlExec, A: Aggregators, B: Blobs, R: Registry> Driver<'_, E, A, B, R> {
             .ended
             .as_ref()
             .ok_or_else(|| StoreError::corrupt("a terminal round without its end"))?;
+        let participations = self.ledger.participations()?;
         self.registry
             .record_end(
                 &r.config,
@@ -410,6 +419,7 @@ impl<E: SqlExec, A: Aggregators, B: Blobs, R: Registry> Driver<'_, E, A, B, R> {
                     ended,
                     at_ms: r.closed_at_ms.unwrap_or(0),
                 },
+                &participations,
             )
             .await?;
         self.ledger.recorded()?;

@@ -200,6 +200,8 @@ struct SimRegistry {
     versions: RefCell<Vec<NewVersion>>,
     audit: RefCell<Vec<String>>,
     mirrored: RefCell<Vec<RoundState>>,
+    /// The devices' history, as D1 got it with each end.
+    participations: RefCell<Vec<crate::fl::history::ParticipationSummary>>,
     fail_before: Cell<u32>,
     lose_reply: Cell<u32>,
 }
@@ -210,7 +212,12 @@ impl Registry for SimRegistry {
         Ok(())
     }
 
-    async fn record_end(&self, cfg: &RoundConfig, end: &RoundEnd<'_>) -> Result<(), RemoteError> {
+    async fn record_end(
+        &self,
+        cfg: &RoundConfig,
+        end: &RoundEnd<'_>,
+        participations: &[crate::fl::history::ParticipationSummary],
+    ) -> Result<(), RemoteError> {
         if self.fail_before.get() > 0 {
             self.fail_before.set(self.fail_before.get() - 1);
             return Err(RemoteError::retryable("D1 unavailable"));
@@ -235,6 +242,9 @@ impl Registry for SimRegistry {
                 },
             };
             ends.insert(cfg.round_id.clone(), kind.to_owned());
+            self.participations
+                .borrow_mut()
+                .extend_from_slice(participations);
             self.audit
                 .borrow_mut()
                 .extend(actions.into_iter().map(str::to_owned));
@@ -1386,4 +1396,29 @@ fn progress_names_the_stragglers_the_refused_devices_and_the_counts_over_time() 
         .participation
         .windows(2)
         .all(|w| w[0].at < w[1].at && w[0].joined <= w[1].joined));
+
+    // Cancelled, the round's end carries each device's history to D1, once, with the refusal.
+    use crate::fl::history::ParticipationOutcome;
+    w.registry.fail_before.set(1);
+    let (_, fx) = w.ledger().cancel(&requester(), w.tick_clock()).unwrap();
+    w.effects(fx);
+    assert!(w.with_driver(|d| block_on(d.record())).is_err());
+    assert!(w.registry.participations.borrow().is_empty());
+    w.with_driver(|d| block_on(d.record())).unwrap();
+    w.with_driver(|d| block_on(d.record())).unwrap();
+    let recorded = w.registry.participations.borrow();
+    let outcomes: Vec<(&DeviceId, ParticipationOutcome)> =
+        recorded.iter().map(|p| (&p.device_id, p.outcome)).collect();
+    assert_eq!(
+        outcomes,
+        vec![
+            (&ds[0], ParticipationOutcome::Accepted),
+            (&ds[1], ParticipationOutcome::Rejected),
+            (&ds[2], ParticipationOutcome::Dropped),
+        ]
+    );
+    let refusal = recorded[1].last_rejection.as_ref().unwrap();
+    assert_eq!(refusal.reason, RejectReason::NonFinite);
+    assert_eq!(refusal.message, p.rejections[0].latest[0].message);
+    assert!(recorded[0].accepted_at_ms.is_some() && recorded[0].last_rejection.is_none());
 }

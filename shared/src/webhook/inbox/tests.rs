@@ -43,16 +43,9 @@ struct D1 {
 
 impl D1 {
     fn new() -> Self {
-        let db = MemSql::new();
-        let schema: String = include_str!("../../../../schema.sql")
-            .lines()
-            .map(|l| l.split("--").next().unwrap_or(""))
-            .collect::<Vec<_>>()
-            .join("\n");
-        for stmt in schema.split(';').filter(|s| !s.trim().is_empty()) {
-            db.exec(stmt, &[]).unwrap();
+        Self {
+            db: MemSql::with_d1_schema(),
         }
-        Self { db }
     }
 
     /// Runs a batch atomically, as D1 does.

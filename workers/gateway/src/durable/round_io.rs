@@ -1,7 +1,9 @@
 //! What a round's coordinator talks to, adapted to the traits its driver is written against:
-//! its aggregator shards (Durable Object stubs) and D1 (the round's end, with its audit record).
+//! its aggregator shards (Durable Object stubs) and D1 (the round's end, with its audit record
+//! and the devices' participations).
 
 use edgeplane_core::audit::{Actor, AuditAction, Event, Facts};
+use edgeplane_core::fl::history::{ParticipationRows, ParticipationSummary};
 use edgeplane_core::fl::ledger::records::Ended;
 use edgeplane_core::fl::ledger::run::{Aggregators, Registry, RemoteError, RoundEnd};
 use edgeplane_core::fl::versions::NewVersion;
@@ -86,13 +88,33 @@ impl D1Registry {
     }
 
     /// The start of a round's end: its org's writes, guarded so that only the first end of a
-    /// round is ever written.
-    fn end_batch(cfg: &RoundConfig) -> OrgBatch {
-        OrgBatch::new(cfg.org_id.as_str()).guard(
+    /// round is ever written, with each participation's row (`fl::history`) — so the devices'
+    /// history of the round is written exactly when, and as often as, its end.
+    fn end_batch(
+        cfg: &RoundConfig,
+        participations: &[ParticipationSummary],
+    ) -> Result<OrgBatch, RemoteError> {
+        let round = cfg.round_id.as_str();
+        let org = cfg.org_id.as_str();
+        let mut batch = OrgBatch::new(org).guard(
             &format!("(SELECT state FROM fl_rounds WHERE id = ?) NOT IN {TERMINAL}"),
-            args![cfg.round_id.as_str()],
+            args![round],
             ApiError::conflict("the round's end is already recorded"),
-        )
+        );
+        let chunks =
+            ParticipationRows::chunks(round, org, participations).map_err(|e| RemoteError {
+                message: format!("participations: {e}"),
+                retry: false,
+            })?;
+        for values in chunks {
+            batch = batch.insert_select(
+                ParticipationRows::TABLE,
+                ParticipationRows::COLUMNS,
+                ParticipationRows::SELECT,
+                values,
+            );
+        }
+        Ok(batch)
     }
 
     /// Commits the end (`writes`, begun by [`D1Registry::end_batch`]) with its events, unless D1
@@ -139,7 +161,12 @@ impl Registry for D1Registry {
             })
     }
 
-    async fn record_end(&self, cfg: &RoundConfig, end: &RoundEnd<'_>) -> Result<(), RemoteError> {
+    async fn record_end(
+        &self,
+        cfg: &RoundConfig,
+        end: &RoundEnd<'_>,
+        participations: &[ParticipationSummary],
+    ) -> Result<(), RemoteError> {
         let round = cfg.round_id.as_str();
         let org = cfg.org_id.as_str();
         match end {
@@ -164,7 +191,7 @@ impl Registry for D1Registry {
                     created_by: COORDINATOR,
                     created_at_ms: v.at_ms,
                 };
-                let writes = Self::end_batch(cfg)
+                let writes = Self::end_batch(cfg, participations)?
                     .insert_select(
                         NewVersion::TABLE,
                         NewVersion::COLUMNS,
@@ -238,7 +265,7 @@ impl Registry for D1Registry {
                     ),
                     Ended::Published { .. } => return Ok(()),
                 };
-                let writes = Self::end_batch(cfg).update(
+                let writes = Self::end_batch(cfg, participations)?.update(
                     "fl_rounds",
                     "state = ?, failure = ?, closed_at_ms = ?",
                     args![state.as_str(), failure, *at_ms],

@@ -101,6 +101,32 @@ impl OrgBatch {
         self
     }
 
+    /// `INSERT INTO table (org_id, columns…) VALUES (?, …) ON CONFLICT (key) DO UPDATE SET set`,
+    /// for a counter or a latest value kept per key (bookkeeping such as a device's heartbeats
+    /// per hour). The update applies only to a row of this org: a key that some other org's row
+    /// holds is left alone.
+    pub fn upsert(
+        mut self,
+        table: &str,
+        columns: &[&str],
+        values: Vec<Val>,
+        key: &str,
+        set: &str,
+    ) -> Self {
+        let marks = vec!["?"; columns.len() + 1].join(", ");
+        let mut args = vec![Val::from(self.org_id.as_str())];
+        args.extend(values);
+        self.stmts.push(Stmt::new(
+            format!(
+                "INSERT INTO {table} (org_id, {}) VALUES ({marks}) ON CONFLICT ({key}) \
+                 DO UPDATE SET {set} WHERE {table}.org_id = excluded.org_id",
+                columns.join(", ")
+            ),
+            args,
+        ));
+        self
+    }
+
     /// `INSERT INTO table (org_id, columns…) SELECT ?, select`: for values computed in SQL (the
     /// next version number, a default that depends on other rows). `select` is the rest of the
     /// `SELECT` after the org id (values, and any `FROM`/`WHERE`); `args` bind it.
@@ -318,6 +344,63 @@ mod tests {
 
     fn count(conn: &rusqlite::Connection, sql: &str) -> i64 {
         conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    /// An upsert counts up its org's row, and never touches a row of another org that holds
+    /// the same key.
+    #[test]
+    fn upserts_update_only_the_orgs_own_row() {
+        let mut db = sqlite();
+        db.execute_batch(
+            "INSERT INTO fl_devices (id, org_id, device_identifier, created_at_ms) VALUES \
+               ('dev_a', 'org_a', 'a', 1), ('dev_b', 'org_b', 'b', 1); \
+             INSERT INTO fl_heartbeat_hours (org_id, device_id, hour_ms, count, last_heartbeat, last_at_ms) \
+               VALUES ('org_b', 'dev_b', 0, 5, '{}', 1);",
+        )
+        .unwrap();
+        let beat = |org: &str, device: &str, at: i64| {
+            OrgBatch::new(org)
+                .upsert(
+                    "fl_heartbeat_hours",
+                    &[
+                        "device_id",
+                        "hour_ms",
+                        "count",
+                        "last_heartbeat",
+                        "last_at_ms",
+                    ],
+                    crate::args![device, 0i64, 1i64, format!("{{\"n\":{at}}}"), at],
+                    "device_id, hour_ms",
+                    "count = count + 1, last_heartbeat = excluded.last_heartbeat, \
+                     last_at_ms = excluded.last_at_ms",
+                )
+                .into_stmts()
+        };
+        assert_eq!(run(&mut db, beat("org_a", "dev_a", 2)), vec![1]);
+        assert_eq!(run(&mut db, beat("org_a", "dev_a", 3)), vec![1]);
+        // org_a naming org_b's key: the conflict's update does not apply.
+        assert_eq!(run(&mut db, beat("org_a", "dev_b", 4)), vec![0]);
+        assert_eq!(
+            count(
+                &db,
+                "SELECT count FROM fl_heartbeat_hours WHERE device_id = 'dev_a'"
+            ),
+            2
+        );
+        assert_eq!(
+            count(
+                &db,
+                "SELECT last_at_ms FROM fl_heartbeat_hours WHERE device_id = 'dev_a'"
+            ),
+            3
+        );
+        assert_eq!(
+            count(
+                &db,
+                "SELECT count FROM fl_heartbeat_hours WHERE device_id = 'dev_b'"
+            ),
+            5
+        );
     }
 
     /// Rows of tables that have no `org_id` column are written only through owners of the

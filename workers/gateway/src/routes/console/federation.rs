@@ -1,13 +1,14 @@
 //! Federated learning: training rounds (start one from a form validated by the API's own
 //! service), a round's live page (its `…/live` part polled by htmx; cancel), and the org's
-//! devices (list filtered by group, platform and last heartbeat, one device, revoke).
+//! devices (list filtered by group, platform and last heartbeat, one device with its heartbeat
+//! timeline and the ended rounds it took part in, revoke).
 
 use edgeplane_core::auth::Action;
 use edgeplane_core::console::pages::{self, RoundControls, RoundForm};
 use edgeplane_core::fl::round::AggregationSpec;
 use edgeplane_core::http::Method::{Get, Post};
 use edgeplane_core::ids::{DeviceId, RoundId};
-use edgeplane_core::views::federation::{DeviceFilter, Round};
+use edgeplane_core::views::federation::{DeviceFilter, ParticipationPage, Round};
 use edgeplane_core::{ApiError, ErrorCode};
 use futures_util::future::try_join;
 
@@ -220,13 +221,26 @@ pub async fn handle(id: Id, cx: &mut Cx<'_>, page: &mut Page) -> Result<Answer, 
         Id::Device => {
             let m = membership(cx).await?;
             let id: DeviceId = cx.id("device")?;
+            let query = cx.query()?;
+            let rounds_page =
+                ParticipationPage::from_query(query.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                    .map_err(|m| ApiError::new(ErrorCode::InvalidQuery, m))?;
+            // The JSON routes' own calls: the device, `…/heartbeats`, `…/participations`.
             let d = devices::get(cx, &id).await?;
+            let heartbeats = devices::heartbeats(cx, &id).await?;
+            let participations =
+                devices::participations(cx, &id, rounds_page.before.as_ref(), rounds_page.limit)
+                    .await?;
             let can = cx.authorize(Action::ManageDevices).is_ok();
             let title = format!("Device {}", d.device_identifier);
             render(pages::device(
                 &page.chrome(&title, Some(&m)),
                 &m.org.slug,
                 &d,
+                &pages::DeviceHistory {
+                    heartbeats: &heartbeats,
+                    participations: &participations,
+                },
                 now_ms(),
                 can,
             ))

@@ -1,9 +1,12 @@
 //! Devices in the control plane (list, tag, revoke) and the device heartbeat.
 
 use edgeplane_core::audit::{AuditAction, Event};
+use edgeplane_core::fl::history::HeartbeatHourRow;
 use edgeplane_core::ids::DeviceId;
 use edgeplane_core::time::IsoMillis;
-use edgeplane_core::views::federation::{DeviceBody, DeviceFilter, Heartbeat, HeartbeatAck};
+use edgeplane_core::views::federation::{
+    DeviceBody, DeviceFilter, Heartbeat, HeartbeatAck, ParticipationPage,
+};
 use edgeplane_core::ApiError;
 use edgeplane_runtime::args;
 use edgeplane_runtime::db::OrgBatch;
@@ -44,6 +47,21 @@ pub async fn get(cx: &mut Cx<'_>) -> HttpResult {
     respond::ok(&DeviceBody {
         device: devices::get(cx, &id).await?,
     })
+}
+
+/// `GET …/devices/{device}/heartbeats`: the heartbeat timeline (`fl::history`).
+pub async fn heartbeats(cx: &mut Cx<'_>) -> HttpResult {
+    let id: DeviceId = cx.id("device")?;
+    respond::ok(&devices::heartbeats(cx, &id).await?)
+}
+
+/// `GET …/devices/{device}/participations?before=&limit=`: ended rounds, newest first.
+pub async fn participations(cx: &mut Cx<'_>) -> HttpResult {
+    let id: DeviceId = cx.id("device")?;
+    let page =
+        ParticipationPage::from_query(cx.query()?.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .map_err(|m| ApiError::new(edgeplane_core::ErrorCode::InvalidQuery, m))?;
+    respond::ok(&devices::participations(cx, &id, page.before.as_ref(), page.limit).await?)
 }
 
 #[derive(Deserialize)]
@@ -91,8 +109,9 @@ pub async fn revoke(cx: &mut Cx<'_>) -> HttpResult {
     })
 }
 
-/// Device telemetry (latest values kept on the device). Bookkeeping, like `last_used_at`: it is
-/// not an audited action, or every phone would write to the audit chain every minute.
+/// Device telemetry: the latest values kept on the device, and counted in the hour's row of its
+/// timeline (`fl::history`), in one batch. Bookkeeping, like `last_used_at`: it is not an
+/// audited action, or every phone would write to the audit chain every minute.
 pub async fn heartbeat(cx: &mut Cx<'_>) -> HttpResult {
     let dev = device(cx)?;
     dev.require(dev.scopes.may_heartbeat(), "heartbeats")?;
@@ -104,13 +123,22 @@ pub async fn heartbeat(cx: &mut Cx<'_>) -> HttpResult {
     body.validate()?;
     let now = now_ms();
     let json = serde_json::to_string(&body).map_err(|_| ApiError::internal())?;
-    cx.db()
-        .run_unaudited(
-            "UPDATE fl_devices SET heartbeat = ?, heartbeat_at_ms = ?, last_seen_at_ms = ? \
-             WHERE org_id = ? AND id = ?",
-            args![json, now, now, &dev.org_id, &dev.id],
+    let writes = OrgBatch::new(&dev.org_id)
+        .update(
+            "fl_devices",
+            "heartbeat = ?, heartbeat_at_ms = ?, last_seen_at_ms = ?",
+            args![&json, now, now],
+            "id = ?",
+            args![&dev.id],
         )
-        .await?;
+        .upsert(
+            HeartbeatHourRow::TABLE,
+            HeartbeatHourRow::COLUMNS,
+            HeartbeatHourRow::values(&dev.id, &json, now),
+            HeartbeatHourRow::KEY,
+            HeartbeatHourRow::ON_CONFLICT,
+        );
+    cx.db().batch_unaudited(writes.into_stmts()).await?;
     respond::ok(&HeartbeatAck {
         device_id: dev.device_id()?,
         received_at: IsoMillis(now),

@@ -1,13 +1,19 @@
-//! An org's devices as the control plane sees them: the listing, one device, and revocation
+//! An org's devices as the control plane sees them: the listing, one device, its history (the
+//! heartbeat timeline and the ended rounds it took part in, `fl::history`), and revocation
 //! (every token family ends, live rounds drop its in-flight uploads, the act is audited). The
 //! JSON routes and the console call these.
 
 use edgeplane_core::audit::{AuditAction, Event};
+use edgeplane_core::fl::history::{self, ParticipationOutcome};
 use edgeplane_core::fl::presence::LastSeen;
-use edgeplane_core::fl::wire::DeviceRequest;
-use edgeplane_core::ids::{DeviceId, RoundId};
+use edgeplane_core::fl::wire::{DeviceRequest, ParticipationId};
+use edgeplane_core::fl::{RejectReason, RoundState};
+use edgeplane_core::ids::{DeviceId, ModelId, RoundId};
 use edgeplane_core::time::IsoMillis;
-use edgeplane_core::views::federation::{Device, DeviceFilter, DeviceList, Heartbeat};
+use edgeplane_core::views::federation::{
+    Device, DeviceFilter, DeviceList, DeviceParticipation, Heartbeat, HeartbeatHour,
+    HeartbeatTimeline, ParticipationList, Rejection,
+};
 use edgeplane_core::ApiError;
 use edgeplane_runtime::args;
 use edgeplane_runtime::db::OrgBatch;
@@ -67,6 +73,143 @@ pub async fn load(cx: &Cx<'_>, id: &DeviceId) -> Result<DeviceRow, ApiError> {
 
 pub async fn get(cx: &Cx<'_>, id: &DeviceId) -> Result<Device, ApiError> {
     view(load(cx, id).await?)
+}
+
+#[derive(Deserialize)]
+struct HourRow {
+    hour_ms: i64,
+    count: i64,
+    last_heartbeat: String,
+    last_at_ms: i64,
+}
+
+/// The device's heartbeats per hour over the retention window (`fl::history`): at most 168 rows.
+pub async fn heartbeats(cx: &Cx<'_>, id: &DeviceId) -> Result<HeartbeatTimeline, ApiError> {
+    let d = load(cx, id).await?;
+    let now = now_ms();
+    let rows: Vec<HourRow> = cx
+        .db()
+        .all(
+            "SELECT hour_ms, count, last_heartbeat, last_at_ms FROM fl_heartbeat_hours \
+             WHERE org_id = ? AND device_id = ? AND hour_ms >= ? ORDER BY hour_ms LIMIT ?",
+            args![
+                &cx.org()?.org_id,
+                &d.id,
+                history::window_start(now),
+                history::RETENTION_HOURS
+            ],
+        )
+        .await?;
+    let hours = rows
+        .into_iter()
+        .map(|r| {
+            Ok(HeartbeatHour {
+                hour: IsoMillis(r.hour_ms),
+                count: u64::try_from(r.count).map_err(|_| corrupt("heartbeat count"))?,
+                last_at: IsoMillis(r.last_at_ms),
+                last: serde_json::from_str(&r.last_heartbeat).map_err(|_| corrupt("heartbeat"))?,
+            })
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    Ok(history::timeline(id.clone(), hours, now))
+}
+
+#[derive(Deserialize)]
+struct ParticipationRow {
+    round_id: RoundId,
+    model_id: ModelId,
+    round_state: RoundState,
+    participation_id: ParticipationId,
+    outcome: ParticipationOutcome,
+    joined_at_ms: i64,
+    accepted_at_ms: Option<i64>,
+    rejected_updates: i64,
+    reject_reason: Option<RejectReason>,
+    reject_message: Option<String>,
+    rejected_at_ms: Option<i64>,
+}
+
+impl ParticipationRow {
+    fn rejection(&self) -> Option<Rejection> {
+        self.reject_reason.map(|reason| Rejection {
+            round_id: self.round_id.clone(),
+            reason,
+            message: self.reject_message.clone().unwrap_or_default(),
+            at: IsoMillis(self.rejected_at_ms.unwrap_or(self.joined_at_ms)),
+        })
+    }
+
+    fn view(self) -> Result<DeviceParticipation, ApiError> {
+        Ok(DeviceParticipation {
+            last_rejection: self.rejection(),
+            rejected_updates: u32::try_from(self.rejected_updates)
+                .map_err(|_| corrupt("rejected updates"))?,
+            round_id: self.round_id,
+            model_id: self.model_id,
+            round_state: self.round_state,
+            participation_id: self.participation_id,
+            outcome: self.outcome,
+            joined_at: IsoMillis(self.joined_at_ms),
+            accepted_at: self.accepted_at_ms.map(IsoMillis),
+        })
+    }
+}
+
+const PARTICIPATION_COLUMNS: &str = "p.round_id, r.model_id, r.state AS round_state, \
+     p.participation_id, p.outcome, p.joined_at_ms, p.accepted_at_ms, p.rejected_updates, \
+     p.reject_reason, p.reject_message, p.rejected_at_ms \
+     FROM fl_participations p JOIN fl_rounds r ON r.id = p.round_id";
+
+/// Most participations one page holds.
+pub const MAX_PARTICIPATIONS_PAGE: u32 = 100;
+
+/// A page of the ended rounds the device took part in, newest first, older than `before` (none:
+/// from the newest); `limit` is clamped to 1..=100. With the device's last refused update in
+/// any ended round, whatever the page.
+pub async fn participations(
+    cx: &Cx<'_>,
+    id: &DeviceId,
+    before: Option<&RoundId>,
+    limit: u32,
+) -> Result<ParticipationList, ApiError> {
+    let d = load(cx, id).await?;
+    let org = &cx.org()?.org_id;
+    let limit = limit.clamp(1, MAX_PARTICIPATIONS_PAGE);
+    let before = before.map(|b| b.as_str().to_owned());
+    let mut rows: Vec<ParticipationRow> = cx
+        .db()
+        .all(
+            &format!(
+                "SELECT {PARTICIPATION_COLUMNS} WHERE p.org_id = ? AND p.device_id = ? \
+                 AND (? IS NULL OR p.round_id < ?) ORDER BY p.round_id DESC LIMIT ?"
+            ),
+            args![org, &d.id, before.clone(), before, limit + 1],
+        )
+        .await?;
+    let next_before = if rows.len() > limit as usize {
+        rows.truncate(limit as usize);
+        rows.last().map(|r| r.round_id.clone())
+    } else {
+        None
+    };
+    let last: Option<ParticipationRow> = cx
+        .db()
+        .first(
+            &format!(
+                "SELECT {PARTICIPATION_COLUMNS} WHERE p.org_id = ? AND p.device_id = ? \
+                 AND p.reject_reason IS NOT NULL ORDER BY p.rejected_at_ms DESC, p.round_id DESC LIMIT 1"
+            ),
+            args![org, &d.id],
+        )
+        .await?;
+    Ok(ParticipationList {
+        participations: rows
+            .into_iter()
+            .map(ParticipationRow::view)
+            .collect::<Result<_, _>>()?,
+        next_before,
+        last_rejection: last.and_then(|r| r.rejection()),
+    })
 }
 
 /// The device list's filter (`DeviceFilter`), each condition off when its parameter is null.
