@@ -25,6 +25,7 @@ import {
   join,
   upload,
   modelWithBase,
+  openRound,
 } from "./fixtures.mjs";
 
 test("integrations: the secret is shown once, and signed deliveries appear with their outcome and review", async ({ browser }) => {
@@ -189,11 +190,12 @@ test("devices: listed, a device's page with its heartbeat timeline, rounds and l
   }
   const modelId = await modelWithBase(owner);
   const api = await apiAs(owner.token);
-  const created = await api.post(`/v1/orgs/${owner.org}/rounds`, {
-    data: { model_id: modelId, base_version: 1, target: 2, min: 1, max: 2, deadline_seconds: 600, aggregation: { algorithm: "fedavg" } },
+  const round = await openRound(owner, modelId, {
+    min: 1,
+    max: 2,
+    deadline_seconds: 600,
+    aggregation: { algorithm: "fedavg" },
   });
-  expect(created.status(), await created.text()).toBe(201);
-  const round = (await created.json()).round.id;
   const participation = await join(device, round);
   const refused = await upload(device, round, participation, [0, NaN, 0, 0, 0, 0]);
   expect(refused.status()).toBe(422);

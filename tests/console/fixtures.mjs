@@ -149,3 +149,27 @@ export async function upload(device, round, participation, values) {
   }
   return device.api.post(`/api/v1/federation/rounds/${round}/uploads/${upload_id}/complete`, { data: {} });
 }
+
+/**
+ * Opens a round of `owner`'s org on `modelId`'s base version through the JSON API (a FedAvg
+ * round of 2 to 4 devices, target 2, 15 minutes, unless `over` says otherwise); returns its id.
+ */
+export async function openRound(owner, modelId, over = {}) {
+  const api = await apiAs(owner.token);
+  const created = await api.post(`/v1/orgs/${owner.org}/rounds`, {
+    data: {
+      model_id: modelId,
+      base_version: 1,
+      target: 2,
+      min: 2,
+      max: 4,
+      deadline_seconds: 900,
+      aggregation: { algorithm: "fedavg", clip_norm: 5 },
+      ...over,
+    },
+  });
+  expect(created.status(), await created.text()).toBe(201);
+  const id = (await created.json()).round.id;
+  await api.dispose();
+  return id;
+}

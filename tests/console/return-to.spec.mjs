@@ -14,7 +14,7 @@ import {
   openPage,
   signIn,
 } from "./helpers.mjs";
-import { hex, modelWithBase } from "./fixtures.mjs";
+import { hex, modelWithBase, openRound } from "./fixtures.mjs";
 
 const nextOf = (page) => new URL(page.url()).searchParams.get("next");
 
@@ -82,19 +82,7 @@ test("a round's live page whose session is revoked goes to sign-in, and back to 
   const owner = await freshOwner();
   const modelId = await modelWithBase(owner);
   const api = await apiAs(owner.token);
-  const created = await api.post(`/v1/orgs/${owner.org}/rounds`, {
-    data: {
-      model_id: modelId,
-      base_version: 1,
-      target: 2,
-      min: 2,
-      max: 4,
-      deadline_seconds: 900,
-      aggregation: { algorithm: "fedavg", clip_norm: 5 },
-    },
-  });
-  expect(created.status(), await created.text()).toBe(201);
-  const round = (await created.json()).round.id;
+  const round = await openRound(owner, modelId);
   const roundPath = `/orgs/${owner.org}/rounds/${round}`;
 
   const ctx = await newContext(browser);

@@ -13,25 +13,13 @@ import {
   watchConsole,
   openPage,
 } from "./helpers.mjs";
-import { deviceClient, join, modelWithBase, upload } from "./fixtures.mjs";
+import { deviceClient, join, modelWithBase, openRound, upload } from "./fixtures.mjs";
 
 test("a round's page follows the devices' uploads without a reload and ends on `published`", async ({ browser }) => {
   const owner = await freshOwner();
   const modelId = await modelWithBase(owner);
   const api = await apiAs(owner.token);
-  const created = await api.post(`/v1/orgs/${owner.org}/rounds`, {
-    data: {
-      model_id: modelId,
-      base_version: 1,
-      target: 2,
-      min: 2,
-      max: 4,
-      deadline_seconds: 900,
-      aggregation: { algorithm: "fedavg", clip_norm: 5 },
-    },
-  });
-  expect(created.status(), await created.text()).toBe(201);
-  const round = (await created.json()).round.id;
+  const round = await openRound(owner, modelId);
   const [a, b, c, d] = await Promise.all([1, 2, 3, 4].map(() => deviceClient(owner)));
 
   const ctx = await newContext(browser);
