@@ -3,6 +3,7 @@
 //! flags the route passes (a forged POST is refused by the route's own check anyway).
 
 mod audit;
+mod devices;
 mod federation;
 mod fleet;
 mod org;
@@ -10,6 +11,7 @@ mod review;
 mod session;
 
 pub use audit::*;
+pub use devices::*;
 pub use federation::*;
 pub use fleet::*;
 pub use org::*;
