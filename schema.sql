@@ -364,6 +364,8 @@ CREATE TABLE fl_device_group_members (
   device_id TEXT NOT NULL REFERENCES fl_devices(id),
   PRIMARY KEY (group_id, device_id)
 );
+-- A device's memberships are read with its revocation check on every device request.
+CREATE INDEX fl_device_group_members_by_device ON fl_device_group_members (device_id);
 
 CREATE TABLE fl_rounds (
   id                   TEXT PRIMARY KEY,

@@ -88,7 +88,12 @@ fn synced(d: &Device) -> Vec<(String, String)> {
         .expect(200)
         .json();
     assert_eq!(r["models"], r["desiredState"]["models"]);
-    r["models"]
+    named(&r)
+}
+
+/// The (model, version) pairs of a desired-state or sync answer's `models`.
+fn named(answer: &Value) -> Vec<(String, String)> {
+    answer["models"]
         .as_array()
         .unwrap()
         .iter()
@@ -458,4 +463,105 @@ fn deployments_do_not_cross_orgs() {
     Client::owner_key()
         .get(&format!("/api/v1/devices/{}/desired-state", d.id))
         .expect(403);
+}
+
+/// The desired state of `d`: (model, version) pairs, from `GET …/desired-state`.
+fn desired(d: &Device) -> Vec<(String, String)> {
+    let r = d
+        .client
+        .get(&format!("/api/v1/devices/{}/desired-state", d.id))
+        .expect(200)
+        .json();
+    named(&r)
+}
+
+/// The org's rollouts are cached per isolate; the local stack is one isolate, so every change
+/// made through it must be in the very next desired state: creation, promotion, rollback, and
+/// a new group member. Reports that change nothing are not written, yet every real change
+/// still reaches the rollout's progress.
+#[test]
+fn a_transition_is_in_the_very_next_desired_state() {
+    let spec = tensors(&[("w", vec![6])]);
+    let mut rng = Rng::new(1203);
+    let (model_id, _) = model_with_base(&spec, &mut rng);
+    approve(&model_id, 1);
+    let fleet: Vec<Device> = (0..6).map(|_| Device::enroll("next")).collect();
+    let group = group_of(&fleet);
+    // Warm the cache with "nothing deployed" for this org.
+    for d in &fleet {
+        assert!(desired(d).is_empty());
+    }
+
+    let dep = deploy(json!({
+        "model_id": model_id, "version": 1, "device_group_ids": [group], "stages": [1, 100],
+    }));
+    let dep_id = dep["id"].as_str().unwrap().to_owned();
+    let one = (model_id.clone(), "1".to_owned());
+    for d in &fleet {
+        let want = if covered(1, &dep_id, &d.id) {
+            vec![one.clone()]
+        } else {
+            vec![]
+        };
+        assert_eq!(desired(d), want, "right after creation: {}", d.id);
+    }
+    let outside = fleet
+        .iter()
+        .find(|d| !covered(1, &dep_id, &d.id))
+        .expect("six devices are not all in the first 1%");
+
+    act(&dep_id, "promote").expect(200);
+    assert_eq!(desired(outside), vec![one.clone()], "right after promotion");
+
+    // A device added to the group now is targeted on its very next request.
+    let newcomer = Device::enroll("next");
+    assert!(desired(&newcomer).is_empty());
+    Client::owner_key()
+        .post(
+            &org_path(&format!("/device-groups/{group}/members")),
+            &json!({"device_ids": [newcomer.id]}),
+        )
+        .expect(200);
+    assert_eq!(desired(&newcomer), vec![one.clone()], "right after joining");
+
+    // Reports: repeating one changes nothing; each real change is counted at once.
+    let report = |status: &str, active: Option<&str>| {
+        outside
+            .client
+            .post(
+                &format!("/api/v1/devices/{}/observed-state", outside.id),
+                &json!({"models": [{"modelId": model_id, "installedVersion": "1",
+                                    "activeVersion": active, "status": status}]}),
+            )
+            .expect(200);
+    };
+    let counts = || -> (u64, u64) {
+        let p = Client::owner_key()
+            .get(&org_path(&format!("/deployments/{dep_id}")))
+            .expect(200)
+            .json()["deployment"]["progress"]
+            .clone();
+        let sum = |k: &str| {
+            p.as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s[k].as_u64().unwrap())
+                .sum()
+        };
+        (sum("installed"), sum("active"))
+    };
+    report("READY", None);
+    report("READY", None);
+    assert_eq!(counts(), (1, 0));
+    report("ACTIVE", Some("1"));
+    assert_eq!(counts(), (1, 1));
+    report("ACTIVE", Some("1"));
+    assert_eq!(counts(), (1, 1));
+    report("FAILED_HEALTHCHECK", None);
+    assert_eq!(counts(), (0, 0));
+
+    act(&dep_id, "rollback").expect(200);
+    for d in fleet.iter().chain([&newcomer]) {
+        assert!(desired(d).is_empty(), "right after rollback: {}", d.id);
+    }
 }

@@ -207,8 +207,8 @@ pub struct ObservedStateRequest {
     pub available_storage_bytes: Option<u64>,
 }
 
-/// What to record about one model of the device.
-#[derive(Debug, Clone, PartialEq)]
+/// What to record about one model of the device (and, read back, what is recorded).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Report {
     pub model_id: String,
     pub installed_version: Option<String>,
@@ -313,6 +313,55 @@ pub fn inventory_reports(
         }
     }
     Ok(out)
+}
+
+/// At most this often a report that changes nothing is written again (its `reported_at_ms`
+/// and the device's `last_seen_at_ms`), so a fleet polling with an unchanged inventory costs
+/// reads, not writes, while "last seen" stays within a minute.
+pub const UNCHANGED_REPORT_GRANULARITY_MS: i64 = 60_000;
+
+/// What `fl_device_models` holds for one model of the device, as read with the device on the
+/// same request.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct StoredReport {
+    #[serde(flatten)]
+    pub report: Report,
+    pub reported_at_ms: i64,
+}
+
+impl StoredReport {
+    /// The device's stored reports from their `json_group_array` (an unknown status is an
+    /// error, never a default).
+    pub fn list_from_json(json: &str) -> Result<Vec<StoredReport>, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+}
+
+/// The reports worth writing: each one that differs from what is stored for its model (or has
+/// nothing stored), and, once [`UNCHANGED_REPORT_GRANULARITY_MS`] has passed since the stored
+/// one, an unchanged one too. Every state change a rollout's progress counts is among them:
+/// the comparison is against the row read on this very request, not against a cache.
+pub fn reports_to_write<'a>(
+    stored: &[StoredReport],
+    reports: &'a [Report],
+    now_ms: i64,
+) -> Vec<&'a Report> {
+    reports
+        .iter()
+        .filter(
+            |r| match stored.iter().find(|s| s.report.model_id == r.model_id) {
+                Some(s) => {
+                    s.report != **r || now_ms - s.reported_at_ms >= UNCHANGED_REPORT_GRANULARITY_MS
+                }
+                None => true,
+            },
+        )
+        .collect()
+}
+
+/// Whether the device's `last_seen_at_ms` is due for a write on a report that changed nothing.
+pub fn last_seen_due(last_seen_at_ms: Option<i64>, now_ms: i64) -> bool {
+    last_seen_at_ms.is_none_or(|t| now_ms - t >= UNCHANGED_REPORT_GRANULARITY_MS)
 }
 
 /// One chunk of an artifact (the whole file here: versions are one safetensors file).
@@ -543,7 +592,7 @@ pub fn assignments(desired: &[Desired<'_>], known: Option<&str>) -> Assignments 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fl::rollout::{desired_for_device, Candidate, RolloutState, Stages};
+    use crate::fl::rollout::{desired_for_device, Candidate, ObservedStatus, RolloutState, Stages};
 
     fn one() -> Vec<Candidate> {
         vec![Candidate {
@@ -558,6 +607,53 @@ mod tests {
             stages: Stages::new(vec![100]).unwrap(),
             created_at_ms: 1,
         }]
+    }
+
+    fn report(model: &str, version: &str, status: ObservedStatus) -> Report {
+        Report {
+            model_id: model.into(),
+            installed_version: Some(version.into()),
+            active_version: (status == ObservedStatus::Active).then(|| version.to_string()),
+            status,
+            last_error: None,
+        }
+    }
+
+    #[test]
+    fn only_changed_reports_are_written_until_the_granularity_passes() {
+        let stored = StoredReport::list_from_json(
+            r#"[{"model_id":"mdl_1","installed_version":"1","active_version":"1","status":"active","last_error":null,"reported_at_ms":1000},
+                {"model_id":"mdl_2","installed_version":"2","active_version":null,"status":"installed","last_error":null,"reported_at_ms":1000}]"#,
+        )
+        .unwrap();
+        let same = [
+            report("mdl_1", "1", ObservedStatus::Active),
+            report("mdl_2", "2", ObservedStatus::Installed),
+        ];
+        assert!(reports_to_write(&stored, &same, 2_000).is_empty());
+        // A new version installed, a status change, a model never reported: all written.
+        let changed = [
+            report("mdl_1", "2", ObservedStatus::Installed),
+            report("mdl_2", "2", ObservedStatus::Active),
+            report("mdl_3", "1", ObservedStatus::Downloading),
+        ];
+        assert_eq!(reports_to_write(&stored, &changed, 2_000).len(), 3);
+        // A failure is a change even with the same versions.
+        let mut failed = report("mdl_2", "2", ObservedStatus::Installed);
+        failed.last_error = Some("disk full".into());
+        assert_eq!(reports_to_write(&stored, &[failed], 2_000).len(), 1);
+        // Unchanged reports are written again once the granularity has passed.
+        let due = 1_000 + UNCHANGED_REPORT_GRANULARITY_MS;
+        assert_eq!(reports_to_write(&stored, &same, due - 1).len(), 0);
+        assert_eq!(reports_to_write(&stored, &same, due).len(), 2);
+        assert!(!last_seen_due(Some(1_000), due - 1));
+        assert!(last_seen_due(Some(1_000), due));
+        assert!(last_seen_due(None, 0));
+        // An unknown stored status is an error, not a default.
+        assert!(StoredReport::list_from_json(
+            r#"[{"model_id":"m","installed_version":null,"active_version":null,"status":"weird","last_error":null,"reported_at_ms":1}]"#
+        )
+        .is_err());
     }
 
     #[test]

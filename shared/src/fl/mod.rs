@@ -24,6 +24,7 @@ pub mod round;
 pub mod safetensors;
 pub mod secagg;
 pub mod shard;
+pub mod targeting;
 pub mod upload_url;
 pub mod validate;
 pub mod versions;

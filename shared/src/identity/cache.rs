@@ -32,6 +32,9 @@ pub struct TtlCache<V> {
     entries: HashMap<String, (V, i64, bool)>,
     ttl_ms: i64,
     max_entries: usize,
+    /// Bumped by every invalidation ([`remove`](Self::remove), [`retain`](Self::retain)), so a
+    /// load that started before one does not store what it read (it may predate the change).
+    generation: u64,
 }
 
 impl<V: Clone> TtlCache<V> {
@@ -40,6 +43,7 @@ impl<V: Clone> TtlCache<V> {
             entries: HashMap::new(),
             ttl_ms,
             max_entries: max_entries.max(1),
+            generation: 0,
         }
     }
 
@@ -93,13 +97,21 @@ impl<V: Clone> TtlCache<V> {
             .insert(key.to_owned(), (value, now_ms + self.ttl_ms, false));
     }
 
+    /// Invalidates `key`: its entry goes, and a load already under way will not store its value.
     pub fn remove(&mut self, key: &str) {
         self.entries.remove(key);
+        self.generation += 1;
     }
 
-    /// Drops every entry for which `keep` is false.
+    /// Drops every entry for which `keep` is false (an invalidation, like [`remove`](Self::remove)).
     pub fn retain(&mut self, mut keep: impl FnMut(&str, &V) -> bool) {
         self.entries.retain(|k, (v, _, _)| keep(k, v));
+        self.generation += 1;
+    }
+
+    /// Counts invalidations: equal before and after a load means none happened meanwhile.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Changes a live entry in place (e.g. marking a session revoked) without extending its TTL.
@@ -121,7 +133,10 @@ impl<V: Clone> TtlCache<V> {
 /// Reads `key` through a per-isolate cache (built with [`REVOCABLE_TTL_MS`]): a fresh entry, or
 /// within [`REFRESH_GRACE_MS`] the old one while another caller re-reads it, else `load`. A
 /// loaded value is cached; a missing one (`Ok(None)`) is not, so something created a moment ago
-/// is found at once; a failed load lets the next caller try. No borrow is held across `load`.
+/// is found at once; a failed load lets the next caller try. A value whose load overlapped an
+/// invalidation is returned but not cached: it may have been read before the change that the
+/// invalidation announced, and the isolate that made the change must not serve the old state
+/// afterwards. No borrow is held across `load`.
 pub async fn read_through<V, E, Fut>(
     cache: &'static LocalKey<RefCell<TtlCache<V>>>,
     key: &str,
@@ -136,13 +151,21 @@ where
     {
         return Ok(Some(hit));
     }
+    let generation = cache.with(|c| c.borrow().generation());
     match load().await {
         Ok(Some(v)) => {
-            cache.with(|c| c.borrow_mut().put(key, v.clone(), now_ms));
+            cache.with(|c| {
+                let mut c = c.borrow_mut();
+                if c.generation() == generation {
+                    c.put(key, v.clone(), now_ms);
+                } else {
+                    c.abandon(key);
+                }
+            });
             Ok(Some(v))
         }
         Ok(None) => {
-            cache.with(|c| c.borrow_mut().remove(key));
+            cache.with(|c| c.borrow_mut().entries.remove(key));
             Ok(None)
         }
         Err(e) => {
@@ -204,6 +227,33 @@ mod tests {
         ));
         assert_eq!(failed, Err("busy"));
         assert_eq!(read(20_000 + REVOCABLE_TTL_MS, Some(7)), Some(7));
+    }
+
+    thread_local! {
+        static RACED: RefCell<TtlCache<u32>> = RefCell::new(TtlCache::new(REVOCABLE_TTL_MS, 8));
+    }
+
+    /// A load that was under way when the key was invalidated (say, a desired state read while
+    /// the same isolate promoted the rollout) is answered but not cached: the next read loads
+    /// again instead of serving what may predate the change.
+    #[test]
+    fn a_load_that_overlaps_an_invalidation_is_not_cached() {
+        let raced = block_on(read_through(&RACED, "org", 0, || {
+            RACED.with(|c| c.borrow_mut().remove("org"));
+            async { Ok::<_, ()>(Some(1)) }
+        }));
+        assert_eq!(raced, Ok(Some(1)));
+        assert_eq!(RACED.with(|c| c.borrow().get("org", 1)), None);
+        let loads = Cell::new(0);
+        let read = |now| {
+            block_on(read_through(&RACED, "org", now, || {
+                loads.set(loads.get() + 1);
+                async { Ok::<_, ()>(Some(2)) }
+            }))
+        };
+        assert_eq!(read(1), Ok(Some(2)));
+        assert_eq!(read(2), Ok(Some(2)));
+        assert_eq!(loads.get(), 1, "an undisturbed load is cached");
     }
 
     #[test]

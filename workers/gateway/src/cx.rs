@@ -13,6 +13,7 @@ use edgeplane_runtime::db::Db;
 use serde::de::DeserializeOwned;
 use worker::{Context, Env, Request};
 
+use crate::authn::device::DeviceSession;
 use crate::config::Config;
 use crate::http::body;
 use crate::http::RequestCtx;
@@ -30,6 +31,8 @@ pub struct Cx<'a> {
     org: Option<OrgAccess>,
     limit: BodyLimit,
     db: Db,
+    /// The calling device's facts, read with its revocation check (device routes only).
+    device: Option<Rc<DeviceSession>>,
 }
 
 impl<'a> Cx<'a> {
@@ -57,7 +60,18 @@ impl<'a> Cx<'a> {
             org,
             limit,
             db,
+            device: None,
         }
+    }
+
+    /// Keeps what resolving a device's token read about it, for the device routes.
+    pub(crate) fn set_device(&mut self, device: Rc<DeviceSession>) {
+        self.device = Some(device);
+    }
+
+    /// The calling device's facts (only on `Access::Device` routes, where dispatch has them).
+    pub fn device_session(&self) -> Result<&Rc<DeviceSession>, ApiError> {
+        self.device.as_ref().ok_or_else(ApiError::internal)
     }
 
     /// A path parameter. Route patterns guarantee presence; absence means a table/handler

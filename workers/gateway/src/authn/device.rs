@@ -4,6 +4,12 @@
 //! expiry the caller already checked. What remains is revocation, which is immediate: every
 //! request looks up the token's family and its device, so an admin's revocation (or the device's
 //! own logout) takes effect on the very next request rather than at expiry.
+//!
+//! That one read also brings what the device control routes decide with — the device's tags,
+//! its explicit group memberships and what it last reported per model — so a desired-state or
+//! sync request reads D1 once (the org's rollouts come from a per-isolate cache, see
+//! `service::federation::deployments`), and these facts are never staler than the request.
+//! The token's claims and device scopes travel with them, so no handler verifies the token again.
 
 use edgeplane_core::auth::access_token::AUD_DEVICE;
 use edgeplane_core::auth::{OrgAccess, Principal, PrincipalKind, Scopes};
@@ -16,7 +22,6 @@ use edgeplane_runtime::db::Db;
 use serde::{Deserialize, Serialize};
 
 use super::invalid_token;
-use crate::config::Config;
 
 /// The device-specific claims of a device access token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -34,14 +39,46 @@ pub struct DeviceClaims {
 struct LiveRow {
     device_revoked: Option<i64>,
     family_revoked: Option<i64>,
+    tags: String,
+    group_ids: String,
+    reports: String,
+    last_seen_at_ms: Option<i64>,
 }
 
-pub async fn resolve(db: &Db, claims: &Claims<serde_json::Value>) -> Result<Principal, ApiError> {
+/// The device behind a request, as its one read found it: its token's claims and scopes, and
+/// the stored facts the control routes need (kept as the stored JSON, parsed only by the routes
+/// that use them, so other device routes pay nothing for them).
+#[derive(Debug, Clone)]
+pub struct DeviceSession {
+    pub claims: DeviceClaims,
+    pub scopes: DeviceScopes,
+    /// `fl_devices.tags` (a JSON list).
+    pub tags: String,
+    /// The groups listing the device as a member (a JSON list of ids).
+    pub group_ids: String,
+    /// Its `fl_device_models` rows (a JSON list of `fl::control::StoredReport`).
+    pub reports: String,
+    pub last_seen_at_ms: Option<i64>,
+}
+
+pub async fn resolve(
+    db: &Db,
+    claims: &Claims<serde_json::Value>,
+) -> Result<(Principal, DeviceSession), ApiError> {
     let extra: DeviceClaims =
         serde_json::from_value(claims.extra.clone()).map_err(|_| invalid_token())?;
+    let scopes =
+        DeviceScopes::parse_list(extra.scope.split_whitespace()).map_err(|_| invalid_token())?;
     let row: LiveRow = db
         .first(
-            "SELECT d.revoked_at_ms AS device_revoked, f.revoked_at_ms AS family_revoked \
+            "SELECT d.revoked_at_ms AS device_revoked, f.revoked_at_ms AS family_revoked, \
+             d.tags, d.last_seen_at_ms, \
+             (SELECT json_group_array(m.group_id) FROM fl_device_group_members m \
+               WHERE m.device_id = d.id) AS group_ids, \
+             (SELECT json_group_array(json_object('model_id', s.model_id, \
+               'installed_version', s.installed_version, 'active_version', s.active_version, \
+               'status', s.status, 'last_error', s.last_error, 'reported_at_ms', s.reported_at_ms)) \
+               FROM fl_device_models s WHERE s.device_id = d.id) AS reports \
              FROM fl_device_families f JOIN fl_devices d ON d.id = f.device_id \
              WHERE f.id = ? AND d.id = ? AND d.org_id = ?",
             args![&extra.sid, &claims.sub, &extra.org_id],
@@ -51,18 +88,29 @@ pub async fn resolve(db: &Db, claims: &Claims<serde_json::Value>) -> Result<Prin
     if row.device_revoked.is_some() || row.family_revoked.is_some() {
         return Err(invalid_token());
     }
-    Ok(Principal {
+    let principal = Principal {
         kind: PrincipalKind::Device,
         id: claims.sub.clone(),
         user_id: None,
-        session_id: Some(extra.sid),
+        session_id: Some(extra.sid.clone()),
         // Devices hold no org scopes: the control plane is closed to them whatever they claim.
         bound: Some(OrgAccess::for_credential(
-            extra.org_id,
+            extra.org_id.clone(),
             Scopes::empty(),
             None,
         )),
-    })
+    };
+    Ok((
+        principal,
+        DeviceSession {
+            claims: extra,
+            scopes,
+            tags: row.tags,
+            group_ids: row.group_ids,
+            reports: row.reports,
+            last_seen_at_ms: row.last_seen_at_ms,
+        },
+    ))
 }
 
 /// Signs a device access token.
@@ -85,22 +133,4 @@ pub fn mint_access_token(
         extra: claims,
     })
     .map_err(|_| ApiError::internal())
-}
-
-/// The device scopes of the bearer on this request. Dispatch already verified this exact token
-/// and its revocation; the scopes are read from it again (signature included) rather than
-/// carried in the principal, which knows only org scopes.
-pub fn scopes_of(
-    cfg: &Config,
-    bearer: Option<&str>,
-    now_s: i64,
-) -> Result<(DeviceClaims, DeviceScopes), ApiError> {
-    let token = bearer.ok_or_else(invalid_token)?;
-    let claims: Claims<DeviceClaims> = cfg
-        .jwt_keys
-        .verify(token, &cfg.issuer, &[AUD_DEVICE], now_s)
-        .map_err(|_| invalid_token())?;
-    let scopes = DeviceScopes::parse_list(claims.extra.scope.split_whitespace())
-        .map_err(|_| invalid_token())?;
-    Ok((claims.extra, scopes))
 }

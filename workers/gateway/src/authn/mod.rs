@@ -12,6 +12,8 @@ pub use session::{
     forget_user_sessions, membership, read_memberships, Membership,
 };
 
+use std::rc::Rc;
+
 use edgeplane_core::auth::access_token::{looks_like_jwt, AUD_CLI, AUD_DEVICE, AUD_USER};
 use edgeplane_core::auth::credential::CredentialKind;
 use edgeplane_core::auth::{OrgAccess, Principal, PrincipalKind};
@@ -82,18 +84,41 @@ pub struct Followups {
     pub touch_session: Option<String>,
 }
 
+/// Who is calling, as resolving the credential found it.
+pub struct Resolved {
+    pub principal: Principal,
+    pub followups: Followups,
+    /// For a device, the facts its revocation check read with it (the control routes decide
+    /// with them, so they need no read of their own).
+    pub device: Option<Rc<device::DeviceSession>>,
+}
+
+impl Resolved {
+    /// No credential.
+    pub fn anonymous() -> Self {
+        Self::of(Principal::anonymous(), Followups::default())
+    }
+
+    fn of(principal: Principal, followups: Followups) -> Self {
+        Self {
+            principal,
+            followups,
+            device: None,
+        }
+    }
+}
+
 /// Resolves the credential on a request. No credential: anonymous. Any presented credential that
 /// does not verify: 401 (never silently anonymous).
-pub async fn resolve(
-    db: &Db,
-    cfg: &Config,
-    token: Option<&str>,
-) -> Result<(Principal, Followups), ApiError> {
+pub async fn resolve(db: &Db, cfg: &Config, token: Option<&str>) -> Result<Resolved, ApiError> {
     let Some(token) = token else {
-        return Ok((Principal::anonymous(), Followups::default()));
+        return Ok(Resolved::anonymous());
     };
     match CredentialKind::of(token) {
-        Some(CredentialKind::ApiKey) => api_key::resolve(db, token).await,
+        Some(CredentialKind::ApiKey) => {
+            let (principal, followups) = api_key::resolve(db, token).await?;
+            Ok(Resolved::of(principal, followups))
+        }
         // Refresh tokens, bootstrap tokens, device codes and the like are exchanged at their own
         // endpoints; they are never API bearers.
         Some(_) => Err(invalid_token()),
@@ -104,19 +129,28 @@ pub async fn resolve(
 
 /// A JWT access token: signature, issuer, expiry and audience first, then the kind-specific
 /// revocation check chosen by audience.
-async fn access_token(
-    db: &Db,
-    cfg: &Config,
-    token: &str,
-) -> Result<(Principal, Followups), ApiError> {
+async fn access_token(db: &Db, cfg: &Config, token: &str) -> Result<Resolved, ApiError> {
     let claims = verified::verify(cfg, token, now_secs()).map_err(|e| match e {
         JwtError::Expired => ApiError::new(ErrorCode::TokenExpired, "the access token has expired"),
         JwtError::Invalid | JwtError::WrongAudience => invalid_token(),
     })?;
     match claims.aud.as_str() {
-        AUD_USER => session::resolve_user(db, &claims).await,
-        AUD_CLI => session::resolve_cli(db, &claims).await,
-        AUD_DEVICE => Ok((device::resolve(db, &claims).await?, Followups::default())),
+        AUD_USER => {
+            let (principal, followups) = session::resolve_user(db, &claims).await?;
+            Ok(Resolved::of(principal, followups))
+        }
+        AUD_CLI => {
+            let (principal, followups) = session::resolve_cli(db, &claims).await?;
+            Ok(Resolved::of(principal, followups))
+        }
+        AUD_DEVICE => {
+            let (principal, facts) = device::resolve(db, &claims).await?;
+            Ok(Resolved {
+                principal,
+                followups: Followups::default(),
+                device: Some(Rc::new(facts)),
+            })
+        }
         _ => Err(invalid_token()),
     }
 }

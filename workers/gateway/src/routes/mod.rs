@@ -10,7 +10,7 @@ pub mod federation;
 pub mod identity;
 pub mod review;
 
-use edgeplane_core::auth::{authorize, Action, Principal, PrincipalKind};
+use edgeplane_core::auth::{authorize, Action, PrincipalKind};
 use edgeplane_core::http::{match_tables, BodyLimit, Method, RouteMatch, RouteSpec};
 use edgeplane_core::{ApiError, ErrorCode};
 use worker::{Context, Env, Request};
@@ -132,8 +132,12 @@ pub async fn dispatch(req: Request, env: &Env, ctx: &Context, rc: &mut RequestCt
     let cfg = config::load(env)?;
     let db = Db::from_env(env)?;
     let token = authn::bearer(&req)?;
-    let (principal, followups) = match route.auth {
-        Access::SelfAuthenticated => (Principal::anonymous(), authn::Followups::default()),
+    let authn::Resolved {
+        principal,
+        followups,
+        device,
+    } = match route.auth {
+        Access::SelfAuthenticated => authn::Resolved::anonymous(),
         _ => authn::resolve(&db, &cfg, token.as_deref()).await?,
     };
     rc.principal_kind = principal.kind;
@@ -175,6 +179,9 @@ pub async fn dispatch(req: Request, env: &Env, ctx: &Context, rc: &mut RequestCt
         route.body_limit,
         db,
     );
+    if let Some(device) = device {
+        cx.set_device(device);
+    }
     let result = match route.id {
         RouteId::Core(id) => core::handle(id, &mut cx).await,
         RouteId::Identity(id) => identity::handle(id, &mut cx).await,

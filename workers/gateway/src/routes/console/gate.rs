@@ -81,8 +81,8 @@ pub async fn serve(
     if route.auth != Gate::Public || route.id == Id::Home {
         let mut principal = None;
         if let Some(tok) = access.as_deref() {
-            if let Ok((p, _)) = authn::resolve(cx.db(), &cfg, Some(tok)).await {
-                principal = Some(p);
+            if let Ok(r) = authn::resolve(cx.db(), &cfg, Some(tok)).await {
+                principal = Some(r.principal);
             }
         }
         if principal.is_none() {
@@ -90,10 +90,10 @@ pub async fn serve(
                 match refresh::rotate(&cx, rt, SessionKind::Web).await {
                     Ok(r) => {
                         page.sign_in_cookies(&r.issued.access_token, &r.issued.refresh_token);
-                        if let Ok((p, _)) =
+                        if let Ok(resolved) =
                             authn::resolve(cx.db(), &cfg, Some(&r.issued.access_token)).await
                         {
-                            principal = Some(p);
+                            principal = Some(resolved.principal);
                         }
                     }
                     Err(_) => page.clear_cookies(),

@@ -1,13 +1,17 @@
 //! Helpers the federation handlers share: the calling device, the org, timestamps in the wire
 //! format, query parameters.
 
+use std::rc::Rc;
+
+use edgeplane_core::fl::control::StoredReport;
 use edgeplane_core::fl::device_scope::DeviceScopes;
+use edgeplane_core::fl::targeting::DeviceTargets;
 use edgeplane_core::ids::{DeviceId, OrgId};
 use edgeplane_core::{ApiError, ErrorCode};
 
-use crate::authn;
+use crate::authn::device::DeviceSession;
 use crate::cx::Cx;
-use crate::http::ctx::now_secs;
+use crate::service::federation::corrupt;
 
 /// The org a control-plane request acts in, typed.
 pub fn org_id(cx: &Cx<'_>) -> Result<OrgId, ApiError> {
@@ -20,16 +24,19 @@ pub struct DeviceCx {
     pub org_id: String,
     pub identifier: String,
     pub scopes: DeviceScopes,
+    /// What the device's revocation check read about it on this request.
+    pub session: Rc<DeviceSession>,
 }
 
+/// The calling device, from what dispatch verified and read: the token is not verified again.
 pub fn device(cx: &Cx<'_>) -> Result<DeviceCx, ApiError> {
-    let bearer = authn::bearer(&cx.req)?;
-    let (claims, scopes) = authn::device::scopes_of(&cx.cfg, bearer.as_deref(), now_secs())?;
+    let session = cx.device_session()?.clone();
     Ok(DeviceCx {
         id: cx.principal.id.clone(),
-        org_id: claims.org_id,
-        identifier: claims.did,
-        scopes,
+        org_id: session.claims.org_id.clone(),
+        identifier: session.claims.did.clone(),
+        scopes: session.scopes,
+        session,
     })
 }
 
@@ -48,6 +55,18 @@ impl DeviceCx {
     /// The device's id, typed (it came from a verified token, so it is well formed).
     pub fn device_id(&self) -> Result<DeviceId, ApiError> {
         self.id.parse().map_err(|_| ApiError::internal())
+    }
+
+    /// The device's tags and explicit groups, for deciding which deployments select it.
+    pub fn targets(&self) -> Result<DeviceTargets, ApiError> {
+        DeviceTargets::from_stored(&self.session.tags, &self.session.group_ids)
+            .map_err(|_| corrupt("device tags or groups"))
+    }
+
+    /// What the device last reported per model, as stored.
+    pub fn stored_reports(&self) -> Result<Vec<StoredReport>, ApiError> {
+        StoredReport::list_from_json(&self.session.reports)
+            .map_err(|_| corrupt("device model reports"))
     }
 
     /// A `device_id` a device named in a request must be itself (its id or its identifier).

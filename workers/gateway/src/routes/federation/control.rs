@@ -3,6 +3,11 @@
 //! `{device}` in the path must be the calling device (its id or identifier), anything else is
 //! 404. What it should run is decided by `edgeplane_core::fl::rollout` from the deployments
 //! whose groups select it; reports are bookkeeping (like heartbeats), not audited.
+//!
+//! A request reads D1 once: the device's revocation check brings its tags, groups and stored
+//! reports, and the org's rollouts come from the per-isolate cache. Reports are written only
+//! where they differ from what that read found (or once a minute when nothing changed, to keep
+//! "last seen" fresh), so a fleet polling with an unchanged inventory writes nothing.
 
 use edgeplane_core::fl::control::{
     self, inventory_reports, DesiredStateRequest, ObservedStateRequest, RegisterRequest,
@@ -77,7 +82,7 @@ pub async fn register(cx: &mut Cx<'_>) -> HttpResult {
 }
 
 async fn desired(cx: &Cx<'_>, dev: &DeviceCx) -> Result<control::DesiredState, ApiError> {
-    let candidates = candidates_for_device(cx.db(), &dev.org_id, &dev.id).await?;
+    let candidates = candidates_for_device(cx.db(), &dev.org_id, &dev.id, &dev.targets()?).await?;
     let chosen = desired_for_device(&dev.id, &candidates);
     Ok(control::desired_state(
         &dev.id,
@@ -88,11 +93,18 @@ async fn desired(cx: &Cx<'_>, dev: &DeviceCx) -> Result<control::DesiredState, A
 }
 
 /// Records what the device reports about models of its org (others are ignored: a device may
-/// run models this deployment does not manage). Returns how many were recorded.
+/// run models this deployment does not manage). Returns how many were reported. Only reports
+/// that differ from the stored ones are written (`control::reports_to_write`), and `last_seen`
+/// at most once a minute unless something changed.
 async fn record(cx: &Cx<'_>, dev: &DeviceCx, reports: &[Report]) -> Result<usize, ApiError> {
     let now = now_ms();
-    let mut stmts = Vec::with_capacity(reports.len() + 1);
-    for r in reports {
+    let stored = dev.stored_reports()?;
+    let changed = control::reports_to_write(&stored, reports, now);
+    if changed.is_empty() && !control::last_seen_due(dev.session.last_seen_at_ms, now) {
+        return Ok(reports.len());
+    }
+    let mut stmts = Vec::with_capacity(changed.len() + 1);
+    for r in changed {
         stmts.push(Stmt::new(
             "INSERT INTO fl_device_models (org_id, device_id, model_id, installed_version, \
              active_version, status, last_error, reported_at_ms) \
@@ -125,7 +137,7 @@ async fn record(cx: &Cx<'_>, dev: &DeviceCx, reports: &[Report]) -> Result<usize
 pub async fn assignments(cx: &mut Cx<'_>) -> HttpResult {
     let dev = reader(cx)?;
     let known = query(cx, "config_version")?;
-    let candidates = candidates_for_device(cx.db(), &dev.org_id, &dev.id).await?;
+    let candidates = candidates_for_device(cx.db(), &dev.org_id, &dev.id, &dev.targets()?).await?;
     let chosen = desired_for_device(&dev.id, &candidates);
     respond::ok(&control::assignments(&chosen, known.as_deref()))
 }

@@ -121,7 +121,7 @@ async fn base_of_an_offered_round(
 /// A version deployed to this device: what its desired state names right now (its groups, the
 /// rollout's current stage, not rolled back).
 async fn deployed_to_device(cx: &Cx<'_>, dev: &DeviceCx, v: &VersionRow) -> Result<bool, ApiError> {
-    let candidates = candidates_for_device(cx.db(), &dev.org_id, &dev.id).await?;
+    let candidates = candidates_for_device(cx.db(), &dev.org_id, &dev.id, &dev.targets()?).await?;
     Ok(desired_for_device(&dev.id, &candidates)
         .iter()
         .any(|d| d.candidate.version_id == v.id))

@@ -1,12 +1,29 @@
 //! Deployments: the D1 rows, the deployments that target one device (for its desired state),
 //! a rollout's per-stage progress, and what the JSON routes and the console do with them:
 //! create, list, show, and the transitions. The decisions are `edgeplane_core::fl::rollout`'s.
+//!
+//! Devices ask for their desired state far more often than operators change a rollout, so each
+//! org's deliverable deployments and their groups' rules are read through a per-isolate cache
+//! (`identity::cache::read_through`, as sessions and API keys are: single flight, nothing used
+//! more than `STALENESS_BOUND_MS`, 3 s, after it was read) and matched against the calling
+//! device in memory (`fl::targeting`). Whatever changes an org's rollouts or groups calls
+//! [`forget_rollouts`] once its batch is done, so the isolate that made the change serves it
+//! from the very next request; another isolate serves it within the bound.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
 
 use edgeplane_core::audit::{AuditAction, Event};
 use edgeplane_core::fl::rollout::{
     self, Candidate, Observed, ObservedStatus, Position, RolloutState, Stages, Transition,
     MAX_GROUPS,
 };
+use edgeplane_core::fl::targeting::{
+    rollout_cache, DeviceTargets, GroupRow, GroupRule, OrgRollouts, Targeted,
+    MAX_CACHED_DEPLOYMENTS,
+};
+use edgeplane_core::identity::cache::{read_through, TtlCache};
 use edgeplane_core::ids::{DeploymentId, DeviceGroupId, ModelId, TypedId};
 use edgeplane_core::time::IsoMillis;
 use edgeplane_core::views::federation::{Deployment, DeploymentList};
@@ -128,12 +145,78 @@ pub async fn deployment_in_org(
     .ok_or_else(|| ApiError::not_found("deployment"))
 }
 
-/// Every deployment that targets `device_id` and still delivers (not rolled back).
+thread_local! {
+    static ROLLOUTS: RefCell<TtlCache<Rc<OrgRollouts>>> = RefCell::new(rollout_cache());
+}
+
+/// Drops an org's rollouts from this isolate's cache. Everything that creates or moves a
+/// deployment, or changes a device group, calls this after its batch (whatever the batch's
+/// outcome: a conflict means someone else changed it), so this isolate's next desired state
+/// reflects the change.
+pub fn forget_rollouts(org_id: &str) {
+    ROLLOUTS.with(|c| c.borrow_mut().remove(org_id));
+}
+
+/// The org's deliverable deployments with their groups' rules, from D1 (two reads: the
+/// deployments, then the rules of the groups they name).
+async fn read_rollouts(db: &Db, org_id: &str) -> Result<Option<Rc<OrgRollouts>>, ApiError> {
+    let rows: Vec<DeploymentRow> = db
+        .all(
+            &format!(
+                "{DEPLOYMENT_SELECT} WHERE dp.org_id = ? AND dp.state != 'rolled_back' \
+                 ORDER BY dp.created_at_ms DESC, dp.id DESC LIMIT ?"
+            ),
+            args![org_id, (MAX_CACHED_DEPLOYMENTS + 1) as i64],
+        )
+        .await?;
+    if rows.len() > MAX_CACHED_DEPLOYMENTS {
+        return Ok(Some(Rc::new(OrgRollouts::Uncached)));
+    }
+    let mut deployments = Vec::with_capacity(rows.len());
+    let mut named = BTreeSet::new();
+    for row in &rows {
+        let groups: Vec<String> =
+            serde_json::from_str(&row.group_ids).map_err(|_| corrupt("deployment groups"))?;
+        named.extend(groups.iter().cloned());
+        deployments.push(Targeted {
+            candidate: row.candidate()?,
+            groups,
+        });
+    }
+    let mut rules = BTreeMap::new();
+    if !named.is_empty() {
+        let groups: Vec<GroupRow> = db
+            .all(
+                "SELECT id, tags FROM fl_device_groups WHERE org_id = ? \
+                 AND id IN (SELECT value FROM json_each(?))",
+                args![
+                    org_id,
+                    serde_json::to_string(&named).map_err(|_| ApiError::internal())?
+                ],
+            )
+            .await?;
+        for g in groups {
+            let rule = GroupRule::from_stored(g.tags.as_deref())
+                .map_err(|_| corrupt("device group tags"))?;
+            rules.insert(g.id, rule);
+        }
+    }
+    Ok(Some(Rc::new(OrgRollouts::new(deployments, rules))))
+}
+
+/// Every deployment that targets the device and still delivers (not rolled back): from the
+/// org's cached rollouts matched against the device's `targets` (its tags and groups as read on
+/// this request), or, for an org with more deployments than the cache holds, from D1.
 pub async fn candidates_for_device(
     db: &Db,
     org_id: &str,
     device_id: &str,
+    targets: &DeviceTargets,
 ) -> Result<Vec<Candidate>, ApiError> {
+    let org = read_through(&ROLLOUTS, org_id, now_ms(), || read_rollouts(db, org_id)).await?;
+    if let Some(held) = org.and_then(|o| o.candidates_for(targets)) {
+        return Ok(held);
+    }
     let rows: Vec<DeploymentRow> = db
         .all(
             &format!(
@@ -331,7 +414,9 @@ pub async fn create(cx: &Cx<'_>, body: CreateDeployment) -> Result<Deployment, A
         "device_group_ids": ids,
         "stages": stages.percents(),
     }));
-    cx.commit(batch, [event]).await?;
+    let committed = cx.commit(batch, [event]).await;
+    forget_rollouts(&org_id);
+    committed?;
     get(cx, &id).await
 }
 
@@ -421,6 +506,8 @@ pub async fn transition(
         "from_percent": stages.percent(from.stage),
         "to_percent": stages.percent(to.stage),
     }));
-    cx.commit(batch, [event]).await?;
+    let committed = cx.commit(batch, [event]).await;
+    forget_rollouts(&org_id);
+    committed?;
     get(cx, id).await
 }

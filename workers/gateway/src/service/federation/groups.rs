@@ -10,6 +10,7 @@ use edgeplane_runtime::db::{OnDuplicate, OrgBatch};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::deployments::forget_rollouts;
 use super::devices::validate_tags;
 use super::{corrupt, group_selects_device};
 use crate::cx::Cx;
@@ -170,7 +171,9 @@ pub async fn create(cx: &Cx<'_>, body: CreateGroup) -> Result<DeviceGroup, ApiEr
     );
     let event = Event::new(AuditAction::DeviceGroupCreated, "device_group", &id)
         .meta(json!({"name": name, "tags": body.tags, "device_ids": body.device_ids}));
-    cx.commit(add(batch, &id, &members), [event]).await?;
+    let committed = cx.commit(add(batch, &id, &members), [event]).await;
+    forget_rollouts(&org_id);
+    committed?;
     get(cx, &id).await
 }
 
@@ -213,6 +216,10 @@ pub async fn add_members(cx: &Cx<'_>, id: &str, body: AddMembers) -> Result<Devi
     let batch = add(OrgBatch::new(&cx.org()?.org_id), id, &body.device_ids);
     let event = Event::new(AuditAction::DeviceGroupMembersAdded, "device_group", id)
         .meta(json!({"device_ids": body.device_ids}));
-    cx.commit(batch, [event]).await?;
+    let committed = cx.commit(batch, [event]).await;
+    // Membership is read with each device, not cached, but a group change still drops the
+    // org's rollouts here: every targeting input changes through one door.
+    forget_rollouts(&cx.org()?.org_id);
+    committed?;
     get(cx, id).await
 }
