@@ -33,10 +33,18 @@ use crate::identity::cache::{TtlCache, REVOCABLE_TTL_MS};
 /// then everything: see [`TtlCache`]).
 pub const MAX_CACHED_ORGS: usize = 256;
 /// At most this many deliverable deployments are held for one org. An org with more is served
-/// by the per-device query instead ([`OrgRollouts::Uncached`]), so memory stays bounded at about
-/// `MAX_CACHED_ORGS × MAX_CACHED_DEPLOYMENTS` candidates (a few hundred bytes each) whatever
-/// the orgs hold.
+/// by the per-device query instead ([`OrgRollouts::Uncached`]); so is one whose rollouts take
+/// more than [`MAX_CACHED_BYTES_PER_ORG`].
 pub const MAX_CACHED_DEPLOYMENTS: usize = 128;
+/// At most about this many bytes of one org's rollouts are held (its deployments, the groups
+/// they name and those groups' tag rules, counted as stored): a count of deployments alone
+/// does not bound memory, since each can name many tag groups of many long tags. An org past
+/// it is served by the per-device query instead, so the cache holds at most about
+/// `MAX_CACHED_ORGS × MAX_CACHED_BYTES_PER_ORG` (32 MB) whatever the orgs store.
+pub const MAX_CACHED_BYTES_PER_ORG: usize = 128 * 1024;
+/// What one deliverable deployment's candidate costs in memory, besides its groups (ids,
+/// version, stages and state: a generous estimate).
+pub const CANDIDATE_BYTES: usize = 256;
 
 /// The per-isolate cache of orgs' rollouts, keyed by org id, with the same time-to-live as the
 /// other revocation-bearing caches so one staleness bound covers them all.

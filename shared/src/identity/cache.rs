@@ -35,6 +35,14 @@ pub struct TtlCache<V> {
     /// Bumped by every invalidation ([`remove`](Self::remove), [`retain`](Self::retain)), so a
     /// load that started before one does not store what it read (it may predate the change).
     generation: u64,
+    /// The generation at which each key was last removed: a removal of one key must not stop
+    /// loads of other keys from being kept (one org's changes would make every other org's
+    /// reads uncached). Bounded like the entries; when full it is dropped and counted as a
+    /// removal of everything (`all_since`).
+    removed_at: HashMap<String, u64>,
+    /// The generation of the last invalidation of every key ([`retain`](Self::retain), or the
+    /// reset of `removed_at`).
+    all_since: u64,
 }
 
 impl<V: Clone> TtlCache<V> {
@@ -44,6 +52,8 @@ impl<V: Clone> TtlCache<V> {
             ttl_ms,
             max_entries: max_entries.max(1),
             generation: 0,
+            removed_at: HashMap::new(),
+            all_since: 0,
         }
     }
 
@@ -101,17 +111,30 @@ impl<V: Clone> TtlCache<V> {
     pub fn remove(&mut self, key: &str) {
         self.entries.remove(key);
         self.generation += 1;
+        if self.removed_at.len() >= self.max_entries && !self.removed_at.contains_key(key) {
+            self.removed_at.clear();
+            self.all_since = self.generation;
+        }
+        self.removed_at.insert(key.to_owned(), self.generation);
     }
 
     /// Drops every entry for which `keep` is false (an invalidation, like [`remove`](Self::remove)).
     pub fn retain(&mut self, mut keep: impl FnMut(&str, &V) -> bool) {
         self.entries.retain(|k, (v, _, _)| keep(k, v));
         self.generation += 1;
+        self.all_since = self.generation;
     }
 
-    /// Counts invalidations: equal before and after a load means none happened meanwhile.
+    /// Counts invalidations: a load notes it before it starts, and asks
+    /// [`invalidated_since`](Self::invalidated_since) when it ends.
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// Whether `key` was invalidated after generation `since` (a load that started then may
+    /// hold what the invalidation replaced).
+    pub fn invalidated_since(&self, key: &str, since: u64) -> bool {
+        self.all_since > since || self.removed_at.get(key).is_some_and(|g| *g > since)
     }
 
     /// Changes a live entry in place (e.g. marking a session revoked) without extending its TTL.
@@ -156,10 +179,10 @@ where
         Ok(Some(v)) => {
             cache.with(|c| {
                 let mut c = c.borrow_mut();
-                if c.generation() == generation {
-                    c.put(key, v.clone(), now_ms);
-                } else {
+                if c.invalidated_since(key, generation) {
                     c.abandon(key);
+                } else {
+                    c.put(key, v.clone(), now_ms);
                 }
             });
             Ok(Some(v))
@@ -254,6 +277,42 @@ mod tests {
         assert_eq!(read(1), Ok(Some(2)));
         assert_eq!(read(2), Ok(Some(2)));
         assert_eq!(loads.get(), 1, "an undisturbed load is cached");
+    }
+
+    thread_local! {
+        static PER_KEY: RefCell<TtlCache<u32>> = RefCell::new(TtlCache::new(REVOCABLE_TTL_MS, 2));
+    }
+
+    /// Invalidating one key does not keep another key's overlapping load from being cached (one
+    /// org's rollout changes must not make every other org's reads uncached); dropping
+    /// everything, or more removed keys than the cache holds, counts against every load.
+    #[test]
+    fn an_invalidation_of_another_key_does_not_stop_a_load_being_kept() {
+        let load_while = |key: &'static str, other: &'static str| {
+            block_on(read_through(&PER_KEY, key, 0, || {
+                PER_KEY.with(|c| c.borrow_mut().remove(other));
+                async { Ok::<_, ()>(Some(1)) }
+            }))
+        };
+        assert_eq!(load_while("a", "b"), Ok(Some(1)));
+        assert_eq!(PER_KEY.with(|c| c.borrow().get("a", 1)), Some(1));
+        // Its own key, though, is refused as before.
+        assert_eq!(load_while("c", "c"), Ok(Some(1)));
+        assert_eq!(PER_KEY.with(|c| c.borrow().get("c", 1)), None);
+        // `retain` invalidates every key.
+        let g = PER_KEY.with(|c| c.borrow().generation());
+        PER_KEY.with(|c| c.borrow_mut().retain(|_, _| true));
+        assert!(PER_KEY.with(|c| c.borrow().invalidated_since("zzz", g)));
+        // The removal log is bounded: past `max_entries` keys it resets and counts as all.
+        let g = PER_KEY.with(|c| c.borrow().generation());
+        PER_KEY.with(|c| {
+            let mut c = c.borrow_mut();
+            for k in ["x", "y", "z"] {
+                c.remove(k);
+            }
+            assert!(c.removed_at.len() <= 2);
+            assert!(c.invalidated_since("unrelated", g));
+        });
     }
 
     #[test]

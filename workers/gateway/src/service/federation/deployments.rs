@@ -20,8 +20,8 @@ use edgeplane_core::fl::rollout::{
     MAX_GROUPS,
 };
 use edgeplane_core::fl::targeting::{
-    rollout_cache, DeviceTargets, GroupRow, GroupRule, OrgRollouts, Targeted,
-    MAX_CACHED_DEPLOYMENTS,
+    rollout_cache, DeviceTargets, GroupRow, GroupRule, OrgRollouts, Targeted, CANDIDATE_BYTES,
+    MAX_CACHED_BYTES_PER_ORG, MAX_CACHED_DEPLOYMENTS,
 };
 use edgeplane_core::identity::cache::{read_through, TtlCache};
 use edgeplane_core::ids::{DeploymentId, DeviceGroupId, ModelId, TypedId};
@@ -174,7 +174,9 @@ async fn read_rollouts(db: &Db, org_id: &str) -> Result<Option<Rc<OrgRollouts>>,
     }
     let mut deployments = Vec::with_capacity(rows.len());
     let mut named = BTreeSet::new();
+    let mut bytes = 0;
     for row in &rows {
+        bytes += CANDIDATE_BYTES + row.group_ids.len();
         let groups: Vec<String> =
             serde_json::from_str(&row.group_ids).map_err(|_| corrupt("deployment groups"))?;
         named.extend(groups.iter().cloned());
@@ -195,6 +197,13 @@ async fn read_rollouts(db: &Db, org_id: &str) -> Result<Option<Rc<OrgRollouts>>,
                 ],
             )
             .await?;
+        bytes += groups
+            .iter()
+            .map(|g| g.id.len() + g.tags.as_ref().map_or(0, String::len))
+            .sum::<usize>();
+        if bytes > MAX_CACHED_BYTES_PER_ORG {
+            return Ok(Some(Rc::new(OrgRollouts::Uncached)));
+        }
         for g in groups {
             let rule = GroupRule::from_stored(g.tags.as_deref())
                 .map_err(|_| corrupt("device group tags"))?;
