@@ -376,6 +376,12 @@ impl ChainVerifier {
         }
     }
 
+    /// The seq the next event fed must have: where a reader of a (possibly pruned) chain starts
+    /// reading, just after the anchor or at 1.
+    pub fn next_seq(&self) -> i64 {
+        self.expected_seq
+    }
+
     pub fn is_broken(&self) -> bool {
         self.broken.is_some()
     }
