@@ -330,45 +330,49 @@ fn verify(
     let pb = bar();
     pb.set_message("verifying");
     let given_anchor = anchor.as_deref().map(read_note).transpose()?;
-    let (reader, note, anchor, source): (Box<dyn BufRead>, Option<String>, Option<String>, String) = match &file {
-        Some(path) => {
-            let f = File::open(path)
-                .map_err(|e| CliError::usage(format!("reading {}: {e}", path.display())))?;
-            let note = match &checkpoint {
-                Some(p) => Some(read_note(p)?),
-                None if checkpoint_path(path).exists() => Some(read_note(&checkpoint_path(path))?),
-                // No checkpoint kept with the export: the deployment's newest one.
-                None => ctx.api.get(&ctx.org_path("/audit-events?limit=1")?)?["checkpoint"]["note"]
-                    .as_str()
-                    .map(str::to_owned),
-            };
-            let anchor = match given_anchor {
-                Some(a) => Some(a),
-                None if anchor_path(path).exists() => Some(read_note(&anchor_path(path))?),
-                None => None,
-            };
-            let r = pb.wrap_read(f);
-            (
-                Box::new(BufReader::new(r)),
-                note,
-                anchor,
-                path.display().to_string(),
-            )
-        }
-        None => {
-            let (r, notes) = start_export(ctx, "jsonl", None)?;
-            let note = match &checkpoint {
-                Some(p) => Some(read_note(p)?),
-                None => notes.checkpoint,
-            };
-            (
-                Box::new(BufReader::new(pb.wrap_read(r))),
-                note,
-                given_anchor.or(notes.anchor),
-                "export".into(),
-            )
-        }
-    };
+    let (reader, note, anchor, source): (Box<dyn BufRead>, Option<String>, Option<String>, String) =
+        match &file {
+            Some(path) => {
+                let f = File::open(path)
+                    .map_err(|e| CliError::usage(format!("reading {}: {e}", path.display())))?;
+                let note = match &checkpoint {
+                    Some(p) => Some(read_note(p)?),
+                    None if checkpoint_path(path).exists() => {
+                        Some(read_note(&checkpoint_path(path))?)
+                    }
+                    // No checkpoint kept with the export: the deployment's newest one.
+                    None => ctx.api.get(&ctx.org_path("/audit-events?limit=1")?)?["checkpoint"]
+                        ["note"]
+                        .as_str()
+                        .map(str::to_owned),
+                };
+                let anchor = match given_anchor {
+                    Some(a) => Some(a),
+                    None if anchor_path(path).exists() => Some(read_note(&anchor_path(path))?),
+                    None => None,
+                };
+                let r = pb.wrap_read(f);
+                (
+                    Box::new(BufReader::new(r)),
+                    note,
+                    anchor,
+                    path.display().to_string(),
+                )
+            }
+            None => {
+                let (r, notes) = start_export(ctx, "jsonl", None)?;
+                let note = match &checkpoint {
+                    Some(p) => Some(read_note(p)?),
+                    None => notes.checkpoint,
+                };
+                (
+                    Box::new(BufReader::new(pb.wrap_read(r))),
+                    note,
+                    given_anchor.or(notes.anchor),
+                    "export".into(),
+                )
+            }
+        };
     // One key for both notes: the chain's, named by the checkpoint (or, without one, the anchor).
     let note_key = match note.as_deref().or(anchor.as_deref()) {
         Some(n) => Some(note_key(n, &published_key(ctx, key.as_deref())?)?),

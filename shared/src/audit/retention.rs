@@ -170,7 +170,9 @@ pub fn plan(
     head_seq: i64,
     cutoff_ms: i64,
 ) -> Result<Option<Prune>, PruneError> {
-    let mut verifier = start.cloned().map_or_else(ChainVerifier::new, ChainVerifier::after);
+    let mut verifier = start
+        .cloned()
+        .map_or_else(ChainVerifier::new, ChainVerifier::after);
     let mut last: Option<&ChainedEvent> = None;
     let mut count = 0u64;
     for ev in oldest.iter().take(PRUNE_BATCH as usize) {
@@ -320,7 +322,8 @@ mod tests {
         let r = verify_kept(Some(&forged.note), &evs[4..]);
         assert!(!r.valid);
         assert!(
-            r.reason.as_deref().unwrap().contains("anchor") && r.reason.unwrap().contains("not authentic"),
+            r.reason.as_deref().unwrap().contains("anchor")
+                && r.reason.unwrap().contains("not authentic"),
         );
         // An edited size under a real signature fails too.
         let real = anchor_at(&evs, 4, &signer(9));
@@ -335,13 +338,19 @@ mod tests {
         let early = anchor_at(&evs, 3, &signer(9));
         let r = verify_kept(Some(&early.note), &evs[4..]);
         assert_eq!((r.valid, r.first_broken_seq), (false, Some(4)));
-        assert!(r.reason.unwrap().contains("signed anchor ends the pruned prefix at size 3"));
+        assert!(r
+            .reason
+            .unwrap()
+            .contains("signed anchor ends the pruned prefix at size 3"));
         // Right size, other history: a genuine anchor of a different chain prefix.
         let other = chain(10, |n| n + 1_000);
         let wrong = anchor_at(&other, 4, &signer(9));
         let r = verify_kept(Some(&wrong.note), &evs[4..]);
         assert_eq!((r.valid, r.first_broken_seq), (false, Some(5)));
-        assert!(r.reason.unwrap().contains("does not link to the signed anchor"));
+        assert!(r
+            .reason
+            .unwrap()
+            .contains("does not link to the signed anchor"));
         // A checkpoint at the anchor's size that disagrees with it.
         let mut v = ChainVerifier::after(anchor_at(&evs, 4, &signer(9)).head);
         v.expect(other[3].head());
@@ -377,7 +386,9 @@ mod tests {
         // Nothing old: nothing to do.
         assert_eq!(plan(None, &evs[6..], 10, 100).unwrap(), None);
         // After an earlier prune, the plan continues from its anchor.
-        let p = plan(Some(&evs[2].head()), &evs[3..], 10, 100).unwrap().unwrap();
+        let p = plan(Some(&evs[2].head()), &evs[3..], 10, 100)
+            .unwrap()
+            .unwrap();
         assert_eq!((p.through.seq, p.count), (6, 3));
     }
 
@@ -389,9 +400,14 @@ mod tests {
         assert_eq!(p.count, PRUNE_BATCH as u64);
         assert_eq!(p.through.seq, PRUNE_BATCH);
         // The next run takes the rest, up to the newest event.
-        let rest = plan(Some(&p.through), &evs[PRUNE_BATCH as usize..], len, i64::MAX)
-            .unwrap()
-            .unwrap();
+        let rest = plan(
+            Some(&p.through),
+            &evs[PRUNE_BATCH as usize..],
+            len,
+            i64::MAX,
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!((rest.through.seq, rest.count), (len - 1, 49));
     }
 
@@ -420,9 +436,15 @@ mod tests {
         assert!(RetentionDays::new(-1).is_err());
         assert_eq!(RetentionDays::new(30).unwrap().days(), 30);
         assert_eq!(RetentionDays::new(3650).unwrap().days(), 3650);
-        assert_eq!(RetentionDays::new(30).unwrap().cutoff_ms(31 * DAY_MS), DAY_MS);
+        assert_eq!(
+            RetentionDays::new(30).unwrap().cutoff_ms(31 * DAY_MS),
+            DAY_MS
+        );
         let parsed: Result<RetentionDays, _> = serde_json::from_str("10");
         assert!(parsed.is_err());
-        assert_eq!(serde_json::from_str::<RetentionDays>("90").unwrap().days(), 90);
+        assert_eq!(
+            serde_json::from_str::<RetentionDays>("90").unwrap().days(),
+            90
+        );
     }
 }

@@ -8,16 +8,16 @@ use worker::Env;
 
 use crate::audit;
 use crate::config;
+use crate::http::ctx::now_ms;
+use crate::http::log;
 use edgeplane_core::audit::checkpoint::{origin, CheckpointError};
 use edgeplane_core::audit::retention::{self, Anchor, PruneError, RetentionDays};
+use edgeplane_core::audit::sql as audit_sql;
 use edgeplane_core::audit::{Actor, AuditAction, Event, Facts};
 use edgeplane_core::store::StoreError;
 use edgeplane_core::ApiError;
-use edgeplane_runtime::audit::commit_with_facts;
-use crate::http::ctx::now_ms;
-use crate::http::log;
-use edgeplane_core::audit::sql as audit_sql;
 use edgeplane_runtime::args;
+use edgeplane_runtime::audit::commit_with_facts;
 use edgeplane_runtime::db::{Db, Stmt};
 
 /// Queue probes are diagnostics; a week is plenty to look at one.
@@ -86,7 +86,10 @@ async fn prune_audit_chains(env: &Env, db: &Db, now: i64) -> serde_json::Value {
         return json!({"error": true});
     };
     let rows = match db
-        .rows(retention::ORGS_TO_PRUNE, args![now, retention::ORGS_PER_RUN])
+        .rows(
+            retention::ORGS_TO_PRUNE,
+            args![now, retention::ORGS_PER_RUN],
+        )
         .await
     {
         Ok(rows) => rows,

@@ -9,8 +9,9 @@ use edgeplane_core::ids::{ApiKeyId, OrgId, ProbeId, TypedId, UserId};
 use edgeplane_core::queue::ReviewQueueMessage;
 use edgeplane_core::time::rfc3339_millis;
 use edgeplane_core::views::core::{
-    AccessView, AuditRetentionView, CheckView, CheckpointKeyView, CronView, HealthChecks, HealthView, OrgView,
-    OrgWithAccess, ProbeQueued, ProbeView, SetupKey, SetupOrg, SetupOwner, SetupView,
+    AccessView, AuditRetentionView, CheckView, CheckpointKeyView, CronView, HealthChecks,
+    HealthView, OrgView, OrgWithAccess, ProbeQueued, ProbeView, SetupKey, SetupOrg, SetupOwner,
+    SetupView,
 };
 use edgeplane_core::{ApiError, ErrorCode};
 use edgeplane_runtime::args;
@@ -152,11 +153,10 @@ pub async fn set_audit_retention(
     days: RetentionDays,
 ) -> Result<AuditRetentionView, ApiError> {
     let org = get_org(cx).await?.org;
-    let writes = OrgBatch::new(org.id.as_str())
-        .update_org("audit_retention_days = ?", args![days.days()]);
-    let event = Event::new(AuditAction::AuditRetentionChanged, "org", org.id.as_str()).meta(
-        json!({"old_days": org.audit_retention_days, "new_days": days.days()}),
-    );
+    let writes =
+        OrgBatch::new(org.id.as_str()).update_org("audit_retention_days = ?", args![days.days()]);
+    let event = Event::new(AuditAction::AuditRetentionChanged, "org", org.id.as_str())
+        .meta(json!({"old_days": org.audit_retention_days, "new_days": days.days()}));
     cx.commit(writes, [event]).await?;
     Ok(AuditRetentionView {
         audit_retention_days: days.days(),
