@@ -340,18 +340,6 @@ fn backdate_chain(org: &str, old: i64, age_days: i64) {
     );
 }
 
-fn run_cron_and_wait() {
-    let c = Client::anonymous();
-    let last_run =
-        || c.get("/healthz").expect(200).json()["cron"]["last_run_finished_at_ms"].as_i64();
-    let before = last_run().unwrap_or(0);
-    let r = c.get("/__scheduled?cron=*/5+*+*+*+*");
-    assert_eq!(r.status, 200, "{}", r.text);
-    wait_for("this cron run in healthz", Duration::from_secs(30), || {
-        last_run().filter(|t| *t > before)
-    });
-}
-
 /// Runs the `edgeplane` CLI (`EDGEPLANE_BIN`, built by `scripts/e2e`) with `token` in `org`.
 fn edgeplane(dir: &std::path::Path, token: &str, org: &str, args: &[&str]) -> (i32, String) {
     let bin = std::env::var_os("EDGEPLANE_BIN").expect("EDGEPLANE_BIN: run through scripts/e2e");
@@ -441,7 +429,7 @@ fn retention_prunes_old_audit_events_and_the_rest_still_verifies() {
     assert_eq!(rewritten["report"]["valid"], true, "{rewritten}");
     assert_eq!(rewritten["report"]["anchored_at"], Value::Null);
 
-    run_cron_and_wait();
+    e2e::run_cron();
     let seqs = d1(
         "SELECT min(seq) AS first, count(*) AS n FROM audit_events WHERE chain = ?",
         &[json!(org)],
