@@ -428,6 +428,87 @@ mod tests {
         assert!(plan(None, &gap, 10, 100).is_err());
     }
 
+    /// The statements against the real schema (SQLite with `schema.sql`): which org the cron
+    /// picks, what one prune deletes and keeps, and that an older anchor never replaces a newer.
+    #[test]
+    fn a_prune_batch_deletes_the_prefix_and_stores_its_anchor() {
+        use crate::audit::sql as audit_sql;
+        use crate::store::testing::MemSql;
+        use crate::store::SqlExec;
+
+        let db = MemSql::with_d1_schema();
+        let now = 400 * DAY_MS;
+        db.exec(
+            "INSERT INTO orgs (id, slug, name, created_at_ms, audit_retention_days) \
+             VALUES ('org_1', 'one', 'One', 0, 30)",
+            &[],
+        )
+        .unwrap();
+        // Events 1..=6 are 100 days old, 7..=10 a day old; a checkpoint at every even size.
+        let evs = chain(10, |n| {
+            if n <= 6 {
+                now - 100 * DAY_MS
+            } else {
+                now - DAY_MS
+            }
+        });
+        let s = signer(9);
+        for ev in &evs {
+            let (q, args) = audit_sql::insert_event(ev);
+            db.exec(q, &args).unwrap();
+            if ev.seq % 2 == 0 {
+                let (q, args) = audit_sql::insert_checkpoint("org_1", &ev.head(), "note", 1);
+                db.exec(q, &args).unwrap();
+            }
+        }
+        let picked = db
+            .query(ORGS_TO_PRUNE, &[now.into(), ORGS_PER_RUN.into()])
+            .unwrap();
+        assert_eq!(picked.len(), 1);
+        let days: i64 = picked[0].get(1).unwrap();
+        let cutoff = RetentionDays::new(days).unwrap().cutoff_ms(now);
+
+        let prune = plan(None, &evs, 10, cutoff).unwrap().unwrap();
+        let anchor = Anchor::sign(&s, &origin(ORIGIN_ISSUER, "org_1"), &prune.through).unwrap();
+        for (q, args) in prune_statements("org_1", &anchor, now) {
+            db.exec(q, &args).unwrap();
+        }
+        let count = |q: &str| -> i64 { db.one(q, &[]).unwrap().unwrap().get(0).unwrap() };
+        assert_eq!(count("SELECT min(seq) FROM audit_events"), 7);
+        assert_eq!(count("SELECT count(*) FROM audit_events"), 4);
+        assert_eq!(count("SELECT min(size) FROM audit_checkpoints"), 8);
+        // The chain left verifies from the stored anchor.
+        let stored: String = db
+            .one(SELECT_ANCHOR, &["org_1".into()])
+            .unwrap()
+            .unwrap()
+            .get(0)
+            .unwrap();
+        let kept = db
+            .query(
+                audit_sql::EVENTS_AFTER,
+                &["org_1".into(), 6i64.into(), PRUNE_BATCH.into()],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| audit_sql::event_from_row(r).unwrap())
+            .collect::<Vec<_>>();
+        let r = verify_kept(Some(&stored), &kept);
+        assert!(r.valid, "{r:?}");
+        assert_eq!(r.anchored_at, Some(6));
+        // Nothing old is left that is not the newest event: the org is not picked again.
+        assert!(db
+            .query(ORGS_TO_PRUNE, &[now.into(), ORGS_PER_RUN.into()])
+            .unwrap()
+            .is_empty());
+        // A stale run's anchor (a smaller size) does not replace the newer one.
+        let stale = anchor_at(&evs, 3, &s);
+        for (q, args) in prune_statements("org_1", &stale, now) {
+            db.exec(q, &args).unwrap();
+        }
+        assert_eq!(count("SELECT size FROM audit_anchors"), 6);
+    }
+
     #[test]
     fn retention_days_are_bounded() {
         assert_eq!(RetentionDays::default().days(), 365);
