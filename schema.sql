@@ -7,7 +7,9 @@ CREATE TABLE orgs (
   name          TEXT NOT NULL,
   created_at_ms INTEGER NOT NULL,
   created_by    TEXT,
-  deleted_at_ms INTEGER
+  deleted_at_ms INTEGER,
+  -- How long the org's audit events are kept (30..=3650 days, checked by the API).
+  audit_retention_days INTEGER NOT NULL DEFAULT 365
 );
 
 CREATE TABLE users (
@@ -99,6 +101,16 @@ CREATE TABLE audit_checkpoints (
   note          TEXT NOT NULL,
   created_at_ms INTEGER NOT NULL,
   PRIMARY KEY (chain, size)
+);
+
+-- The signed anchor of a chain's pruned prefix (retention): a checkpoint at the prefix's size,
+-- one row per chain, replaced by each later prune. Verification starts there.
+CREATE TABLE audit_anchors (
+  chain         TEXT PRIMARY KEY,
+  size          INTEGER NOT NULL,
+  head_hash     TEXT NOT NULL,
+  note          TEXT NOT NULL,
+  created_at_ms INTEGER NOT NULL
 );
 
 -- Guard rows live only inside a batch (inserted and deleted by it); the CHECK aborts the batch.

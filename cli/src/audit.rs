@@ -6,6 +6,11 @@
 //! `edgeplane_core::audit::checkpoint::NoteVerifier`, then holds the chain to the checkpoint's
 //! size and head hash. The server's `…/audit-events/verify` verdict is never asked. The public
 //! key comes from `GET /v1/audit/checkpoint-key` unless pinned with `--key`.
+//!
+//! A chain whose oldest events retention pruned starts after a signed *anchor* (a checkpoint
+//! at the pruned prefix's size, `edgeplane_core::audit::retention`). The export carries it
+//! (`x-edgeplane-anchor`; saved as FILE.anchor), and `verify` checks its signature and starts
+//! there; a pruned export without a valid anchor fails.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
@@ -14,8 +19,8 @@ use std::path::{Path, PathBuf};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use edgeplane_core::audit::checkpoint::NoteVerifier;
-use edgeplane_core::audit::export::{self, CHECKPOINT_HEADER};
-use edgeplane_core::audit::{ChainHead, ChainVerifier};
+use edgeplane_core::audit::export::{self, ANCHOR_HEADER, CHECKPOINT_HEADER};
+use edgeplane_core::audit::{retention, ChainHead, ChainVerifier};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
@@ -49,7 +54,8 @@ pub enum AuditCmd {
         cursor: Option<String>,
     },
     /// The whole chain, streamed, as JSON lines or CSV. With -o, the signed checkpoint it
-    /// stops at is saved next to it as FILE.checkpoint.
+    /// stops at is saved next to it as FILE.checkpoint, and the signed anchor it starts after
+    /// (when retention pruned the chain's oldest events) as FILE.anchor.
     Export {
         #[arg(long, default_value = "jsonl", value_parser = ["jsonl", "csv"])]
         format: String,
@@ -71,6 +77,9 @@ pub enum AuditCmd {
         /// The checkpoint public key (standard base64), instead of asking the deployment.
         #[arg(long)]
         key: Option<String>,
+        /// The signed anchor of a pruned chain (a file), instead of FILE.anchor.
+        #[arg(long)]
+        anchor: Option<PathBuf>,
     },
 }
 
@@ -125,16 +134,24 @@ pub fn run(ctx: &Ctx, cmd: AuditCmd) -> Result<()> {
             file,
             checkpoint,
             key,
-        } => verify(ctx, file, checkpoint, key),
+            anchor,
+        } => verify(ctx, file, checkpoint, key, anchor),
     }
 }
 
-/// Starts the export download; answers the response and the checkpoint note it carries.
+/// The signed notes an export carries: the checkpoint it stops at, and the anchor of the
+/// pruned prefix it starts after (if any).
+struct ExportNotes {
+    checkpoint: Option<String>,
+    anchor: Option<String>,
+}
+
+/// Starts the export download; answers the response and the signed notes it carries.
 fn start_export(
     ctx: &Ctx,
     format: &str,
     since: Option<&str>,
-) -> Result<(reqwest::blocking::Response, Option<String>)> {
+) -> Result<(reqwest::blocking::Response, ExportNotes)> {
     let mut q = form_urlencoded::Serializer::new(String::new());
     q.append_pair("format", format);
     if let Some(s) = since {
@@ -146,13 +163,18 @@ fn start_export(
         q.finish()
     ));
     let r = ctx.api.send(|c| c.get(&url))?;
-    let note = r
-        .headers()
-        .get(CHECKPOINT_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|b| STANDARD.decode(b).ok())
-        .and_then(|b| String::from_utf8(b).ok());
-    Ok((r, note))
+    let note = |header: &str| {
+        r.headers()
+            .get(header)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|b| STANDARD.decode(b).ok())
+            .and_then(|b| String::from_utf8(b).ok())
+    };
+    let notes = ExportNotes {
+        checkpoint: note(CHECKPOINT_HEADER),
+        anchor: note(ANCHOR_HEADER),
+    };
+    Ok((r, notes))
 }
 
 fn bar() -> ProgressBar {
@@ -174,7 +196,8 @@ fn export_cmd(
     since: Option<String>,
     output: Option<PathBuf>,
 ) -> Result<()> {
-    let (r, note) = start_export(ctx, format, since.as_deref())?;
+    let (r, notes) = start_export(ctx, format, since.as_deref())?;
+    let note = notes.checkpoint;
     let pb = bar();
     let mut reader = pb.wrap_read(r);
     let io = |e: std::io::Error| CliError::usage(format!("writing the export: {e}"));
@@ -189,6 +212,9 @@ fn export_cmd(
             std::fs::rename(&tmp, path).map_err(io)?;
             if let Some(n) = &note {
                 std::fs::write(checkpoint_path(path), n).map_err(io)?;
+            }
+            if let Some(a) = &notes.anchor {
+                std::fs::write(anchor_path(path), a).map_err(io)?;
             }
             counted
         }
@@ -211,6 +237,7 @@ fn export_cmd(
             "events": events,
             "bytes": bytes,
             "checkpoint": note.as_ref().map(|_| checkpoint_path(&path)),
+            "anchor": notes.anchor.as_ref().map(|_| anchor_path(&path)),
         });
         ctx.out.done(
             &v,
@@ -224,8 +251,16 @@ fn export_cmd(
 }
 
 fn checkpoint_path(path: &Path) -> PathBuf {
+    beside(path, ".checkpoint")
+}
+
+fn anchor_path(path: &Path) -> PathBuf {
+    beside(path, ".anchor")
+}
+
+fn beside(path: &Path, suffix: &str) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
-    s.push(".checkpoint");
+    s.push(suffix);
     PathBuf::from(s)
 }
 
@@ -249,19 +284,26 @@ fn copy_counting(r: &mut impl Read, w: &mut impl Write) -> Result<(u64, u64)> {
     Ok((bytes, lines))
 }
 
-/// The checkpoint's signed head, its signature checked with the deployment's published key (or
-/// the pinned one).
-fn open_checkpoint(ctx: &Ctx, note: &str, key: Option<&str>) -> Result<(String, ChainHead)> {
-    let key = match key {
+/// The deployment's published checkpoint key (or the pinned one).
+fn published_key(ctx: &Ctx, key: Option<&str>) -> Result<String> {
+    Ok(match key {
         Some(k) => k.to_owned(),
         None => ctx.api.get("/v1/audit/checkpoint-key")?["public_key"]
             .as_str()
             .unwrap_or_default()
             .to_owned(),
-    };
+    })
+}
+
+/// The key that signs `note`'s chain: its origin (the note's first line) with `key`.
+fn note_key(note: &str, key: &str) -> Result<NoteVerifier> {
     let origin = note.split('\n').next().unwrap_or_default();
-    let verifier = NoteVerifier::from_published(origin, &key)
-        .map_err(|e| CliError::Verify(format!("the checkpoint key: {e}")))?;
+    NoteVerifier::from_published(origin, key)
+        .map_err(|e| CliError::Verify(format!("the checkpoint key: {e}")))
+}
+
+/// The checkpoint's signed head, its signature checked with `verifier`.
+fn open_checkpoint(verifier: &NoteVerifier, note: &str) -> Result<(String, ChainHead)> {
     let cp = verifier
         .open(note)
         .map_err(|e| CliError::Verify(format!("the checkpoint: {e}")))?;
@@ -279,6 +321,7 @@ fn verify(
     file: Option<PathBuf>,
     checkpoint: Option<PathBuf>,
     key: Option<String>,
+    anchor: Option<PathBuf>,
 ) -> Result<()> {
     let read_note = |p: &Path| {
         std::fs::read_to_string(p)
@@ -286,42 +329,64 @@ fn verify(
     };
     let pb = bar();
     pb.set_message("verifying");
-    let (reader, note, source): (Box<dyn BufRead>, Option<String>, String) = match &file {
-        Some(path) => {
-            let f = File::open(path)
-                .map_err(|e| CliError::usage(format!("reading {}: {e}", path.display())))?;
-            let note = match &checkpoint {
-                Some(p) => Some(read_note(p)?),
-                None if checkpoint_path(path).exists() => Some(read_note(&checkpoint_path(path))?),
-                // No checkpoint kept with the export: the deployment's newest one.
-                None => ctx.api.get(&ctx.org_path("/audit-events?limit=1")?)?["checkpoint"]["note"]
-                    .as_str()
-                    .map(str::to_owned),
-            };
-            let r = pb.wrap_read(f);
-            (
-                Box::new(BufReader::new(r)),
-                note,
-                path.display().to_string(),
-            )
-        }
-        None => {
-            let (r, note) = start_export(ctx, "jsonl", None)?;
-            let note = match &checkpoint {
-                Some(p) => Some(read_note(p)?),
-                None => note,
-            };
-            (
-                Box::new(BufReader::new(pb.wrap_read(r))),
-                note,
-                "export".into(),
-            )
-        }
-    };
-    let mut verifier = ChainVerifier::new();
-    let signed = match &note {
-        Some(n) => Some(open_checkpoint(ctx, n, key.as_deref())?),
+    let given_anchor = anchor.as_deref().map(read_note).transpose()?;
+    let (reader, note, anchor, source): (Box<dyn BufRead>, Option<String>, Option<String>, String) =
+        match &file {
+            Some(path) => {
+                let f = File::open(path)
+                    .map_err(|e| CliError::usage(format!("reading {}: {e}", path.display())))?;
+                let note = match &checkpoint {
+                    Some(p) => Some(read_note(p)?),
+                    None if checkpoint_path(path).exists() => {
+                        Some(read_note(&checkpoint_path(path))?)
+                    }
+                    // No checkpoint kept with the export: the deployment's newest one.
+                    None => ctx.api.get(&ctx.org_path("/audit-events?limit=1")?)?["checkpoint"]
+                        ["note"]
+                        .as_str()
+                        .map(str::to_owned),
+                };
+                let anchor = match given_anchor {
+                    Some(a) => Some(a),
+                    None if anchor_path(path).exists() => Some(read_note(&anchor_path(path))?),
+                    None => None,
+                };
+                let r = pb.wrap_read(f);
+                (
+                    Box::new(BufReader::new(r)),
+                    note,
+                    anchor,
+                    path.display().to_string(),
+                )
+            }
+            None => {
+                let (r, notes) = start_export(ctx, "jsonl", None)?;
+                let note = match &checkpoint {
+                    Some(p) => Some(read_note(p)?),
+                    None => notes.checkpoint,
+                };
+                (
+                    Box::new(BufReader::new(pb.wrap_read(r))),
+                    note,
+                    given_anchor.or(notes.anchor),
+                    "export".into(),
+                )
+            }
+        };
+    // One key for both notes: the chain's, named by the checkpoint (or, without one, the anchor).
+    let note_key = match note.as_deref().or(anchor.as_deref()) {
+        Some(n) => Some(note_key(n, &published_key(ctx, key.as_deref())?)?),
         None => None,
+    };
+    let signed = match (&note, &note_key) {
+        (Some(n), Some(k)) => Some(open_checkpoint(k, n)?),
+        _ => None,
+    };
+    // From the signed anchor when retention pruned the chain (its signature checked, and failing
+    // with the reason when it does not verify); from the genesis otherwise.
+    let mut verifier = match &note_key {
+        Some(k) => retention::verifier_from(k, anchor.as_deref()),
+        None => ChainVerifier::new(),
     };
     if let Some((_, head)) = &signed {
         verifier.expect(head.clone());
@@ -351,8 +416,9 @@ fn verify(
         }
     }
     pb.finish_and_clear();
-    // The checkpoint must be this chain's: its origin ends in `/audit/<chain>`.
-    if let (Some((origin, _)), Some(c)) = (&signed, &chain) {
+    // The checkpoint (or anchor) must be this chain's: its origin ends in `/audit/<chain>`.
+    if let (Some(k), Some(c)) = (&note_key, &chain) {
+        let origin = k.name();
         if !origin.ends_with(&format!("/audit/{c}")) {
             verifier.fail(1, format!("the checkpoint is for {origin}, not chain {c}"));
         }
@@ -369,13 +435,18 @@ fn verify(
         "checkpoint": signed.as_ref().map(|(origin, head)|
             json!({"origin": origin, "size": head.seq, "head_hash": head.hash})),
         "checkpoints_checked": report.checkpoints_checked,
+        "anchored_at": report.anchored_at,
     });
     if report.valid {
         ctx.out.done(
             &v,
             &format!(
-                "OK: {} events verified, head {}; {}",
+                "OK: {} events verified{}, head {}; {}",
                 report.events_checked,
+                match report.anchored_at {
+                    Some(size) => format!(" from the signed anchor at size {size}"),
+                    None => String::new(),
+                },
                 report.head_hash,
                 match &signed {
                     Some((_, h)) => format!("matches the signed checkpoint at size {}", h.seq),

@@ -142,6 +142,20 @@ test("the audit page lists events and verifies the chain against its signed chec
   await ctx.close();
 });
 
+test("an owner sets the audit retention on the audit page; the change is in the log", async ({ browser }) => {
+  const ctx = await newContext(browser);
+  const { email, org } = await freshOwner();
+  const page = await signIn(await ctx.newPage(), email);
+  await openPage(page, `/orgs/${org}/audit`);
+  await expect(page.locator("#retention-days")).toHaveText("365");
+  await page.locator("#retention-input").fill("90");
+  await page.getByRole("button", { name: "Save retention" }).click();
+  await expect(page).toHaveURL(new RegExp(`/orgs/${org}/audit$`));
+  await expect(page.locator("#retention-days")).toHaveText("90");
+  await expect(page.locator("#audit-events td.action", { hasText: "audit.retention_changed" })).toBeVisible();
+  await ctx.close();
+});
+
 test("sign in with the configured identity provider: the console starts the flow, the callback signs the browser in", async ({ browser }) => {
   const ctx = await newContext(browser);
   const page = await ctx.newPage();

@@ -206,6 +206,20 @@ impl Client {
     }
 }
 
+/// Triggers the local stack's scheduled handler and waits until this run (not an earlier one)
+/// is recorded as finished in `/healthz`: its tasks are done when this returns.
+pub fn run_cron() {
+    let c = Client::anonymous();
+    let last_run =
+        || c.get("/healthz").expect(200).json()["cron"]["last_run_finished_at_ms"].as_i64();
+    let before = last_run().unwrap_or(0);
+    let r = c.get("/__scheduled?cron=*/5+*+*+*+*");
+    assert_eq!(r.status, 200, "{}", r.text);
+    wait_for("this cron run in healthz", Duration::from_secs(30), || {
+        last_run().filter(|t| *t > before)
+    });
+}
+
 /// Polls `f` until it returns `Some`, or panics after `timeout` with `what`.
 pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();

@@ -11,7 +11,7 @@ use e2e::identity::{create_org, d1, new_user};
 use e2e::{wait_for, Client};
 use edgeplane_core::audit::{event_hash, ChainedEvent};
 use edgeplane_core::identity::cache::STALENESS_BOUND_MS;
-use serde_json::json;
+use serde_json::{json, Value};
 
 fn org_id(org: &serde_json::Value) -> String {
     org["id"].as_str().unwrap().to_owned()
@@ -293,4 +293,233 @@ fn cron_places_audit_events_a_lost_poke_left_waiting() {
     let after = verify(&c, &org, None);
     assert_eq!(after["report"]["valid"], true, "{after}");
     assert_eq!(after["report"]["events_checked"], 2);
+}
+
+/// The instant `days` days before now, in the stored milliseconds.
+fn days_ago(days: i64) -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    now - days * 86_400_000
+}
+
+/// Moves the first `old` events of `org`'s chain `age_days` into the past, re-hashing the whole
+/// chain so that it still links up, and drops its checkpoints (which pinned the old hashes): as
+/// if those events had been written that long ago. The next placed event signs a fresh
+/// checkpoint over the rewritten chain.
+fn backdate_chain(org: &str, old: i64, age_days: i64) {
+    let rows = d1(
+        "SELECT * FROM audit_events WHERE chain = ? ORDER BY seq",
+        &[json!(org)],
+    );
+    let mut prev = edgeplane_core::audit::GENESIS_HASH.to_owned();
+    for row in rows {
+        let mut ev: ChainedEvent = serde_json::from_value(row).unwrap();
+        if ev.seq <= old {
+            ev.event.created_at_ms = days_ago(age_days) + ev.seq;
+        }
+        ev.prev_hash = prev;
+        ev.hash = event_hash(&ev);
+        d1(
+            "UPDATE audit_events SET created_at_ms = ?, prev_hash = ?, hash = ? \
+             WHERE chain = ? AND seq = ?",
+            &[
+                json!(ev.event.created_at_ms),
+                json!(ev.prev_hash),
+                json!(ev.hash),
+                json!(org),
+                json!(ev.seq),
+            ],
+        );
+        prev = ev.hash;
+    }
+    d1(
+        "DELETE FROM audit_checkpoints WHERE chain = ?",
+        &[json!(org)],
+    );
+}
+
+/// Runs the `edgeplane` CLI (`EDGEPLANE_BIN`, built by `scripts/e2e`) with `token` in `org`.
+fn edgeplane(dir: &std::path::Path, token: &str, org: &str, args: &[&str]) -> (i32, String) {
+    let bin = std::env::var_os("EDGEPLANE_BIN").expect("EDGEPLANE_BIN: run through scripts/e2e");
+    let out = std::process::Command::new(bin)
+        .args(args)
+        .env("EDGEPLANE_CONFIG_DIR", dir)
+        .env("EDGEPLANE_URL", &e2e::stack().base_url)
+        .env("EDGEPLANE_TOKEN", token)
+        .env("EDGEPLANE_ORG", org)
+        .env_remove("EDGEPLANE_PROFILE")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// Issue 14, part 4: an org's audit retention. Only an owner sets it, within 30..=3650 days;
+/// the cron then deletes the events older than it, oldest first, after storing a signed anchor
+/// of the pruned prefix; the server's verification, an export and the CLI's offline check all
+/// start from the anchor, and a forged or missing anchor fails.
+#[test]
+#[ignore = "writes the local database directly; run alone by scripts/test's serial phase"]
+fn retention_prunes_old_audit_events_and_the_rest_still_verifies() {
+    let owner = new_user("retention");
+    let org = org_id(&create_org(&owner, "Retention"));
+    let c = owner.client();
+    let member = new_user("retention-member");
+    e2e::access::add_member(&owner, &org, &member, "member");
+    let setting = format!("/v1/orgs/{org}/audit-retention");
+
+    // The setting: default 365, owners only, within its bounds.
+    assert_eq!(
+        c.get(&format!("/v1/orgs/{org}")).expect(200).json()["org"]["audit_retention_days"],
+        365
+    );
+    member
+        .client()
+        .put(&setting, &json!({"audit_retention_days": 30}))
+        .expect_error(403, "insufficient_scope");
+    for days in [29, 3651, -1] {
+        c.put(&setting, &json!({"audit_retention_days": days}))
+            .expect_error(422, "validation_failed");
+    }
+    let set = c
+        .put(&setting, &json!({"audit_retention_days": 30}))
+        .expect(200)
+        .json();
+    assert_eq!(set["audit_retention_days"], 30);
+    assert_eq!(
+        c.get(&format!("/v1/orgs/{org}")).expect(200).json()["org"]["audit_retention_days"],
+        30
+    );
+    for n in 0..3 {
+        c.post(
+            &format!("/v1/orgs/{org}/api-keys"),
+            &json!({"name": format!("k{n}"), "scopes": ["org:read"]}),
+        )
+        .expect(201);
+    }
+    let before = verify(&c, &org, None);
+    assert_eq!(before["report"]["valid"], true, "{before}");
+    let size = before["report"]["events_checked"].as_i64().unwrap();
+    let changed = c
+        .get(&format!(
+            "/v1/orgs/{org}/audit-events?action=audit.retention_changed"
+        ))
+        .expect(200)
+        .json();
+    assert_eq!(
+        changed["events"][0]["metadata"],
+        json!({"old_days": 365, "new_days": 30})
+    );
+
+    // The first four events written 40 days ago; the rest are recent.
+    backdate_chain(&org, 4, 40);
+    c.post(
+        &format!("/v1/orgs/{org}/api-keys"),
+        &json!({"name": "after backdating", "scopes": ["org:read"]}),
+    )
+    .expect(201);
+    let rewritten = verify(&c, &org, None);
+    assert_eq!(rewritten["report"]["valid"], true, "{rewritten}");
+    assert_eq!(rewritten["report"]["anchored_at"], Value::Null);
+
+    e2e::run_cron();
+    let seqs = d1(
+        "SELECT min(seq) AS first, count(*) AS n FROM audit_events WHERE chain = ?",
+        &[json!(org)],
+    );
+    assert_eq!(seqs[0]["first"], 5, "{seqs:?}");
+    let anchor = d1(
+        "SELECT size, note FROM audit_anchors WHERE chain = ?",
+        &[json!(org)],
+    );
+    assert_eq!(anchor[0]["size"], 4);
+    let old_checkpoints = d1(
+        "SELECT count(*) AS n FROM audit_checkpoints WHERE chain = ? AND size <= 4",
+        &[json!(org)],
+    );
+    assert_eq!(old_checkpoints[0]["n"], 0);
+
+    // The pruned chain verifies from its anchor; the prune itself is in it.
+    let after = verify(&c, &org, None);
+    assert_eq!(after["report"]["valid"], true, "{after}");
+    assert_eq!(after["report"]["anchored_at"], 4);
+    // Events 5..=size, the key created after backdating, and audit.pruned.
+    assert_eq!(after["report"]["events_checked"], size - 4 + 2);
+    let pruned = c
+        .get(&format!("/v1/orgs/{org}/audit-events?action=audit.pruned"))
+        .expect(200)
+        .json();
+    let meta = &pruned["events"][0]["metadata"];
+    assert_eq!(meta["count"], 4, "{pruned}");
+    assert_eq!(meta["anchor"]["size"], 4);
+    assert_eq!(meta["anchor"]["note"], anchor[0]["note"]);
+    assert_eq!(pruned["events"][0]["actor"]["id"], "cron");
+
+    // The export carries the anchor; the CLI checks its signature and verifies from it.
+    let token = e2e::identity::cli_token(&owner, &org, None).access_token;
+    let dir = std::env::temp_dir().join(e2e::federation::unique("retention-cli"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("audit.jsonl");
+    let f = file.to_str().unwrap();
+    let (code, out) = edgeplane(&dir, &token, &org, &["audit", "export", "-o", f, "--json"]);
+    assert_eq!(code, 0, "{out}");
+    let first: ChainedEvent = serde_json::from_str(
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(first.seq, 5);
+    let anchor_file = dir.join("audit.jsonl.anchor");
+    let note = std::fs::read_to_string(&anchor_file).unwrap();
+    assert_eq!(json!(note), anchor[0]["note"]);
+    let (code, out) = edgeplane(&dir, &token, &org, &["audit", "verify", f, "--json"]);
+    assert_eq!(code, 0, "{out}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["valid"], true, "{report}");
+    assert_eq!(report["anchored_at"], 4);
+    // A forged anchor (its size edited under the real signature) fails, and so does none.
+    std::fs::write(&anchor_file, note.replacen("\n4\n", "\n3\n", 1)).unwrap();
+    let (code, out) = edgeplane(&dir, &token, &org, &["audit", "verify", f]);
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains("anchor") && out.contains("not authentic"),
+        "{out}"
+    );
+    std::fs::remove_file(&anchor_file).unwrap();
+    let (code, out) = edgeplane(&dir, &token, &org, &["audit", "verify", f]);
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains("no signed anchor covers the pruned events 1..=4"),
+        "{out}"
+    );
+
+    // On the server too: a forged anchor, then none, fail verification with the reason.
+    d1(
+        "UPDATE audit_anchors SET note = replace(note, char(10) || '4' || char(10), \
+         char(10) || '3' || char(10)) WHERE chain = ?",
+        &[json!(org)],
+    );
+    let forged = verify(&c, &org, None);
+    assert_eq!(forged["report"]["valid"], false, "{forged}");
+    assert!(forged["report"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("not authentic"));
+    d1("DELETE FROM audit_anchors WHERE chain = ?", &[json!(org)]);
+    let missing = verify(&c, &org, None);
+    assert_eq!(missing["report"]["valid"], false, "{missing}");
+    assert!(missing["report"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("no signed anchor"));
 }

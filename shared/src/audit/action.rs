@@ -59,6 +59,10 @@ audit_actions! {
     ApiKeyRotated => "api_key.rotated",
     ApiKeyRevoked => "api_key.revoked",
     AuditExported => "audit.exported",
+    /// An owner changed how long the org's audit events are kept.
+    AuditRetentionChanged => "audit.retention_changed",
+    /// The cron deleted events older than the org's retention, after signing an anchor.
+    AuditPruned => "audit.pruned",
 
     // Identity: users, sign-in, sessions, CLI tokens.
     UserCreated => "user.created",

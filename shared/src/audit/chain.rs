@@ -203,6 +203,11 @@ pub struct ChainReport {
     /// at its size, so a rewritten or truncated tail under one is caught).
     #[serde(default)]
     pub checkpoints_checked: u64,
+    /// The size of the pruned prefix the check started after (its signed anchor's size), or
+    /// `None` when it started at the genesis: retention deleted events `1..=n`, and only the
+    /// anchor, signed before they went, still commits to them.
+    #[serde(default)]
+    pub anchored_at: Option<i64>,
 }
 
 /// Incremental verification, so a long chain is checked page by page in bounded memory.
@@ -220,6 +225,8 @@ pub struct ChainVerifier {
     /// Checkpoints not yet reached, ascending by size.
     pending_checkpoints: Vec<ChainHead>,
     checkpoints_checked: u64,
+    /// The signed anchor the check starts after, if the chain's prefix was pruned.
+    anchor: Option<ChainHead>,
 }
 
 impl Default for ChainVerifier {
@@ -237,7 +244,20 @@ impl ChainVerifier {
             broken: None,
             pending_checkpoints: Vec::new(),
             checkpoints_checked: 0,
+            anchor: None,
         }
+    }
+
+    /// A verifier that starts right after a pruned prefix: the first event fed must be
+    /// `anchor.seq + 1` and link to `anchor.hash`. The caller has checked the anchor's signature
+    /// (see [`super::retention::Anchor::open`]); the anchor then stands in for the deleted
+    /// events, exactly as the genesis hash stands in for "nothing before".
+    pub fn after(anchor: ChainHead) -> Self {
+        let mut v = Self::new();
+        v.expected_prev = anchor.hash.clone();
+        v.expected_seq = anchor.seq + 1;
+        v.anchor = Some(anchor);
+        v
     }
 
     /// The chain must have had `head.seq` events ending in `head.hash` (a checkpoint whose
@@ -250,6 +270,24 @@ impl ChainVerifier {
                 self.break_at(1, "a checkpoint of the empty chain has a head hash".into());
             }
             self.checkpoints_checked += 1;
+            return;
+        }
+        if let Some(anchor) = self.anchor.as_ref().filter(|a| head.seq <= a.seq) {
+            // A checkpoint of the pruned prefix: only the anchor's own size can still be
+            // compared (its events are gone); an older one pins history that no longer exists.
+            if head.seq == anchor.seq {
+                self.checkpoints_checked += 1;
+                if head.hash != anchor.hash {
+                    self.break_at(
+                        head.seq,
+                        format!(
+                            "the signed anchor differs from a signed checkpoint at size {}: \
+                             the pruned history was rewritten",
+                            head.seq
+                        ),
+                    );
+                }
+            }
             return;
         }
         if head.seq < self.expected_seq {
@@ -281,7 +319,26 @@ impl ChainVerifier {
             return;
         }
         self.checked += 1;
-        let reason = if ev.seq != self.expected_seq {
+        let first = self.checked == 1;
+        let start = self.anchor.as_ref().map_or(0, |a| a.seq);
+        let reason = if first && ev.seq > self.expected_seq && self.anchor.is_none() {
+            Some(format!(
+                "the chain starts at seq {} but no signed anchor covers the pruned events \
+                 1..={}",
+                ev.seq,
+                ev.seq - 1
+            ))
+        } else if first && ev.seq != self.expected_seq {
+            Some(format!(
+                "the chain starts at seq {} but its signed anchor ends the pruned prefix at \
+                 size {start}",
+                ev.seq
+            ))
+        } else if first && self.anchor.is_some() && ev.prev_hash != self.expected_prev {
+            Some(format!(
+                "the first kept event does not link to the signed anchor at size {start}"
+            ))
+        } else if ev.seq != self.expected_seq {
             Some(format!(
                 "expected seq {}, found {}",
                 self.expected_seq, ev.seq
@@ -319,6 +376,12 @@ impl ChainVerifier {
         }
     }
 
+    /// The seq the next event fed must have: where a reader of a (possibly pruned) chain starts
+    /// reading, just after the anchor or at 1.
+    pub fn next_seq(&self) -> i64 {
+        self.expected_seq
+    }
+
     pub fn is_broken(&self) -> bool {
         self.broken.is_some()
     }
@@ -346,6 +409,7 @@ impl ChainVerifier {
             reason,
             head_hash: self.expected_prev,
             checkpoints_checked: self.checkpoints_checked,
+            anchored_at: self.anchor.map(|a| a.seq),
         }
     }
 }

@@ -33,6 +33,11 @@ pub const PAGE: i64 = 500;
 /// The response header carrying the export's signed checkpoint note, standard base64 (a note
 /// has newlines and a non-ASCII dash, which a header cannot carry as they are).
 pub const CHECKPOINT_HEADER: &str = "x-edgeplane-checkpoint";
+/// The response header carrying the signed anchor of the chain's pruned prefix (standard
+/// base64 of the note), when retention pruned it: the export then starts right after the
+/// anchor's size, and a holder verifies from the anchor instead of the genesis
+/// ([`super::retention`]).
+pub const ANCHOR_HEADER: &str = "x-edgeplane-anchor";
 /// The response header carrying the chain size the export stops at.
 pub const SIZE_HEADER: &str = "x-edgeplane-chain-size";
 

@@ -3,12 +3,14 @@
 //!
 //! A change and its event are committed in one batch ([`sql::insert_pending`]); the chain's
 //! [`sequencer`] places the event right after, and signs a [`checkpoint`] of the new head.
+//! [`retention`] deletes an old prefix after signing an anchor that verification starts from.
 
 pub mod action;
 pub mod chain;
 pub mod checkpoint;
 pub mod event;
 pub mod export;
+pub mod retention;
 pub mod sequencer;
 pub mod sql;
 

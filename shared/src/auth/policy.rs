@@ -11,6 +11,8 @@ pub enum Action {
     ReadOrg,
     ManageOrg,
     DeleteOrg,
+    /// Shortening the audit retention deletes evidence sooner: owners only.
+    ManageAuditRetention,
     ReadMembers,
     ManageMembers,
     ReadApiKeys,
@@ -35,6 +37,7 @@ impl Action {
             ReadOrg => Scope::OrgRead,
             ManageOrg => Scope::OrgAdmin,
             DeleteOrg => Scope::OrgOwner,
+            ManageAuditRetention => Scope::OrgOwner,
             ReadMembers => Scope::MembersRead,
             ManageMembers => Scope::MembersWrite,
             ReadApiKeys => Scope::ApiKeysRead,

@@ -65,6 +65,15 @@ pub struct OrgView {
     pub slug: String,
     pub name: String,
     pub created_at: String,
+    /// Days the org's audit events are kept before the cron prunes them (30..=3650).
+    pub audit_retention_days: i64,
+}
+
+/// `PUT /v1/orgs/{org}/audit-retention`'s body and answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditRetentionView {
+    pub audit_retention_days: i64,
 }
 
 /// What the caller may do in an org.

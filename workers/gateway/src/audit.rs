@@ -15,6 +15,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use edgeplane_core::audit::checkpoint::{origin, CheckpointError, CheckpointSigner, NoteVerifier};
+use edgeplane_core::audit::retention;
 use edgeplane_core::audit::sequencer::{ChainStore, SequenceError};
 use edgeplane_core::audit::sql::{self as audit_sql, Statement};
 use edgeplane_core::audit::{Actor, ChainHead, Event, Facts, PLATFORM_CHAIN};
@@ -144,6 +145,19 @@ pub async fn latest_checkpoint(cx: &Cx<'_>, chain: &str) -> Result<Latest, ApiEr
             Ok(Latest::Forged { size, error })
         }
     }
+}
+
+/// The signed anchor of `chain`'s pruned prefix, if retention pruned it. Not checked here:
+/// whoever verifies from it checks its signature (`retention::verifier_from`), so a forged one
+/// fails there with the reason.
+pub async fn anchor_note(db: &Db, chain: &str) -> Result<Option<String>, ApiError> {
+    let rows = db
+        .rows(retention::SELECT_ANCHOR, vec![chain.into()])
+        .await?;
+    rows.first()
+        .map(|r| r.get::<String>(0))
+        .transpose()
+        .map_err(corrupt)
 }
 
 fn corrupt(e: StoreError) -> ApiError {

@@ -7,10 +7,17 @@ use serde_json::json;
 use worker::Env;
 
 use crate::audit;
+use crate::config;
 use crate::http::ctx::now_ms;
 use crate::http::log;
+use edgeplane_core::audit::checkpoint::{origin, CheckpointError};
+use edgeplane_core::audit::retention::{self, Anchor, PruneError, RetentionDays};
 use edgeplane_core::audit::sql as audit_sql;
+use edgeplane_core::audit::{Actor, AuditAction, Event, Facts};
+use edgeplane_core::store::StoreError;
+use edgeplane_core::ApiError;
 use edgeplane_runtime::args;
+use edgeplane_runtime::audit::commit_with_facts;
 use edgeplane_runtime::db::{Db, Stmt};
 
 /// Queue probes are diagnostics; a week is plenty to look at one.
@@ -38,6 +45,160 @@ async fn sequence_audit_chains(env: &Env, db: &Db) -> serde_json::Value {
     let chains: Vec<String> = rows.iter().filter_map(|r| r.get(0).ok()).collect();
     futures_util::future::join_all(chains.iter().map(|c| audit::sync(env, c))).await;
     json!({"ok": true, "chains": chains.len()})
+}
+
+/// Why one org's chain was not pruned this run (logged; the next run tries again).
+#[derive(Debug)]
+enum PruneFailure {
+    /// The stored retention is outside the documented bounds (written behind the API's back).
+    Retention(i64),
+    /// The stored anchor does not verify under this deployment's key.
+    ForgedAnchor(CheckpointError),
+    /// A link in the prefix does not verify: anchoring over it would hide the tampering.
+    Broken(PruneError),
+    Sign(CheckpointError),
+    Row(StoreError),
+    Db(String),
+}
+
+impl std::fmt::Display for PruneFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Retention(d) => write!(f, "stored retention of {d} days is out of bounds"),
+            Self::ForgedAnchor(e) => write!(f, "the stored anchor does not verify: {e}"),
+            Self::Broken(e) => write!(f, "{e}"),
+            Self::Sign(e) => write!(f, "could not sign the anchor: {e}"),
+            Self::Row(e) => write!(f, "audit row: {e}"),
+            Self::Db(e) => write!(f, "d1: {e}"),
+        }
+    }
+}
+
+fn db_failure(e: impl std::fmt::Debug) -> PruneFailure {
+    PruneFailure::Db(format!("{e:?}"))
+}
+
+/// Deletes each org's audit events older than its retention (`audit::retention`), at most
+/// [`retention::PRUNE_BATCH`] events in each of at most [`retention::ORGS_PER_RUN`] orgs per
+/// run; a longer backlog is worked off by later runs.
+async fn prune_audit_chains(env: &Env, db: &Db, now: i64) -> serde_json::Value {
+    let Ok(cfg) = config::load(env) else {
+        return json!({"error": true});
+    };
+    let rows = match db
+        .rows(
+            retention::ORGS_TO_PRUNE,
+            args![now, retention::ORGS_PER_RUN],
+        )
+        .await
+    {
+        Ok(rows) => rows,
+        Err(_) => return json!({"error": true}),
+    };
+    let (mut orgs, mut events, mut failed) = (0u64, 0u64, 0u64);
+    for row in &rows {
+        let (Ok(org), Ok(days)) = (row.get::<String>(0), row.get::<i64>(1)) else {
+            failed += 1;
+            continue;
+        };
+        match prune_chain(env, db, &cfg, &org, days, now).await {
+            Ok(0) => {}
+            Ok(n) => {
+                orgs += 1;
+                events += n;
+            }
+            Err(e) => {
+                failed += 1;
+                log::error("audit prune", &format!("{org}: {e}"));
+            }
+        }
+    }
+    json!({"ok": failed == 0, "orgs": orgs, "events": events, "failed": failed})
+}
+
+/// Prunes one org's chain: verifies the old prefix from the current anchor, signs the anchor
+/// of the new prefix, and in one batch stores it, deletes the events and checkpoints it covers
+/// and records `audit.pruned` (with the count and the anchor). A guard makes a second,
+/// concurrent run of the same prune change nothing.
+async fn prune_chain(
+    env: &Env,
+    db: &Db,
+    cfg: &config::Config,
+    org: &str,
+    days: i64,
+    now: i64,
+) -> Result<u64, PruneFailure> {
+    let retention = RetentionDays::new(days).map_err(|_| PruneFailure::Retention(days))?;
+    let signer = audit::signer(&cfg.root);
+    let origin = origin(&cfg.issuer, org);
+    let key = signer.verifier(&origin).map_err(PruneFailure::Sign)?;
+    let start = match audit::anchor_note(db, org).await.map_err(db_failure)? {
+        Some(note) => Some(Anchor::open(&key, &note).map_err(PruneFailure::ForgedAnchor)?),
+        None => None,
+    };
+    let after = start.as_ref().map_or(0, |a| a.head.seq);
+    let head_rows = db
+        .rows(audit_sql::SELECT_HEAD, args![org])
+        .await
+        .map_err(db_failure)?;
+    let head = audit_sql::head_from_rows(&head_rows).map_err(PruneFailure::Row)?;
+    let rows = db
+        .rows(
+            audit_sql::EVENTS_AFTER,
+            args![org, after, retention::PRUNE_BATCH],
+        )
+        .await
+        .map_err(db_failure)?;
+    let oldest = rows
+        .iter()
+        .map(audit_sql::event_from_row)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(PruneFailure::Row)?;
+    let plan = retention::plan(
+        start.as_ref().map(|a| &a.head),
+        &oldest,
+        head.seq,
+        retention.cutoff_ms(now),
+    )
+    .map_err(PruneFailure::Broken)?;
+    let Some(prune) = plan else {
+        return Ok(0);
+    };
+    let anchor = Anchor::sign(&signer, &origin, &prune.through).map_err(PruneFailure::Sign)?;
+    let mut stmts = vec![Stmt::guard(
+        "EXISTS (SELECT 1 FROM audit_events WHERE chain = ? AND seq = ?)",
+        args![org, prune.through.seq],
+        ApiError::conflict("this prefix was already pruned"),
+    )];
+    stmts.extend(
+        retention::prune_statements(org, &anchor, now)
+            .into_iter()
+            .map(Stmt::from),
+    );
+    let event = Event::new(AuditAction::AuditPruned, "org", org)
+        .in_org(org)
+        .meta(json!({
+            "count": prune.count,
+            "retention_days": retention.days(),
+            "anchor": {
+                "size": anchor.head.seq,
+                "head_hash": anchor.head.hash,
+                "note": anchor.note,
+            },
+        }));
+    // The audit tables are not an org's rows (no org_id to bind): the writes are unscoped, and
+    // the event names its org itself.
+    let facts = Facts {
+        actor: Actor::system("cron"),
+        org_id: None,
+        ip: None,
+        user_agent: None,
+        request_id: None,
+    };
+    commit_with_facts(env, db, stmts, [event], facts)
+        .await
+        .map_err(db_failure)?;
+    Ok(prune.count)
 }
 
 pub async fn run(env: &Env, cron: &str) {
@@ -115,6 +276,10 @@ pub async fn run(env: &Env, cron: &str) {
     tasks.insert(
         "sequence_audit_chains".into(),
         sequence_audit_chains(env, &db).await,
+    );
+    tasks.insert(
+        "prune_audit_chains".into(),
+        prune_audit_chains(env, &db, started).await,
     );
 
     let finished = now_ms();

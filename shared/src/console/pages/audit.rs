@@ -4,7 +4,8 @@
 
 use maud::{html, Markup};
 
-use super::{layout, word, Chrome};
+use super::{csrf_field, layout, word, Chrome};
+use crate::audit::retention::RetentionDays;
 use crate::error::{ApiError, ErrorCode};
 use crate::time::rfc3339_millis;
 use crate::views::access::{AuditEventView, AuditEventsView, AuditVerifyView};
@@ -140,14 +141,23 @@ impl AuditFilters {
     }
 }
 
+/// The org's audit retention as the audit page shows it; owners get the form that changes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionSetting {
+    pub days: i64,
+    pub can_change: bool,
+}
+
 pub fn audit(
     c: &Chrome<'_>,
     slug: &str,
     filters: &AuditFilters,
     v: &AuditEventsView,
     verify: &AuditVerifyView,
+    retention: RetentionSetting,
 ) -> Markup {
     let base = format!("/orgs/{slug}/audit");
+    let csrf = c.csrf.unwrap_or_default();
     let export = format!("/orgs/{slug}/audit/export");
     layout(
         c,
@@ -161,11 +171,26 @@ pub fn audit(
                         (verify.report.first_broken_seq.map_or("?".to_owned(), |s| s.to_string())) ": "
                         (verify.report.reason.as_deref().unwrap_or("unknown reason")) }
                 }
+                @if let Some(size) = verify.report.anchored_at {
+                    p #chain-anchor { "Events 1–" (size) " were pruned by retention; verified from their signed anchor." }
+                }
                 @if let Some(cp) = &verify.checkpoint {
                     details {
                         summary { "Signed checkpoint (size " (cp.size) ")" }
                         pre #checkpoint-note { (cp.note) }
                         p { "Verifier key: " code { (cp.verifier_key) } }
+                    }
+                }
+            }
+            section #audit-retention aria-label="Retention" {
+                p { "Events are kept " strong #retention-days { (retention.days) } " days; older ones are pruned daily, after a signed anchor that keeps the rest verifiable." }
+                @if retention.can_change {
+                    form method="post" action={ (base) "/retention" } {
+                        (csrf_field(csrf))
+                        label for="retention-input" { "Keep audit events for (days, " (RetentionDays::MIN) "–" (RetentionDays::MAX) ")" }
+                        input #retention-input type="number" name="days" required min=(RetentionDays::MIN) max=(RetentionDays::MAX) value=(retention.days);
+                        " "
+                        button type="submit" { "Save retention" }
                     }
                 }
             }

@@ -1,6 +1,7 @@
 //! Services of the core area: first-run setup, organizations, queue probes, the audit key.
 
 use edgeplane_core::audit::checkpoint::origin;
+use edgeplane_core::audit::retention::RetentionDays;
 use edgeplane_core::audit::{Actor, AuditAction, Event, PLATFORM_CHAIN};
 use edgeplane_core::auth::credential::{mint, CredentialKind};
 use edgeplane_core::auth::{Role, Scopes};
@@ -8,8 +9,9 @@ use edgeplane_core::ids::{ApiKeyId, OrgId, ProbeId, TypedId, UserId};
 use edgeplane_core::queue::ReviewQueueMessage;
 use edgeplane_core::time::rfc3339_millis;
 use edgeplane_core::views::core::{
-    AccessView, CheckView, CheckpointKeyView, CronView, HealthChecks, HealthView, OrgView,
-    OrgWithAccess, ProbeQueued, ProbeView, SetupKey, SetupOrg, SetupOwner, SetupView,
+    AccessView, AuditRetentionView, CheckView, CheckpointKeyView, CronView, HealthChecks,
+    HealthView, OrgView, OrgWithAccess, ProbeQueued, ProbeView, SetupKey, SetupOrg, SetupOwner,
+    SetupView,
 };
 use edgeplane_core::{ApiError, ErrorCode};
 use edgeplane_runtime::args;
@@ -113,6 +115,7 @@ struct OrgRow {
     slug: String,
     name: String,
     created_at_ms: i64,
+    audit_retention_days: i64,
 }
 
 /// The org the request acts in, and the caller's standing there.
@@ -121,7 +124,8 @@ pub async fn get_org(cx: &Cx<'_>) -> Result<OrgWithAccess, ApiError> {
     let row: OrgRow = cx
         .db()
         .first(
-            "SELECT id, slug, name, created_at_ms FROM orgs WHERE id = ? AND deleted_at_ms IS NULL",
+            "SELECT id, slug, name, created_at_ms, audit_retention_days FROM orgs \
+             WHERE id = ? AND deleted_at_ms IS NULL",
             args![&access.org_id],
         )
         .await?
@@ -132,11 +136,30 @@ pub async fn get_org(cx: &Cx<'_>) -> Result<OrgWithAccess, ApiError> {
             slug: row.slug,
             name: row.name,
             created_at: rfc3339_millis(row.created_at_ms),
+            audit_retention_days: row.audit_retention_days,
         },
         access: AccessView {
             role: access.role,
             scopes: access.scopes,
         },
+    })
+}
+
+/// Sets how long the org keeps its audit events (owners only: the route's access rule). The
+/// change and its `audit.retention_changed` event (old and new value) are one batch; the cron
+/// applies the new retention on its next run.
+pub async fn set_audit_retention(
+    cx: &Cx<'_>,
+    days: RetentionDays,
+) -> Result<AuditRetentionView, ApiError> {
+    let org = get_org(cx).await?.org;
+    let writes =
+        OrgBatch::new(org.id.as_str()).update_org("audit_retention_days = ?", args![days.days()]);
+    let event = Event::new(AuditAction::AuditRetentionChanged, "org", org.id.as_str())
+        .meta(json!({"old_days": org.audit_retention_days, "new_days": days.days()}));
+    cx.commit(writes, [event]).await?;
+    Ok(AuditRetentionView {
+        audit_retention_days: days.days(),
     })
 }
 

@@ -235,6 +235,18 @@ impl OrgBatch {
         self
     }
 
+    /// `UPDATE orgs SET set WHERE id = ?`: the org's own row, which is keyed by `id` rather than
+    /// `org_id`; bound to this batch's org like every other statement.
+    pub fn update_org(mut self, set: &str, set_args: Vec<Val>) -> Self {
+        let mut args = set_args;
+        args.push(Val::from(self.org_id.as_str()));
+        self.stmts.push(Stmt::new(
+            format!("UPDATE orgs SET {set} WHERE id = ? AND deleted_at_ms IS NULL"),
+            args,
+        ));
+        self
+    }
+
     /// `DELETE FROM table WHERE org_id = ? AND (filter)`.
     pub fn delete(mut self, table: &str, filter: &str, filter_args: Vec<Val>) -> Self {
         let mut args = vec![Val::from(self.org_id.as_str())];

@@ -4,23 +4,26 @@
 
 use edgeplane_core::access::audit_query::AuditQuery;
 use edgeplane_core::audit::export::ExportQuery;
-use edgeplane_core::auth::Action;
-use edgeplane_core::console::pages::{self, AuditFilters};
-use edgeplane_core::http::Method::Get;
+use edgeplane_core::audit::retention::RetentionDays;
+use edgeplane_core::auth::{authorize, Action};
+use edgeplane_core::console::pages::{self, AuditFilters, RetentionSetting};
+use edgeplane_core::http::Method::{Get, Post};
 use edgeplane_core::ApiError;
-use futures_util::future::try_join3;
+use futures_util::future::try_join4;
 
-use super::page::{membership, not_found, render, Answer, Page};
+use super::page::{membership, not_found, org_page, render, Answer, Page};
 use super::{route, ConsoleRoute, Gate};
 use crate::cx::Cx;
 use crate::http::ctx::now_ms;
 use crate::service::access::audit;
+use crate::service::core;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Id {
     Audit,
     AuditEvent,
     ExportAudit,
+    SetRetention,
 }
 
 const fn r(id: Id) -> super::Id {
@@ -46,6 +49,13 @@ pub const ROUTES: &[ConsoleRoute] = &[
         "/orgs/{org}/audit/export",
         Gate::Org(Action::ReadAudit),
     ),
+    // Owners only, as `PUT /v1/orgs/{org}/audit-retention`.
+    route(
+        r(Id::SetRetention),
+        Post,
+        "/orgs/{org}/audit/retention",
+        Gate::Org(Action::ManageAuditRetention),
+    ),
 ];
 
 pub async fn handle(id: Id, cx: &mut Cx<'_>, page: &mut Page) -> Result<Answer, ApiError> {
@@ -53,14 +63,24 @@ pub async fn handle(id: Id, cx: &mut Cx<'_>, page: &mut Page) -> Result<Answer, 
         Id::Audit => {
             let filters = AuditFilters::from_query(cx.query()?)?;
             let q = AuditQuery::parse(filters.query(now_ms(), true))?;
-            let (m, events, verified) =
-                try_join3(membership(cx), audit::list(cx, q), audit::verify(cx, None)).await?;
+            let (m, events, verified, org) = try_join4(
+                membership(cx),
+                audit::list(cx, q),
+                audit::verify(cx, None),
+                core::get_org(cx),
+            )
+            .await?;
+            let retention = RetentionSetting {
+                days: org.org.audit_retention_days,
+                can_change: authorize(cx.org()?, Action::ManageAuditRetention).is_ok(),
+            };
             render(pages::audit(
                 &page.chrome("Audit log", Some(&m)),
                 &m.org.slug,
                 &filters,
                 &events,
                 &verified,
+                retention,
             ))
         }
         Id::AuditEvent => {
@@ -105,6 +125,12 @@ pub async fn handle(id: Id, cx: &mut Cx<'_>, page: &mut Page) -> Result<Answer, 
                 &format!("attachment; filename=\"{file}\""),
             );
             Ok(Answer::Download(resp))
+        }
+        Id::SetRetention => {
+            // Parsed and bounded by the JSON route's own code.
+            let days = RetentionDays::new(page.number("days")?)?;
+            core::set_audit_retention(cx, days).await?;
+            org_page(cx, "/audit")
         }
     }
 }

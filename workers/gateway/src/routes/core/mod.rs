@@ -21,6 +21,7 @@ pub enum Id {
     AuditCheckpointKey,
     Setup,
     GetOrg,
+    SetAuditRetention,
     CreateQueueProbe,
     GetQueueProbe,
 }
@@ -80,6 +81,14 @@ pub const ROUTES: &[Route] = &[
         BodyLimit::NONE,
         Access::Org(Action::ReadOrg),
     ),
+    // Owners only: a shorter retention deletes audit evidence sooner.
+    route(
+        r(Id::SetAuditRetention),
+        Put,
+        "/v1/orgs/{org}/audit-retention",
+        BodyLimit::SMALL,
+        Access::Org(Action::ManageAuditRetention),
+    ),
     route(
         r(Id::CreateQueueProbe),
         Post,
@@ -106,6 +115,7 @@ pub async fn handle(id: Id, cx: &mut Cx<'_>) -> HttpResult {
         Id::AuditCheckpointKey => meta::checkpoint_key(cx),
         Id::Setup => setup::setup(cx).await,
         Id::GetOrg => orgs::get(cx).await,
+        Id::SetAuditRetention => orgs::set_audit_retention(cx).await,
         Id::CreateQueueProbe => diagnostics::create_queue_probe(cx).await,
         Id::GetQueueProbe => diagnostics::get_queue_probe(cx).await,
     }

@@ -8,8 +8,9 @@ use base64::Engine;
 use edgeplane_core::access::audit_query::{AuditQuery, QueryArg};
 use edgeplane_core::audit::checkpoint::MAX_NOTE_BYTES;
 use edgeplane_core::audit::export::{self, ExportQuery};
+use edgeplane_core::audit::retention;
 use edgeplane_core::audit::sql::{self as audit_sql, EVENT_COLUMNS};
-use edgeplane_core::audit::{AuditAction, ChainVerifier, ChainedEvent, Event};
+use edgeplane_core::audit::{AuditAction, ChainedEvent, Event};
 use edgeplane_core::ids::{AuditEventId, TypedId};
 use edgeplane_core::store::StoreError;
 use edgeplane_core::time::rfc3339_millis;
@@ -107,17 +108,24 @@ pub async fn list(cx: &Cx<'_>, q: AuditQuery) -> Result<AuditEventsView, ApiErro
 /// comparing it with every stored checkpoint, the newest one's signature verified — and with
 /// `kept`, a checkpoint the caller saved earlier, if given. A chain cut short or rewritten at
 /// its end fails against a checkpoint that covered the lost events.
+///
+/// A chain whose prefix retention pruned is verified from its signed anchor: the anchor's
+/// signature is checked and the first kept event must link to it; a pruned chain whose anchor
+/// is missing or forged fails with that reason.
 pub async fn verify(cx: &Cx<'_>, kept: Option<&str>) -> Result<AuditVerifyView, ApiError> {
     let chain = cx.org()?.org_id.clone();
-    let mut verifier = ChainVerifier::new();
+    if kept.is_some_and(|note| note.len() > MAX_NOTE_BYTES) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidQuery,
+            "checkpoint is too long",
+        ));
+    }
+    audit::sync(cx.env, &chain).await;
+    let key = audit::verifier(cx, &chain)?;
+    let anchor = audit::anchor_note(cx.db(), &chain).await?;
+    let mut verifier = retention::verifier_from(&key, anchor.as_deref());
     if let Some(note) = kept {
-        if note.len() > MAX_NOTE_BYTES {
-            return Err(ApiError::new(
-                ErrorCode::InvalidQuery,
-                "checkpoint is too long",
-            ));
-        }
-        let cp = audit::verifier(cx, &chain)?.open(note).map_err(|e| {
+        let cp = key.open(note).map_err(|e| {
             ApiError::validation(format!("checkpoint is not one of this chain's: {e}"))
         })?;
         verifier.expect(edgeplane_core::audit::ChainHead {
@@ -125,7 +133,6 @@ pub async fn verify(cx: &Cx<'_>, kept: Option<&str>) -> Result<AuditVerifyView, 
             hash: cp.head_hash_hex(),
         });
     }
-    audit::sync(cx.env, &chain).await;
     let latest = audit::latest_checkpoint(cx, &chain).await?;
     match &latest {
         Latest::Verified(_, head) => verifier.expect(head.clone()),
@@ -135,7 +142,7 @@ pub async fn verify(cx: &Cx<'_>, kept: Option<&str>) -> Result<AuditVerifyView, 
         ),
         Latest::None => {}
     }
-    let mut after = 0i64;
+    let mut after = verifier.next_seq() - 1;
     loop {
         let rows = cx
             .db()
@@ -193,12 +200,21 @@ pub async fn export(cx: &Cx<'_>, q: ExportQuery) -> Result<Response, ApiError> {
         // Export what is stored; the holder's own verification then fails on the checkpoint.
         Latest::Forged { .. } => (i64::MAX, None),
     };
+    // A pruned chain's export starts after its anchor, which goes out with it. A forged anchor
+    // is sent as stored: the holder's verification then fails on its signature.
+    let anchor = audit::anchor_note(cx.db(), &chain).await?;
+    let start = match &anchor {
+        Some(note) => retention::verifier_from(&audit::verifier(cx, &chain)?, Some(note))
+            .next_seq()
+            .saturating_sub(1),
+        None => 0,
+    };
     let env = cx.env.clone();
     let format = q.format;
     let (page_sql, filter_args) = q.page_sql();
     let first = export::preamble(format);
     // State: the seq the next page starts after; `None` once the last page went out.
-    let pages = futures_util::stream::unfold(Some((0i64, first)), move |state| {
+    let pages = futures_util::stream::unfold(Some((start, first)), move |state| {
         let env = env.clone();
         let page_sql = page_sql.clone();
         let filter_args = filter_args.clone();
@@ -238,6 +254,9 @@ pub async fn export(cx: &Cx<'_>, q: ExportQuery) -> Result<Response, ApiError> {
     }
     if let Some(note) = note {
         let _ = h.set(export::CHECKPOINT_HEADER, &STANDARD.encode(note));
+    }
+    if let Some(note) = anchor {
+        let _ = h.set(export::ANCHOR_HEADER, &STANDARD.encode(note));
     }
     Ok(resp)
 }

@@ -164,6 +164,7 @@ pub async fn create_org(
             slug: slug.to_owned(),
             name: name.to_owned(),
             created_at: rfc3339_millis(now),
+            audit_retention_days: edgeplane_core::audit::retention::RetentionDays::DEFAULT.days(),
         },
         role: Role::Owner,
     })
