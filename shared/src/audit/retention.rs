@@ -198,13 +198,15 @@ pub fn plan(
 
 /// The org whose chain is pruned and its retention: `[now_ms, limit]`. Only orgs with an event
 /// past retention that is not their newest are listed (the newest is never pruned, so an idle
-/// org with one old event would otherwise take a slot every run).
+/// org with one old event would otherwise take a slot every run). They come in random order,
+/// so orgs that cannot be pruned (a broken link is refused, never signed over) never hold every
+/// slot run after run: each other org is reached within a few runs.
 pub const ORGS_TO_PRUNE: &str = "SELECT id, audit_retention_days FROM orgs o \
      WHERE deleted_at_ms IS NULL AND EXISTS (SELECT 1 FROM audit_events e \
      WHERE e.org_id = o.id AND e.chain = o.id \
      AND e.created_at_ms < ? - o.audit_retention_days * 86400000 \
      AND e.seq < (SELECT max(seq) FROM audit_events h WHERE h.chain = o.id)) \
-     ORDER BY id LIMIT ?";
+     ORDER BY random() LIMIT ?";
 
 /// A chain's anchor, `[chain]`: its signed note (the size and hash columns are for reading the
 /// table; verification trusts the note only).
