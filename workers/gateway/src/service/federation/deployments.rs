@@ -169,21 +169,27 @@ async fn read_rollouts(db: &Db, org_id: &str) -> Result<Option<Rc<OrgRollouts>>,
             args![org_id, (MAX_CACHED_DEPLOYMENTS + 1) as i64],
         )
         .await?;
+    let uncached = || Ok(Some(Rc::new(OrgRollouts::Uncached)));
     if rows.len() > MAX_CACHED_DEPLOYMENTS {
-        return Ok(Some(Rc::new(OrgRollouts::Uncached)));
+        return uncached();
     }
     let mut deployments = Vec::with_capacity(rows.len());
     let mut named = BTreeSet::new();
     let mut bytes = 0;
+    // A stored row that does not parse (logged by `corrupt`) sends the org to the per-device
+    // query, as before the cache: there it fails only the devices that row targets, instead of
+    // every device of the org.
     for row in &rows {
         bytes += CANDIDATE_BYTES + row.group_ids.len();
-        let groups: Vec<String> =
-            serde_json::from_str(&row.group_ids).map_err(|_| corrupt("deployment groups"))?;
+        let Ok(groups) = serde_json::from_str::<Vec<String>>(&row.group_ids) else {
+            corrupt("deployment groups");
+            return uncached();
+        };
+        let Ok(candidate) = row.candidate() else {
+            return uncached();
+        };
         named.extend(groups.iter().cloned());
-        deployments.push(Targeted {
-            candidate: row.candidate()?,
-            groups,
-        });
+        deployments.push(Targeted { candidate, groups });
     }
     let mut rules = BTreeMap::new();
     if !named.is_empty() {
@@ -202,11 +208,13 @@ async fn read_rollouts(db: &Db, org_id: &str) -> Result<Option<Rc<OrgRollouts>>,
             .map(|g| g.id.len() + g.tags.as_ref().map_or(0, String::len))
             .sum::<usize>();
         if bytes > MAX_CACHED_BYTES_PER_ORG {
-            return Ok(Some(Rc::new(OrgRollouts::Uncached)));
+            return uncached();
         }
         for g in groups {
-            let rule = GroupRule::from_stored(g.tags.as_deref())
-                .map_err(|_| corrupt("device group tags"))?;
+            let Ok(rule) = GroupRule::from_stored(g.tags.as_deref()) else {
+                corrupt("device group tags");
+                return uncached();
+            };
             rules.insert(g.id, rule);
         }
     }
