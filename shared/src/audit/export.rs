@@ -251,29 +251,16 @@ pub fn parse_line(line: &str) -> Result<ChainedEvent, serde_json::Error> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::audit::{Actor, ChainHead, ChainVerifier, NewEvent};
+    use crate::audit::testing::{api_key_created, chain_of};
+    use crate::audit::{ChainVerifier, NewEvent};
 
     fn chain(len: i64) -> Vec<ChainedEvent> {
-        let mut head = ChainHead::genesis();
-        (0..len)
-            .map(|n| {
-                let ev = NewEvent {
-                    chain: "org_1".into(),
-                    org_id: Some("org_1".into()),
-                    actor: Actor::user("usr_1"),
-                    action: "api_key.created".into(),
-                    resource_type: "api_key".into(),
-                    resource_id: format!("key_{n}"),
-                    ip: None,
-                    user_agent: Some("a \"quoted\", agent".into()),
-                    request_id: None,
-                    metadata: serde_json::json!({"n": n, "text": "line\nbreak"}),
-                }
-                .chain_after(&head, format!("aud_{n}"), 1000 + n);
-                head = ev.head();
-                ev
-            })
-            .collect()
+        let event = |n| NewEvent {
+            user_agent: Some("a \"quoted\", agent".into()),
+            metadata: serde_json::json!({"n": n, "text": "line\nbreak"}),
+            ..api_key_created(n)
+        };
+        chain_of(0..len, event, |n| 1000 + n)
     }
 
     #[test]

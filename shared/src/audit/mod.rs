@@ -13,6 +13,8 @@ pub mod export;
 pub mod retention;
 pub mod sequencer;
 pub mod sql;
+#[cfg(test)]
+mod testing;
 
 pub use action::{AuditAction, UnknownAction};
 pub use chain::{

@@ -249,7 +249,7 @@ pub fn prune_statements(chain: &str, anchor: &Anchor, now_ms: i64) -> Vec<Statem
 mod tests {
     use super::*;
     use crate::audit::checkpoint::origin;
-    use crate::audit::{Actor, NewEvent};
+    use crate::audit::testing::{api_key_created, chain_of};
     use crate::crypto::kdf::RootSecret;
 
     const ORIGIN_ISSUER: &str = "https://audit.example.com";
@@ -260,26 +260,7 @@ mod tests {
 
     /// `len` events, event `n` created at `created(n)`.
     fn chain(len: i64, created: impl Fn(i64) -> i64) -> Vec<ChainedEvent> {
-        let mut head = ChainHead::genesis();
-        (1..=len)
-            .map(|n| {
-                let ev = NewEvent {
-                    chain: "org_1".into(),
-                    org_id: Some("org_1".into()),
-                    actor: Actor::user("usr_1"),
-                    action: "api_key.created".into(),
-                    resource_type: "api_key".into(),
-                    resource_id: format!("key_{n}"),
-                    ip: None,
-                    user_agent: None,
-                    request_id: None,
-                    metadata: serde_json::json!({"n": n}),
-                }
-                .chain_after(&head, format!("aud_{n}"), created(n));
-                head = ev.head();
-                ev
-            })
-            .collect()
+        chain_of(1..=len, api_key_created, created)
     }
 
     fn key() -> NoteVerifier {
