@@ -35,6 +35,15 @@ test("a page that needs sign-in comes back to itself, query included; a foreign 
   await expect(page.getByLabel(/^Action/)).toHaveValue("org.*");
   await expect(page.getByLabel("Time")).toHaveValue("24h");
 
+  // The CLI's approval link, opened signed out, comes back with its code.
+  const device = await newContext(browser);
+  const p3 = await device.newPage();
+  await p3.goto("/device?user_code=ABCD-EFGH");
+  await expect(p3).toHaveURL(/\/sign-in\?next=/);
+  expect(nextOf(p3)).toBe("/device?user_code=ABCD-EFGH");
+  await expect(p3.locator('input[name="next"]')).toHaveValue("/device?user_code=ABCD-EFGH");
+  await device.close();
+
   // Somewhere else is never a destination: the sign-in page drops it, and signing in ends on
   // the org list.
   const other = await newContext(browser);

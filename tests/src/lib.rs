@@ -207,8 +207,9 @@ impl Client {
 }
 
 /// Triggers the local stack's scheduled handler and waits until this run (not an earlier one)
-/// is recorded as finished in `/healthz`: its tasks are done when this returns.
-pub fn run_cron() {
+/// is recorded as finished in `/healthz`: its tasks are done when this returns. Returns the
+/// run's recorded finish time.
+pub fn run_cron() -> i64 {
     let c = Client::anonymous();
     let last_run =
         || c.get("/healthz").expect(200).json()["cron"]["last_run_finished_at_ms"].as_i64();
@@ -217,7 +218,7 @@ pub fn run_cron() {
     assert_eq!(r.status, 200, "{}", r.text);
     wait_for("this cron run in healthz", Duration::from_secs(30), || {
         last_run().filter(|t| *t > before)
-    });
+    })
 }
 
 /// Polls `f` until it returns `Some`, or panics after `timeout` with `what`.
