@@ -208,7 +208,7 @@ pub struct ObservedStateRequest {
 }
 
 /// What to record about one model of the device (and, read back, what is recorded).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     pub model_id: String,
     pub installed_version: Option<String>,
@@ -320,9 +320,9 @@ pub fn inventory_reports(
 /// reads, not writes, while "last seen" stays within a minute.
 pub const UNCHANGED_REPORT_GRANULARITY_MS: i64 = 60_000;
 
-/// What `fl_device_models` holds for one model of the device, as read with the device on the
-/// same request.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// What `fl_device_models` holds for one model of the device, as this isolate last read or
+/// wrote it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredReport {
     #[serde(flatten)]
     pub report: Report,
@@ -335,12 +335,35 @@ impl StoredReport {
     pub fn list_from_json(json: &str) -> Result<Vec<StoredReport>, serde_json::Error> {
         serde_json::from_str(json)
     }
+
+    /// What is stored once `written` (what [`reports_to_write`] chose) is written at `now_ms`,
+    /// as the JSON [`list_from_json`](Self::list_from_json) reads. A report of a model the org
+    /// does not have is kept too, though the write skipped it, so that it is not tried again on
+    /// every poll but once per [`UNCHANGED_REPORT_GRANULARITY_MS`].
+    pub fn after_writing(
+        stored: &[StoredReport],
+        written: &[&Report],
+        now_ms: i64,
+    ) -> Result<String, serde_json::Error> {
+        let mut out: Vec<StoredReport> = stored
+            .iter()
+            .filter(|s| !written.iter().any(|w| w.model_id == s.report.model_id))
+            .cloned()
+            .collect();
+        out.extend(written.iter().map(|w| StoredReport {
+            report: (*w).clone(),
+            reported_at_ms: now_ms,
+        }));
+        serde_json::to_string(&out)
+    }
 }
 
 /// The reports worth writing: each one that differs from what is stored for its model (or has
 /// nothing stored), and, once [`UNCHANGED_REPORT_GRANULARITY_MS`] has passed since the stored
-/// one, an unchanged one too. Every state change a rollout's progress counts is among them:
-/// the comparison is against the row read on this very request, not against a cache.
+/// one, an unchanged one too. `stored` is what this isolate last read or wrote for the device
+/// (its facts are cached, see the gateway's `authn::device`): every state change is written
+/// unless this very isolate already wrote it, and where another isolate wrote something else in
+/// between, the stored row is rewritten within the granularity.
 pub fn reports_to_write<'a>(
     stored: &[StoredReport],
     reports: &'a [Report],
@@ -649,6 +672,22 @@ mod tests {
         assert!(!last_seen_due(Some(1_000), due - 1));
         assert!(last_seen_due(Some(1_000), due));
         assert!(last_seen_due(None, 0));
+        // After writing, the changed models carry the write's time and the rest stay: the same
+        // reports are not written again until the granularity passes from then.
+        let after =
+            StoredReport::after_writing(&stored, &[&changed[0], &changed[2]], 5_000).unwrap();
+        let after = StoredReport::list_from_json(&after).unwrap();
+        assert_eq!(after.len(), 3);
+        let written = [changed[0].clone(), changed[2].clone()];
+        assert!(reports_to_write(&after, &written, 5_001).is_empty());
+        assert_eq!(
+            reports_to_write(&after, &written, 5_000 + UNCHANGED_REPORT_GRANULARITY_MS).len(),
+            2
+        );
+        assert_eq!(
+            after.iter().find(|s| s.report.model_id == "mdl_2"),
+            stored.get(1)
+        );
         // An unknown stored status is an error, not a default.
         assert!(StoredReport::list_from_json(
             r#"[{"model_id":"m","installed_version":null,"active_version":null,"status":"weird","last_error":null,"reported_at_ms":1}]"#

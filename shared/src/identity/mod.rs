@@ -5,6 +5,7 @@
 pub mod cache;
 pub mod device_code;
 pub mod email;
+pub mod epoch_cache;
 pub mod form;
 pub mod magic_link;
 pub mod oidc;
