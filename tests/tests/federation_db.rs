@@ -1,5 +1,6 @@
 //! Federated-learning tests that change the local database behind the gateway's back: D1
-//! refusing a round's cancel, and heartbeat hours a week old for the cron to delete. They write the SQLite file directly, so `scripts/e2e` runs them
+//! refusing a round's cancel, heartbeat hours a week old for the cron to delete, and a device's
+//! tags and revocation changed as another isolate would change them. They write the SQLite file directly, so `scripts/e2e` runs them
 //! alone after the main suite (`--ignored`, one thread).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -8,6 +9,7 @@ use std::time::Duration;
 use e2e::federation::*;
 use e2e::identity::d1;
 use e2e::{org_path, wait_for, Client};
+use edgeplane_core::identity::cache::STALENESS_BOUND_MS;
 use serde_json::json;
 
 fn cancelled_events(rid: &str) -> usize {
@@ -144,4 +146,106 @@ fn the_cron_deletes_heartbeat_hours_older_than_the_window() {
     assert!(left.contains(&current[0]), "{left:?}");
     assert!(!left.contains(&(current[0] - 192 * hour)), "{left:?}");
     assert!(left.len() <= 2, "{left:?}");
+}
+
+/// The models a device's desired state names.
+fn desired_models(d: &Device) -> Option<Vec<String>> {
+    let r = d
+        .client
+        .get(&format!("/api/v1/devices/{}/desired-state", d.id));
+    match r.status {
+        401 => None,
+        200 => Some(
+            r.json()["models"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["modelId"].as_str().unwrap().to_owned())
+                .collect(),
+        ),
+        other => panic!("desired state: {other}: {}", r.text),
+    }
+}
+
+/// The gateway keeps a device's facts (revocation, tags, groups) while its org's device epoch
+/// stands. Changes written straight into D1, as another isolate would write them, must reach
+/// the device's next requests within the staleness bound: a retag changes what it should run,
+/// and a revoked token family is refused. Polled up to the bound plus the few seconds one
+/// request can take on a loaded machine: a cache that ignored the epoch would fail. A change made
+/// through this isolate's own routes takes effect on the very next request.
+#[test]
+#[ignore = "writes the local database directly; run alone by scripts/e2e's serial phase"]
+fn device_facts_changed_elsewhere_apply_within_the_staleness_bound() {
+    let bound = Duration::from_millis(STALENESS_BOUND_MS as u64) + Duration::from_secs(2);
+    let spec = tensors(&[("w", vec![8])]);
+    let mut rng = Rng::new(1212);
+    let (model_id, _) = model_with_base(&spec, &mut rng);
+    let owner = Client::owner_key();
+    owner
+        .post(
+            &org_path(&format!("/models/{model_id}/versions/1/approve")),
+            &json!({}),
+        )
+        .expect(200);
+    let tag = unique("epoch");
+    let group = owner
+        .post(
+            &org_path("/device-groups"),
+            &json!({"name": unique("tagged"), "tags": [tag]}),
+        )
+        .expect(201)
+        .json()["device_group"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    owner
+        .post(
+            &org_path("/deployments"),
+            &json!({"model_id": model_id, "version": 1, "device_group_ids": [group], "stages": [100]}),
+        )
+        .expect(201);
+
+    // Retagged elsewhere: the device starts to be told to run the model.
+    let d = Device::enroll("retagged");
+    for _ in 0..2 {
+        assert_eq!(desired_models(&d), Some(vec![]));
+    }
+    d1(
+        "UPDATE fl_devices SET tags = ? WHERE id = ?",
+        &[json!(format!("[\"{tag}\"]")), json!(d.id)],
+    );
+    wait_for("the retag to reach the desired state", bound, || {
+        (desired_models(&d)? == vec![model_id.clone()]).then_some(())
+    });
+
+    // Its token family revoked elsewhere: refused.
+    d1(
+        "UPDATE fl_device_families SET revoked_at_ms = 1 WHERE device_id = ?",
+        &[json!(d.id)],
+    );
+    wait_for("the revoked family to be refused", bound, || {
+        desired_models(&d).is_none().then_some(())
+    });
+
+    // Through the gateway's own routes, at once: untagged (the rollout no longer selects it),
+    // then revoked.
+    let e = Device::enroll("retagged-here");
+    owner
+        .patch(
+            &org_path(&format!("/devices/{}", e.id)),
+            &json!({"tags": [tag]}),
+        )
+        .expect(200);
+    assert_eq!(desired_models(&e), Some(vec![model_id.clone()]));
+    owner
+        .patch(
+            &org_path(&format!("/devices/{}", e.id)),
+            &json!({"tags": []}),
+        )
+        .expect(200);
+    assert_eq!(desired_models(&e), Some(vec![]));
+    owner
+        .post(&org_path(&format!("/devices/{}/revoke", e.id)), &json!({}))
+        .expect(200);
+    assert_eq!(desired_models(&e), None);
 }

@@ -24,7 +24,8 @@ pub struct DeviceCx {
     pub org_id: String,
     pub identifier: String,
     pub scopes: DeviceScopes,
-    /// What the device's revocation check read about it on this request.
+    /// What the device's revocation check found about it (read on this request, or kept by
+    /// this isolate while its org's device epoch stands).
     pub session: Rc<DeviceSession>,
 }
 
@@ -59,13 +60,13 @@ impl DeviceCx {
 
     /// The device's tags and explicit groups, for deciding which deployments select it.
     pub fn targets(&self) -> Result<DeviceTargets, ApiError> {
-        DeviceTargets::from_stored(&self.session.tags, &self.session.group_ids)
+        DeviceTargets::from_stored(&self.session.facts.tags, &self.session.facts.group_ids)
             .map_err(|_| corrupt("device tags or groups"))
     }
 
     /// What the device last reported per model, as stored.
     pub fn stored_reports(&self) -> Result<Vec<StoredReport>, ApiError> {
-        StoredReport::list_from_json(&self.session.reports)
+        StoredReport::list_from_json(&self.session.facts.reports)
             .map_err(|_| corrupt("device model reports"))
     }
 

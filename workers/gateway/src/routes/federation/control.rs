@@ -4,14 +4,16 @@
 //! 404. What it should run is decided by `edgeplane_core::fl::rollout` from the deployments
 //! whose groups select it; reports are bookkeeping (like heartbeats), not audited.
 //!
-//! A request reads D1 once: the device's revocation check brings its tags, groups and stored
-//! reports, and the org's rollouts come from the per-isolate cache. Reports are written only
-//! where they differ from what that read found (or once a minute when nothing changed, to keep
-//! "last seen" fresh), so a fleet polling with an unchanged inventory writes nothing.
+//! A request reads nothing from D1 in the common case: the device's revocation state, tags,
+//! groups and stored reports come from the isolate's cache of device facts (valid while the
+//! org's device epoch stands, see `authn::device`), and the org's rollouts from the per-isolate
+//! rollouts cache. Reports are written only where they differ from what this isolate last read
+//! or wrote (or once a minute when nothing changed, to keep "last seen" fresh), so a fleet
+//! polling with an unchanged inventory writes nothing.
 
 use edgeplane_core::fl::control::{
     self, inventory_reports, DesiredStateRequest, ObservedStateRequest, RegisterRequest,
-    Registration, Report, SyncRequest,
+    Registration, Report, StoredReport, SyncRequest,
 };
 use edgeplane_core::fl::device_scope::DeviceScope;
 use edgeplane_core::fl::rollout::desired_for_device;
@@ -100,11 +102,11 @@ async fn record(cx: &Cx<'_>, dev: &DeviceCx, reports: &[Report]) -> Result<usize
     let now = now_ms();
     let stored = dev.stored_reports()?;
     let changed = control::reports_to_write(&stored, reports, now);
-    if changed.is_empty() && !control::last_seen_due(dev.session.last_seen_at_ms, now) {
+    if changed.is_empty() && !control::last_seen_due(dev.session.facts.last_seen_at_ms, now) {
         return Ok(reports.len());
     }
     let mut stmts = Vec::with_capacity(changed.len() + 1);
-    for r in changed {
+    for r in &changed {
         stmts.push(Stmt::new(
             "INSERT INTO fl_device_models (org_id, device_id, model_id, installed_version, \
              active_version, status, last_error, reported_at_ms) \
@@ -131,6 +133,9 @@ async fn record(cx: &Cx<'_>, dev: &DeviceCx, reports: &[Report]) -> Result<usize
         args![now, &dev.org_id, &dev.id],
     ));
     cx.db().batch_unaudited(stmts).await?;
+    let after =
+        StoredReport::after_writing(&stored, &changed, now).map_err(|_| ApiError::internal())?;
+    dev.session.remember_written(after, now);
     Ok(reports.len())
 }
 

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::authn::device::{mint_access_token, DeviceClaims};
-use crate::authn::{self, invalid_token};
+use crate::authn::{self, forget_device_facts, invalid_token};
 use crate::cx::Cx;
 use crate::http::ctx::now_ms;
 use crate::http::respond::{self, HttpResult};
@@ -375,7 +375,9 @@ async fn revoke_family(
     let event = Event::new(action, "device", &r.device_id)
         .by(device_actor(&r.device_id))
         .meta(json!({"family_id": r.family_id, "reason": reason}));
-    cx.commit(batch, [event]).await?;
+    let committed = cx.commit(batch, [event]).await;
+    forget_device_facts(&r.org_id);
+    committed?;
     Ok(())
 }
 

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::common::{device, query};
+use crate::authn::forget_device_facts;
 use crate::cx::Cx;
 use crate::http::ctx::now_ms;
 use crate::http::respond::{self, HttpResult};
@@ -87,7 +88,9 @@ pub async fn update(cx: &mut Cx<'_>) -> HttpResult {
         args![&d.id],
     );
     let event = Event::new(AuditAction::DeviceUpdated, "device", &d.id).meta(json!({"tags": tags}));
-    cx.commit(batch, [event]).await?;
+    let committed = cx.commit(batch, [event]).await;
+    forget_device_facts(&cx.org()?.org_id);
+    committed?;
     respond::ok(&DeviceBody {
         device: devices::get(cx, &id).await?,
     })

@@ -22,6 +22,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{corrupt, group_selects_device};
+use crate::authn::forget_device_facts;
 use crate::clients::round::RoundClient;
 use crate::cx::Cx;
 use crate::http::ctx::now_ms;
@@ -306,7 +307,9 @@ pub async fn revoke(cx: &Cx<'_>, id: &DeviceId, reason: Option<&str>) -> Result<
         );
     let event = Event::new(AuditAction::DeviceRevoked, "device", &d.id)
         .meta(json!({"device_identifier": d.device_identifier, "reason": reason}));
-    cx.commit(batch, [event]).await?;
+    let committed = cx.commit(batch, [event]).await;
+    forget_device_facts(&org_id);
+    committed?;
     // Live rounds drop the device's in-flight uploads. D1 already refuses its tokens, so a round
     // that misses this message still refuses its parts (the part route re-checks the device).
     let rounds: Vec<LiveRound> = cx

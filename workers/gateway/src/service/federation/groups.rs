@@ -13,6 +13,7 @@ use serde_json::json;
 use super::deployments::forget_rollouts;
 use super::devices::validate_tags;
 use super::{corrupt, group_selects_device};
+use crate::authn::forget_device_facts;
 use crate::cx::Cx;
 use crate::http::ctx::now_ms;
 use edgeplane_core::time::IsoMillis;
@@ -173,6 +174,7 @@ pub async fn create(cx: &Cx<'_>, body: CreateGroup) -> Result<DeviceGroup, ApiEr
         .meta(json!({"name": name, "tags": body.tags, "device_ids": body.device_ids}));
     let committed = cx.commit(add(batch, &id, &members), [event]).await;
     forget_rollouts(&org_id);
+    forget_device_facts(&org_id);
     committed?;
     get(cx, &id).await
 }
@@ -217,9 +219,11 @@ pub async fn add_members(cx: &Cx<'_>, id: &str, body: AddMembers) -> Result<Devi
     let event = Event::new(AuditAction::DeviceGroupMembersAdded, "device_group", id)
         .meta(json!({"device_ids": body.device_ids}));
     let committed = cx.commit(batch, [event]).await;
-    // Membership is read with each device, not cached, but a group change still drops the
-    // org's rollouts here: every targeting input changes through one door.
+    // Membership is kept with each device's facts (moved on by the org's device epoch), and
+    // the group change drops the org's rollouts too: every targeting input changes through
+    // one door.
     forget_rollouts(&cx.org()?.org_id);
+    forget_device_facts(&cx.org()?.org_id);
     committed?;
     get(cx, id).await
 }
