@@ -4,6 +4,12 @@
 //! then the cost of a round's metrics aggregation per update (summary and time series of 32
 //! metrics, natively) as one JSON line for the report to set against the ingest time.
 //! Figures are printed, never asserted.
+//!
+//! The gateway keeps a device's facts while its org's device epoch stands, so a device's first
+//! request after a change of the org (or to a new isolate) reads D1 and its later ones do not.
+//! Both are measured: once every device has polled once, the fleet's steady state (what a fleet
+//! polling every few minutes sees between changes; the goal is judged on it), then, after one
+//! device's tags changed, first polls (each request a device whose facts must be read again).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
@@ -173,6 +179,41 @@ async fn fleet(api: Arc<Api>, org: &str, key: &str, n: usize) -> (String, Vec<(S
     (model_id, devices)
 }
 
+/// Every device polls its desired state once (not timed), as a fleet that has been polling
+/// for a while has.
+async fn warm_up(base: &str, devices: &Arc<Vec<(String, String)>>) {
+    let t0 = Instant::now();
+    let http = reqwest::Client::new();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let (http, next, devices, base) =
+            (http.clone(), next.clone(), devices.clone(), base.to_owned());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Some((id, tok)) = devices.get(i) else {
+                    return;
+                };
+                let r = http
+                    .get(format!("{base}/api/v1/devices/{id}/desired-state"))
+                    .bearer_auth(tok)
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(r.status().is_success(), "warm-up: {}", r.status());
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    eprintln!(
+        "every device polled once in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+}
+
 /// Microseconds per update to summarize a round of `n` accepted updates with 32 metrics each
 /// (spread of every metric and the time series), the work a metrics read does.
 fn metrics_cost(n: usize) -> f64 {
@@ -233,7 +274,7 @@ async fn main() {
             .unwrap(),
         base: st.base_url.clone(),
     });
-    let (_, devices) = fleet(api, &st.org_id, &st.api_key, n).await;
+    let (_, devices) = fleet(api.clone(), &st.org_id, &st.api_key, n).await;
     let devices = Arc::new(devices);
     let cfg = LoadConfig::from_env();
     let base = st.base_url.clone();
@@ -242,6 +283,7 @@ async fn main() {
         move |_| RequestSpec::get(url.clone())
     })
     .await;
+    warm_up(&base, &devices).await;
     let desired = load::run("GET /api/v1/devices/{id}/desired-state", &cfg, 200, {
         let (base, devices) = (base.clone(), devices.clone());
         move |i| {
@@ -268,6 +310,31 @@ async fn main() {
         }
     })
     .await;
+    // An org change (one device's tags) moves the org's device epoch: from then on each device's
+    // first request reads D1 again. The stride visits distinct devices until it has sent as
+    // many requests as there are devices.
+    let (id0, _) = &devices[0];
+    api.send(
+        reqwest::Method::PATCH,
+        &format!("/v1/orgs/{}/devices/{id0}", st.org_id),
+        &st.api_key,
+        json!({"tags": ["bench-epoch"]}),
+    )
+    .await;
+    let first = load::run(
+        "GET …/desired-state, first poll after a change",
+        &cfg,
+        200,
+        {
+            let (base, devices) = (base.clone(), devices.clone());
+            move |i| {
+                let (id, tok) = &devices[(i as usize * 7919) % devices.len()];
+                RequestSpec::get(format!("{base}/api/v1/devices/{id}/desired-state"))
+                    .header("authorization", &format!("Bearer {tok}"))
+            }
+        },
+    )
+    .await;
     report::print_table(
         &format!(
             "federation: device control with {n} devices in a rollout ({} connections, {:?})",
@@ -275,8 +342,13 @@ async fn main() {
         ),
         &st.runtime,
         &floor,
-        &[&desired, &sync],
+        &[&desired, &sync, &first],
     );
+    if first.rps() * cfg.duration.as_secs_f64() > devices.len() as f64 {
+        eprintln!(
+            "(the first-poll run sent more requests than there are devices: some were repeats)"
+        );
+    }
     for r in [&desired, &sync] {
         let ratio = r.rps() / floor.rps();
         report::goal(
