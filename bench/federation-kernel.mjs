@@ -5,22 +5,41 @@
 // alone: the same work the native `federation kernel` line times. --best-of R repeats the N
 // folds R times on a fresh accumulator each and reports the fastest. Prints one JSON line.
 // --check instead runs the fold against its scalar reference inside wasm32 (bit for bit on the
-// f64 sums) and prints what it covered and found.
+// f64 sums) and prints what it covered and found. --prg MASKS ELEMENTS times the secure
+// rounds' floor inside wasm32: that many SDK-PRG masks removed from one accumulator.
 //
 // usage: node bench/federation-kernel.mjs KERNEL_JS INPUT_DIR N [--validate | --staged] [--best-of R]
 //        node bench/federation-kernel.mjs KERNEL_JS --check CASES
+//        node bench/federation-kernel.mjs KERNEL_JS --prg MASKS ELEMENTS [--best-of R]
 import { readFileSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { createRequire } from "node:module";
 import path from "node:path";
 
 const args = process.argv.slice(2);
-const { WasmKernel, check_fold } = createRequire(import.meta.url)(path.resolve(args[0]));
+const { WasmKernel, check_fold, prg_floor } = createRequire(import.meta.url)(path.resolve(args[0]));
 const option = (flag) => (args.includes(flag) ? Number(args[args.indexOf(flag) + 1]) : undefined);
 
 if (args.includes("--check")) {
   const [cases, elements, mismatches] = check_fold(20261201, option("--check"));
   console.log(JSON.stringify({ check: "wasm32 fold equals the scalar reference bit for bit", cases, elements, mismatches }));
+  process.exit(0);
+}
+
+if (args.includes("--prg")) {
+  const at = args.indexOf("--prg");
+  const [masks, elements] = [Number(args[at + 1]), Number(args[at + 2])];
+  let seconds = Infinity;
+  let checksum;
+  for (let r = 0; r < (option("--best-of") ?? 1); r++) {
+    const [s, c] = prg_floor(masks, elements);
+    seconds = Math.min(seconds, s);
+    checksum = c;
+  }
+  console.log(JSON.stringify({
+    impl: "edgeplane wasm32/Node (SDK PRG, mask removal)", masks, elements, seconds,
+    ns_per_element: (seconds * 1e9) / (masks * elements), checksum,
+  }));
   process.exit(0);
 }
 

@@ -194,6 +194,7 @@ print("     where the time goes: each update byte is written to R2 once (parts),
 print("     and read once more by the fold in its aggregator, through workerd's local R2 on this disk, with")
 print("     the load generator sharing the same cores; the kernel itself folds at GB/s (table above).")
 PY
+bash "$EP_ROOT/bench/federation-secagg-floor.sh"
 E2E_UPDATE_P50_S="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["update_p50_s"])' "$e2e")" \
   bash "$EP_ROOT/bench/federation-control.sh"
 rm -f "$results" "$e2e" "$bandwidth"

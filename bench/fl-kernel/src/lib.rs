@@ -201,6 +201,40 @@ pub fn check_fold(seed: u64, cases: u64) -> FoldCheck {
     out
 }
 
+/// The floor of a secure round's unmasking: `masks` masks of `elements` elements each, generated
+/// with the SDK's PRG and removed from one accumulator exactly as the aggregators will
+/// (`fl::secagg::prg::apply`, wrapping mod 2^32). Returns the seconds and a checksum of the
+/// accumulator (so the work cannot be optimised away, and native and wasm32 can be compared).
+pub fn prg_floor(masks: u32, elements: u32) -> (f64, u32) {
+    use edgeplane_core::fl::secagg::prg::{apply, MaskSign};
+    let mut acc = vec![0u32; elements as usize];
+    let start = now_seconds();
+    for m in 0..masks {
+        let seed = [m as u8; 32];
+        let sign = if m % 2 == 0 {
+            MaskSign::Add
+        } else {
+            MaskSign::Subtract
+        };
+        apply(&seed, 0, &mut acc, sign);
+    }
+    let seconds = now_seconds() - start;
+    (seconds, acc.iter().fold(0u32, |a, v| a.wrapping_add(*v)))
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn now_seconds() -> f64 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+#[cfg(target_arch = "wasm32")]
+fn now_seconds() -> f64 {
+    js_sys::Date::now() / 1000.0
+}
+
 #[cfg(target_arch = "wasm32")]
 mod wasm {
     use wasm_bindgen::prelude::*;
@@ -276,6 +310,13 @@ mod wasm {
         }
     }
 
+    /// [`super::prg_floor`] inside wasm32: `[seconds, checksum]`.
+    #[wasm_bindgen]
+    pub fn prg_floor(masks: u32, elements: u32) -> Vec<f64> {
+        let (seconds, checksum) = super::prg_floor(masks, elements);
+        vec![seconds, f64::from(checksum)]
+    }
+
     /// [`super::check_fold`] inside wasm32: `[cases, elements, mismatches]`.
     #[wasm_bindgen]
     pub fn check_fold(seed: u32, cases: u32) -> Vec<f64> {
@@ -307,6 +348,20 @@ mod tests {
         let c = check_fold(7, 64);
         assert_eq!((c.cases, c.mismatches), (64, 0));
         assert!(c.elements > 64 * 1000, "{c:?}");
+    }
+
+    #[test]
+    fn the_prg_floor_applies_masks_that_cancel() {
+        // Mask 0 added and mask 1 subtracted: the checksum is what the SDK's streams give.
+        use edgeplane_core::fl::secagg::prg::elements;
+        let (_, checksum) = prg_floor(2, 16);
+        let a = elements(&[0u8; 32], 0, 16);
+        let b = elements(&[1u8; 32], 0, 16);
+        let want = a
+            .iter()
+            .zip(&b)
+            .fold(0u32, |s, (x, y)| s.wrapping_add(x.wrapping_sub(*y)));
+        assert_eq!(checksum, want);
     }
 
     #[test]

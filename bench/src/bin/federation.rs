@@ -19,7 +19,7 @@ use edgeplane_bench::{stack, workerd};
 use edgeplane_core::crypto::sha256_hex;
 use edgeplane_core::fl::aggregate::fold_slice;
 use edgeplane_core::fl::dtype::DType;
-use edgeplane_fl_kernel::{Kernel, SplitMix};
+use edgeplane_fl_kernel::{prg_floor, Kernel, SplitMix};
 use serde_json::{json, Value};
 
 /// 14 layers of [300, 1000] weights plus [1000] biases: 4,214,000 parameters.
@@ -541,6 +541,27 @@ async fn e2e(n: usize, concurrency: usize) {
     );
 }
 
+/// The secure-aggregation floor natively: `masks` SDK-PRG masks of `elements` elements removed
+/// from one accumulator (`fl_kernel::prg_floor`), the fastest of `runs`. One JSON line.
+fn prg(masks: u32, elements: u32, runs: usize) {
+    let mut best = f64::INFINITY;
+    let mut checksum = 0;
+    for _ in 0..runs.max(1) {
+        let (seconds, c) = prg_floor(masks, elements);
+        best = best.min(seconds);
+        checksum = c;
+    }
+    println!(
+        "{}",
+        json!({
+            "impl": "edgeplane native (SDK PRG, mask removal)",
+            "masks": masks, "elements": elements, "runs": runs, "seconds": best,
+            "ns_per_element": best * 1e9 / (f64::from(masks) * f64::from(elements)),
+            "checksum": checksum,
+        })
+    );
+}
+
 /// The number after `flag` on the command line.
 fn option(args: &[String], flag: &str) -> Option<usize> {
     args.iter()
@@ -561,6 +582,14 @@ async fn main() {
             kernel(n, args.iter().any(|a| a == "--validate"), batch, runs, &dir)
         }
         Some("bandwidth") => bandwidth(option(&args, "--runs").unwrap_or(10)),
+        Some("prg-floor") => {
+            let masks = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(4);
+            let elements = args
+                .get(3)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(1_000_000);
+            prg(masks, elements, option(&args, "--best-of").unwrap_or(1))
+        }
         Some("e2e") => {
             let n = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(100);
             let c = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(8);
@@ -569,7 +598,7 @@ async fn main() {
         _ => {
             eprintln!(
                 "usage: federation make-updates DIR | kernel N [--validate] [--batch B] [--best-of R] \
-                 | bandwidth [--runs R] | e2e N CONCURRENCY"
+                 | bandwidth [--runs R] | prg-floor MASKS ELEMENTS [--best-of R] | e2e N CONCURRENCY"
             );
             std::process::exit(2);
         }
