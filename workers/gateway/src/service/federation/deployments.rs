@@ -650,7 +650,7 @@ mod tests {
                     rusqlite::params![id, ORG, state.as_str()],
                 )
                 .unwrap();
-                let mut named: Vec<String> = groups
+                let named: Vec<String> = groups
                     .iter()
                     .filter(|_| rng.below(4) == 0)
                     .cloned()
