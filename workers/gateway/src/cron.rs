@@ -281,6 +281,11 @@ pub async fn run(env: &Env, cron: &str) {
         "prune_audit_chains".into(),
         prune_audit_chains(env, &db, started).await,
     );
+    // After the chains are sequenced, so a job's snapshot holds what was committed before it.
+    tasks.insert(
+        "audit_export_jobs".into(),
+        crate::service::access::export_jobs::run_cron(env, &db, started).await,
+    );
 
     let finished = now_ms();
     let record = db

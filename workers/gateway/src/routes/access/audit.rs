@@ -1,5 +1,7 @@
 //! The audit log: `GET …/audit-events`, `GET …/audit-events/verify[?checkpoint=<note>]` and
-//! `GET …/audit-events/export[?format=jsonl|csv&since=<RFC 3339>]`.
+//! `GET …/audit-events/export[?format=jsonl|csv&since=<RFC 3339>]`, and the export jobs that
+//! write the same export to R2 (`POST …/audit-events/export-jobs`, `GET …/export-jobs/{job}`,
+//! `GET /v1/audit-export-jobs/{job}/download?expires=&signature=`).
 
 use edgeplane_core::access::audit_query::AuditQuery;
 use edgeplane_core::audit::export::ExportQuery;
@@ -7,7 +9,7 @@ use edgeplane_core::{ApiError, ErrorCode};
 
 use crate::cx::Cx;
 use crate::http::respond::{self, HttpResult};
-use crate::service::access::audit;
+use crate::service::access::{audit, export_jobs};
 
 pub async fn list(cx: &mut Cx<'_>) -> HttpResult {
     let q = AuditQuery::parse(cx.query()?)?;
@@ -33,4 +35,42 @@ pub async fn verify(cx: &mut Cx<'_>) -> HttpResult {
 pub async fn export(cx: &mut Cx<'_>) -> HttpResult {
     let q = ExportQuery::parse(cx.query()?)?;
     audit::export(cx, q).await
+}
+
+pub async fn create_job(cx: &mut Cx<'_>) -> HttpResult {
+    let body = cx.json().await?;
+    respond::json(202, &export_jobs::create(cx, body).await?)
+}
+
+pub async fn get_job(cx: &mut Cx<'_>) -> HttpResult {
+    let id = cx.id("job")?;
+    respond::ok(&export_jobs::get(cx, &id).await?)
+}
+
+/// The link's `expires` and `signature`, each exactly once; a link without them is refused
+/// like one with a bad signature (401), before anything is read.
+pub async fn download_job(cx: &mut Cx<'_>) -> HttpResult {
+    let id = cx.id("job")?;
+    let (mut expires, mut signature) = (None, None);
+    for (k, v) in cx.query()? {
+        match k.as_str() {
+            "expires" if expires.is_none() => expires = Some(v),
+            "signature" if signature.is_none() => signature = Some(v),
+            _ => {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidQuery,
+                    "the query parameters are expires and signature, each once",
+                ))
+            }
+        }
+    }
+    let refuse = || {
+        ApiError::new(
+            ErrorCode::InvalidSignature,
+            "the download link is incomplete",
+        )
+    };
+    let expires: i64 = expires.and_then(|e| e.parse().ok()).ok_or_else(refuse)?;
+    let signature = signature.ok_or_else(refuse)?;
+    export_jobs::download(cx, &id, expires, &signature).await
 }

@@ -1,0 +1,517 @@
+//! Audit export jobs: `POST …/audit-events/export-jobs` records a job, the cron writes its file
+//! to R2, `GET …/export-jobs/{job}` shows it with a short-lived signed link, and
+//! `GET /v1/audit-export-jobs/{job}/download` serves the file to whoever holds that link. What a
+//! job is and may become is `edgeplane_core::audit::export_job`; this module binds it to D1, R2
+//! and the cron.
+//!
+//! **Why the cron runs the jobs.** Of the platform's background paths, the cron is the one that
+//! already holds everything a job needs in the worker that owns it: the D1 binding, the `MODELS`
+//! bucket and the checkpoint key (derived from `ROOT_SECRET`) are the gateway's, and its
+//! maintenance already works through bounded batches each run. The queue's consumer is the
+//! review worker, which has no bucket and no reason to read audit chains; a Durable Object
+//! alarm would add a class (and a migration) only to wake up once per job. The price is latency:
+//! a job starts at the next cron run (every 5 minutes), which suits a log too long to stream
+//! interactively. A run works on at most [`JOBS_PER_RUN`] jobs; a job whose run was cut off
+//! (its isolate died) is failed by a later run after [`RUN_LEASE_MS`], its upload aborted.
+//!
+//! **Same bytes as the stream.** The file is written from
+//! [`super::audit::ExportPlan::page`], the reader the streaming export sends from, with the
+//! same snapshot rules, so for the same filters and chain size both hold the same bytes.
+//!
+//! **Bounded memory.** Pages are pushed into a [`PartBuffer`], which hands out parts of exactly
+//! [`edgeplane_core::audit::export_job::PART_BYTES`] (R2's minimum); each is uploaded as soon
+//! as it is complete. A file smaller than one part is a single `put`.
+
+use edgeplane_core::audit::export::{ANCHOR_HEADER, CHECKPOINT_HEADER, SIZE_HEADER};
+use edgeplane_core::audit::export_job::{
+    self, object_key, sql, CreateExportJob, ExportJob, ExportJobView, FileFacts, JobRow,
+    PartBuffer, Phase, TooManyParts, FILE_TTL_MS, JOBS_PER_RUN, MAX_ACTIVE_PER_ORG, RUN_LEASE_MS,
+};
+use edgeplane_core::audit::{Actor, AuditAction, Event, Facts};
+use edgeplane_core::crypto::kdf::KeyPurpose;
+use edgeplane_core::crypto::signed_url::UrlError;
+use edgeplane_core::ids::AuditExportJobId;
+use edgeplane_core::{ApiError, ErrorCode};
+use edgeplane_runtime::args;
+use edgeplane_runtime::audit::commit_with_facts;
+use edgeplane_runtime::db::{Db, OrInternal, OrgBatch, Stmt};
+use serde_json::json;
+use worker::{Bucket, Env, Response};
+
+use super::audit::ExportPlan;
+use crate::config::{self, Config};
+use crate::cx::Cx;
+use crate::http::ctx::{now_ms, now_secs};
+use crate::http::log;
+
+/// The bucket the files go to: the deployment's one bucket, under `audit-exports/{org}/`.
+fn bucket(env: &Env) -> Result<Bucket, ApiError> {
+    env.bucket("MODELS").or_internal("r2 binding")
+}
+
+fn link_key(cfg: &Config) -> [u8; 32] {
+    cfg.root.derive(KeyPurpose::DownloadUrls)
+}
+
+fn corrupt(e: impl std::fmt::Display) -> ApiError {
+    log::error("audit export job row", &e.to_string());
+    ApiError::internal()
+}
+
+async fn read(
+    db: &Db,
+    sql: &str,
+    args: Vec<edgeplane_runtime::db::Val>,
+) -> Result<Option<ExportJob>, ApiError> {
+    let row: Option<JobRow> = db.first(sql, args).await?;
+    row.map(ExportJob::from_row).transpose().map_err(corrupt)
+}
+
+/// Records a queued job for the org's export of `body`'s format and filters (validated by the
+/// streaming export's own parser), audited in the same batch. At most
+/// [`MAX_ACTIVE_PER_ORG`] jobs wait or run per org (a guard in the batch): more is 409.
+pub async fn create(cx: &Cx<'_>, body: CreateExportJob) -> Result<ExportJobView, ApiError> {
+    let q = body.query()?;
+    let org = cx.org()?.org_id.clone();
+    let now = now_ms();
+    let id = AuditExportJobId::generate(now)?;
+    let filters = q.filters();
+    let batch = OrgBatch::new(&org)
+        .guard(
+            sql::UNDER_CAP,
+            args![org.as_str(), MAX_ACTIVE_PER_ORG],
+            ApiError::conflict(format!(
+                "this org already has {MAX_ACTIVE_PER_ORG} audit export jobs queued or running; \
+                 wait for one to finish"
+            )),
+        )
+        .insert(
+            "audit_export_jobs",
+            &[
+                "id",
+                "format",
+                "filters",
+                "state",
+                "created_by",
+                "created_at_ms",
+            ],
+            args![
+                id.as_str(),
+                q.format.name(),
+                filters.to_string(),
+                "queued",
+                cx.principal.id.as_str(),
+                now
+            ],
+        );
+    let event = Event::new(
+        AuditAction::AuditExportJobCreated,
+        "audit_export_job",
+        id.as_str(),
+    )
+    .meta(json!({"format": q.format.name(), "filters": filters}));
+    cx.commit(batch, [event]).await?;
+    let job = read(
+        cx.db(),
+        &sql::select_in_org(),
+        args![id.as_str(), org.as_str()],
+    )
+    .await?
+    .ok_or_else(ApiError::internal)?;
+    Ok(job.view(None))
+}
+
+/// One of the org's jobs (another org's is the same 404 as a missing one); a ready job comes
+/// with a fresh download link.
+pub async fn get(cx: &Cx<'_>, id: &AuditExportJobId) -> Result<ExportJobView, ApiError> {
+    let org = &cx.org()?.org_id;
+    let job = read(
+        cx.db(),
+        &sql::select_in_org(),
+        args![id.as_str(), org.as_str()],
+    )
+    .await?
+    .ok_or_else(|| ApiError::not_found("audit export job"))?;
+    let link = match job.phase {
+        Phase::Ready { .. } => Some(export_job::sign_link(
+            &link_key(&cx.cfg),
+            &cx.cfg.issuer,
+            &job.id,
+            now_secs(),
+        )),
+        _ => None,
+    };
+    Ok(job.view(link))
+}
+
+/// The file of a ready job, for whoever holds its signed link: the signature and expiry are
+/// checked (constant time) before anything is read, then the object streams from R2 with the
+/// checkpoint and anchor in the streaming export's headers.
+pub async fn download(
+    cx: &Cx<'_>,
+    id: &AuditExportJobId,
+    expires: i64,
+    signature: &str,
+) -> Result<Response, ApiError> {
+    export_job::verify_link(&link_key(&cx.cfg), id, expires, signature, now_secs()).map_err(
+        |e| match e {
+            UrlError::Expired => ApiError::new(
+                ErrorCode::TokenExpired,
+                "the download link has expired; read the job again for a fresh one",
+            ),
+            UrlError::BadSignature => ApiError::new(
+                ErrorCode::InvalidSignature,
+                "the download link's signature is invalid",
+            ),
+        },
+    )?;
+    let gone = || ApiError::not_found("audit export file");
+    let job = read(cx.db(), &sql::select_by_id(), args![id.as_str()])
+        .await?
+        .ok_or_else(gone)?;
+    let Phase::Ready { file, .. } = &job.phase else {
+        return Err(gone());
+    };
+    let obj = bucket(cx.env)?
+        .get(&file.object_key)
+        .execute()
+        .await
+        .or_internal("r2 get")?
+        .ok_or_else(gone)?;
+    let body = obj.body().ok_or_else(gone)?;
+    let mut resp =
+        Response::from_body(body.response_body().or_internal("r2 body")?).or_internal("body")?;
+    let h = resp.headers_mut();
+    let _ = h.set("content-type", job.query.format.content_type());
+    let _ = h.set(
+        "content-disposition",
+        &format!(
+            "attachment; filename=\"audit-{}.{}\"",
+            job.id,
+            job.query.format.name()
+        ),
+    );
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    if let Some(size) = file.chain_size {
+        let _ = h.set(SIZE_HEADER, &size.to_string());
+    }
+    if let Some(note) = &file.checkpoint {
+        let _ = h.set(CHECKPOINT_HEADER, &b64.encode(note));
+    }
+    if let Some(note) = &file.anchor {
+        let _ = h.set(ANCHOR_HEADER, &b64.encode(note));
+    }
+    Ok(resp)
+}
+
+/// Why a job failed: the reason its row (and its audit event) states. It names the kind of
+/// failure, never a secret or a URL.
+#[derive(Debug)]
+enum JobFailure {
+    Read(String),
+    Storage(String),
+    TooLarge(TooManyParts),
+    Interrupted,
+}
+
+impl std::fmt::Display for JobFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Read(e) => write!(f, "reading the audit log failed: {e}"),
+            Self::Storage(e) => write!(f, "writing to R2 failed: {e}"),
+            Self::TooLarge(e) => write!(f, "{e}"),
+            Self::Interrupted => f.write_str("the job's run was cut off before it finished"),
+        }
+    }
+}
+
+impl From<TooManyParts> for JobFailure {
+    fn from(e: TooManyParts) -> Self {
+        Self::TooLarge(e)
+    }
+}
+
+fn r2(e: worker::Error) -> JobFailure {
+    JobFailure::Storage(e.to_string())
+}
+
+fn read_failed(e: ApiError) -> JobFailure {
+    JobFailure::Read(e.message)
+}
+
+/// An R2 multipart upload in progress; its id is kept (here and in the row) so a failure, or
+/// a later cron run after a cut-off one, aborts it.
+struct Upload {
+    id: String,
+    upload: worker::MultipartUpload,
+    parts: Vec<worker::UploadedPart>,
+}
+
+/// Writes the job's file: the plan's pages, cut into parts as they come.
+async fn write_file(
+    env: &Env,
+    db: &Db,
+    cfg: &Config,
+    job: &ExportJob,
+    upload: &mut Option<Upload>,
+) -> Result<FileFacts, JobFailure> {
+    let plan = ExportPlan::take(env, db, cfg, &job.org_id, &job.query)
+        .await
+        .map_err(read_failed)?;
+    let key = object_key(&job.org_id, &job.id, job.query.format);
+    let bucket = bucket(env).map_err(read_failed)?;
+    let mut buf = PartBuffer::new();
+    let mut after = Some(plan.start);
+    let mut events = 0i64;
+    while let Some(a) = after {
+        // A fresh retry budget per page, as the stream has.
+        let page_db = Db::from_env(env).map_err(read_failed)?;
+        let page = plan.page(&page_db, a).await.map_err(read_failed)?;
+        events += page.events as i64;
+        after = page.next_after;
+        buf.push(&page.bytes);
+        while let Some((number, part)) = buf.take_full()? {
+            if upload.is_none() {
+                let started = bucket
+                    .create_multipart_upload(key.clone())
+                    .execute()
+                    .await
+                    .map_err(r2)?;
+                let upload_id = started.upload_id().await;
+                db.run_unaudited(sql::SET_UPLOAD, args![upload_id.as_str(), job.id.as_str()])
+                    .await
+                    .map_err(read_failed)?;
+                *upload = Some(Upload {
+                    id: upload_id,
+                    upload: started,
+                    parts: Vec::new(),
+                });
+            }
+            if let Some(u) = upload.as_mut() {
+                u.parts
+                    .push(u.upload.upload_part(number, part).await.map_err(r2)?);
+            }
+        }
+    }
+    let end = buf.finish()?;
+    match upload.as_mut() {
+        Some(u) => {
+            let (number, last) = end.last;
+            u.parts
+                .push(u.upload.upload_part(number, last).await.map_err(r2)?);
+            let parts = std::mem::take(&mut u.parts);
+            // `complete` takes the upload: a failure leaves its id to abort with.
+            let done = bucket
+                .resume_multipart_upload(key.clone(), u.id.clone())
+                .map_err(r2)?;
+            done.complete(parts).await.map_err(r2)?;
+            *upload = None;
+        }
+        None => {
+            bucket
+                .put(key.clone(), end.last.1)
+                .execute()
+                .await
+                .map_err(r2)?;
+        }
+    }
+    Ok(FileFacts {
+        object_key: key,
+        events,
+        bytes: end.bytes as i64,
+        parts: i64::from(end.parts),
+        chain_size: plan.size,
+        checkpoint: plan.checkpoint,
+        anchor: plan.anchor,
+    })
+}
+
+/// Aborts an unfinished multipart upload (a failed or cut-off job's). A leftover is logged: R2
+/// also expires unfinished uploads by itself.
+async fn abort(env: &Env, key: &str, upload_id: &str) {
+    let aborted = match bucket(env) {
+        Ok(b) => match b.resume_multipart_upload(key, upload_id) {
+            Ok(u) => u.abort().await,
+            Err(e) => Err(e),
+        },
+        Err(_) => return,
+    };
+    if let Err(e) = aborted {
+        log::warn("audit export abort", &e.to_string());
+    }
+}
+
+/// The cron's record of a job's end: the row's move (guarded on `running`, so a raced end
+/// changes nothing) and `audit.export_job_finished` in one batch, by the one path for code
+/// that serves no request.
+async fn record_end(
+    env: &Env,
+    db: &Db,
+    job: &ExportJob,
+    from: &str,
+    update: Stmt,
+    meta: serde_json::Value,
+) -> Result<(), ApiError> {
+    let stmts = vec![
+        Stmt::guard(
+            "EXISTS (SELECT 1 FROM audit_export_jobs WHERE id = ? AND state = ?)",
+            args![job.id.as_str(), from],
+            ApiError::conflict("the export job already ended"),
+        ),
+        update,
+    ];
+    let event = Event::new(
+        AuditAction::AuditExportJobFinished,
+        "audit_export_job",
+        job.id.as_str(),
+    )
+    .in_org(&job.org_id)
+    .meta(meta);
+    // The job's row is written unscoped here (as the cron's audit prune writes): the event
+    // names its org itself.
+    let facts = Facts {
+        actor: Actor::system("cron"),
+        org_id: None,
+        ip: None,
+        user_agent: None,
+        request_id: None,
+    };
+    commit_with_facts(env, db, stmts, [event], facts).await?;
+    Ok(())
+}
+
+async fn fail(env: &Env, db: &Db, job: &ExportJob, from: &str, why: &JobFailure, now: i64) {
+    let reason = why.to_string();
+    log::warn("audit export job failed", &format!("{}: {reason}", job.id));
+    let update = Stmt::new(sql::FAIL, args![now, reason.as_str(), job.id.as_str()]);
+    let meta = json!({"state": "failed", "error": reason});
+    if let Err(e) = record_end(env, db, job, from, update, meta).await {
+        log::error("audit export job", &format!("{}: {}", job.id, e.message));
+    }
+}
+
+/// Claims a queued job and runs it to `ready` or `failed`.
+async fn run_job(env: &Env, db: &Db, cfg: &Config, job: ExportJob) -> &'static str {
+    let started = now_ms();
+    match db
+        .run_unaudited(sql::CLAIM, args![started, job.id.as_str()])
+        .await
+    {
+        Ok(w) if w.changes == 1 => {}
+        // Another run claimed it first.
+        Ok(_) => return "skipped",
+        Err(_) => return "error",
+    }
+    let mut upload = None;
+    match write_file(env, db, cfg, &job, &mut upload).await {
+        Ok(file) => {
+            let now = now_ms();
+            let update = Stmt::new(
+                sql::FINISH,
+                args![
+                    now,
+                    file.object_key.as_str(),
+                    file.events,
+                    file.bytes,
+                    file.parts,
+                    file.chain_size,
+                    file.checkpoint.clone(),
+                    file.anchor.clone(),
+                    now + FILE_TTL_MS,
+                    job.id.as_str()
+                ],
+            );
+            let meta = json!({
+                "state": "ready",
+                "events": file.events,
+                "bytes": file.bytes,
+                "parts": file.parts,
+                "chain_size": file.chain_size,
+            });
+            match record_end(env, db, &job, "running", update, meta).await {
+                Ok(()) => "ready",
+                Err(e) => {
+                    log::error("audit export job", &format!("{}: {}", job.id, e.message));
+                    "error"
+                }
+            }
+        }
+        Err(why) => {
+            if let Some(u) = upload {
+                let key = object_key(&job.org_id, &job.id, job.query.format);
+                abort(env, &key, &u.id).await;
+            }
+            fail(env, db, &job, "running", &why, now_ms()).await;
+            "failed"
+        }
+    }
+}
+
+/// The cron's task: fails jobs cut off mid-run (aborting their uploads), deletes files past
+/// their time, then runs the oldest queued jobs.
+pub async fn run_cron(env: &Env, db: &Db, now: i64) -> serde_json::Value {
+    let Ok(cfg) = config::load(env) else {
+        return json!({"error": true});
+    };
+    let list = |sql: String, arg: i64| async move {
+        let rows: Vec<JobRow> = db.all(&sql, args![arg]).await.unwrap_or_default();
+        rows.into_iter()
+            .filter_map(|r| match ExportJob::from_row(r) {
+                Ok(j) => Some(j),
+                Err(e) => {
+                    log::error("audit export job row", &e.to_string());
+                    None
+                }
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut interrupted = 0;
+    for job in list(sql::select_stale(), now - RUN_LEASE_MS).await {
+        let upload: Option<String> = db
+            .first::<UploadRow>(
+                "SELECT upload_id FROM audit_export_jobs WHERE id = ?",
+                args![job.id.as_str()],
+            )
+            .await
+            .ok()
+            .flatten()
+            .and_then(|r| r.upload_id);
+        if let Some(id) = upload {
+            let key = object_key(&job.org_id, &job.id, job.query.format);
+            abort(env, &key, &id).await;
+        }
+        fail(env, db, &job, "running", &JobFailure::Interrupted, now).await;
+        interrupted += 1;
+    }
+    let mut expired = 0;
+    for job in list(sql::select_expiring(), now).await {
+        let Phase::Ready { file, .. } = &job.phase else {
+            continue;
+        };
+        let deleted = match bucket(env) {
+            Ok(b) => b.delete(file.object_key.as_str()).await.is_ok(),
+            Err(_) => false,
+        };
+        if deleted
+            && db
+                .run_unaudited(sql::EXPIRE, args![job.id.as_str()])
+                .await
+                .is_ok()
+        {
+            expired += 1;
+        }
+    }
+    let mut outcomes = serde_json::Map::new();
+    for job in list(sql::select_queued(), JOBS_PER_RUN).await {
+        let id = job.id.to_string();
+        let outcome = run_job(env, db, &cfg, job).await;
+        outcomes.insert(id, outcome.into());
+    }
+    json!({"ok": true, "interrupted": interrupted, "expired": expired, "jobs": outcomes})
+}
+
+#[derive(serde::Deserialize)]
+struct UploadRow {
+    upload_id: Option<String>,
+}
