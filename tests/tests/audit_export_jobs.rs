@@ -180,10 +180,12 @@ fn a_long_log_is_exported_in_parts_with_the_streams_bytes_and_verifies_offline()
     let c = owner.client();
     // About 11.5 MiB of jsonl: two full 5 MiB parts and a shorter last one.
     long_log(&c, &org, 900, 12_800);
-    let until_ms = now_ms();
+    // The audit filters take whole seconds: the next one, once it has passed, is after every
+    // bulk event and before the jobs' own events.
+    let until_ms = (now_ms() / 1000 + 1) * 1000;
     let until = rfc3339_millis(until_ms);
     while now_ms() <= until_ms + 1 {
-        std::thread::sleep(Duration::from_millis(2));
+        std::thread::sleep(Duration::from_millis(20));
     }
 
     let jobs = format!("/v1/orgs/{org}/audit-events/export-jobs");
