@@ -13,7 +13,7 @@ use crate::http::log;
 use edgeplane_core::audit::checkpoint::{origin, CheckpointError};
 use edgeplane_core::audit::retention::{self, Anchor, PruneError, RetentionDays};
 use edgeplane_core::audit::sql as audit_sql;
-use edgeplane_core::audit::{Actor, AuditAction, Event, Facts};
+use edgeplane_core::audit::{AuditAction, Event, Facts};
 use edgeplane_core::store::StoreError;
 use edgeplane_core::ApiError;
 use edgeplane_runtime::args;
@@ -188,13 +188,7 @@ async fn prune_chain(
         }));
     // The audit tables are not an org's rows (no org_id to bind): the writes are unscoped, and
     // the event names its org itself.
-    let facts = Facts {
-        actor: Actor::system("cron"),
-        org_id: None,
-        ip: None,
-        user_agent: None,
-        request_id: None,
-    };
+    let facts = Facts::system_unscoped("cron");
     commit_with_facts(env, db, stmts, [event], facts)
         .await
         .map_err(db_failure)?;

@@ -27,7 +27,7 @@ use edgeplane_core::audit::export_job::{
     self, object_key, sql, CreateExportJob, ExportJob, ExportJobView, FileFacts, JobRow,
     PartBuffer, Phase, TooManyParts, FILE_TTL_MS, JOBS_PER_RUN, MAX_ACTIVE_PER_ORG, RUN_LEASE_MS,
 };
-use edgeplane_core::audit::{Actor, AuditAction, Event, Facts};
+use edgeplane_core::audit::{AuditAction, Event, Facts};
 use edgeplane_core::crypto::kdf::KeyPurpose;
 use edgeplane_core::crypto::signed_url::UrlError;
 use edgeplane_core::ids::AuditExportJobId;
@@ -370,13 +370,7 @@ async fn record_end(
     .meta(meta);
     // The job's row is written unscoped here (as the cron's audit prune writes): the event
     // names its org itself.
-    let facts = Facts {
-        actor: Actor::system("cron"),
-        org_id: None,
-        ip: None,
-        user_agent: None,
-        request_id: None,
-    };
+    let facts = Facts::system_unscoped("cron");
     commit_with_facts(env, db, stmts, [event], facts).await?;
     Ok(())
 }
@@ -455,7 +449,14 @@ pub async fn run_cron(env: &Env, db: &Db, now: i64) -> serde_json::Value {
         return json!({"error": true});
     };
     let list = |sql: String, arg: i64| async move {
-        let rows: Vec<JobRow> = db.all(&sql, args![arg]).await.unwrap_or_default();
+        // A failed read skips this step for this run (logged); the next run tries again.
+        let rows: Vec<JobRow> = match db.all(&sql, args![arg]).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                log::error("audit export jobs", &e.message);
+                Vec::new()
+            }
+        };
         rows.into_iter()
             .filter_map(|r| match ExportJob::from_row(r) {
                 Ok(j) => Some(j),
