@@ -165,6 +165,33 @@ fn verify_offline(file: &[u8], checkpoint_b64: &str) -> i64 {
     report.events_checked as i64
 }
 
+/// Whether the local R2 holds `key` (the stack's bucket store, read like [`d1`] reads D1).
+fn r2_has(key: &str) -> bool {
+    let state = std::env::var("EP_STACK_STATE").expect("EP_STACK_STATE from scripts/e2e");
+    let script = r#"
+import glob, sqlite3, sys
+state, key = sys.argv[1], sys.argv[2]
+found = 0
+for f in glob.glob(state + "/v3/r2/**/*.sqlite", recursive=True):
+    if f.endswith("/metadata.sqlite"):
+        continue
+    db = sqlite3.connect(f, timeout=30)
+    if db.execute("SELECT 1 FROM sqlite_master WHERE name = '_mf_objects'").fetchone():
+        found += db.execute("SELECT COUNT(*) FROM _mf_objects WHERE key = ?", (key,)).fetchone()[0]
+print(found)
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script, &state, key])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim() != "0"
+}
+
 fn link_key() -> [u8; 32] {
     let hex = std::env::var("EP_ROOT_SECRET").expect("EP_ROOT_SECRET from scripts/e2e");
     RootSecret::from_hex(&hex)
@@ -372,4 +399,33 @@ fn a_job_cut_off_mid_run_ends_failed_with_its_reason() {
         "{done}"
     );
     assert!(done["download"].is_null());
+}
+
+#[test]
+#[ignore = "writes the local database directly; run alone by scripts/e2e's serial phase"]
+fn a_file_whose_end_was_never_recorded_is_deleted_when_its_job_fails() {
+    let owner = new_user("aej-orphan");
+    let org = org_of(&owner, "Orphan file");
+    let c = owner.client();
+    let job = c
+        .post(
+            &format!("/v1/orgs/{org}/audit-events/export-jobs"),
+            &json!({"format": "jsonl"}),
+        )
+        .expect(202)
+        .json();
+    let id = job["id"].as_str().unwrap();
+    let ready = run_until_done(&c, &org, id);
+    assert_eq!(ready["state"], "ready", "{ready}");
+    let key = format!("audit-exports/{org}/{id}.jsonl");
+    assert!(r2_has(&key), "the file {key} is in R2");
+    // As if the upload completed but the run died before its `ready` row was written.
+    d1(
+        "UPDATE audit_export_jobs SET state = 'running', started_at_ms = ?, finished_at_ms = NULL, \
+         object_key = NULL, file_expires_at_ms = NULL WHERE id = ?",
+        &[json!(now_ms() - 3_600_000), json!(id)],
+    );
+    let done = run_until_done(&c, &org, id);
+    assert_eq!(done["state"], "failed", "{done}");
+    assert!(!r2_has(&key), "the orphaned file {key} was deleted");
 }

@@ -342,6 +342,24 @@ async fn abort(env: &Env, key: &str, upload_id: &str) {
     }
 }
 
+/// Deletes a job's file, if there is one: on a job that ended without a `ready` row (its end
+/// could not be recorded, its run was cut off after `complete`, it failed) and on one past its
+/// time. R2's delete is idempotent, so calling this for a key never written is harmless. A
+/// failure is logged; the bucket's lifecycle rule on `audit-exports/` (README) is the backstop.
+async fn delete_file(env: &Env, key: &str) -> bool {
+    let deleted = match bucket(env) {
+        Ok(b) => b.delete(key).await,
+        Err(_) => return false,
+    };
+    match deleted {
+        Ok(()) => true,
+        Err(e) => {
+            log::warn("audit export delete", &e.to_string());
+            false
+        }
+    }
+}
+
 /// The cron's record of a job's end: the row's move (guarded on `running`, so a raced end
 /// changes nothing) and `audit.export_job_finished` in one batch, by the one path for code
 /// that serves no request.
@@ -426,16 +444,20 @@ async fn run_job(env: &Env, db: &Db, cfg: &Config, job: ExportJob) -> &'static s
             match record_end(env, db, &job, "running", update, meta).await {
                 Ok(()) => "ready",
                 Err(e) => {
+                    // No `ready` row points at the file: nothing would ever delete it. The job
+                    // stays `running` and a later run fails it (deleting again, harmlessly).
                     log::error("audit export job", &format!("{}: {}", job.id, e.message));
+                    delete_file(env, &file.object_key).await;
                     "error"
                 }
             }
         }
         Err(why) => {
+            let key = object_key(&job.org_id, &job.id, job.query.format);
             if let Some(u) = upload {
-                let key = object_key(&job.org_id, &job.id, job.query.format);
                 abort(env, &key, &u.id).await;
             }
+            delete_file(env, &key).await;
             fail(env, db, &job, "running", &why, now_ms()).await;
             "failed"
         }
@@ -478,10 +500,13 @@ pub async fn run_cron(env: &Env, db: &Db, now: i64) -> serde_json::Value {
             .ok()
             .flatten()
             .and_then(|r| r.upload_id);
+        let key = object_key(&job.org_id, &job.id, job.query.format);
         if let Some(id) = upload {
-            let key = object_key(&job.org_id, &job.id, job.query.format);
             abort(env, &key, &id).await;
         }
+        // The run may have been cut off after `complete` (or its end not recorded): the file
+        // may exist with no row that would ever delete it.
+        delete_file(env, &key).await;
         fail(env, db, &job, "running", &JobFailure::Interrupted, now).await;
         interrupted += 1;
     }
@@ -490,11 +515,7 @@ pub async fn run_cron(env: &Env, db: &Db, now: i64) -> serde_json::Value {
         let Phase::Ready { file, .. } = &job.phase else {
             continue;
         };
-        let deleted = match bucket(env) {
-            Ok(b) => b.delete(file.object_key.as_str()).await.is_ok(),
-            Err(_) => false,
-        };
-        if deleted
+        if delete_file(env, &file.object_key).await
             && db
                 .run_unaudited(sql::EXPIRE, args![job.id.as_str()])
                 .await
