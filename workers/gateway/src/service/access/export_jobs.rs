@@ -279,14 +279,16 @@ async fn write_file(
                     .await
                     .map_err(r2)?;
                 let upload_id = started.upload_id().await;
-                db.run_unaudited(sql::SET_UPLOAD, args![upload_id.as_str(), job.id.as_str()])
-                    .await
-                    .map_err(read_failed)?;
+                // Held before the row is written: if that write fails, the caller's error path
+                // still has the id to abort the upload with.
                 *upload = Some(Upload {
-                    id: upload_id,
+                    id: upload_id.clone(),
                     upload: started,
                     parts: Vec::new(),
                 });
+                db.run_unaudited(sql::SET_UPLOAD, args![upload_id.as_str(), job.id.as_str()])
+                    .await
+                    .map_err(read_failed)?;
             }
             if let Some(u) = upload.as_mut() {
                 u.parts
