@@ -300,7 +300,7 @@ fn export_job_cmd(
     let r = crate::api::send_plain(ctx.api.client().get(url))?;
     let notes = notes_of(&r);
     pb.set_message("downloading");
-    save_export(&mut pb.wrap_read(r), path, &notes)?;
+    save_export(&mut pb.wrap_read(crate::api::WithoutUrl(r)), path, &notes)?;
     pb.finish_and_clear();
     verify(ctx, Some(path.to_owned()), None, None, None)
 }
