@@ -71,8 +71,10 @@ pub enum AuditCmd {
         output: Option<PathBuf>,
         /// For long logs: the server writes the export to storage in the background (an export
         /// job), this command waits for it, downloads the file through the job's short-lived
-        /// link to FILE (with FILE.checkpoint and FILE.anchor) and verifies it as
-        /// `audit verify FILE` does, printing that verdict. Needs -o.
+        /// link to FILE (with FILE.checkpoint and FILE.anchor) and, for a whole-chain jsonl
+        /// export, verifies it as `audit verify FILE` does, printing that verdict. A csv or
+        /// time-narrowed (--since/--until) file is downloaded and reported as not verified
+        /// (`"verified": false`). Needs -o.
         #[arg(long, requires = "output")]
         job: bool,
         /// Seconds between polls of the job.
@@ -249,6 +251,10 @@ fn export_job_cmd(
     path: &Path,
     interval: u64,
 ) -> Result<()> {
+    // Only a whole-chain jsonl export verifies offline: from the genesis (or the anchor) up to
+    // the checkpoint. A csv file, or one narrowed by time, is downloaded and not verified, and
+    // the CLI says so (exit 0, `"verified": false`).
+    let verifiable = format == "jsonl" && since.is_none() && until.is_none();
     let mut body = json!({ "format": format });
     if let Some(s) = since {
         body["since"] = s.into();
@@ -300,9 +306,33 @@ fn export_job_cmd(
     let r = crate::api::send_plain(ctx.api.client().get(url))?;
     let notes = notes_of(&r);
     pb.set_message("downloading");
-    save_export(&mut pb.wrap_read(crate::api::WithoutUrl(r)), path, &notes)?;
+    let (bytes, _) = save_export(&mut pb.wrap_read(crate::api::WithoutUrl(r)), path, &notes)?;
     pb.finish_and_clear();
-    verify(ctx, Some(path.to_owned()), None, None, None)
+    if verifiable {
+        return verify(ctx, Some(path.to_owned()), None, None, None);
+    }
+    let why = if format == "jsonl" {
+        "it is narrowed by time (--since/--until), not the whole chain"
+    } else {
+        "only a jsonl export verifies"
+    };
+    let v = json!({
+        "file": path,
+        "format": format,
+        "job": id,
+        "events": job["events"],
+        "bytes": bytes,
+        "verified": false,
+        "not_verified_because": why,
+    });
+    ctx.out.done(
+        &v,
+        &format!(
+            "Downloaded the export job's file ({bytes} bytes) to {}. It was NOT verified: {why}.",
+            path.display()
+        ),
+    );
+    Ok(())
 }
 
 fn export_cmd(
