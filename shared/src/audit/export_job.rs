@@ -489,11 +489,17 @@ impl PartBuffer {
     }
 
     /// The last part (possibly shorter; possibly empty when nothing was handed out) and its
-    /// number, with the totals.
+    /// number, with the totals. When parts were handed out and nothing is left (the file is an
+    /// exact multiple of the part size) there is no last part: the file ends with the last full
+    /// one, and a file of exactly [`MAX_PARTS`] full parts fits.
     pub fn finish(mut self) -> Result<FinishedParts, TooManyParts> {
-        let number = self.next_number()?;
+        let last = if self.started() && self.buf.is_empty() {
+            None
+        } else {
+            Some((self.next_number()?, std::mem::take(&mut self.buf)))
+        };
         Ok(FinishedParts {
-            last: (number, std::mem::take(&mut self.buf)),
+            last,
             parts: self.parts,
             bytes: self.bytes,
         })
@@ -511,7 +517,8 @@ impl PartBuffer {
 /// The end of a [`PartBuffer`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FinishedParts {
-    pub last: (u16, Vec<u8>),
+    /// The part still to upload (or, when none was handed out, the whole file), if any.
+    pub last: Option<(u16, Vec<u8>)>,
     /// Parts in the file, the last included.
     pub parts: u16,
     pub bytes: u64,
@@ -781,11 +788,12 @@ mod tests {
         assert!(parts.iter().all(|(_, p)| p.len() == 10));
         let numbers: Vec<u16> = parts.iter().map(|(n, _)| *n).collect();
         assert_eq!(numbers, (1..=parts.len() as u16).collect::<Vec<_>>());
-        assert_eq!(end.last.0 as usize, parts.len() + 1);
+        let (last_number, last) = end.last.unwrap();
+        assert_eq!(last_number as usize, parts.len() + 1);
         assert_eq!(end.parts as usize, parts.len() + 1);
         assert_eq!(end.bytes as usize, whole.len());
         let mut joined: Vec<u8> = parts.into_iter().flat_map(|(_, p)| p).collect();
-        joined.extend_from_slice(&end.last.1);
+        joined.extend_from_slice(&last);
         assert_eq!(joined, whole);
     }
 
@@ -796,13 +804,42 @@ mod tests {
         assert_eq!(b.take_full().unwrap(), None);
         assert!(!b.started());
         let end = b.finish().unwrap();
-        assert_eq!((end.last.0, end.parts, end.bytes), (1, 1, 5));
+        assert_eq!(end.last, Some((1, b"short".to_vec())));
+        assert_eq!((end.parts, end.bytes), (1, 5));
         let mut b = PartBuffer::with_part_size(1);
         b.push(&vec![0u8; MAX_PARTS as usize + 1]);
         for _ in 0..MAX_PARTS {
             assert!(b.take_full().unwrap().is_some());
         }
         assert_eq!(b.take_full(), Err(TooManyParts));
+    }
+
+    #[test]
+    fn an_exact_multiple_of_the_part_size_ends_with_its_last_full_part() {
+        let mut b = PartBuffer::with_part_size(10);
+        b.push(&[7u8; 30]);
+        let mut numbers = Vec::new();
+        while let Some((n, p)) = b.take_full().unwrap() {
+            assert_eq!(p.len(), 10);
+            numbers.push(n);
+        }
+        assert_eq!(numbers, vec![1, 2, 3]);
+        let end = b.finish().unwrap();
+        // No empty fourth part: R2 would refuse a zero-byte part after full ones.
+        assert_eq!(end.last, None);
+        assert_eq!((end.parts, end.bytes), (3, 30));
+        // Exactly MAX_PARTS full parts fit: no TooManyParts for a part that is not there.
+        let mut b = PartBuffer::with_part_size(1);
+        b.push(&vec![0u8; MAX_PARTS as usize]);
+        for _ in 0..MAX_PARTS {
+            assert!(b.take_full().unwrap().is_some());
+        }
+        let end = b.finish().unwrap();
+        assert_eq!(end.last, None);
+        assert_eq!(end.parts, MAX_PARTS);
+        // An empty export is still one (empty) file.
+        let end = PartBuffer::with_part_size(10).finish().unwrap();
+        assert_eq!(end.last, Some((1, Vec::new())));
     }
 
     #[test]

@@ -299,9 +299,11 @@ async fn write_file(
     let end = buf.finish()?;
     match upload.as_mut() {
         Some(u) => {
-            let (number, last) = end.last;
-            u.parts
-                .push(u.upload.upload_part(number, last).await.map_err(r2)?);
+            // None when the file was an exact multiple of the part size.
+            if let Some((number, last)) = end.last {
+                u.parts
+                    .push(u.upload.upload_part(number, last).await.map_err(r2)?);
+            }
             let parts = std::mem::take(&mut u.parts);
             // `complete` takes the upload: a failure leaves its id to abort with.
             let done = bucket
@@ -311,11 +313,8 @@ async fn write_file(
             *upload = None;
         }
         None => {
-            bucket
-                .put(key.clone(), end.last.1)
-                .execute()
-                .await
-                .map_err(r2)?;
+            let whole = end.last.map(|(_, bytes)| bytes).unwrap_or_default();
+            bucket.put(key.clone(), whole).execute().await.map_err(r2)?;
         }
     }
     Ok(FileFacts {
