@@ -61,9 +61,112 @@ pub fn verify(
     Ok(())
 }
 
+/// A signed URL's own query parameters: its expiry and its signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedQuery {
+    pub expires: i64,
+    pub signature: String,
+}
+
+/// Why a signed URL's query cannot be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum QueryError {
+    /// A parameter other than `expires` and `signature`, or one of them twice.
+    #[error("the query parameters are expires and signature, each once")]
+    Unexpected,
+    /// `expires` or `signature` is missing, or `expires` is not plain decimal digits.
+    #[error("the signed URL is incomplete")]
+    Incomplete,
+}
+
+impl SignedQuery {
+    /// Reads `expires` and `signature`, each exactly once and nothing else. `expires` must be
+    /// plain digits as [`sign`]'s users write them (no sign, no leading zero): one expiry has
+    /// one spelling, so a URL cannot be varied without changing its signature's input.
+    pub fn parse(pairs: impl IntoIterator<Item = (String, String)>) -> Result<Self, QueryError> {
+        let (mut expires, mut signature) = (None, None);
+        for (k, v) in pairs {
+            match k.as_str() {
+                "expires" if expires.is_none() => expires = Some(v),
+                "signature" if signature.is_none() => signature = Some(v),
+                _ => return Err(QueryError::Unexpected),
+            }
+        }
+        let expires = expires
+            .as_deref()
+            .and_then(canonical_seconds)
+            .ok_or(QueryError::Incomplete)?;
+        let signature = signature.ok_or(QueryError::Incomplete)?;
+        Ok(Self { expires, signature })
+    }
+}
+
+/// Unix seconds written as plain decimal digits: `0`, or digits without a leading zero.
+fn canonical_seconds(s: &str) -> Option<i64> {
+    let plain = !s.is_empty()
+        && s.len() <= 18
+        && s.bytes().all(|b| b.is_ascii_digit())
+        && (s == "0" || !s.starts_with('0'));
+    if plain {
+        s.parse().ok()
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn q(pairs: &[(&str, &str)]) -> Result<SignedQuery, QueryError> {
+        SignedQuery::parse(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        )
+    }
+
+    #[test]
+    fn the_query_is_expires_and_signature_each_once() {
+        assert_eq!(
+            q(&[("expires", "1700000000"), ("signature", "ab")]),
+            Ok(SignedQuery {
+                expires: 1_700_000_000,
+                signature: "ab".into()
+            })
+        );
+        assert_eq!(
+            q(&[("signature", "ab"), ("expires", "0")]).map(|s| s.expires),
+            Ok(0)
+        );
+        assert_eq!(
+            q(&[("expires", "1"), ("signature", "a"), ("signature", "b")]),
+            Err(QueryError::Unexpected)
+        );
+        assert_eq!(
+            q(&[("expires", "1"), ("signature", "a"), ("x", "1")]),
+            Err(QueryError::Unexpected)
+        );
+        assert_eq!(q(&[("expires", "1")]), Err(QueryError::Incomplete));
+        assert_eq!(q(&[("signature", "a")]), Err(QueryError::Incomplete));
+        // One expiry, one spelling: no sign, no leading zero, no blanks, no overflow.
+        for bad in [
+            "+5",
+            "05",
+            "-1",
+            " 5",
+            "5 ",
+            "",
+            "1e3",
+            "99999999999999999999",
+        ] {
+            assert_eq!(
+                q(&[("expires", bad), ("signature", "a")]),
+                Err(QueryError::Incomplete),
+                "{bad:?}"
+            );
+        }
+    }
 
     const A: Grant<'static> = Grant {
         purpose: "thing",

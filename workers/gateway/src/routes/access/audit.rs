@@ -9,6 +9,7 @@ use edgeplane_core::{ApiError, ErrorCode};
 
 use crate::cx::Cx;
 use crate::http::respond::{self, HttpResult};
+use crate::http::signed_url::signed_query;
 use crate::service::access::{audit, export_jobs};
 
 pub async fn list(cx: &mut Cx<'_>) -> HttpResult {
@@ -51,26 +52,6 @@ pub async fn get_job(cx: &mut Cx<'_>) -> HttpResult {
 /// like one with a bad signature (401), before anything is read.
 pub async fn download_job(cx: &mut Cx<'_>) -> HttpResult {
     let id = cx.id("job")?;
-    let (mut expires, mut signature) = (None, None);
-    for (k, v) in cx.query()? {
-        match k.as_str() {
-            "expires" if expires.is_none() => expires = Some(v),
-            "signature" if signature.is_none() => signature = Some(v),
-            _ => {
-                return Err(ApiError::new(
-                    ErrorCode::InvalidQuery,
-                    "the query parameters are expires and signature, each once",
-                ))
-            }
-        }
-    }
-    let refuse = || {
-        ApiError::new(
-            ErrorCode::InvalidSignature,
-            "the download link is incomplete",
-        )
-    };
-    let expires: i64 = expires.and_then(|e| e.parse().ok()).ok_or_else(refuse)?;
-    let signature = signature.ok_or_else(refuse)?;
-    export_jobs::download(cx, &id, expires, &signature).await
+    let link = signed_query(cx, "download link")?;
+    export_jobs::download(cx, &id, link.expires, &link.signature).await
 }

@@ -274,16 +274,34 @@ impl ExportPlan {
 
     /// The export's headers: its format, the size it stops at, its checkpoint and anchor.
     pub fn set_headers(&self, h: &worker::Headers) {
-        let _ = h.set("content-type", self.format.content_type());
-        if let Some(size) = self.size {
-            let _ = h.set(export::SIZE_HEADER, &size.to_string());
-        }
-        if let Some(note) = &self.checkpoint {
-            let _ = h.set(export::CHECKPOINT_HEADER, &STANDARD.encode(note));
-        }
-        if let Some(note) = &self.anchor {
-            let _ = h.set(export::ANCHOR_HEADER, &STANDARD.encode(note));
-        }
+        set_export_headers(
+            h,
+            self.format,
+            self.size,
+            self.checkpoint.as_deref(),
+            self.anchor.as_deref(),
+        );
+    }
+}
+
+/// An export's headers, for the stream and for an export job's download alike: its format,
+/// the size it stops at, its checkpoint and anchor (base64 notes).
+pub fn set_export_headers(
+    h: &worker::Headers,
+    format: export::Format,
+    size: Option<i64>,
+    checkpoint: Option<&str>,
+    anchor: Option<&str>,
+) {
+    let _ = h.set("content-type", format.content_type());
+    if let Some(size) = size {
+        let _ = h.set(export::SIZE_HEADER, &size.to_string());
+    }
+    if let Some(note) = checkpoint {
+        let _ = h.set(export::CHECKPOINT_HEADER, &STANDARD.encode(note));
+    }
+    if let Some(note) = anchor {
+        let _ = h.set(export::ANCHOR_HEADER, &STANDARD.encode(note));
     }
 }
 

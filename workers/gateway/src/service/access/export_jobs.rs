@@ -22,27 +22,26 @@
 //! [`edgeplane_core::audit::export_job::PART_BYTES`] (R2's minimum); each is uploaded as soon
 //! as it is complete. A file smaller than one part is a single `put`.
 
-use edgeplane_core::audit::export::{ANCHOR_HEADER, CHECKPOINT_HEADER, SIZE_HEADER};
 use edgeplane_core::audit::export_job::{
     self, object_key, sql, CreateExportJob, ExportJob, ExportJobView, FileFacts, JobRow,
     PartBuffer, Phase, TooManyParts, FILE_TTL_MS, JOBS_PER_RUN, MAX_ACTIVE_PER_ORG, RUN_LEASE_MS,
 };
 use edgeplane_core::audit::{AuditAction, Event, Facts};
 use edgeplane_core::crypto::kdf::KeyPurpose;
-use edgeplane_core::crypto::signed_url::UrlError;
 use edgeplane_core::ids::AuditExportJobId;
-use edgeplane_core::{ApiError, ErrorCode};
+use edgeplane_core::ApiError;
 use edgeplane_runtime::args;
 use edgeplane_runtime::audit::commit_with_facts;
 use edgeplane_runtime::db::{Db, OrInternal, OrgBatch, Stmt};
 use serde_json::json;
 use worker::{Bucket, Env, Response};
 
-use super::audit::ExportPlan;
+use super::audit::{set_export_headers, ExportPlan};
 use crate::config::{self, Config};
 use crate::cx::Cx;
 use crate::http::ctx::{now_ms, now_secs};
 use crate::http::log;
+use crate::http::signed_url;
 
 /// The bucket the files go to: the deployment's one bucket, under `audit-exports/{org}/`.
 fn bucket(env: &Env) -> Result<Bucket, ApiError> {
@@ -154,16 +153,7 @@ pub async fn download(
     signature: &str,
 ) -> Result<Response, ApiError> {
     export_job::verify_link(&link_key(&cx.cfg), id, expires, signature, now_secs()).map_err(
-        |e| match e {
-            UrlError::Expired => ApiError::new(
-                ErrorCode::TokenExpired,
-                "the download link has expired; read the job again for a fresh one",
-            ),
-            UrlError::BadSignature => ApiError::new(
-                ErrorCode::InvalidSignature,
-                "the download link's signature is invalid",
-            ),
-        },
+        |e| signed_url::refused(e, "download link", "read the job again for a fresh one"),
     )?;
     let gone = || ApiError::not_found("audit export file");
     let job = read(cx.db(), &sql::select_by_id(), args![id.as_str()])
@@ -182,7 +172,13 @@ pub async fn download(
     let mut resp =
         Response::from_body(body.response_body().or_internal("r2 body")?).or_internal("body")?;
     let h = resp.headers_mut();
-    let _ = h.set("content-type", job.query.format.content_type());
+    set_export_headers(
+        h,
+        job.query.format,
+        file.chain_size,
+        file.checkpoint.as_deref(),
+        file.anchor.as_deref(),
+    );
     let _ = h.set(
         "content-disposition",
         &format!(
@@ -191,17 +187,6 @@ pub async fn download(
             job.query.format.name()
         ),
     );
-    use base64::Engine;
-    let b64 = base64::engine::general_purpose::STANDARD;
-    if let Some(size) = file.chain_size {
-        let _ = h.set(SIZE_HEADER, &size.to_string());
-    }
-    if let Some(note) = &file.checkpoint {
-        let _ = h.set(CHECKPOINT_HEADER, &b64.encode(note));
-    }
-    if let Some(note) = &file.anchor {
-        let _ = h.set(ANCHOR_HEADER, &b64.encode(note));
-    }
     Ok(resp)
 }
 
