@@ -67,6 +67,8 @@ audit_actions! {
     AuditExportJobCreated => "audit.export_job_created",
     /// The cron finished an export job: its file is ready, or it failed (and why).
     AuditExportJobFinished => "audit.export_job_finished",
+    /// The cron deleted a finished export job's file after its time (`ready` -> `expired`).
+    AuditExportJobExpired => "audit.export_job_expired",
 
     // Identity: users, sign-in, sessions, CLI tokens.
     UserCreated => "user.created",

@@ -346,9 +346,37 @@ async fn delete_file(env: &Env, key: &str) -> bool {
     }
 }
 
-/// The cron's record of a job's end: the row's move (guarded on `running`, so a raced end
-/// changes nothing) and `audit.export_job_finished` in one batch, by the one path for code
-/// that serves no request.
+/// The cron's record of a job's move: the row's update (guarded on `from`, so a raced move
+/// changes nothing) and its audit event (`action`) in one batch, by the one path for code that
+/// serves no request.
+async fn record_move(
+    env: &Env,
+    db: &Db,
+    job: &ExportJob,
+    from: &str,
+    update: Stmt,
+    action: AuditAction,
+    meta: serde_json::Value,
+) -> Result<(), ApiError> {
+    let stmts = vec![
+        Stmt::guard(
+            "EXISTS (SELECT 1 FROM audit_export_jobs WHERE id = ? AND state = ?)",
+            args![job.id.as_str(), from],
+            ApiError::conflict(format!("the export job is no longer {from}")),
+        ),
+        update,
+    ];
+    let event = Event::new(action, "audit_export_job", job.id.as_str())
+        .in_org(&job.org_id)
+        .meta(meta);
+    // The job's row is written unscoped here (as the cron's audit prune writes): the event
+    // names its org itself.
+    let facts = Facts::system_unscoped("cron");
+    commit_with_facts(env, db, stmts, [event], facts).await?;
+    Ok(())
+}
+
+/// A job's end (`ready` or `failed`) with `audit.export_job_finished`.
 async fn record_end(
     env: &Env,
     db: &Db,
@@ -357,26 +385,8 @@ async fn record_end(
     update: Stmt,
     meta: serde_json::Value,
 ) -> Result<(), ApiError> {
-    let stmts = vec![
-        Stmt::guard(
-            "EXISTS (SELECT 1 FROM audit_export_jobs WHERE id = ? AND state = ?)",
-            args![job.id.as_str(), from],
-            ApiError::conflict("the export job already ended"),
-        ),
-        update,
-    ];
-    let event = Event::new(
-        AuditAction::AuditExportJobFinished,
-        "audit_export_job",
-        job.id.as_str(),
-    )
-    .in_org(&job.org_id)
-    .meta(meta);
-    // The job's row is written unscoped here (as the cron's audit prune writes): the event
-    // names its org itself.
-    let facts = Facts::system_unscoped("cron");
-    commit_with_facts(env, db, stmts, [event], facts).await?;
-    Ok(())
+    let action = AuditAction::AuditExportJobFinished;
+    record_move(env, db, job, from, update, action, meta).await
 }
 
 async fn fail(env: &Env, db: &Db, job: &ExportJob, from: &str, why: &JobFailure, now: i64) {
@@ -501,13 +511,17 @@ pub async fn run_cron(env: &Env, db: &Db, now: i64) -> serde_json::Value {
         let Phase::Ready { file, .. } = &job.phase else {
             continue;
         };
-        if delete_file(env, &file.object_key).await
-            && db
-                .run_unaudited(sql::EXPIRE, args![job.id.as_str()])
-                .await
-                .is_ok()
-        {
-            expired += 1;
+        // The file first: a failed record leaves the job `ready` (its downloads already refused
+        // past its time) and the next run deletes again, harmlessly, and records it then.
+        if !delete_file(env, &file.object_key).await {
+            continue;
+        }
+        let update = Stmt::new(sql::EXPIRE, args![job.id.as_str()]);
+        let meta = json!({"state": "expired", "object_deleted": true});
+        let action = AuditAction::AuditExportJobExpired;
+        match record_move(env, db, &job, "ready", update, action, meta).await {
+            Ok(()) => expired += 1,
+            Err(e) => log::error("audit export job", &format!("{}: {}", job.id, e.message)),
         }
     }
     let mut outcomes = serde_json::Map::new();
