@@ -429,3 +429,82 @@ fn a_file_whose_end_was_never_recorded_is_deleted_when_its_job_fails() {
     assert_eq!(done["state"], "failed", "{done}");
     assert!(!r2_has(&key), "the orphaned file {key} was deleted");
 }
+
+/// `action`'s events in `org`'s chain, once the sequencer has placed at least one (an audit
+/// read syncs the chain).
+fn audited(c: &Client, org: &str, action: &str) -> Vec<Value> {
+    wait_for(action, Duration::from_secs(60), || {
+        c.get(&format!("/v1/orgs/{org}/audit-events?limit=1"))
+            .expect(200);
+        let rows = d1(
+            "SELECT actor_type, actor_id, resource_id, metadata FROM audit_events \
+             WHERE chain = ? AND action = ?",
+            &[json!(org), json!(action)],
+        );
+        (!rows.is_empty()).then_some(rows)
+    })
+}
+
+#[test]
+#[ignore = "writes the local database directly; run alone by scripts/e2e's serial phase"]
+fn downloads_are_audited_and_a_file_past_its_time_is_refused_deleted_and_expired() {
+    let owner = new_user("aej-expiry");
+    let org = org_of(&owner, "Export expiry");
+    let c = owner.client();
+    let job = c
+        .post(
+            &format!("/v1/orgs/{org}/audit-events/export-jobs"),
+            &json!({"format": "jsonl"}),
+        )
+        .expect(202)
+        .json();
+    let id = job["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/orgs/{org}/audit-events/export-jobs/{id}");
+    let ready = run_until_done(&c, &org, &id);
+    assert_eq!(ready["state"], "ready", "{ready}");
+    let url = ready["download"]["url"].as_str().unwrap().to_owned();
+    let signature = url.rsplit("signature=").next().unwrap().to_owned();
+    download(&ready);
+
+    // The download is audited by the link's holder (the anonymous actor), naming the job and
+    // never the link.
+    let downloaded = audited(&c, &org, "audit.export_downloaded");
+    assert_eq!(downloaded.len(), 1, "{downloaded:?}");
+    let d = &downloaded[0];
+    assert_eq!(d["resource_id"], id.as_str());
+    assert_eq!(
+        (d["actor_type"].as_str(), d["actor_id"].as_str()),
+        (Some("system"), Some("anonymous"))
+    );
+    let meta = d["metadata"].as_str().unwrap();
+    assert!(meta.contains(&id), "{meta}");
+    assert!(
+        !meta.contains(&signature) && !meta.contains("signature"),
+        "{meta}"
+    );
+
+    // Past the file's time, before any cron run: the link is refused and no new one is signed.
+    let key = format!("audit-exports/{org}/{id}.jsonl");
+    assert!(r2_has(&key));
+    d1(
+        "UPDATE audit_export_jobs SET file_expires_at_ms = ? WHERE id = ?",
+        &[json!(now_ms() - 1_000), json!(id)],
+    );
+    Client::anonymous().get(&url).expect_error(404, "not_found");
+    let past = c.get(&path).expect(200).json();
+    assert_eq!(past["state"], "ready", "{past}");
+    assert!(past["download"].is_null(), "{past}");
+
+    // The cron deletes the file and records the move with its event.
+    let expired = wait_for("the job expired", Duration::from_secs(120), || {
+        e2e::run_cron();
+        let j = c.get(&path).expect(200).json();
+        (j["state"] == "expired").then_some(j)
+    });
+    assert!(expired["download"].is_null(), "{expired}");
+    assert!(!r2_has(&key), "the file {key} was deleted");
+    let events = audited(&c, &org, "audit.export_job_expired");
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["resource_id"], id.as_str());
+    assert_eq!(events[0]["actor_type"], "system");
+}

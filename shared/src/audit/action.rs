@@ -69,6 +69,9 @@ audit_actions! {
     AuditExportJobFinished => "audit.export_job_finished",
     /// The cron deleted a finished export job's file after its time (`ready` -> `expired`).
     AuditExportJobExpired => "audit.export_job_expired",
+    /// A finished export job's file was downloaded through its signed link (by the link's
+    /// holder: the anonymous actor).
+    AuditExportDownloaded => "audit.export_downloaded",
 
     // Identity: users, sign-in, sessions, CLI tokens.
     UserCreated => "user.created",

@@ -304,6 +304,20 @@ impl ExportJob {
         })
     }
 
+    /// The file a download may serve at `now_ms`: a ready job's, and only before its
+    /// `file_expires_at_ms`. Past that time the file is refused (and no link is signed) even
+    /// before the cron has deleted it and marked the job `expired`.
+    pub fn downloadable_file(&self, now_ms: i64) -> Option<&FileFacts> {
+        match &self.phase {
+            Phase::Ready {
+                file,
+                file_expires_at_ms,
+                ..
+            } if now_ms < *file_expires_at_ms => Some(file),
+            _ => None,
+        }
+    }
+
     /// The API's view; `download` is the signed link, given only for a ready job.
     pub fn view(&self, download: Option<DownloadLink>) -> ExportJobView {
         let mut v = ExportJobView {
@@ -704,6 +718,14 @@ mod tests {
         let v = job.view(Some(link.clone()));
         assert_eq!((v.events, v.bytes, v.parts), (Some(5), Some(900), Some(1)));
         assert_eq!(v.download, Some(link));
+        // Downloadable while ready and before its file's time, not after (cron or no cron).
+        let expires_at = 3_000 + FILE_TTL_MS;
+        assert!(job.downloadable_file(expires_at - 1).is_some());
+        assert!(job.downloadable_file(expires_at).is_none());
+        assert!(ExportJob::from_row(row("queued"))
+            .unwrap()
+            .downloadable_file(0)
+            .is_none());
         let failed = JobRow {
             finished_at_ms: Some(3_000),
             error: Some("r2: boom".into()),

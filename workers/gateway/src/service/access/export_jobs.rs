@@ -121,7 +121,7 @@ pub async fn create(cx: &Cx<'_>, body: CreateExportJob) -> Result<ExportJobView,
 }
 
 /// One of the org's jobs (another org's is the same 404 as a missing one); a ready job comes
-/// with a fresh download link.
+/// with a fresh download link until its file's time has passed.
 pub async fn get(cx: &Cx<'_>, id: &AuditExportJobId) -> Result<ExportJobView, ApiError> {
     let org = &cx.org()?.org_id;
     let job = read(
@@ -131,21 +131,18 @@ pub async fn get(cx: &Cx<'_>, id: &AuditExportJobId) -> Result<ExportJobView, Ap
     )
     .await?
     .ok_or_else(|| ApiError::not_found("audit export job"))?;
-    let link = match job.phase {
-        Phase::Ready { .. } => Some(export_job::sign_link(
-            &link_key(&cx.cfg),
-            &cx.cfg.issuer,
-            &job.id,
-            now_secs(),
-        )),
-        _ => None,
-    };
+    let link = job
+        .downloadable_file(now_ms())
+        .map(|_| export_job::sign_link(&link_key(&cx.cfg), &cx.cfg.issuer, &job.id, now_secs()));
     Ok(job.view(link))
 }
 
 /// The file of a ready job, for whoever holds its signed link: the signature and expiry are
-/// checked (constant time) before anything is read, then the object streams from R2 with the
-/// checkpoint and anchor in the streaming export's headers.
+/// checked (constant time) before anything is read; a file past its time is refused even before
+/// the cron deletes it. Each served download is audited (`audit.export_downloaded`, in the
+/// job's org, by the anonymous actor: the link is the only authority; its metadata names the
+/// job, never the link), then the object streams from R2 with the checkpoint and anchor in the
+/// streaming export's headers.
 pub async fn download(
     cx: &Cx<'_>,
     id: &AuditExportJobId,
@@ -159,9 +156,7 @@ pub async fn download(
     let job = read(cx.db(), &sql::select_by_id(), args![id.as_str()])
         .await?
         .ok_or_else(gone)?;
-    let Phase::Ready { file, .. } = &job.phase else {
-        return Err(gone());
-    };
+    let file = job.downloadable_file(now_ms()).ok_or_else(gone)?;
     let obj = bucket(cx.env)?
         .get(&file.object_key)
         .execute()
@@ -169,6 +164,14 @@ pub async fn download(
         .or_internal("r2 get")?
         .ok_or_else(gone)?;
     let body = obj.body().ok_or_else(gone)?;
+    let event = Event::new(
+        AuditAction::AuditExportDownloaded,
+        "audit_export_job",
+        job.id.as_str(),
+    )
+    .in_org(&job.org_id)
+    .meta(json!({"job": job.id.as_str(), "format": job.query.format.name(), "bytes": file.bytes}));
+    cx.commit(Vec::<Stmt>::new(), [event]).await?;
     let mut resp =
         Response::from_body(body.response_body().or_internal("r2 body")?).or_internal("body")?;
     let h = resp.headers_mut();
