@@ -508,3 +508,43 @@ fn downloads_are_audited_and_a_file_past_its_time_is_refused_deleted_and_expired
     assert_eq!(events[0]["resource_id"], id.as_str());
     assert_eq!(events[0]["actor_type"], "system");
 }
+
+#[test]
+#[ignore = "writes the local database directly; run alone by scripts/e2e's serial phase"]
+fn a_queued_job_whose_row_cannot_be_read_is_failed_not_skipped_forever() {
+    let owner = new_user("aej-corrupt");
+    let org = org_of(&owner, "Corrupt row");
+    let c = owner.client();
+    let job = c
+        .post(
+            &format!("/v1/orgs/{org}/audit-events/export-jobs"),
+            &json!({"format": "jsonl"}),
+        )
+        .expect(202)
+        .json();
+    let id = job["id"].as_str().unwrap().to_owned();
+    // Filters that no longer parse: the cron can never run this job.
+    d1(
+        "UPDATE audit_export_jobs SET filters = 'not json' WHERE id = ?",
+        &[json!(id)],
+    );
+    let failed = wait_for(
+        "the unreadable job failed",
+        Duration::from_secs(120),
+        || {
+            e2e::run_cron();
+            let rows = d1(
+                "SELECT state, error FROM audit_export_jobs WHERE id = ?",
+                &[json!(id)],
+            );
+            (rows[0]["state"] == "failed").then(|| rows[0].clone())
+        },
+    );
+    assert!(
+        failed["error"].as_str().unwrap().contains("cannot be read"),
+        "{failed}"
+    );
+    let finished = audited(&c, &org, "audit.export_job_finished");
+    assert_eq!(finished.len(), 1, "{finished:?}");
+    assert_eq!(finished[0]["resource_id"], id.as_str());
+}

@@ -41,7 +41,8 @@ pub const FILE_TTL_MS: i64 = 24 * 3600 * 1000;
 pub const RUN_LEASE_MS: i64 = 30 * 60 * 1000;
 /// Jobs an org may have queued or running at once: each costs a cron run's time.
 pub const MAX_ACTIVE_PER_ORG: i64 = 3;
-/// Jobs one cron run works on, oldest first; the rest wait for the next run.
+/// Jobs one cron run works on: each org's oldest queued job, oldest first, at most one per org
+/// (so one org's queue never holds back another's); the rest wait for the next run.
 pub const JOBS_PER_RUN: i64 = 2;
 
 /// A job's state, as the API shows it and the row stores it.
@@ -554,11 +555,14 @@ pub mod sql {
         format!("SELECT {COLUMNS} FROM audit_export_jobs WHERE id = ?")
     }
 
-    /// The oldest queued jobs: `[limit]`.
+    /// The next queued jobs: each org's oldest (ties by id), oldest first, at most one per
+    /// org: `[limit]`.
     pub fn select_queued() -> String {
         format!(
-            "SELECT {COLUMNS} FROM audit_export_jobs WHERE state = 'queued' \
-             ORDER BY created_at_ms LIMIT ?"
+            "SELECT {COLUMNS} FROM audit_export_jobs AS j WHERE state = 'queued' \
+             AND id = (SELECT q.id FROM audit_export_jobs AS q WHERE q.org_id = j.org_id \
+             AND q.state = 'queued' ORDER BY q.created_at_ms, q.id LIMIT 1) \
+             ORDER BY created_at_ms, id LIMIT ?"
         )
     }
 
@@ -862,6 +866,49 @@ mod tests {
         // An empty export is still one (empty) file.
         let end = PartBuffer::with_part_size(10).finish().unwrap();
         assert_eq!(end.last, Some((1, Vec::new())));
+    }
+
+    /// The cron's pick against the real schema: each org's oldest queued job, oldest first,
+    /// one per org, so an org with a long queue holds back no one.
+    #[test]
+    fn the_cron_picks_one_queued_job_per_org_oldest_first() {
+        use crate::store::testing::MemSql;
+        use crate::store::SqlExec;
+
+        let db = MemSql::with_d1_schema();
+        for org in ["org_a", "org_b", "org_c"] {
+            db.exec(
+                "INSERT INTO orgs (id, slug, name, created_at_ms) VALUES (?, ?, ?, 0)",
+                &[org.into(), org.into(), org.into()],
+            )
+            .unwrap();
+        }
+        // org_a queued three jobs first; org_b one later; org_c one, but it is running.
+        let jobs = [
+            ("aex_a1", "org_a", 10, "queued"),
+            ("aex_a2", "org_a", 11, "queued"),
+            ("aex_a3", "org_a", 12, "queued"),
+            ("aex_b1", "org_b", 20, "queued"),
+            ("aex_c1", "org_c", 5, "running"),
+        ];
+        for (id, org, at, state) in jobs {
+            db.exec(
+                "INSERT INTO audit_export_jobs (id, org_id, format, filters, state, created_by, \
+                 created_at_ms) VALUES (?, ?, 'jsonl', '{}', ?, 'usr_1', ?)",
+                &[id.into(), org.into(), state.into(), i64::from(at).into()],
+            )
+            .unwrap();
+        }
+        let picked = |limit: i64| -> Vec<String> {
+            db.query(&sql::select_queued(), &[limit.into()])
+                .unwrap()
+                .iter()
+                .map(|r| r.get::<String>(0).unwrap())
+                .collect()
+        };
+        assert_eq!(picked(2), ["aex_a1", "aex_b1"]);
+        assert_eq!(picked(10), ["aex_a1", "aex_b1"]);
+        assert_eq!(picked(1), ["aex_a1"]);
     }
 
     #[test]

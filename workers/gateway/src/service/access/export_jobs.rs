@@ -402,6 +402,44 @@ async fn fail(env: &Env, db: &Db, job: &ExportJob, from: &str, why: &JobFailure,
     }
 }
 
+/// Fails a queued job whose row cannot be read (its filters or id no longer parse), by its
+/// raw id, with `audit.export_job_finished` in the same batch, guarded on `queued`.
+async fn fail_unreadable(
+    env: &Env,
+    db: &Db,
+    row: &JobRow,
+    why: &export_job::RowError,
+    now: i64,
+) -> &'static str {
+    log::error("audit export job row", &format!("{}: {why}", row.id));
+    let reason = "the job's stored row cannot be read";
+    let stmts = vec![
+        Stmt::guard(
+            "EXISTS (SELECT 1 FROM audit_export_jobs WHERE id = ? AND state = 'queued')",
+            args![row.id.as_str()],
+            ApiError::conflict("the export job is no longer queued"),
+        ),
+        Stmt::new(sql::FAIL, args![now, reason, row.id.as_str()]),
+    ];
+    let event = Event::new(
+        AuditAction::AuditExportJobFinished,
+        "audit_export_job",
+        row.id.as_str(),
+    )
+    .in_org(&row.org_id)
+    .meta(json!({"state": "failed", "error": reason}));
+    match commit_with_facts(env, db, stmts, [event], Facts::system_unscoped("cron")).await {
+        Ok(_) => "failed",
+        Err(e) => {
+            log::error(
+                "audit export job",
+                &format!("{}: {}", row.id, ApiError::from(e).message),
+            );
+            "error"
+        }
+    }
+}
+
 /// Claims a queued job and runs it to `ready` or `failed`.
 async fn run_job(env: &Env, db: &Db, cfg: &Config, job: ExportJob) -> &'static str {
     let started = now_ms();
@@ -528,9 +566,20 @@ pub async fn run_cron(env: &Env, db: &Db, now: i64) -> serde_json::Value {
         }
     }
     let mut outcomes = serde_json::Map::new();
-    for job in list(sql::select_queued(), JOBS_PER_RUN).await {
-        let id = job.id.to_string();
-        let outcome = run_job(env, db, &cfg, job).await;
+    let queued: Vec<JobRow> = match db.all(&sql::select_queued(), args![JOBS_PER_RUN]).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            log::error("audit export jobs", &e.message);
+            Vec::new()
+        }
+    };
+    for row in queued {
+        let id = row.id.clone();
+        let outcome = match ExportJob::from_row(row.clone()) {
+            Ok(job) => run_job(env, db, &cfg, job).await,
+            // Skipping it would leave it first in its org's queue forever: fail it by id.
+            Err(e) => fail_unreadable(env, db, &row, &e, now).await,
+        };
         outcomes.insert(id, outcome.into());
     }
     json!({"ok": true, "interrupted": interrupted, "expired": expired, "jobs": outcomes})
