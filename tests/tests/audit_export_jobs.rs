@@ -547,4 +547,10 @@ fn a_queued_job_whose_row_cannot_be_read_is_failed_not_skipped_forever() {
     let finished = audited(&c, &org, "audit.export_job_finished");
     assert_eq!(finished.len(), 1, "{finished:?}");
     assert_eq!(finished[0]["resource_id"], id.as_str());
+    // The cron recorded its run before the jobs, then added their outcome to that record.
+    let recorded = d1(
+        "SELECT COUNT(*) AS n FROM cron_runs WHERE json_extract(tasks, ?) = 'failed'",
+        &[json!(format!("$.audit_export_jobs.jobs.{id}"))],
+    );
+    assert_eq!(recorded[0]["n"], 1, "{recorded:?}");
 }

@@ -275,13 +275,11 @@ pub async fn run(env: &Env, cron: &str) {
         "prune_audit_chains".into(),
         prune_audit_chains(env, &db, started).await,
     );
-    // After the chains are sequenced, so a job's snapshot holds what was committed before it.
-    tasks.insert(
-        "audit_export_jobs".into(),
-        crate::service::access::export_jobs::run_cron(env, &db, started).await,
-    );
-
+    // The run is recorded (and logged) before the export jobs: a job is the one task that may
+    // use up the invocation's CPU limit, and an isolate killed there must not take the record
+    // of everything else this run did with it.
     let finished = now_ms();
+    tasks.insert("audit_export_jobs".into(), json!({"pending": true}));
     let record = db
         .run_unaudited(
             "INSERT INTO cron_runs (id, cron, started_at_ms, finished_at_ms, tasks) \
@@ -301,5 +299,23 @@ pub async fn run(env: &Env, cron: &str) {
     log::info(
         "cron run",
         json!({"cron": cron, "tasks": tasks, "duration_ms": finished - started}),
+    );
+
+    // After the chains are sequenced, so a job's snapshot holds what was committed before it.
+    let exports = crate::service::access::export_jobs::run_cron(env, &db, started).await;
+    let done = now_ms();
+    let updated = db
+        .run_unaudited(
+            "UPDATE cron_runs SET tasks = json_set(tasks, '$.audit_export_jobs', json(?)) \
+             WHERE id = ?",
+            args![exports.to_string(), &run_id],
+        )
+        .await;
+    if updated.is_err() {
+        log::error("cron", "could not record the export jobs' outcome");
+    }
+    log::info(
+        "cron export jobs",
+        json!({"cron": cron, "audit_export_jobs": exports, "duration_ms": done - finished}),
     );
 }
