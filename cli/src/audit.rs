@@ -277,7 +277,15 @@ fn export_job_cmd(
         let v = ctx
             .api
             .get(&ctx.org_path(&format!("/audit-events/export-jobs/{id}"))?)?;
-        match v["state"].as_str().unwrap_or_default() {
+        let state = v["state"].as_str().unwrap_or_default();
+        if !known_job_state(state) {
+            pb.finish_and_clear();
+            // A state this CLI does not know would otherwise be polled forever.
+            return Err(CliError::network(format!(
+                "the export job {id} is in a state this CLI does not know: {state:?}"
+            )));
+        }
+        match state {
             "ready" => break v,
             state @ ("failed" | "expired") => {
                 pb.finish_and_clear();
@@ -333,6 +341,11 @@ fn export_job_cmd(
         ),
     );
     Ok(())
+}
+
+/// Whether `state` is one an export job can be in (`edgeplane_core`'s `JobState` names).
+fn known_job_state(state: &str) -> bool {
+    serde_json::from_value::<edgeplane_core::audit::export_job::JobState>(json!(state)).is_ok()
 }
 
 fn export_cmd(
@@ -593,5 +606,21 @@ fn verify(
             report.first_broken_seq.unwrap_or(0),
             report.reason.unwrap_or_default()
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_job_states_are_polled() {
+        for s in ["queued", "running", "ready", "failed", "expired"] {
+            assert!(known_job_state(s), "{s}");
+        }
+        // Anything else ends the poll with an error instead of waiting forever.
+        for s in ["", "paused", "READY", "done"] {
+            assert!(!known_job_state(s), "{s}");
+        }
     }
 }
