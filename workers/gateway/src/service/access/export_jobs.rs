@@ -23,7 +23,7 @@
 //! as it is complete. A file smaller than one part is a single `put`.
 
 use edgeplane_core::audit::export_job::{
-    self, object_key, sql, CreateExportJob, ExportJob, ExportJobView, FileFacts, JobRow,
+    self, object_key, sql, CreateExportJob, ExportJob, ExportJobView, FileFacts, JobRow, JobState,
     PartBuffer, Phase, TooManyParts, FILE_TTL_MS, JOBS_PER_RUN, MAX_ACTIVE_PER_ORG, RUN_LEASE_MS,
 };
 use edgeplane_core::audit::{AuditAction, Event, Facts};
@@ -483,8 +483,17 @@ async fn run_job(env: &Env, db: &Db, cfg: &Config, job: ExportJob) -> &'static s
                 Err(e) => {
                     // No `ready` row points at the file: nothing would ever delete it. The job
                     // stays `running` and a later run fails it (deleting again, harmlessly).
+                    // Unless the batch did land and only its answer was lost: then the row is
+                    // `ready`, and its file must stay.
                     log::error("audit export job", &format!("{}: {}", job.id, e.message));
-                    delete_file(env, &file.object_key).await;
+                    let landed = read(db, &sql::select_by_id(), args![job.id.as_str()])
+                        .await
+                        .ok()
+                        .flatten()
+                        .is_some_and(|j| j.phase.state() == JobState::Ready);
+                    if !landed {
+                        delete_file(env, &file.object_key).await;
+                    }
                     "error"
                 }
             }
