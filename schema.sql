@@ -113,6 +113,34 @@ CREATE TABLE audit_anchors (
   created_at_ms INTEGER NOT NULL
 );
 
+-- Audit export jobs, written to R2 by the cron (`audit::export_job`).
+CREATE TABLE audit_export_jobs (
+  id               TEXT PRIMARY KEY,
+  org_id           TEXT NOT NULL REFERENCES orgs(id) ON DELETE CASCADE,
+  format           TEXT NOT NULL CHECK (format IN ('jsonl', 'csv')),
+  filters          TEXT NOT NULL,
+  state            TEXT NOT NULL CHECK (state IN ('queued', 'running', 'ready', 'failed', 'expired')),
+  created_by       TEXT NOT NULL,
+  created_at_ms    INTEGER NOT NULL,
+  started_at_ms    INTEGER,
+  finished_at_ms   INTEGER,
+  object_key       TEXT,
+  upload_id        TEXT,
+  events           INTEGER,
+  bytes            INTEGER,
+  parts            INTEGER,
+  chain_size       INTEGER,
+  checkpoint       TEXT,
+  anchor           TEXT,
+  file_expires_at_ms INTEGER,
+  error            TEXT
+);
+
+-- The cron's work list (oldest queued first, stale running, files past their time) and the
+-- per-org cap on jobs waiting or running.
+CREATE INDEX audit_export_jobs_by_state ON audit_export_jobs (state, created_at_ms);
+CREATE INDEX audit_export_jobs_by_org ON audit_export_jobs (org_id, state);
+
 -- Guard rows live only inside a batch (inserted and deleted by it); the CHECK aborts the batch.
 CREATE TABLE batch_guards (
   ok INTEGER NOT NULL CHECK (ok = 1)

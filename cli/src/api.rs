@@ -212,13 +212,40 @@ impl Api {
 }
 
 /// Sends a request that carries its own credential (or none): the answer when it succeeded,
-/// else the server's refusal as a [`CliError`].
+/// else the server's refusal as a [`CliError`]. Such a request's URL may be its credential (a
+/// signed link: `…&signature=…`), so a transport error is reported without it.
 pub fn send_plain(req: RequestBuilder) -> Result<Response> {
-    let r = req.send().map_err(CliError::network)?;
+    let r = req.send().map_err(|e| CliError::network(e.without_url()))?;
     if r.status().is_success() {
         Ok(r)
     } else {
         Err(answer_error(r))
+    }
+}
+
+/// A response body whose read errors never name the request's URL: reqwest's errors print it,
+/// query string and all, and a signed link's query string is its credential.
+pub struct WithoutUrl<R>(pub R);
+
+impl<R: Read> Read for WithoutUrl<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf).map_err(io_without_url)
+    }
+}
+
+/// `e` with the URL of any reqwest error inside it dropped.
+pub fn io_without_url(e: std::io::Error) -> std::io::Error {
+    let kind = e.kind();
+    if !e.get_ref().is_some_and(|r| r.is::<reqwest::Error>()) {
+        return e;
+    }
+    match e
+        .into_inner()
+        .map(|inner| inner.downcast::<reqwest::Error>())
+    {
+        Some(Ok(re)) => std::io::Error::new(kind, re.without_url()),
+        Some(Err(other)) => std::io::Error::new(kind, other),
+        None => std::io::Error::from(kind),
     }
 }
 
@@ -268,4 +295,55 @@ pub fn token_answer(v: &Value) -> Result<Credentials> {
         expires_at: now_secs() + v["expires_in"].as_i64().unwrap_or(900),
         scope: v["scope"].as_str().unwrap_or_default().to_owned(),
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// A request to a closed local port fails in transport; reqwest's own error text names the
+    /// URL, so this is what a signed link's failure would print.
+    fn failed_link() -> reqwest::Error {
+        Client::new()
+            .get("http://127.0.0.1:1/v1/audit-export-jobs/aex_x/download?expires=1&signature=c2VjcmV0")
+            .timeout(Duration::from_secs(5))
+            .send()
+            .unwrap_err()
+    }
+
+    #[test]
+    fn a_failed_signed_request_does_not_print_its_link() {
+        // The premise: reqwest's error does carry the link.
+        assert!(failed_link().to_string().contains("signature="));
+        let req = Client::new().get(
+            "http://127.0.0.1:1/v1/audit-export-jobs/aex_x/download?expires=1&signature=c2VjcmV0",
+        );
+        let err = send_plain(req).map(|_| ()).unwrap_err().to_string();
+        assert!(!err.contains("signature="), "{err}");
+        assert!(!err.contains("c2VjcmV0"), "{err}");
+    }
+
+    #[test]
+    fn a_broken_body_read_does_not_print_its_link() {
+        let io = std::io::Error::other(failed_link());
+        assert!(io.to_string().contains("signature="));
+        let stripped = io_without_url(io);
+        assert!(!stripped.to_string().contains("signature="), "{stripped}");
+        let mut r = WithoutUrl(FailingRead);
+        let mut buf = [0u8; 4];
+        let e = r.read(&mut buf).unwrap_err();
+        assert!(!e.to_string().contains("signature="), "{e}");
+        // Other errors pass through unchanged.
+        let plain = io_without_url(std::io::Error::other("disk full"));
+        assert_eq!(plain.to_string(), "disk full");
+    }
+
+    struct FailingRead;
+
+    impl Read for FailingRead {
+        fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+            Err(std::io::Error::other(failed_link()))
+        }
+    }
 }

@@ -1,4 +1,5 @@
-//! `audit list`, `audit export`, `audit verify`.
+//! `audit list`, `audit export` (streamed, or `--job`: written by the server in the
+//! background and downloaded through a short-lived link), `audit verify`.
 //!
 //! `verify` decides locally: it recomputes every link of an exported chain with
 //! `edgeplane_core::audit::ChainVerifier` (the code the server's own sequencer and verifier
@@ -62,9 +63,23 @@ pub enum AuditCmd {
         /// Only events at or after this instant (RFC 3339). A partial export does not verify.
         #[arg(long)]
         since: Option<String>,
+        /// Only events at or before this instant (RFC 3339).
+        #[arg(long)]
+        until: Option<String>,
         /// Write to FILE instead of stdout.
         #[arg(short = 'o', long)]
         output: Option<PathBuf>,
+        /// For long logs: the server writes the export to storage in the background (an export
+        /// job), this command waits for it, downloads the file through the job's short-lived
+        /// link to FILE (with FILE.checkpoint and FILE.anchor) and, for a whole-chain jsonl
+        /// export, verifies it as `audit verify FILE` does, printing that verdict. A csv or
+        /// time-narrowed (--since/--until) file is downloaded and reported as not verified
+        /// (`"verified": false`). Needs -o.
+        #[arg(long, requires = "output")]
+        job: bool,
+        /// Seconds between polls of the job.
+        #[arg(long, default_value_t = 5, requires = "job")]
+        interval: u64,
     },
     /// Verify a chain and its signed checkpoint locally: a jsonl export FILE (with
     /// FILE.checkpoint, or --checkpoint, or else the server's newest checkpoint), or, without
@@ -128,8 +143,14 @@ pub fn run(ctx: &Ctx, cmd: AuditCmd) -> Result<()> {
         AuditCmd::Export {
             format,
             since,
+            until,
             output,
-        } => export_cmd(ctx, &format, since, output),
+            job,
+            interval,
+        } => match (job, output) {
+            (true, Some(path)) => export_job_cmd(ctx, &format, since, until, &path, interval),
+            (_, output) => export_cmd(ctx, &format, since, until, output),
+        },
         AuditCmd::Verify {
             file,
             checkpoint,
@@ -151,11 +172,15 @@ fn start_export(
     ctx: &Ctx,
     format: &str,
     since: Option<&str>,
+    until: Option<&str>,
 ) -> Result<(reqwest::blocking::Response, ExportNotes)> {
     let mut q = form_urlencoded::Serializer::new(String::new());
     q.append_pair("format", format);
     if let Some(s) = since {
         q.append_pair("since", s);
+    }
+    if let Some(u) = until {
+        q.append_pair("until", u);
     }
     let url = ctx.api.url(&format!(
         "{}?{}",
@@ -163,6 +188,13 @@ fn start_export(
         q.finish()
     ));
     let r = ctx.api.send(|c| c.get(&url))?;
+    let notes = notes_of(&r);
+    Ok((r, notes))
+}
+
+/// The signed notes an export answer carries in its headers (the stream's and a job's
+/// download alike).
+fn notes_of(r: &reqwest::blocking::Response) -> ExportNotes {
     let note = |header: &str| {
         r.headers()
             .get(header)
@@ -170,11 +202,10 @@ fn start_export(
             .and_then(|b| STANDARD.decode(b).ok())
             .and_then(|b| String::from_utf8(b).ok())
     };
-    let notes = ExportNotes {
+    ExportNotes {
         checkpoint: note(CHECKPOINT_HEADER),
         anchor: note(ANCHOR_HEADER),
-    };
-    Ok((r, notes))
+    }
 }
 
 fn bar() -> ProgressBar {
@@ -190,34 +221,145 @@ fn bar() -> ProgressBar {
     pb
 }
 
+/// Writes an export answer's body to `path` (through `path.partial`, so only a complete export
+/// takes the name) and its signed notes beside it; answers the bytes and line ends copied.
+fn save_export(reader: &mut impl Read, path: &Path, notes: &ExportNotes) -> Result<(u64, u64)> {
+    let io = |e: std::io::Error| CliError::usage(format!("writing the export: {e}"));
+    let tmp = path.with_extension("partial");
+    let mut w = BufWriter::new(File::create(&tmp).map_err(io)?);
+    let counted = copy_counting(reader, &mut w)?;
+    w.flush().map_err(io)?;
+    drop(w);
+    std::fs::rename(&tmp, path).map_err(io)?;
+    if let Some(n) = &notes.checkpoint {
+        std::fs::write(checkpoint_path(path), n).map_err(io)?;
+    }
+    if let Some(a) = &notes.anchor {
+        std::fs::write(anchor_path(path), a).map_err(io)?;
+    }
+    Ok(counted)
+}
+
+/// `audit export --job`: creates an export job, follows it until the cron has written its
+/// file, downloads the file through the job's signed link (no bearer: the link is the
+/// authority), then verifies it with the code `audit verify` runs.
+fn export_job_cmd(
+    ctx: &Ctx,
+    format: &str,
+    since: Option<String>,
+    until: Option<String>,
+    path: &Path,
+    interval: u64,
+) -> Result<()> {
+    // Only a whole-chain jsonl export verifies offline: from the genesis (or the anchor) up to
+    // the checkpoint. A csv file, or one narrowed by time, is downloaded and not verified, and
+    // the CLI says so (exit 0, `"verified": false`).
+    let verifiable = format == "jsonl" && since.is_none() && until.is_none();
+    let mut body = json!({ "format": format });
+    if let Some(s) = since {
+        body["since"] = s.into();
+    }
+    if let Some(u) = until {
+        body["until"] = u.into();
+    }
+    let created = ctx
+        .api
+        .post(&ctx.org_path("/audit-events/export-jobs")?, &body)?;
+    let id = created["id"]
+        .as_str()
+        .ok_or_else(|| CliError::network("the export job answer has no id"))?
+        .to_owned();
+    let pb = bar();
+    let job = loop {
+        crate::interrupt::check(&format!(
+            "the export job {id} goes on on the server; the file is kept for a day"
+        ))?;
+        let v = ctx
+            .api
+            .get(&ctx.org_path(&format!("/audit-events/export-jobs/{id}"))?)?;
+        let state = v["state"].as_str().unwrap_or_default();
+        if !known_job_state(state) {
+            pb.finish_and_clear();
+            // A state this CLI does not know would otherwise be polled forever.
+            return Err(CliError::network(format!(
+                "the export job {id} is in a state this CLI does not know: {state:?}"
+            )));
+        }
+        match state {
+            "ready" => break v,
+            state @ ("failed" | "expired") => {
+                pb.finish_and_clear();
+                if ctx.out.json {
+                    ctx.out.raw(&v);
+                }
+                return Err(CliError::Server {
+                    status: 200,
+                    code: format!("export_job_{state}"),
+                    message: v["error"]
+                        .as_str()
+                        .unwrap_or("the export job's file is no longer kept")
+                        .to_owned(),
+                    request_id: None,
+                });
+            }
+            state => {
+                pb.set_message(format!("export job {id} {state}"));
+                std::thread::sleep(std::time::Duration::from_secs(interval.max(1)));
+            }
+        }
+    };
+    let url = job["download"]["url"]
+        .as_str()
+        .ok_or_else(|| CliError::network("a ready export job came without its download link"))?;
+    let r = crate::api::send_plain(ctx.api.client().get(url))?;
+    let notes = notes_of(&r);
+    pb.set_message("downloading");
+    let (bytes, _) = save_export(&mut pb.wrap_read(crate::api::WithoutUrl(r)), path, &notes)?;
+    pb.finish_and_clear();
+    if verifiable {
+        return verify(ctx, Some(path.to_owned()), None, None, None);
+    }
+    let why = if format == "jsonl" {
+        "it is narrowed by time (--since/--until), not the whole chain"
+    } else {
+        "only a jsonl export verifies"
+    };
+    let v = json!({
+        "file": path,
+        "format": format,
+        "job": id,
+        "events": job["events"],
+        "bytes": bytes,
+        "verified": false,
+        "not_verified_because": why,
+    });
+    ctx.out.done(
+        &v,
+        &format!(
+            "Downloaded the export job's file ({bytes} bytes) to {}. It was NOT verified: {why}.",
+            path.display()
+        ),
+    );
+    Ok(())
+}
+
+/// Whether `state` is one an export job can be in (`edgeplane_core`'s `JobState` names).
+fn known_job_state(state: &str) -> bool {
+    serde_json::from_value::<edgeplane_core::audit::export_job::JobState>(json!(state)).is_ok()
+}
+
 fn export_cmd(
     ctx: &Ctx,
     format: &str,
     since: Option<String>,
+    until: Option<String>,
     output: Option<PathBuf>,
 ) -> Result<()> {
-    let (r, notes) = start_export(ctx, format, since.as_deref())?;
-    let note = notes.checkpoint;
+    let (r, notes) = start_export(ctx, format, since.as_deref(), until.as_deref())?;
     let pb = bar();
     let mut reader = pb.wrap_read(r);
-    let io = |e: std::io::Error| CliError::usage(format!("writing the export: {e}"));
     let (bytes, lines) = match &output {
-        Some(path) => {
-            let tmp = path.with_extension("partial");
-            let mut w = BufWriter::new(File::create(&tmp).map_err(io)?);
-            let counted = copy_counting(&mut reader, &mut w)?;
-            w.flush().map_err(io)?;
-            drop(w);
-            // Only a complete export takes the name (an interrupted one stays .partial).
-            std::fs::rename(&tmp, path).map_err(io)?;
-            if let Some(n) = &note {
-                std::fs::write(checkpoint_path(path), n).map_err(io)?;
-            }
-            if let Some(a) = &notes.anchor {
-                std::fs::write(anchor_path(path), a).map_err(io)?;
-            }
-            counted
-        }
+        Some(path) => save_export(&mut reader, path, &notes)?,
         None => {
             let stdout = std::io::stdout();
             let mut w = stdout.lock();
@@ -236,7 +378,7 @@ fn export_cmd(
             "format": format,
             "events": events,
             "bytes": bytes,
-            "checkpoint": note.as_ref().map(|_| checkpoint_path(&path)),
+            "checkpoint": notes.checkpoint.as_ref().map(|_| checkpoint_path(&path)),
             "anchor": notes.anchor.as_ref().map(|_| anchor_path(&path)),
         });
         ctx.out.done(
@@ -360,7 +502,7 @@ fn verify(
                 )
             }
             None => {
-                let (r, notes) = start_export(ctx, "jsonl", None)?;
+                let (r, notes) = start_export(ctx, "jsonl", None, None)?;
                 let note = match &checkpoint {
                     Some(p) => Some(read_note(p)?),
                     None => notes.checkpoint,
@@ -464,5 +606,21 @@ fn verify(
             report.first_broken_seq.unwrap_or(0),
             report.reason.unwrap_or_default()
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_job_states_are_polled() {
+        for s in ["queued", "running", "ready", "failed", "expired"] {
+            assert!(known_job_state(s), "{s}");
+        }
+        // Anything else ends the poll with an error instead of waiting forever.
+        for s in ["", "paused", "READY", "done"] {
+            assert!(!known_job_state(s), "{s}");
+        }
     }
 }

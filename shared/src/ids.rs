@@ -148,6 +148,7 @@ typed_ids! {
     ReviewId => "rev", "review";
     DeliveryRowId => "whd", "webhook delivery";
     AuditEventId => "aud", "audit event";
+    AuditExportJobId => "aex", "audit export job";
 }
 
 #[cfg(test)]

@@ -1581,3 +1581,97 @@ fn ctrl_c_during_simulate_revokes_the_unfinished_devices_and_a_rerun_completes_t
         watched.stdout
     );
 }
+
+/// `audit export --job`: the CLI creates a job, follows it while the cron writes the file,
+/// downloads it through the job's link and verifies it with `audit verify`'s code.
+#[test]
+fn an_export_job_is_followed_downloaded_and_verified() {
+    let (_s, org_id, cli) = owner_with_org("cli-audit-job");
+    let file = cli.dir.join("job.jsonl");
+    let f = file.to_str().unwrap();
+    let mut child = cli
+        .command(&[
+            "audit",
+            "export",
+            "--job",
+            "--interval",
+            "1",
+            "-o",
+            f,
+            "--json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The job runs at the next cron run: run the cron until the CLI is done.
+    e2e::wait_for(
+        "the CLI to finish",
+        std::time::Duration::from_secs(300),
+        || {
+            if let Some(status) = child.try_wait().unwrap() {
+                return Some(status);
+            }
+            e2e::run_cron();
+            None
+        },
+    );
+    let run: Run = child.wait_with_output().unwrap().into();
+    let verdict = run.ok().json();
+    assert_eq!(verdict["valid"], true, "{verdict}");
+    assert_eq!(verdict["source"], f);
+    let size = verdict["checkpoint"]["size"].as_i64().unwrap();
+    assert_eq!(verdict["events_checked"], size);
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(text.lines().count() as i64, size);
+    let first: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(first["chain"], org_id.as_str());
+    assert!(cli.dir.join("job.jsonl.checkpoint").exists());
+    // --job needs a file to write.
+    let r = cli.run(&["audit", "export", "--job"]);
+    assert_ne!(r.code, 0);
+}
+
+/// A csv (or time-narrowed) job's file does not verify offline: `--job` downloads it and says
+/// so plainly, instead of failing after the download.
+#[test]
+fn a_csv_export_job_is_downloaded_and_reported_unverified() {
+    let (_s, _org_id, cli) = owner_with_org("cli-audit-job-csv");
+    let file = cli.dir.join("job.csv");
+    let f = file.to_str().unwrap();
+    let mut child = cli
+        .command(&[
+            "audit",
+            "export",
+            "--job",
+            "--format",
+            "csv",
+            "--interval",
+            "1",
+            "-o",
+            f,
+            "--json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    e2e::wait_for(
+        "the CLI to finish",
+        std::time::Duration::from_secs(300),
+        || {
+            if let Some(status) = child.try_wait().unwrap() {
+                return Some(status);
+            }
+            e2e::run_cron();
+            None
+        },
+    );
+    let run: Run = child.wait_with_output().unwrap().into();
+    let done = run.ok().json();
+    assert_eq!(done["verified"], false, "{done}");
+    assert_eq!(done["format"], "csv", "{done}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.starts_with("seq,id,chain,org_id,"), "{text}");
+    assert_eq!(done["bytes"].as_u64().unwrap(), text.len() as u64);
+}

@@ -63,6 +63,15 @@ audit_actions! {
     AuditRetentionChanged => "audit.retention_changed",
     /// The cron deleted events older than the org's retention, after signing an anchor.
     AuditPruned => "audit.pruned",
+    /// Someone asked for an export to be written to R2 in the background (format, filters).
+    AuditExportJobCreated => "audit.export_job_created",
+    /// The cron finished an export job: its file is ready, or it failed (and why).
+    AuditExportJobFinished => "audit.export_job_finished",
+    /// The cron deleted a finished export job's file after its time (`ready` -> `expired`).
+    AuditExportJobExpired => "audit.export_job_expired",
+    /// A finished export job's file was downloaded through its signed link (by the link's
+    /// holder: the anonymous actor).
+    AuditExportDownloaded => "audit.export_downloaded",
 
     // Identity: users, sign-in, sessions, CLI tokens.
     UserCreated => "user.created",

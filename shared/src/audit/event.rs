@@ -112,6 +112,18 @@ impl Facts {
             request_id: None,
         }
     }
+
+    /// The facts of a system change whose writes belong to no org's batch (the audit tables,
+    /// an export job's row written by the cron): each event names its org itself (`in_org`).
+    pub fn system_unscoped(component: &str) -> Self {
+        Self {
+            actor: Actor::system(component),
+            org_id: None,
+            ip: None,
+            user_agent: None,
+            request_id: None,
+        }
+    }
 }
 
 #[cfg(test)]

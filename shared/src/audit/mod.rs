@@ -10,6 +10,7 @@ pub mod chain;
 pub mod checkpoint;
 pub mod event;
 pub mod export;
+pub mod export_job;
 pub mod retention;
 pub mod sequencer;
 pub mod sql;

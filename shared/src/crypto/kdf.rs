@@ -23,6 +23,8 @@ pub enum KeyPurpose {
     AuditCheckpoints,
     /// Binding the console's CSRF tokens to a session (HMAC of the session id).
     ConsoleCsrf,
+    /// Signing short-lived download links (a finished audit export job's file).
+    DownloadUrls,
 }
 
 impl KeyPurpose {
@@ -37,6 +39,7 @@ impl KeyPurpose {
             KeyPurpose::SignInFlows => "edgeplane/v1/hmac/sign-in-flows".into(),
             KeyPurpose::AuditCheckpoints => "edgeplane/v1/audit-checkpoints/ed25519/1".into(),
             KeyPurpose::ConsoleCsrf => "edgeplane/v1/hmac/console-csrf".into(),
+            KeyPurpose::DownloadUrls => "edgeplane/v1/hmac/download-urls".into(),
         }
     }
 }

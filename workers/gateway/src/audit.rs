@@ -27,6 +27,7 @@ use edgeplane_runtime::audit::poke;
 pub use edgeplane_runtime::audit::sync;
 use edgeplane_runtime::db::{Db, DbError, Stmt, Writes};
 
+use crate::config::Config;
 use crate::cx::Cx;
 use crate::http::ctx::now_ms;
 use crate::http::log;
@@ -89,8 +90,13 @@ pub fn signer(root: &RootSecret) -> Rc<CheckpointSigner> {
 
 /// The verifier of `chain`'s checkpoints at this deployment.
 pub fn verifier(cx: &Cx<'_>, chain: &str) -> Result<NoteVerifier, ApiError> {
-    signer(&cx.cfg.root)
-        .verifier(&origin(&cx.cfg.issuer, chain))
+    verifier_for(&cx.cfg, chain)
+}
+
+/// [`verifier`] for code that serves no request (the cron's export jobs).
+pub fn verifier_for(cfg: &Config, chain: &str) -> Result<NoteVerifier, ApiError> {
+    signer(&cfg.root)
+        .verifier(&origin(&cfg.issuer, chain))
         .map_err(|_| ApiError::internal())
 }
 
@@ -115,14 +121,18 @@ impl Latest {
 
 /// The newest stored checkpoint of `chain`, its signature checked.
 pub async fn latest_checkpoint(cx: &Cx<'_>, chain: &str) -> Result<Latest, ApiError> {
-    let rows = cx
-        .db()
+    latest_checkpoint_in(cx.db(), &cx.cfg, chain).await
+}
+
+/// [`latest_checkpoint`] for code that serves no request (the cron's export jobs).
+pub async fn latest_checkpoint_in(db: &Db, cfg: &Config, chain: &str) -> Result<Latest, ApiError> {
+    let rows = db
         .rows(audit_sql::LATEST_CHECKPOINT, vec![chain.into()])
         .await?;
     let Some((size, note)) = audit_sql::latest_from_rows(&rows).map_err(corrupt)? else {
         return Ok(Latest::None);
     };
-    let v = verifier(cx, chain)?;
+    let v = verifier_for(cfg, chain)?;
     match v.open(&note) {
         Ok(cp) => {
             let head = ChainHead {

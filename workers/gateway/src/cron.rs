@@ -13,7 +13,7 @@ use crate::http::log;
 use edgeplane_core::audit::checkpoint::{origin, CheckpointError};
 use edgeplane_core::audit::retention::{self, Anchor, PruneError, RetentionDays};
 use edgeplane_core::audit::sql as audit_sql;
-use edgeplane_core::audit::{Actor, AuditAction, Event, Facts};
+use edgeplane_core::audit::{AuditAction, Event, Facts};
 use edgeplane_core::store::StoreError;
 use edgeplane_core::ApiError;
 use edgeplane_runtime::args;
@@ -188,13 +188,7 @@ async fn prune_chain(
         }));
     // The audit tables are not an org's rows (no org_id to bind): the writes are unscoped, and
     // the event names its org itself.
-    let facts = Facts {
-        actor: Actor::system("cron"),
-        org_id: None,
-        ip: None,
-        user_agent: None,
-        request_id: None,
-    };
+    let facts = Facts::system_unscoped("cron");
     commit_with_facts(env, db, stmts, [event], facts)
         .await
         .map_err(db_failure)?;
@@ -281,8 +275,11 @@ pub async fn run(env: &Env, cron: &str) {
         "prune_audit_chains".into(),
         prune_audit_chains(env, &db, started).await,
     );
-
+    // The run is recorded (and logged) before the export jobs: a job is the one task that may
+    // use up the invocation's CPU limit, and an isolate killed there must not take the record
+    // of everything else this run did with it.
     let finished = now_ms();
+    tasks.insert("audit_export_jobs".into(), json!({"pending": true}));
     let record = db
         .run_unaudited(
             "INSERT INTO cron_runs (id, cron, started_at_ms, finished_at_ms, tasks) \
@@ -302,5 +299,23 @@ pub async fn run(env: &Env, cron: &str) {
     log::info(
         "cron run",
         json!({"cron": cron, "tasks": tasks, "duration_ms": finished - started}),
+    );
+
+    // After the chains are sequenced, so a job's snapshot holds what was committed before it.
+    let exports = crate::service::access::export_jobs::run_cron(env, &db, started).await;
+    let done = now_ms();
+    let updated = db
+        .run_unaudited(
+            "UPDATE cron_runs SET tasks = json_set(tasks, '$.audit_export_jobs', json(?)) \
+             WHERE id = ?",
+            args![exports.to_string(), &run_id],
+        )
+        .await;
+    if updated.is_err() {
+        log::error("cron", "could not record the export jobs' outcome");
+    }
+    log::info(
+        "cron export jobs",
+        json!({"cron": cron, "audit_export_jobs": exports, "duration_ms": done - finished}),
     );
 }

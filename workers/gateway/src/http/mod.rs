@@ -4,5 +4,6 @@ pub mod body;
 pub mod ctx;
 pub mod log;
 pub mod respond;
+pub mod signed_url;
 
 pub use ctx::RequestCtx;

@@ -30,6 +30,9 @@ pub enum Id {
     ListAuditEvents,
     VerifyAuditChain,
     ExportAuditEvents,
+    CreateAuditExportJob,
+    GetAuditExportJob,
+    DownloadAuditExport,
 }
 
 const fn r(id: Id) -> RouteId {
@@ -151,6 +154,29 @@ pub const ROUTES: &[Route] = &[
         BodyLimit::NONE,
         Access::Org(Action::ReadAudit),
     ),
+    // The same rule as the streaming export: a job is an export, written to R2 by the cron.
+    route(
+        r(Id::CreateAuditExportJob),
+        Post,
+        "/v1/orgs/{org}/audit-events/export-jobs",
+        BodyLimit::SMALL,
+        Access::Org(Action::ReadAudit),
+    ),
+    route(
+        r(Id::GetAuditExportJob),
+        Get,
+        "/v1/orgs/{org}/audit-events/export-jobs/{job}",
+        BodyLimit::NONE,
+        Access::Org(Action::ReadAudit),
+    ),
+    // The signed link is the authority (like a presigned object-store URL): no bearer needed.
+    route(
+        r(Id::DownloadAuditExport),
+        Get,
+        "/v1/audit-export-jobs/{job}/download",
+        BodyLimit::NONE,
+        Access::SelfAuthenticated,
+    ),
 ];
 
 pub async fn handle(id: Id, cx: &mut Cx<'_>) -> HttpResult {
@@ -170,5 +196,8 @@ pub async fn handle(id: Id, cx: &mut Cx<'_>) -> HttpResult {
         Id::ListAuditEvents => audit::list(cx).await,
         Id::VerifyAuditChain => audit::verify(cx).await,
         Id::ExportAuditEvents => audit::export(cx).await,
+        Id::CreateAuditExportJob => audit::create_job(cx).await,
+        Id::GetAuditExportJob => audit::get_job(cx).await,
+        Id::DownloadAuditExport => audit::download_job(cx).await,
     }
 }

@@ -2,7 +2,7 @@
 //! offers -> join -> plan -> upload (initiate, PUT parts to signed URLs, complete).
 
 use edgeplane_core::crypto::kdf::KeyPurpose;
-use edgeplane_core::fl::upload_url::{self, UrlError, PART_URL_TTL_SECONDS};
+use edgeplane_core::fl::upload_url::{self, PART_URL_TTL_SECONDS};
 use edgeplane_core::fl::validate::UpdateMeta;
 use edgeplane_core::{ApiError, ErrorCode};
 use edgeplane_runtime::args;
@@ -13,6 +13,7 @@ use crate::clients::round::RoundClient;
 use crate::cx::Cx;
 use crate::http::ctx::{now_ms, now_secs};
 use crate::http::respond::{self, HttpResult};
+use crate::http::signed_url::{self, signed_query};
 use crate::service::federation::corrupt;
 use crate::service::federation::ingest::{self, StoredPart};
 use crate::service::federation::rounds::{
@@ -243,39 +244,17 @@ pub async fn put_part(cx: &mut Cx<'_>) -> HttpResult {
         .param("part")?
         .parse()
         .map_err(|_| ApiError::not_found("upload part"))?;
-    let expires: i64 = query(cx, "expires")?
-        .and_then(|e| e.parse().ok())
-        .ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::InvalidSignature,
-                "the part URL is missing its expiry",
-            )
-        })?;
-    let signature = query(cx, "signature")?.ok_or_else(|| {
-        ApiError::new(
-            ErrorCode::InvalidSignature,
-            "the part URL is missing its signature",
-        )
-    })?;
+    let link = signed_query(cx, "part URL")?;
     upload_url::verify(
         &upload_key(cx),
         round_id.as_str(),
         upload_id.as_str(),
         part,
-        expires,
-        &signature,
+        link.expires,
+        &link.signature,
         now_secs(),
     )
-    .map_err(|e| match e {
-        UrlError::Expired => ApiError::new(
-            ErrorCode::TokenExpired,
-            "the part URL has expired; initiate again",
-        ),
-        UrlError::BadSignature => ApiError::new(
-            ErrorCode::InvalidSignature,
-            "the part URL signature is invalid",
-        ),
-    })?;
+    .map_err(|e| signed_url::refused(e, "part URL", "initiate again"))?;
     let round = RoundClient::for_round(cx.env, &round_id)?;
     let req = PartRequest {
         upload_id: upload_id.clone(),

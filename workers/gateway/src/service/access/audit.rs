@@ -21,6 +21,7 @@ use serde_json::json;
 use worker::Response;
 
 use crate::audit::{self, Latest};
+use crate::config::Config;
 use crate::cx::Cx;
 use crate::http::log;
 
@@ -180,6 +181,130 @@ pub async fn verify(cx: &Cx<'_>, kept: Option<&str>) -> Result<AuditVerifyView, 
     })
 }
 
+/// What an export covers, decided once at its start: the chain, the query, and the snapshot —
+/// the newest checkpoint after a sync (its size is where the export stops) and the anchor of a
+/// pruned prefix (whose size it starts after). The streaming export and the export jobs both
+/// read through [`ExportPlan::page`], so a job's file holds the bytes the stream would send.
+#[derive(Clone)]
+pub struct ExportPlan {
+    chain: String,
+    pub format: export::Format,
+    page_sql: String,
+    filter_args: Vec<QueryArg>,
+    /// The chain size the export stops at; `None` when the stored checkpoint is forged (all
+    /// that is stored is exported, and the holder's verification fails on the checkpoint).
+    pub size: Option<i64>,
+    /// The signed checkpoint note at `size`.
+    pub checkpoint: Option<String>,
+    /// The signed anchor of the pruned prefix, sent as stored (a forged one fails the holder's
+    /// verification on its signature).
+    pub anchor: Option<String>,
+    /// The seq the first page starts after.
+    pub start: i64,
+}
+
+/// One page of an export: its bytes (the first page's start with the preamble) and where the
+/// next page starts, `None` after the last.
+pub struct ExportPage {
+    pub bytes: Vec<u8>,
+    pub events: usize,
+    pub next_after: Option<i64>,
+}
+
+impl ExportPlan {
+    /// Syncs `chain`'s sequencer and takes the snapshot the export of `q` covers.
+    pub async fn take(
+        env: &worker::Env,
+        db: &Db,
+        cfg: &Config,
+        chain: &str,
+        q: &ExportQuery,
+    ) -> Result<Self, ApiError> {
+        audit::sync(env, chain).await;
+        let (size, checkpoint) = match audit::latest_checkpoint_in(db, cfg, chain).await? {
+            Latest::Verified(view, head) => (Some(head.seq), Some(view.note)),
+            Latest::None => (Some(0), None),
+            Latest::Forged { .. } => (None, None),
+        };
+        let anchor = audit::anchor_note(db, chain).await?;
+        let start = match &anchor {
+            Some(note) => retention::verifier_from(&audit::verifier_for(cfg, chain)?, Some(note))
+                .next_seq()
+                .saturating_sub(1),
+            None => 0,
+        };
+        let (page_sql, filter_args) = q.page_sql();
+        Ok(Self {
+            chain: chain.to_owned(),
+            format: q.format,
+            page_sql,
+            filter_args,
+            size,
+            checkpoint,
+            anchor,
+            start,
+        })
+    }
+
+    /// The page of events after `after` (one D1 read of [`export::PAGE`] events), encoded.
+    pub async fn page(&self, db: &Db, after: i64) -> Result<ExportPage, ApiError> {
+        let mut args: Vec<Val> = vec![self.chain.as_str().into()];
+        args.extend([after.into(), self.size.unwrap_or(i64::MAX).into()]);
+        args.extend(self.filter_args.iter().cloned().map(val));
+        let rows = db.rows(&self.page_sql, args).await?;
+        let page = events(&rows)?;
+        let mut bytes = if after == self.start {
+            export::preamble(self.format)
+        } else {
+            Vec::new()
+        };
+        for e in &page {
+            bytes.extend_from_slice(export::line(self.format, e).as_bytes());
+        }
+        let next_after = match page.last() {
+            Some(last) if page.len() as i64 == export::PAGE => Some(last.seq),
+            _ => None,
+        };
+        Ok(ExportPage {
+            bytes,
+            events: page.len(),
+            next_after,
+        })
+    }
+
+    /// The export's headers: its format, the size it stops at, its checkpoint and anchor.
+    pub fn set_headers(&self, h: &worker::Headers) {
+        set_export_headers(
+            h,
+            self.format,
+            self.size,
+            self.checkpoint.as_deref(),
+            self.anchor.as_deref(),
+        );
+    }
+}
+
+/// An export's headers, for the stream and for an export job's download alike: its format,
+/// the size it stops at, its checkpoint and anchor (base64 notes).
+pub fn set_export_headers(
+    h: &worker::Headers,
+    format: export::Format,
+    size: Option<i64>,
+    checkpoint: Option<&str>,
+    anchor: Option<&str>,
+) {
+    let _ = h.set("content-type", format.content_type());
+    if let Some(size) = size {
+        let _ = h.set(export::SIZE_HEADER, &size.to_string());
+    }
+    if let Some(note) = checkpoint {
+        let _ = h.set(export::CHECKPOINT_HEADER, &STANDARD.encode(note));
+    }
+    if let Some(note) = anchor {
+        let _ = h.set(export::ANCHOR_HEADER, &STANDARD.encode(note));
+    }
+}
+
 /// The org's chain as an export (`jsonl` or `csv`, see [`edgeplane_core::audit::export`]),
 /// narrowed by the audit query's filters, streamed: one D1 read of [`export::PAGE`] events per
 /// chunk, so memory stays bounded however long the chain is. The export is itself audited
@@ -193,71 +318,28 @@ pub async fn export(cx: &Cx<'_>, q: ExportQuery) -> Result<Response, ApiError> {
         "filters": q.filters(),
     }));
     cx.commit(Vec::<Stmt>::new(), [event]).await?;
-    audit::sync(cx.env, &chain).await;
-    let (size, note) = match audit::latest_checkpoint(cx, &chain).await? {
-        Latest::Verified(view, head) => (head.seq, Some(view.note)),
-        Latest::None => (0, None),
-        // Export what is stored; the holder's own verification then fails on the checkpoint.
-        Latest::Forged { .. } => (i64::MAX, None),
-    };
-    // A pruned chain's export starts after its anchor, which goes out with it. A forged anchor
-    // is sent as stored: the holder's verification then fails on its signature.
-    let anchor = audit::anchor_note(cx.db(), &chain).await?;
-    let start = match &anchor {
-        Some(note) => retention::verifier_from(&audit::verifier(cx, &chain)?, Some(note))
-            .next_seq()
-            .saturating_sub(1),
-        None => 0,
-    };
+    let plan = ExportPlan::take(cx.env, cx.db(), &cx.cfg, &chain, &q).await?;
     let env = cx.env.clone();
-    let format = q.format;
-    let (page_sql, filter_args) = q.page_sql();
-    let first = export::preamble(format);
+    let headers = plan.clone();
     // State: the seq the next page starts after; `None` once the last page went out.
-    let pages = futures_util::stream::unfold(Some((start, first)), move |state| {
+    let pages = futures_util::stream::unfold(Some(plan.start), move |state| {
         let env = env.clone();
-        let page_sql = page_sql.clone();
-        let filter_args = filter_args.clone();
-        let mut args: Vec<Val> = vec![chain.as_str().into()];
+        let plan = plan.clone();
         async move {
-            let (after, mut chunk) = state?;
+            let after = state?;
             // A fresh retry budget per page: a long export is many short reads.
             let db = match Db::from_env(&env) {
                 Ok(db) => db,
                 Err(_) => return Some((Err(stream_error("d1 binding")), None)),
             };
-            args.extend([after.into(), size.into()]);
-            args.extend(filter_args.into_iter().map(val));
-            let rows = match db.rows(&page_sql, args).await {
-                Ok(rows) => rows,
-                Err(e) => return Some((Err(stream_error(&format!("{e:?}"))), None)),
-            };
-            let page = match events(&rows) {
-                Ok(p) => p,
-                Err(_) => return Some((Err(stream_error("corrupt audit row")), None)),
-            };
-            for e in &page {
-                chunk.extend_from_slice(export::line(format, e).as_bytes());
+            match plan.page(&db, after).await {
+                Ok(page) => Some((Ok(page.bytes), page.next_after)),
+                Err(e) => Some((Err(stream_error(&e.message)), None)),
             }
-            let next = match page.last() {
-                Some(last) if page.len() as i64 == export::PAGE => Some((last.seq, Vec::new())),
-                _ => None,
-            };
-            Some((Ok(chunk), next))
         }
     });
     let mut resp = Response::from_stream(pages).or_internal("stream response")?;
-    let h = resp.headers_mut();
-    let _ = h.set("content-type", format.content_type());
-    if size != i64::MAX {
-        let _ = h.set(export::SIZE_HEADER, &size.to_string());
-    }
-    if let Some(note) = note {
-        let _ = h.set(export::CHECKPOINT_HEADER, &STANDARD.encode(note));
-    }
-    if let Some(note) = anchor {
-        let _ = h.set(export::ANCHOR_HEADER, &STANDARD.encode(note));
-    }
+    headers.set_headers(resp.headers_mut());
     Ok(resp)
 }
 

@@ -3,6 +3,7 @@
 
 pub mod api_keys;
 pub mod audit;
+pub mod export_jobs;
 pub mod invitations;
 pub mod members;
 
