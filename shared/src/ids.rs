@@ -148,6 +148,7 @@ typed_ids! {
     ReviewId => "rev", "review";
     DeliveryRowId => "whd", "webhook delivery";
     AuditEventId => "aud", "audit event";
+    ScimGroupId => "scg", "group";
 }
 
 #[cfg(test)]
