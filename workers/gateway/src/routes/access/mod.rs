@@ -6,6 +6,7 @@ mod api_keys;
 mod audit;
 mod invitations;
 mod members;
+mod scim_mapping;
 
 use edgeplane_core::auth::Action;
 use edgeplane_core::http::{BodyLimit, Method::*};
@@ -30,6 +31,8 @@ pub enum Id {
     ListAuditEvents,
     VerifyAuditChain,
     ExportAuditEvents,
+    GetScimGroupRoles,
+    PutScimGroupRoles,
 }
 
 const fn r(id: Id) -> RouteId {
@@ -42,6 +45,7 @@ const INVITATIONS: &str = "/v1/orgs/{org}/invitations";
 const INVITATION: &str = "/v1/orgs/{org}/invitations/{invitation}";
 const KEYS: &str = "/v1/orgs/{org}/api-keys";
 const KEY: &str = "/v1/orgs/{org}/api-keys/{key}";
+const SCIM_GROUP_ROLES: &str = "/v1/orgs/{org}/scim/group-roles";
 const KEY_ROTATE: &str = "/v1/orgs/{org}/api-keys/{key}/rotate";
 
 pub const ROUTES: &[Route] = &[
@@ -151,6 +155,21 @@ pub const ROUTES: &[Route] = &[
         BodyLimit::NONE,
         Access::Org(Action::ReadAudit),
     ),
+    // Owners only: the mapping decides which IdP groups make admins.
+    route(
+        r(Id::GetScimGroupRoles),
+        Get,
+        SCIM_GROUP_ROLES,
+        BodyLimit::NONE,
+        Access::Org(Action::ManageScimMapping),
+    ),
+    route(
+        r(Id::PutScimGroupRoles),
+        Put,
+        SCIM_GROUP_ROLES,
+        BodyLimit::SMALL,
+        Access::Org(Action::ManageScimMapping),
+    ),
 ];
 
 pub async fn handle(id: Id, cx: &mut Cx<'_>) -> HttpResult {
@@ -170,5 +189,7 @@ pub async fn handle(id: Id, cx: &mut Cx<'_>) -> HttpResult {
         Id::ListAuditEvents => audit::list(cx).await,
         Id::VerifyAuditChain => audit::verify(cx).await,
         Id::ExportAuditEvents => audit::export(cx).await,
+        Id::GetScimGroupRoles => scim_mapping::get(cx).await,
+        Id::PutScimGroupRoles => scim_mapping::put(cx).await,
     }
 }

@@ -1,0 +1,365 @@
+//! SCIM Groups: an org's directory groups and their members (the org's SCIM users), which
+//! decide roles through the owner's mapping (`edgeplane_core::scim::roles`). Every change
+//! re-applies the mapping in its own batch.
+
+use edgeplane_core::audit::{AuditAction, Event};
+use edgeplane_core::ids::{OrgId, ScimGroupId};
+use edgeplane_core::scim::filter;
+use edgeplane_core::scim::list::{self, ListQuery};
+use edgeplane_core::scim::patch::{self, GroupEdit};
+use edgeplane_core::scim::resource::{GroupAttr, GroupFields, GroupRecord};
+use edgeplane_core::scim::ScimError;
+use edgeplane_core::ApiError;
+use edgeplane_runtime::args;
+use edgeplane_runtime::db::{OrgBatch, Val};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{db_error, sync_roles, Count};
+use crate::authn;
+use crate::cx::Cx;
+use crate::http::ctx::now_ms;
+
+/// Most members a group's answer lists. An IdP manages membership by PATCH and never needs the
+/// whole list back; the cap keeps one answer's memory bounded whatever the group's size.
+const MAX_MEMBERS_SHOWN: i64 = 10_000;
+
+#[derive(Deserialize)]
+struct Row {
+    id: String,
+    display_name: String,
+    external_id: Option<String>,
+    created_at_ms: i64,
+    updated_at_ms: i64,
+}
+
+#[derive(Deserialize)]
+struct MemberRow {
+    group_id: String,
+    user_id: String,
+    user_name: String,
+}
+
+const COLUMNS: &str = "g.id, g.display_name, g.external_id, g.created_at_ms, g.updated_at_ms";
+
+/// The members of `groups` (with their userName), in one read.
+async fn members_of(
+    cx: &Cx<'_>,
+    org: &OrgId,
+    groups: &[String],
+) -> Result<Vec<MemberRow>, ScimError> {
+    if groups.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids = serde_json::to_string(groups).map_err(|_| ScimError::internal())?;
+    Ok(cx
+        .db()
+        .all(
+            "SELECT m.group_id, m.user_id, s.user_name FROM scim_group_members m \
+             JOIN scim_users s ON s.org_id = m.org_id AND s.user_id = m.user_id \
+             WHERE m.org_id = ? AND m.group_id IN (SELECT value FROM json_each(?)) \
+             ORDER BY m.group_id, s.user_name LIMIT ?",
+            args![org.as_str(), ids, MAX_MEMBERS_SHOWN],
+        )
+        .await?)
+}
+
+fn records(rows: Vec<Row>, members: Vec<MemberRow>) -> Vec<GroupRecord> {
+    rows.into_iter()
+        .map(|r| GroupRecord {
+            members: members
+                .iter()
+                .filter(|m| m.group_id == r.id)
+                .map(|m| (m.user_id.clone(), m.user_name.clone()))
+                .collect(),
+            id: r.id,
+            display_name: r.display_name,
+            external_id: r.external_id,
+            created_at_ms: r.created_at_ms,
+            updated_at_ms: r.updated_at_ms,
+        })
+        .collect()
+}
+
+pub async fn get(
+    cx: &Cx<'_>,
+    org: &OrgId,
+    group: &ScimGroupId,
+    base: &str,
+) -> Result<Value, ScimError> {
+    let row: Row = cx
+        .db()
+        .first(
+            &format!("SELECT {COLUMNS} FROM scim_groups g WHERE g.org_id = ? AND g.id = ?"),
+            args![org.as_str(), group.as_str()],
+        )
+        .await?
+        .ok_or_else(|| ScimError::not_found("group"))?;
+    let members = members_of(cx, org, std::slice::from_ref(&row.id)).await?;
+    records(vec![row], members)
+        .pop()
+        .map(|g| g.to_json(base))
+        .ok_or_else(ScimError::internal)
+}
+
+pub async fn list(cx: &Cx<'_>, org: &OrgId, q: &ListQuery, base: &str) -> Result<Value, ScimError> {
+    let mut args: Vec<Val> = args![org.as_str()];
+    let cond = match &q.filter {
+        Some(f) => {
+            let c = filter::parse::<GroupAttr>(f)?.to_sql()?;
+            args.extend(c.args);
+            c.sql
+        }
+        None => "1".to_owned(),
+    };
+    let total = cx
+        .db()
+        .first::<Count>(
+            &format!("SELECT COUNT(*) AS n FROM scim_groups g WHERE g.org_id = ? AND {cond}"),
+            args.clone(),
+        )
+        .await?
+        .map_or(0, |c| c.n);
+    let rows: Vec<Row> = if q.count == 0 {
+        Vec::new()
+    } else {
+        args.extend(args![i64::from(q.count), q.offset()]);
+        cx.db()
+            .all(
+                &format!(
+                    "SELECT {COLUMNS} FROM scim_groups g WHERE g.org_id = ? AND {cond} \
+                     ORDER BY g.created_at_ms, g.id LIMIT ? OFFSET ?"
+                ),
+                args,
+            )
+            .await?
+    };
+    let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+    let members = members_of(cx, org, &ids).await?;
+    let resources = records(rows, members)
+        .iter()
+        .map(|g| g.to_json(base))
+        .collect();
+    Ok(list::response(
+        total.max(0) as u64,
+        q.start_index,
+        resources,
+    ))
+}
+
+/// Every named member is a SCIM user of this org (checked inside the batch): a group never
+/// reaches another org's people, and an unknown id is the client's mistake, not a silent drop.
+fn members_exist(batch: OrgBatch, org: &OrgId, ids: &str) -> OrgBatch {
+    batch.guard(
+        "NOT EXISTS (SELECT 1 FROM json_each(?) WHERE value NOT IN \
+         (SELECT user_id FROM scim_users WHERE org_id = ?))",
+        args![ids, org.as_str()],
+        ApiError::validation("every member must be a user provisioned in this org"),
+    )
+}
+
+fn add_members(
+    batch: OrgBatch,
+    org: &OrgId,
+    group: &str,
+    members: &[String],
+) -> Result<OrgBatch, ScimError> {
+    if members.is_empty() {
+        return Ok(batch);
+    }
+    let ids = serde_json::to_string(members).map_err(|_| ScimError::internal())?;
+    Ok(members_exist(batch, org, &ids).insert_select(
+        "scim_group_members",
+        &["group_id", "user_id"],
+        "?, value FROM json_each(?) WHERE value NOT IN \
+         (SELECT user_id FROM scim_group_members WHERE group_id = ?)",
+        args![group, ids, group],
+    ))
+}
+
+fn remove_members(batch: OrgBatch, group: &str, members: &[String]) -> Result<OrgBatch, ScimError> {
+    let ids = serde_json::to_string(members).map_err(|_| ScimError::internal())?;
+    Ok(batch.delete(
+        "scim_group_members",
+        "group_id = ? AND user_id IN (SELECT value FROM json_each(?))",
+        args![group, ids],
+    ))
+}
+
+fn remove_all_members(batch: OrgBatch, group: &str) -> OrgBatch {
+    batch.delete("scim_group_members", "group_id = ?", args![group])
+}
+
+/// Commits a group change with its role sync, then drops this isolate's cached memberships of
+/// the org (the change may have moved several roles).
+async fn commit(cx: &Cx<'_>, org: &OrgId, batch: OrgBatch, event: Event) -> Result<(), ScimError> {
+    let batch = sync_roles(batch, org);
+    cx.commit(batch.into_stmts(), [event.in_org(org.as_str())])
+        .await
+        .map_err(|e| {
+            if e.is_unique_in("scim_groups") {
+                ScimError::uniqueness("a group with this displayName exists in this org")
+            } else {
+                db_error(e)
+            }
+        })?;
+    authn::forget_org_memberships(org.as_str());
+    Ok(())
+}
+
+/// `POST /Groups`.
+pub async fn create(
+    cx: &Cx<'_>,
+    org: &OrgId,
+    body: &Value,
+    base: &str,
+) -> Result<Value, ScimError> {
+    let f = GroupFields::from_json(body)?;
+    let now = now_ms();
+    let id = ScimGroupId::generate(now)?;
+    let batch = OrgBatch::new(org.as_str()).insert(
+        "scim_groups",
+        &[
+            "id",
+            "display_name",
+            "external_id",
+            "created_at_ms",
+            "updated_at_ms",
+        ],
+        args![
+            id.as_str(),
+            &f.display_name,
+            f.external_id.clone(),
+            now,
+            now
+        ],
+    );
+    let batch = add_members(batch, org, id.as_str(), &f.members)?;
+    let event = Event::new(AuditAction::ScimGroupCreated, "scim_group", id.as_str())
+        .meta(json!({"display_name": f.display_name, "members_added": f.members}));
+    commit(cx, org, batch, event).await?;
+    get(cx, org, &id, base).await
+}
+
+async fn exists(cx: &Cx<'_>, org: &OrgId, group: &ScimGroupId) -> Result<String, ScimError> {
+    #[derive(Deserialize)]
+    struct Name {
+        display_name: String,
+    }
+    cx.db()
+        .first::<Name>(
+            "SELECT display_name FROM scim_groups WHERE org_id = ? AND id = ?",
+            args![org.as_str(), group.as_str()],
+        )
+        .await?
+        .map(|n| n.display_name)
+        .ok_or_else(|| ScimError::not_found("group"))
+}
+
+fn touch(batch: OrgBatch, group: &str, now: i64) -> OrgBatch {
+    batch.update(
+        "scim_groups",
+        "updated_at_ms = ?",
+        args![now],
+        "id = ?",
+        args![group],
+    )
+}
+
+/// `PUT /Groups/{id}`: name, externalId and the whole member list.
+pub async fn replace(
+    cx: &Cx<'_>,
+    org: &OrgId,
+    group: &ScimGroupId,
+    body: &Value,
+    base: &str,
+) -> Result<Value, ScimError> {
+    let f = GroupFields::from_json(body)?;
+    exists(cx, org, group).await?;
+    let g = group.as_str();
+    let batch = OrgBatch::new(org.as_str()).update(
+        "scim_groups",
+        "display_name = ?, external_id = ?, updated_at_ms = ?",
+        args![&f.display_name, f.external_id.clone(), now_ms()],
+        "id = ?",
+        args![g],
+    );
+    let batch = add_members(remove_all_members(batch, g), org, g, &f.members)?;
+    let event = Event::new(AuditAction::ScimGroupUpdated, "scim_group", g)
+        .meta(json!({"display_name": f.display_name, "members_replaced": f.members}));
+    commit(cx, org, batch, event).await?;
+    get(cx, org, group, base).await
+}
+
+/// `PATCH /Groups/{id}`: the edits in the order the PATCH gave them, in one batch.
+pub async fn patch(
+    cx: &Cx<'_>,
+    org: &OrgId,
+    group: &ScimGroupId,
+    body: &Value,
+    base: &str,
+) -> Result<Value, ScimError> {
+    let edits = patch::group_edits(&patch::parse(body)?)?;
+    exists(cx, org, group).await?;
+    let g = group.as_str();
+    let mut batch = touch(OrgBatch::new(org.as_str()), g, now_ms());
+    let mut summary = Vec::with_capacity(edits.len());
+    for edit in &edits {
+        batch = match edit {
+            GroupEdit::SetDisplayName(n) => {
+                summary.push(json!({"display_name": n}));
+                batch.update(
+                    "scim_groups",
+                    "display_name = ?",
+                    args![n],
+                    "id = ?",
+                    args![g],
+                )
+            }
+            GroupEdit::SetExternalId(x) => {
+                summary.push(json!({"external_id": x}));
+                batch.update(
+                    "scim_groups",
+                    "external_id = ?",
+                    args![x.clone()],
+                    "id = ?",
+                    args![g],
+                )
+            }
+            GroupEdit::AddMembers(ids) => {
+                summary.push(json!({"members_added": ids}));
+                add_members(batch, org, g, ids)?
+            }
+            GroupEdit::RemoveMembers(ids) => {
+                summary.push(json!({"members_removed": ids}));
+                remove_members(batch, g, ids)?
+            }
+            GroupEdit::ReplaceMembers(ids) => {
+                summary.push(json!({"members_replaced": ids}));
+                add_members(remove_all_members(batch, g), org, g, ids)?
+            }
+            GroupEdit::RemoveAllMembers => {
+                summary.push(json!({"members_removed": "all"}));
+                remove_all_members(batch, g)
+            }
+        };
+    }
+    let event =
+        Event::new(AuditAction::ScimGroupUpdated, "scim_group", g).meta(json!({"edits": summary}));
+    commit(cx, org, batch, event).await?;
+    get(cx, org, group, base).await
+}
+
+/// `DELETE /Groups/{id}`: the group and its memberships; roles follow.
+pub async fn delete(cx: &Cx<'_>, org: &OrgId, group: &ScimGroupId) -> Result<(), ScimError> {
+    let name = exists(cx, org, group).await?;
+    let g = group.as_str();
+    let batch = remove_all_members(OrgBatch::new(org.as_str()), g).delete(
+        "scim_groups",
+        "id = ?",
+        args![g],
+    );
+    let event = Event::new(AuditAction::ScimGroupDeleted, "scim_group", g)
+        .meta(json!({"display_name": name}));
+    commit(cx, org, batch, event).await
+}
