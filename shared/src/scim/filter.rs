@@ -550,9 +550,40 @@ mod tests {
         /// Whatever a client sends, parsing answers a filter or `invalidFilter`, never panics.
         #[test]
         fn parsing_never_panics(s in "\\PC{0,80}") {
-            if let Err(e) = parse::<T>(&s).and_then(|f| f.to_sql()) {
-                proptest::prop_assert_eq!(e.scim_type, Some(ScimType::InvalidFilter));
+            match parse::<T>(&s).and_then(|f| f.to_sql()) {
+                // Every placeholder has its bound value.
+                Ok(c) => proptest::prop_assert_eq!(c.sql.matches('?').count(), c.args.len()),
+                Err(e) => proptest::prop_assert_eq!(e.scim_type, Some(ScimType::InvalidFilter)),
             }
+        }
+
+        /// Filters built from the grammar's own pieces parse, and bind what they compare.
+        #[test]
+        fn generated_filters_parse(
+            terms in proptest::collection::vec(
+                (0usize..4, 0usize..6, "[a-z@. ]{0,8}", proptest::bool::ANY), 1..6),
+            joins in proptest::collection::vec(proptest::bool::ANY, 5),
+        ) {
+            let attrs = ["userName", "externalId", "members.value", "active"];
+            let ops = ["eq", "ne", "co", "sw", "ew", "pr"];
+            let mut text = String::new();
+            for (i, (a, o, v, b)) in terms.iter().enumerate() {
+                if i > 0 {
+                    text.push_str(if joins[i - 1] { " and " } else { " or " });
+                }
+                let attr = attrs[*a];
+                let op = if attr == "active" { ["eq", "ne", "pr"][*o % 3] } else { ops[*o] };
+                let value = match (attr, op) {
+                    (_, "pr") => String::new(),
+                    ("active", _) => format!(" {b}"),
+                    _ => format!(" {}", serde_json::json!(v)),
+                };
+                text.push_str(&format!("{attr} {op}{value}"));
+            }
+            let c = parse::<T>(&text).and_then(|f| f.to_sql());
+            proptest::prop_assert!(c.is_ok(), "{} -> {:?}", text, c);
+            let c = c.unwrap();
+            proptest::prop_assert_eq!(c.sql.matches('?').count(), c.args.len());
         }
     }
 }
