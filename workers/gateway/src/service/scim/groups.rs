@@ -4,18 +4,17 @@
 
 use edgeplane_core::audit::{AuditAction, Event};
 use edgeplane_core::ids::{OrgId, ScimGroupId};
-use edgeplane_core::scim::filter;
 use edgeplane_core::scim::list::{self, ListQuery};
 use edgeplane_core::scim::patch::{self, GroupEdit};
 use edgeplane_core::scim::resource::{GroupAttr, GroupFields, GroupRecord};
 use edgeplane_core::scim::ScimError;
 use edgeplane_core::ApiError;
 use edgeplane_runtime::args;
-use edgeplane_runtime::db::{OrgBatch, Val};
+use edgeplane_runtime::db::OrgBatch;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{db_error, sync_roles, Count};
+use super::{db_error, page, sync_roles, Listing};
 use crate::authn;
 use crate::cx::Cx;
 use crate::http::ctx::now_ms;
@@ -40,7 +39,12 @@ struct MemberRow {
     user_name: String,
 }
 
-const COLUMNS: &str = "g.id, g.display_name, g.external_id, g.created_at_ms, g.updated_at_ms";
+const LISTING: Listing = Listing {
+    from: "scim_groups g",
+    org_column: "g.org_id",
+    columns: "g.id, g.display_name, g.external_id, g.created_at_ms, g.updated_at_ms",
+    order: "g.created_at_ms, g.id",
+};
 
 /// The members of `groups` (with their userName), in one read.
 async fn members_of(
@@ -81,20 +85,27 @@ fn records(rows: Vec<Row>, members: Vec<MemberRow>) -> Vec<GroupRecord> {
         .collect()
 }
 
+/// The group's row, if it is this org's.
+async fn load(cx: &Cx<'_>, org: &OrgId, group: &ScimGroupId) -> Result<Row, ScimError> {
+    cx.db()
+        .first(
+            &format!(
+                "SELECT {} FROM {} WHERE g.org_id = ? AND g.id = ?",
+                LISTING.columns, LISTING.from
+            ),
+            args![org.as_str(), group.as_str()],
+        )
+        .await?
+        .ok_or_else(|| ScimError::not_found("group"))
+}
+
 pub async fn get(
     cx: &Cx<'_>,
     org: &OrgId,
     group: &ScimGroupId,
     base: &str,
 ) -> Result<Value, ScimError> {
-    let row: Row = cx
-        .db()
-        .first(
-            &format!("SELECT {COLUMNS} FROM scim_groups g WHERE g.org_id = ? AND g.id = ?"),
-            args![org.as_str(), group.as_str()],
-        )
-        .await?
-        .ok_or_else(|| ScimError::not_found("group"))?;
+    let row = load(cx, org, group).await?;
     let members = members_of(cx, org, std::slice::from_ref(&row.id)).await?;
     records(vec![row], members)
         .pop()
@@ -103,48 +114,14 @@ pub async fn get(
 }
 
 pub async fn list(cx: &Cx<'_>, org: &OrgId, q: &ListQuery, base: &str) -> Result<Value, ScimError> {
-    let mut args: Vec<Val> = args![org.as_str()];
-    let cond = match &q.filter {
-        Some(f) => {
-            let c = filter::parse::<GroupAttr>(f)?.to_sql()?;
-            args.extend(c.args);
-            c.sql
-        }
-        None => "1".to_owned(),
-    };
-    let total = cx
-        .db()
-        .first::<Count>(
-            &format!("SELECT COUNT(*) AS n FROM scim_groups g WHERE g.org_id = ? AND {cond}"),
-            args.clone(),
-        )
-        .await?
-        .map_or(0, |c| c.n);
-    let rows: Vec<Row> = if q.count == 0 {
-        Vec::new()
-    } else {
-        args.extend(args![i64::from(q.count), q.offset()]);
-        cx.db()
-            .all(
-                &format!(
-                    "SELECT {COLUMNS} FROM scim_groups g WHERE g.org_id = ? AND {cond} \
-                     ORDER BY g.created_at_ms, g.id LIMIT ? OFFSET ?"
-                ),
-                args,
-            )
-            .await?
-    };
+    let (total, rows) = page::<GroupAttr, Row>(cx, org, q, &LISTING).await?;
     let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
     let members = members_of(cx, org, &ids).await?;
     let resources = records(rows, members)
         .iter()
         .map(|g| g.to_json(base))
         .collect();
-    Ok(list::response(
-        total.max(0) as u64,
-        q.start_index,
-        resources,
-    ))
+    Ok(list::response(total, q.start_index, resources))
 }
 
 /// Every named member is a SCIM user of this org (checked inside the batch): a group never
@@ -241,21 +218,6 @@ pub async fn create(
     get(cx, org, &id, base).await
 }
 
-async fn exists(cx: &Cx<'_>, org: &OrgId, group: &ScimGroupId) -> Result<String, ScimError> {
-    #[derive(Deserialize)]
-    struct Name {
-        display_name: String,
-    }
-    cx.db()
-        .first::<Name>(
-            "SELECT display_name FROM scim_groups WHERE org_id = ? AND id = ?",
-            args![org.as_str(), group.as_str()],
-        )
-        .await?
-        .map(|n| n.display_name)
-        .ok_or_else(|| ScimError::not_found("group"))
-}
-
 fn touch(batch: OrgBatch, group: &str, now: i64) -> OrgBatch {
     batch.update(
         "scim_groups",
@@ -275,7 +237,7 @@ pub async fn replace(
     base: &str,
 ) -> Result<Value, ScimError> {
     let f = GroupFields::from_json(body)?;
-    exists(cx, org, group).await?;
+    load(cx, org, group).await?;
     let g = group.as_str();
     let batch = OrgBatch::new(org.as_str()).update(
         "scim_groups",
@@ -300,7 +262,7 @@ pub async fn patch(
     base: &str,
 ) -> Result<Value, ScimError> {
     let edits = patch::group_edits(&patch::parse(body)?)?;
-    exists(cx, org, group).await?;
+    load(cx, org, group).await?;
     let g = group.as_str();
     let mut batch = touch(OrgBatch::new(org.as_str()), g, now_ms());
     let mut summary = Vec::with_capacity(edits.len());
@@ -352,7 +314,7 @@ pub async fn patch(
 
 /// `DELETE /Groups/{id}`: the group and its memberships; roles follow.
 pub async fn delete(cx: &Cx<'_>, org: &OrgId, group: &ScimGroupId) -> Result<(), ScimError> {
-    let name = exists(cx, org, group).await?;
+    let name = load(cx, org, group).await?.display_name;
     let g = group.as_str();
     let batch = remove_all_members(OrgBatch::new(org.as_str()), g).delete(
         "scim_groups",

@@ -10,17 +10,16 @@
 use edgeplane_core::audit::{AuditAction, Event};
 use edgeplane_core::auth::Role;
 use edgeplane_core::ids::{OrgId, TypedId, UserId};
-use edgeplane_core::scim::filter;
 use edgeplane_core::scim::list::{self, ListQuery};
 use edgeplane_core::scim::patch;
 use edgeplane_core::scim::resource::{UserAttr, UserFields, UserRecord};
 use edgeplane_core::scim::{ScimError, ScimType};
 use edgeplane_runtime::args;
-use edgeplane_runtime::db::{OrgBatch, Stmt, Val};
+use edgeplane_runtime::db::{DbError, OrgBatch, Stmt};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{db_error, sync_roles, Count};
+use super::{db_error, page, sync_roles, Listing};
 use crate::authn;
 use crate::cx::Cx;
 use crate::http::ctx::now_ms;
@@ -61,14 +60,21 @@ impl Row {
     }
 }
 
-const FROM: &str = "FROM scim_users s JOIN users u ON u.id = s.user_id";
-const COLUMNS: &str = "s.user_id, s.user_name, s.external_id, s.display_name, s.given_name, \
-                       s.family_name, s.active, s.created_at_ms, s.updated_at_ms, u.email";
+const LISTING: Listing = Listing {
+    from: "scim_users s JOIN users u ON u.id = s.user_id",
+    org_column: "s.org_id",
+    columns: "s.user_id, s.user_name, s.external_id, s.display_name, s.given_name, \
+              s.family_name, s.active, s.created_at_ms, s.updated_at_ms, u.email",
+    order: "s.created_at_ms, s.user_id",
+};
 
 async fn load(cx: &Cx<'_>, org: &OrgId, user: &UserId) -> Result<UserRecord, ScimError> {
     cx.db()
         .first::<Row>(
-            &format!("SELECT {COLUMNS} {FROM} WHERE s.org_id = ? AND s.user_id = ?"),
+            &format!(
+                "SELECT {} FROM {} WHERE s.org_id = ? AND s.user_id = ?",
+                LISTING.columns, LISTING.from
+            ),
             args![org.as_str(), user.as_str()],
         )
         .await?
@@ -81,43 +87,9 @@ pub async fn get(cx: &Cx<'_>, org: &OrgId, user: &UserId, base: &str) -> Result<
 }
 
 pub async fn list(cx: &Cx<'_>, org: &OrgId, q: &ListQuery, base: &str) -> Result<Value, ScimError> {
-    let mut args: Vec<Val> = args![org.as_str()];
-    let cond = match &q.filter {
-        Some(f) => {
-            let c = filter::parse::<UserAttr>(f)?.to_sql()?;
-            args.extend(c.args);
-            c.sql
-        }
-        None => "1".to_owned(),
-    };
-    let total = cx
-        .db()
-        .first::<Count>(
-            &format!("SELECT COUNT(*) AS n {FROM} WHERE s.org_id = ? AND {cond}"),
-            args.clone(),
-        )
-        .await?
-        .map_or(0, |c| c.n);
-    let rows: Vec<Row> = if q.count == 0 {
-        Vec::new()
-    } else {
-        args.extend(args![i64::from(q.count), q.offset()]);
-        cx.db()
-            .all(
-                &format!(
-                    "SELECT {COLUMNS} {FROM} WHERE s.org_id = ? AND {cond} \
-                     ORDER BY s.created_at_ms, s.user_id LIMIT ? OFFSET ?"
-                ),
-                args,
-            )
-            .await?
-    };
+    let (total, rows) = page::<UserAttr, Row>(cx, org, q, &LISTING).await?;
     let resources = rows.into_iter().map(|r| r.record().to_json(base)).collect();
-    Ok(list::response(
-        total.max(0) as u64,
-        q.start_index,
-        resources,
-    ))
+    Ok(list::response(total, q.start_index, resources))
 }
 
 /// The membership insert and role sync of an active SCIM user. A person who is already a
@@ -137,12 +109,15 @@ struct RoleRow {
     role: String,
 }
 
-/// The writes that take a person out of the org: their sessions reaching it revoked, their
-/// membership removed (if they still have one) under the guards of every removal.
+/// The writes that take a person out of the org: their sessions reaching it revoked (the
+/// statement and event added to `stmts` and `events`), their membership removed (if they still
+/// have one) under the guards of every removal. The sign-out's `forget` is for after the commit.
 async fn deprovision(
     cx: &Cx<'_>,
     org: &OrgId,
     user: &UserId,
+    stmts: &mut Vec<Stmt>,
+    events: &mut Vec<Event>,
 ) -> Result<(sessions::SignOut, OrgBatch), ScimError> {
     let role = cx
         .db()
@@ -160,6 +135,8 @@ async fn deprovision(
     };
     let sign_out =
         sessions::plan_sign_out(cx, user.as_str(), SignOutScope::ReachingOrg(org)).await?;
+    stmts.push(sign_out.stmt.clone());
+    events.push(sign_out.event.clone());
     Ok((sign_out, batch))
 }
 
@@ -180,6 +157,15 @@ fn update_row(batch: OrgBatch, user: &str, f: &UserFields, now: i64) -> OrgBatch
         "user_id = ?",
         args![user],
     )
+}
+
+/// A user's userName (or, on creation, the account) is already this org's: `uniqueness`.
+fn user_db_error(e: DbError) -> ScimError {
+    if e.is_unique_in("scim_users") {
+        ScimError::uniqueness("a user with this userName or email exists in this org")
+    } else {
+        db_error(e)
+    }
 }
 
 /// `POST /Users`.
@@ -237,13 +223,7 @@ pub async fn create(
                 "active": f.active, "account_created": created}),
             ),
     );
-    cx.commit(stmts, events).await.map_err(|e| {
-        if e.is_unique_in("scim_users") {
-            ScimError::uniqueness("a user with this userName or email exists in this org")
-        } else {
-            db_error(e)
-        }
-    })?;
+    cx.commit(stmts, events).await.map_err(user_db_error)?;
     authn::forget_memberships(&account.id);
     let id = UserId::parse(&account.id).map_err(|_| ScimError::internal())?;
     get(cx, org, &id, base).await
@@ -288,9 +268,7 @@ async fn write(
     let mut sign_out = None;
     let batch = match (current.fields.active, next.active) {
         (true, false) => {
-            let (plan, batch) = deprovision(cx, org, &user).await?;
-            stmts.push(plan.stmt.clone());
-            events.push(plan.event.clone());
+            let (plan, batch) = deprovision(cx, org, &user, &mut stmts, &mut events).await?;
             sign_out = Some(plan);
             events.push(
                 Event::new(AuditAction::ScimUserDeactivated, "user", user.as_str())
@@ -322,13 +300,7 @@ async fn write(
         }
     };
     stmts.extend(batch.into_stmts());
-    cx.commit(stmts, events).await.map_err(|e| {
-        if e.is_unique_in("scim_users") {
-            ScimError::uniqueness("a user with this userName exists in this org")
-        } else {
-            db_error(e)
-        }
-    })?;
+    cx.commit(stmts, events).await.map_err(user_db_error)?;
     if let Some(plan) = sign_out {
         plan.forget();
     }
@@ -371,9 +343,7 @@ pub async fn delete(cx: &Cx<'_>, org: &OrgId, user: &UserId) -> Result<(), ScimE
     let mut events = Vec::new();
     let mut sign_out = None;
     let batch = if current.fields.active {
-        let (plan, batch) = deprovision(cx, org, user).await?;
-        stmts.push(plan.stmt.clone());
-        events.push(plan.event.clone());
+        let (plan, batch) = deprovision(cx, org, user, &mut stmts, &mut events).await?;
         sign_out = Some(plan);
         batch
     } else {
