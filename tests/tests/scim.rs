@@ -207,6 +207,27 @@ fn users_are_created_read_filtered_and_paged() {
     let p = list(&o, "startIndex=3&count=10");
     assert_eq!(p["Resources"].as_array().unwrap().len(), 1);
     assert_eq!(list(&o, "count=0")["Resources"], json!([]));
+    // Projections and POST …/.search.
+    let only = o
+        .scim
+        .get(&format!("/scim/v2/Users/{id0}?attributes=userName"))
+        .expect(200)
+        .json();
+    let mut keys: Vec<&String> = only.as_object().unwrap().keys().collect();
+    keys.sort();
+    assert_eq!(keys, ["id", "schemas", "userName"]);
+    let searched = o
+        .scim
+        .post(
+            "/scim/v2/Users/.search",
+            &json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+                "filter": "externalId eq \"ext-1\"", "excludedAttributes": ["name"]}),
+        )
+        .expect(200)
+        .json();
+    assert_eq!(searched["totalResults"], 1);
+    assert_eq!(searched["Resources"][0]["id"], created[1]["id"]);
+    assert!(searched["Resources"][0].get("name").is_none());
 
     scim_error(
         o.scim

@@ -5,7 +5,6 @@
 use serde_json::{json, Value};
 
 use super::list::MAX_COUNT;
-use super::patch::MAX_OPERATIONS;
 use super::resource::{GROUP_SCHEMA, USER_SCHEMA};
 
 const SPC_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig";
@@ -29,7 +28,6 @@ pub fn service_provider_config(base: &str) -> Value {
             "primary": true
         }],
         "meta": {"resourceType": "ServiceProviderConfig", "location": format!("{base}/ServiceProviderConfig")},
-        "maxOperations": MAX_OPERATIONS,
     })
 }
 
@@ -67,10 +65,16 @@ fn attr(
     })
 }
 
-fn complex(name: &str, multi: bool, subs: Vec<Value>) -> Value {
+fn reference(name: &str, types: &[&str]) -> Value {
+    let mut a = attr(name, "reference", false, true, "immutable", "none");
+    a["referenceTypes"] = json!(types);
+    a
+}
+
+fn complex(name: &str, multi: bool, required: bool, subs: Vec<Value>) -> Value {
     json!({
         "name": name, "type": "complex", "multiValued": multi, "description": name,
-        "required": false, "mutability": "readWrite", "returned": "default",
+        "required": required, "mutability": "readWrite", "returned": "default",
         "uniqueness": "none", "subAttributes": subs,
     })
 }
@@ -96,16 +100,20 @@ pub fn schemas(base: &str) -> Vec<Value> {
             complex(
                 "name",
                 false,
+                false,
                 vec![
                     attr("givenName", "string", false, false, "readWrite", "none"),
                     attr("familyName", "string", false, false, "readWrite", "none"),
                 ],
             ),
+            // A user is an account, and an account is an email address: required here, though
+            // a `userName` that is an address stands in for it.
             complex(
                 "emails",
                 true,
+                true,
                 vec![
-                    attr("value", "string", false, false, "immutable", "none"),
+                    attr("value", "string", true, false, "immutable", "none"),
                     attr("type", "string", false, false, "readWrite", "none"),
                     attr("primary", "boolean", false, false, "readWrite", "none"),
                 ],
@@ -123,10 +131,12 @@ pub fn schemas(base: &str) -> Vec<Value> {
             complex(
                 "members",
                 true,
+                false,
                 vec![
                     attr("value", "string", false, true, "immutable", "none"),
                     attr("display", "string", false, false, "readOnly", "none"),
-                    attr("$ref", "reference", false, true, "immutable", "none"),
+                    // Members are users only (no nested groups).
+                    reference("$ref", &["User"]),
                     attr("type", "string", false, false, "immutable", "none"),
                 ],
             ),

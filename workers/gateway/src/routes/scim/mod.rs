@@ -6,7 +6,8 @@
 
 use edgeplane_core::http::{BodyLimit, Method::*};
 use edgeplane_core::ids::{OrgId, ScimGroupId, TypedId, UserId};
-use edgeplane_core::scim::{discovery, list::ListQuery, ScimError, ScimType};
+use edgeplane_core::scim::list::{search_request, ListQuery, Projection};
+use edgeplane_core::scim::{discovery, ScimError, ScimType};
 use serde_json::Value;
 
 use super::{route, Access, Cx, Route, RouteId};
@@ -26,12 +27,14 @@ pub enum Id {
     Schemas,
     Schema,
     ListUsers,
+    SearchUsers,
     CreateUser,
     GetUser,
     ReplaceUser,
     PatchUser,
     DeleteUser,
     ListGroups,
+    SearchGroups,
     CreateGroup,
     GetGroup,
     ReplaceGroup,
@@ -47,6 +50,8 @@ const fn r(id: Id) -> RouteId {
 /// `resource::MAX_MEMBERS_PER_REQUEST` members.
 const USER_BODY: BodyLimit = BodyLimit(64 * 1024);
 const GROUP_BODY: BodyLimit = BodyLimit(256 * 1024);
+/// A SearchRequest is a filter and a few names.
+const SEARCH_BODY: BodyLimit = BodyLimit::SMALL;
 
 const USERS: &str = "/scim/v2/Users";
 const USER: &str = "/scim/v2/Users/{user}";
@@ -89,12 +94,19 @@ pub const ROUTES: &[Route] = &[
         BodyLimit::NONE,
     ),
     scim(Id::ListUsers, Get, USERS, BodyLimit::NONE),
+    scim(Id::SearchUsers, Post, "/scim/v2/Users/.search", SEARCH_BODY),
     scim(Id::CreateUser, Post, USERS, USER_BODY),
     scim(Id::GetUser, Get, USER, BodyLimit::NONE),
     scim(Id::ReplaceUser, Put, USER, USER_BODY),
     scim(Id::PatchUser, Patch, USER, USER_BODY),
     scim(Id::DeleteUser, Delete, USER, BodyLimit::NONE),
     scim(Id::ListGroups, Get, GROUPS, BodyLimit::NONE),
+    scim(
+        Id::SearchGroups,
+        Post,
+        "/scim/v2/Groups/.search",
+        SEARCH_BODY,
+    ),
     scim(Id::CreateGroup, Post, GROUPS, GROUP_BODY),
     scim(Id::GetGroup, Get, GROUP, BodyLimit::NONE),
     scim(Id::ReplaceGroup, Put, GROUP, GROUP_BODY),
@@ -134,15 +146,24 @@ async fn run(id: Id, cx: &mut Cx<'_>) -> HttpResult2 {
         }
         Id::Schema => one_of(discovery::schemas(&base), "id", cx.param("schema")?),
         Id::ListUsers => {
-            let q = ListQuery::parse(&cx.query()?)?;
-            ok(&users::list(cx, &org(cx)?, &q, &base).await?)
+            let pairs = cx.query()?;
+            let q = ListQuery::parse(&pairs)?;
+            let listed = users::list(cx, &org(cx)?, &q, &base).await?;
+            ok(&Projection::parse(&pairs).apply_list(listed))
+        }
+        Id::SearchUsers => {
+            let (q, projection) = search_request(&json(cx).await?)?;
+            ok(&projection.apply_list(users::list(cx, &org(cx)?, &q, &base).await?))
         }
         Id::CreateUser => {
             let body = json(cx).await?;
             respond::scim(201, &users::create(cx, &org(cx)?, &body, &base).await?)
                 .map_err(Into::into)
         }
-        Id::GetUser => ok(&users::get(cx, &org(cx)?, &user_id(cx)?, &base).await?),
+        Id::GetUser => {
+            let found = users::get(cx, &org(cx)?, &user_id(cx)?, &base).await?;
+            ok(&Projection::parse(&cx.query()?).apply(found))
+        }
         Id::ReplaceUser => {
             let body = json(cx).await?;
             ok(&users::replace(cx, &org(cx)?, &user_id(cx)?, &body, &base).await?)
@@ -156,15 +177,24 @@ async fn run(id: Id, cx: &mut Cx<'_>) -> HttpResult2 {
             respond::no_content().map_err(Into::into)
         }
         Id::ListGroups => {
-            let q = ListQuery::parse(&cx.query()?)?;
-            ok(&groups::list(cx, &org(cx)?, &q, &base).await?)
+            let pairs = cx.query()?;
+            let q = ListQuery::parse(&pairs)?;
+            let listed = groups::list(cx, &org(cx)?, &q, &base).await?;
+            ok(&Projection::parse(&pairs).apply_list(listed))
+        }
+        Id::SearchGroups => {
+            let (q, projection) = search_request(&json(cx).await?)?;
+            ok(&projection.apply_list(groups::list(cx, &org(cx)?, &q, &base).await?))
         }
         Id::CreateGroup => {
             let body = json(cx).await?;
             respond::scim(201, &groups::create(cx, &org(cx)?, &body, &base).await?)
                 .map_err(Into::into)
         }
-        Id::GetGroup => ok(&groups::get(cx, &org(cx)?, &group_id(cx)?, &base).await?),
+        Id::GetGroup => {
+            let found = groups::get(cx, &org(cx)?, &group_id(cx)?, &base).await?;
+            ok(&Projection::parse(&cx.query()?).apply(found))
+        }
         Id::ReplaceGroup => {
             let body = json(cx).await?;
             ok(&groups::replace(cx, &org(cx)?, &group_id(cx)?, &body, &base).await?)
