@@ -65,16 +65,22 @@ fn attr(
     })
 }
 
+/// An attribute whose values are only ever `values` (RFC 7643 §7 `canonicalValues`).
+fn canonical(mut a: Value, values: &[&str]) -> Value {
+    a["canonicalValues"] = json!(values);
+    a
+}
+
 fn reference(name: &str, types: &[&str]) -> Value {
     let mut a = attr(name, "reference", false, true, "immutable", "none");
     a["referenceTypes"] = json!(types);
     a
 }
 
-fn complex(name: &str, multi: bool, required: bool, subs: Vec<Value>) -> Value {
+fn complex(name: &str, multi: bool, required: bool, mutability: &str, subs: Vec<Value>) -> Value {
     json!({
         "name": name, "type": "complex", "multiValued": multi, "description": name,
-        "required": required, "mutability": "readWrite", "returned": "default",
+        "required": required, "mutability": mutability, "returned": "default",
         "uniqueness": "none", "subAttributes": subs,
     })
 }
@@ -101,24 +107,33 @@ pub fn schemas(base: &str) -> Vec<Value> {
                 "name",
                 false,
                 false,
+                "readWrite",
                 vec![
                     attr("givenName", "string", false, false, "readWrite", "none"),
                     attr("familyName", "string", false, false, "readWrite", "none"),
                 ],
             ),
-            // A user is an account, and an account is an email address: required here, though
-            // a `userName` that is an address stands in for it.
+            // A user is an account, and an account is an email address: required here (a
+            // `userName` that is an address stands in for it), and immutable once set, since
+            // the account may belong to other orgs too.
             complex(
                 "emails",
                 true,
                 true,
+                "immutable",
                 vec![
                     attr("value", "string", true, false, "immutable", "none"),
-                    attr("type", "string", false, false, "readWrite", "none"),
+                    // The one address is answered as the work address.
+                    canonical(
+                        attr("type", "string", false, false, "readWrite", "none"),
+                        &["work"],
+                    ),
                     attr("primary", "boolean", false, false, "readWrite", "none"),
                 ],
             ),
-            attr("active", "boolean", false, false, "readWrite", "none"),
+            // Always present: a provisioned user is either active (a member) or not; there is
+            // no third, unassigned state to remove it into.
+            attr("active", "boolean", true, false, "readWrite", "none"),
         ],
     );
     let group = schema(
@@ -132,12 +147,15 @@ pub fn schemas(base: &str) -> Vec<Value> {
                 "members",
                 true,
                 false,
+                "readWrite",
                 vec![
                     attr("value", "string", false, true, "immutable", "none"),
-                    attr("display", "string", false, false, "readOnly", "none"),
                     // Members are users only (no nested groups).
                     reference("$ref", &["User"]),
-                    attr("type", "string", false, false, "immutable", "none"),
+                    canonical(
+                        attr("type", "string", false, false, "immutable", "none"),
+                        &["User"],
+                    ),
                 ],
             ),
         ],

@@ -326,13 +326,15 @@ impl GroupFields {
     }
 }
 
-/// A stored group as SCIM shows it; `members` are (id, userName) pairs.
+/// A stored group as SCIM shows it; `members` are user ids. Members carry `value`, `$ref` and
+/// `type` only: `display` is optional (RFC 7643 §4.2), and a member list an IdP patched comes
+/// back exactly as it was sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupRecord {
     pub id: String,
     pub display_name: String,
     pub external_id: Option<String>,
-    pub members: Vec<(String, String)>,
+    pub members: Vec<String>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
 }
@@ -342,7 +344,7 @@ impl GroupRecord {
         let members: Vec<Value> = self
             .members
             .iter()
-            .map(|(id, name)| json!({"value": id, "display": name, "$ref": format!("{base}/Users/{id}"), "type": "User"}))
+            .map(|id| json!({"value": id, "$ref": format!("{base}/Users/{id}"), "type": "User"}))
             .collect();
         let mut out = json!({
             "schemas": [GROUP_SCHEMA],

@@ -22,6 +22,7 @@ pub fn serves(path: &str) -> bool {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Id {
     ServiceProviderConfig,
+    SearchAll,
     ResourceTypes,
     ResourceType,
     Schemas,
@@ -68,6 +69,7 @@ const fn scim(
 }
 
 pub const ROUTES: &[Route] = &[
+    scim(Id::SearchAll, Post, "/scim/v2/.search", SEARCH_BODY),
     scim(
         Id::ServiceProviderConfig,
         Get,
@@ -127,6 +129,13 @@ async fn run(id: Id, cx: &mut Cx<'_>) -> HttpResult2 {
     let base = base_url(cx)?;
     match id {
         Id::ServiceProviderConfig => ok(&discovery::service_provider_config(&base)),
+        // Searching users and groups in one request (RFC 7644 §3.4.3, a MAY): not supported,
+        // answered 501 as the RFC says.
+        Id::SearchAll => Err(ScimError::new(
+            501,
+            None,
+            "searching several resource types at once is not supported: POST /Users/.search or /Groups/.search",
+        )),
         Id::ResourceTypes => {
             let all = discovery::resource_types(&base);
             ok(&edgeplane_core::scim::list::response(

@@ -36,7 +36,6 @@ struct Row {
 struct MemberRow {
     group_id: String,
     user_id: String,
-    user_name: String,
 }
 
 const LISTING: Listing = Listing {
@@ -59,10 +58,9 @@ async fn members_of(
     Ok(cx
         .db()
         .all(
-            "SELECT m.group_id, m.user_id, s.user_name FROM scim_group_members m \
-             JOIN scim_users s ON s.org_id = m.org_id AND s.user_id = m.user_id \
+            "SELECT m.group_id, m.user_id FROM scim_group_members m \
              WHERE m.org_id = ? AND m.group_id IN (SELECT value FROM json_each(?)) \
-             ORDER BY m.group_id, s.user_name LIMIT ?",
+             ORDER BY m.group_id, m.user_id LIMIT ?",
             args![org.as_str(), ids, MAX_MEMBERS_SHOWN],
         )
         .await?)
@@ -74,7 +72,7 @@ fn records(rows: Vec<Row>, members: Vec<MemberRow>) -> Vec<GroupRecord> {
             members: members
                 .iter()
                 .filter(|m| m.group_id == r.id)
-                .map(|m| (m.user_id.clone(), m.user_name.clone()))
+                .map(|m| m.user_id.clone())
                 .collect(),
             id: r.id,
             display_name: r.display_name,
