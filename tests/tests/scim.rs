@@ -305,8 +305,10 @@ fn users_are_created_read_filtered_and_paged() {
     audited_by_key(&o, "scim_user.deleted", id2);
 }
 
-/// Provisions `person` (already signed in) into the org through SCIM, linking their account.
+/// Provisions `person` (already signed in) into the org through SCIM: they are invited and
+/// accept (SCIM links only existing members), then the IdP links their account.
 fn provision(o: &Org, person: &Session) -> String {
+    e2e::access::add_member(&o.owner, &o.id, person, "member");
     let u = create_user(o, &person.email, "ext-person");
     let id = u["id"].as_str().unwrap().to_owned();
     assert_eq!(
@@ -383,6 +385,71 @@ fn okta_deactivation_revokes_the_session_at_once_and_removes_the_membership() {
 #[test]
 fn entra_deactivation_revokes_the_session_at_once_and_removes_the_membership() {
     deactivates_at_once(json!({"op": "Replace", "path": "active", "value": "False"}));
+}
+
+#[test]
+fn deprovisioning_in_one_org_leaves_the_persons_other_orgs_alone() {
+    let a = org();
+    let person = new_user("scim-two-orgs");
+    // Org B, created through the normal API by its own owner; the person joins it.
+    let b_owner = new_user("scim-b-owner");
+    let b = create_org(&b_owner, "Other org")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    e2e::access::add_member(&b_owner, &b, &person, "member");
+    let b_token = e2e::identity::cli_token(&person, &b, None);
+    b_token.client().get(&format!("/v1/orgs/{b}")).expect(200);
+
+    let id = provision(&a, &person);
+    let a_token = e2e::identity::cli_token(&person, &a.id, None);
+    a.scim.delete(&format!("/scim/v2/Users/{id}")).expect(204);
+
+    assert_eq!(member_role(&a, &id), None, "the membership in A is removed");
+    a_token
+        .client()
+        .get(&format!("/v1/orgs/{}", a.id))
+        .expect_error(401, "invalid_token");
+    let r = person.client().get(&format!("/v1/orgs/{}", a.id));
+    assert!(matches!(r.status, 403 | 404), "A still answers: {}", r.text);
+    // B is untouched: the membership, the web session and B's CLI token all still work.
+    person.client().get(&format!("/v1/orgs/{b}")).expect(200);
+    person.client().get("/v1/me").expect(200);
+    b_token.client().get(&format!("/v1/orgs/{b}")).expect(200);
+}
+
+#[test]
+fn an_existing_account_that_is_not_a_member_is_not_pulled_in() {
+    let o = org();
+    let outsider = new_user("scim-outsider");
+    let r = o.scim.post(
+        "/scim/v2/Users",
+        &json!({"schemas": [USER], "userName": outsider.email, "displayName": "Renamed By IdP",
+            "emails": [{"value": outsider.email, "primary": true}], "active": true}),
+    );
+    let body = scim_error(r, 409, Some("uniqueness"));
+    assert!(
+        body["detail"].as_str().unwrap().contains("invite"),
+        "{body}"
+    );
+    assert_eq!(
+        member_role(&o, &outsider.user_id),
+        None,
+        "no membership added"
+    );
+    assert!(list(
+        &o,
+        &format!(
+            "filter={}",
+            enc(&format!("userName eq \"{}\"", outsider.email))
+        )
+    )["Resources"]
+        .as_array()
+        .is_none_or(|r| r.is_empty()));
+    // Still signed in, and the account keeps its own name.
+    let me = outsider.client().get("/v1/me").expect(200).json();
+    assert!(!me.to_string().contains("Renamed By IdP"), "{me}");
+    assert!(audit_events("scim_user.created", &outsider.user_id).is_empty());
 }
 
 #[test]

@@ -139,6 +139,10 @@ pub enum SignOutScope<'a> {
     /// cannot be cut for one org only) and the CLI tokens of that org. An org's IdP
     /// deprovisioning a person leaves the CLI tokens they hold for other orgs alone.
     ReachingOrg(&'a OrgId),
+    /// Only the CLI tokens bound to one org. An org's IdP deprovisioning a person who is still
+    /// a member of another org must not sign them out of the web: removing the membership is
+    /// what cuts their web access to this org.
+    OrgTokens(&'a OrgId),
 }
 
 /// A sign-out planned, not yet committed: its statement and audit event go into the batch of
@@ -170,18 +174,19 @@ pub async fn plan_sign_out(
     scope: SignOutScope<'_>,
 ) -> Result<SignOut, ApiError> {
     // A session id never equals the empty string: with no `keep` every session matches; with
-    // no org, `? IS NULL` lets every kind through.
-    let (kept, org) = match scope {
-        SignOutScope::Everywhere { keep } => (keep.map_or("", |k| k.as_str()), None),
-        SignOutScope::ReachingOrg(org) => ("", Some(org.as_str())),
+    // no org, `? IS NULL` lets every kind through; `web` says whether web sessions go too.
+    let (kept, org, web) = match scope {
+        SignOutScope::Everywhere { keep } => (keep.map_or("", |k| k.as_str()), None, 1i64),
+        SignOutScope::ReachingOrg(org) => ("", Some(org.as_str()), 1),
+        SignOutScope::OrgTokens(org) => ("", Some(org.as_str()), 0),
     };
     const WHICH: &str = "user_id = ? AND revoked_at_ms IS NULL AND id != ? \
-                         AND (? IS NULL OR kind = 'web' OR org_id = ?)";
+                         AND (? IS NULL OR (kind = 'web' AND ? = 1) OR org_id = ?)";
     let live: Vec<IdRow> = cx
         .db()
         .all(
             &format!("SELECT id FROM sessions WHERE {WHICH}"),
-            args![user, kept, org, org],
+            args![user, kept, org, web, org],
         )
         .await?;
     let ids: Vec<String> = live.into_iter().map(|r| r.id).collect();
@@ -190,7 +195,7 @@ pub async fn plan_sign_out(
             "UPDATE sessions SET revoked_at_ms = ?, revoked_reason = 'signed_out_everywhere' \
              WHERE {WHICH}"
         ),
-        args![now_ms(), user, kept, org, org],
+        args![now_ms(), user, kept, org, web, org],
     );
     let mut meta = json!({"sessions": ids});
     if let SignOutScope::Everywhere { keep: Some(k) } = scope {
@@ -199,9 +204,12 @@ pub async fn plan_sign_out(
     if let Some(o) = org {
         meta["org_id"] = json!(o);
     }
+    if web == 0 {
+        meta["cli_only"] = json!(true);
+    }
     Ok(SignOut {
         user: user.to_owned(),
-        all_cached: kept.is_empty(),
+        all_cached: kept.is_empty() && web == 1,
         ids,
         stmt,
         event: Event::new(AuditAction::SessionRevokedAll, "user", user).meta(meta),

@@ -1,11 +1,14 @@
 //! SCIM Users: a person's account (by email) and their membership in the key's org.
 //!
-//! Creating links the account with that email, or creates it, and adds the membership with the
-//! default role. `active = false` and DELETE deprovision: in one batch, the person's web sessions
-//! and this org's CLI tokens are revoked (`sessions::plan_sign_out`, the sign-out path of the
-//! product itself) and the membership is removed with the guards of any removal
-//! (`members::removal_batch`: never the org's last owner); after the batch this isolate forgets
-//! the revoked sessions and the membership, so the person's next request is refused.
+//! Creating a user for a new email creates the account and adds the membership with the
+//! default role; an existing account is linked only when the person is already a member (an
+//! org's key never adds someone else's account without their consent: they are invited).
+//! `active = false` and DELETE deprovision a member: in one batch, this org's CLI tokens (and
+//! the person's web sessions, when this was their last org) are revoked
+//! (`sessions::plan_sign_out`, the sign-out path of the product itself) and the membership is
+//! removed with the guards of any removal (`members::removal_batch`: never the org's last
+//! owner); after the batch this isolate forgets the revoked sessions and the membership, so the
+//! person's next request to this org is refused.
 
 use edgeplane_core::audit::{AuditAction, Event};
 use edgeplane_core::auth::Role;
@@ -14,6 +17,7 @@ use edgeplane_core::scim::list::{self, ListQuery};
 use edgeplane_core::scim::patch;
 use edgeplane_core::scim::resource::{UserAttr, UserFields, UserRecord};
 use edgeplane_core::scim::{ScimError, ScimType};
+use edgeplane_core::{ApiError, ErrorCode};
 use edgeplane_runtime::args;
 use edgeplane_runtime::db::{DbError, OrgBatch, Stmt};
 use serde::Deserialize;
@@ -109,16 +113,26 @@ struct RoleRow {
     role: String,
 }
 
-/// The writes that take a person out of the org: their sessions reaching it revoked (the
-/// statement and event added to `stmts` and `events`), their membership removed (if they still
-/// have one) under the guards of every removal. The sign-out's `forget` is for after the commit.
+#[derive(Deserialize)]
+struct Count {
+    n: i64,
+}
+
+/// The writes that take a person out of the org, when they are a member: their membership
+/// removed under the guards of every removal, and a sign-out planned into `stmts` and `events`.
+/// The sign-out always ends this org's CLI tokens; it ends the person's web sessions (which are
+/// not bound to an org) only when this was their last membership, since an org's IdP must not
+/// sign a person out of the other orgs they belong to. Removing the membership is what cuts
+/// their web access to this org (immediately on this isolate, within the membership cache's
+/// lifetime elsewhere). With no membership there is nothing to take away and no sign-out. The
+/// sign-out's `forget` is for after the commit.
 async fn deprovision(
     cx: &Cx<'_>,
     org: &OrgId,
     user: &UserId,
     stmts: &mut Vec<Stmt>,
     events: &mut Vec<Event>,
-) -> Result<(sessions::SignOut, OrgBatch), ScimError> {
+) -> Result<(Option<sessions::SignOut>, OrgBatch), ScimError> {
     let role = cx
         .db()
         .first::<RoleRow>(
@@ -126,18 +140,28 @@ async fn deprovision(
             args![org.as_str(), user.as_str()],
         )
         .await?;
-    let batch = match role {
-        Some(r) => {
-            let role = Role::parse(&r.role).ok_or_else(ScimError::internal)?;
-            members::removal_batch(org, user, role)
-        }
-        None => OrgBatch::new(org.as_str()),
+    let Some(role) = role else {
+        return Ok((None, OrgBatch::new(org.as_str())));
     };
-    let sign_out =
-        sessions::plan_sign_out(cx, user.as_str(), SignOutScope::ReachingOrg(org)).await?;
+    let role = Role::parse(&role.role).ok_or_else(ScimError::internal)?;
+    let batch = members::removal_batch(org, user, role);
+    let elsewhere = cx
+        .db()
+        .first::<Count>(
+            "SELECT COUNT(*) AS n FROM memberships WHERE user_id = ? AND org_id != ?",
+            args![user.as_str(), org.as_str()],
+        )
+        .await?
+        .map_or(0, |c| c.n);
+    let scope = if elsewhere > 0 {
+        SignOutScope::OrgTokens(org)
+    } else {
+        SignOutScope::ReachingOrg(org)
+    };
+    let sign_out = sessions::plan_sign_out(cx, user.as_str(), scope).await?;
     stmts.push(sign_out.stmt.clone());
     events.push(sign_out.event.clone());
-    Ok((sign_out, batch))
+    Ok((Some(sign_out), batch))
 }
 
 fn update_row(batch: OrgBatch, user: &str, f: &UserFields, now: i64) -> OrgBatch {
@@ -168,7 +192,22 @@ fn user_db_error(e: DbError) -> ScimError {
     }
 }
 
+/// SCIM links an existing account only when the person is already a member of the org: an
+/// org's key must not pull someone else's account into the org without their consent (they are
+/// invited instead). The same answer whether or not the account is disabled.
+fn not_a_member() -> ApiError {
+    ApiError::new(
+        ErrorCode::AlreadyExists,
+        "an account with this email exists and is not a member of this org: invite the person \
+         to the org first (SCIM links only existing members)",
+    )
+}
+
 /// `POST /Users`.
+///
+/// A new email creates the account. An existing account is linked only if it is already a
+/// member of this org (a guard in the batch keeps it so); otherwise `409 uniqueness`. The
+/// IdP's names are kept on the SCIM resource, never written onto an existing account.
 pub async fn create(
     cx: &Cx<'_>,
     org: &OrgId,
@@ -178,14 +217,29 @@ pub async fn create(
     let f = UserFields::from_json(body)?;
     let now = now_ms();
     let existing = signin::user_by_email(cx, &f.email).await?;
-    let (account, mut stmts, mut events, created) = signin::existing_or_new(
-        existing,
-        &f.email,
-        f.display_name.as_deref(),
-        "scim",
-        now,
-        CreatedBy::Request,
-    )?;
+    let (account, mut stmts, mut events, created) = match existing {
+        Some(u) => {
+            let member = cx
+                .db()
+                .first::<RoleRow>(
+                    "SELECT role FROM memberships WHERE org_id = ? AND user_id = ?",
+                    args![org.as_str(), &u.id],
+                )
+                .await?;
+            if member.is_none() {
+                return Err(not_a_member().into());
+            }
+            (u, Vec::new(), Vec::new(), false)
+        }
+        None => signin::existing_or_new(
+            None,
+            &f.email,
+            f.display_name.as_deref(),
+            "scim",
+            now,
+            CreatedBy::Request,
+        )?,
+    };
     let mut batch = OrgBatch::new(org.as_str()).insert(
         "scim_users",
         &[
@@ -211,6 +265,13 @@ pub async fn create(
             now
         ],
     );
+    if !created {
+        batch = batch.guard(
+            "EXISTS (SELECT 1 FROM memberships WHERE org_id = ? AND user_id = ?)",
+            args![org.as_str(), &account.id],
+            not_a_member(),
+        );
+    }
     if f.active {
         batch = provision(batch, org, &account.id, now);
     }
@@ -269,7 +330,7 @@ async fn write(
     let batch = match (current.fields.active, next.active) {
         (true, false) => {
             let (plan, batch) = deprovision(cx, org, &user, &mut stmts, &mut events).await?;
-            sign_out = Some(plan);
+            sign_out = plan;
             events.push(
                 Event::new(AuditAction::ScimUserDeactivated, "user", user.as_str())
                     .in_org(org.as_str())
@@ -344,7 +405,7 @@ pub async fn delete(cx: &Cx<'_>, org: &OrgId, user: &UserId) -> Result<(), ScimE
     let mut sign_out = None;
     let batch = if current.fields.active {
         let (plan, batch) = deprovision(cx, org, user, &mut stmts, &mut events).await?;
-        sign_out = Some(plan);
+        sign_out = plan;
         batch
     } else {
         OrgBatch::new(org.as_str())
