@@ -689,3 +689,31 @@ fn another_orgs_users_and_groups_answer_404() {
     );
     assert_eq!(member_role(&a, &ua).as_deref(), Some("member"));
 }
+
+#[test]
+fn an_inactive_user_is_never_left_a_member() {
+    let o = org();
+    // Created inactive for someone who is a member: the membership goes, as by a deactivation.
+    let person = new_user("scim-inactive");
+    // An org of their own keeps their web session through the deprovisionings below.
+    create_org(&person, "Own org");
+    e2e::access::add_member(&o.owner, &o.id, &person, "member");
+    let r = o
+        .scim
+        .post(
+            "/scim/v2/Users",
+            &json!({"schemas": [USER], "userName": person.email,
+                "emails": [{"value": person.email, "primary": true}], "active": false}),
+        )
+        .expect(201)
+        .json();
+    assert_eq!(r["active"], false);
+    assert_eq!(member_role(&o, &person.user_id), None);
+    // Invited back while the SCIM user is inactive, then deleted by the IdP: the membership goes.
+    e2e::access::add_member(&o.owner, &o.id, &person, "member");
+    assert_eq!(member_role(&o, &person.user_id).as_deref(), Some("member"));
+    o.scim
+        .delete(&format!("/scim/v2/Users/{}", person.user_id))
+        .expect(204);
+    assert_eq!(member_role(&o, &person.user_id), None);
+}

@@ -240,7 +240,18 @@ pub async fn create(
             CreatedBy::Request,
         )?,
     };
-    let mut batch = OrgBatch::new(org.as_str()).insert(
+    // Created inactive: a person who is already a member is taken out of the org, as by a
+    // deactivation (a new account has no membership to remove).
+    let mut sign_out = None;
+    let batch = if f.active || created {
+        OrgBatch::new(org.as_str())
+    } else {
+        let user = UserId::parse(&account.id).map_err(|_| ScimError::internal())?;
+        let (plan, batch) = deprovision(cx, org, &user, &mut stmts, &mut events).await?;
+        sign_out = plan;
+        batch
+    };
+    let mut batch = batch.insert(
         "scim_users",
         &[
             "user_id",
@@ -265,7 +276,9 @@ pub async fn create(
             now
         ],
     );
-    if !created {
+    // Linking an active member: the membership must still be there when the batch runs (an
+    // inactive one was read by `deprovision`, whose removal guards check it the same way).
+    if !created && f.active {
         batch = batch.guard(
             "EXISTS (SELECT 1 FROM memberships WHERE org_id = ? AND user_id = ?)",
             args![org.as_str(), &account.id],
@@ -285,6 +298,9 @@ pub async fn create(
             ),
     );
     cx.commit(stmts, events).await.map_err(user_db_error)?;
+    if let Some(plan) = sign_out {
+        plan.forget();
+    }
     authn::forget_memberships(&account.id);
     let id = UserId::parse(&account.id).map_err(|_| ScimError::internal())?;
     get(cx, org, &id, base).await
@@ -327,38 +343,30 @@ async fn write(
     let mut stmts: Vec<Stmt> = Vec::new();
     let mut events = Vec::new();
     let mut sign_out = None;
-    let batch = match (current.fields.active, next.active) {
-        (true, false) => {
-            let (plan, batch) = deprovision(cx, org, &user, &mut stmts, &mut events).await?;
-            sign_out = plan;
-            events.push(
-                Event::new(AuditAction::ScimUserDeactivated, "user", user.as_str())
-                    .in_org(org.as_str())
-                    .meta(meta),
-            );
-            update_row(batch, user.as_str(), &next, now)
-        }
-        (false, true) => {
-            events.push(
-                Event::new(AuditAction::ScimUserReactivated, "user", user.as_str())
-                    .in_org(org.as_str())
-                    .meta(meta),
-            );
-            provision(
-                update_row(OrgBatch::new(org.as_str()), user.as_str(), &next, now),
-                org,
-                user.as_str(),
-                now,
-            )
-        }
-        _ => {
-            events.push(
-                Event::new(AuditAction::ScimUserUpdated, "user", user.as_str())
-                    .in_org(org.as_str())
-                    .meta(meta),
-            );
-            update_row(OrgBatch::new(org.as_str()), user.as_str(), &next, now)
-        }
+    // An inactive result takes the person out of the org whenever they are still a member
+    // (also when the resource was inactive already: the membership may have come back since).
+    let batch = if next.active {
+        OrgBatch::new(org.as_str())
+    } else {
+        let (plan, batch) = deprovision(cx, org, &user, &mut stmts, &mut events).await?;
+        sign_out = plan;
+        batch
+    };
+    let action = match (current.fields.active, next.active) {
+        (true, false) => AuditAction::ScimUserDeactivated,
+        (false, true) => AuditAction::ScimUserReactivated,
+        _ => AuditAction::ScimUserUpdated,
+    };
+    events.push(
+        Event::new(action, "user", user.as_str())
+            .in_org(org.as_str())
+            .meta(meta),
+    );
+    let batch = update_row(batch, user.as_str(), &next, now);
+    let batch = if next.active && !current.fields.active {
+        provision(batch, org, user.as_str(), now)
+    } else {
+        batch
     };
     stmts.extend(batch.into_stmts());
     cx.commit(stmts, events).await.map_err(user_db_error)?;
@@ -396,20 +404,14 @@ pub async fn patch(
     write(cx, org, current, next, base).await
 }
 
-/// `DELETE /Users/{id}`: deprovisions (if still active) and forgets the SCIM resource and its
+/// `DELETE /Users/{id}`: deprovisions (if still a member) and forgets the SCIM resource and its
 /// group memberships. The account itself stays: it may belong to other orgs.
 pub async fn delete(cx: &Cx<'_>, org: &OrgId, user: &UserId) -> Result<(), ScimError> {
     let current = load(cx, org, user).await?;
     let mut stmts: Vec<Stmt> = Vec::new();
     let mut events = Vec::new();
-    let mut sign_out = None;
-    let batch = if current.fields.active {
-        let (plan, batch) = deprovision(cx, org, user, &mut stmts, &mut events).await?;
-        sign_out = plan;
-        batch
-    } else {
-        OrgBatch::new(org.as_str())
-    };
+    // Whether or not the resource was active: a membership that exists is removed.
+    let (sign_out, batch) = deprovision(cx, org, user, &mut stmts, &mut events).await?;
     let batch = batch
         .delete("scim_group_members", "user_id = ?", args![user.as_str()])
         .delete("scim_users", "user_id = ?", args![user.as_str()]);
