@@ -717,3 +717,38 @@ fn an_inactive_user_is_never_left_a_member() {
         .expect(204);
     assert_eq!(member_role(&o, &person.user_id), None);
 }
+
+#[test]
+fn a_concurrent_update_never_brings_back_active_without_the_membership() {
+    let o = org();
+    let id = create_user(&o, &unique_email("scim-race"), "race")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = format!("/scim/v2/Users/{id}");
+    let set_active = |v: bool| json!({"schemas": [PATCH], "Operations": [{"op": "replace", "path": "active", "value": v}]});
+    for i in 0..12 {
+        o.scim.patch(&path, &set_active(true)).expect(200);
+        // A rename that read `active: true` races a deactivation: one of them may lose with a
+        // 409, but the stored `active` always agrees with the membership.
+        let scim = o.scim.clone();
+        let p = path.clone();
+        let rename = std::thread::spawn(move || {
+            scim.patch(
+                &p,
+                &json!({"schemas": [PATCH], "Operations": [{"op": "replace", "path": "displayName", "value": format!("Name {i}")}]}),
+            )
+            .status
+        });
+        let deactivated = o.scim.patch(&path, &set_active(false)).status;
+        let renamed = rename.join().unwrap();
+        assert!(matches!(deactivated, 200 | 409), "{deactivated}");
+        assert!(matches!(renamed, 200 | 409), "{renamed}");
+        let active = o.scim.get(&path).expect(200).json()["active"] == true;
+        assert_eq!(
+            active,
+            member_role(&o, &id).is_some(),
+            "round {i}: active is {active} but the membership says otherwise"
+        );
+    }
+}

@@ -164,23 +164,36 @@ async fn deprovision(
     Ok((Some(sign_out), batch))
 }
 
-fn update_row(batch: OrgBatch, user: &str, f: &UserFields, now: i64) -> OrgBatch {
-    batch.update(
-        "scim_users",
-        "user_name = ?, external_id = ?, display_name = ?, given_name = ?, family_name = ?, \
+/// Writes `f` over the user's row, guarded in the same batch by `active` still being
+/// `was_active`, the value the change was planned from: a concurrent (de)activation that
+/// committed in between makes this batch fail with a 409 instead of writing a stale `active`
+/// back (which would leave an active user without a membership, or the reverse).
+fn update_row(batch: OrgBatch, user: &str, was_active: bool, f: &UserFields, now: i64) -> OrgBatch {
+    let org = batch.org_id().to_owned();
+    batch
+        .guard(
+            "(SELECT active FROM scim_users WHERE org_id = ? AND user_id = ?) = ?",
+            args![org, user, i64::from(was_active)],
+            ApiError::conflict(
+                "the user was changed by another request meanwhile: read it again and retry",
+            ),
+        )
+        .update(
+            "scim_users",
+            "user_name = ?, external_id = ?, display_name = ?, given_name = ?, family_name = ?, \
          active = ?, updated_at_ms = ?",
-        args![
-            &f.user_name,
-            f.external_id.clone(),
-            f.display_name.clone(),
-            f.given_name.clone(),
-            f.family_name.clone(),
-            i64::from(f.active),
-            now
-        ],
-        "user_id = ?",
-        args![user],
-    )
+            args![
+                &f.user_name,
+                f.external_id.clone(),
+                f.display_name.clone(),
+                f.given_name.clone(),
+                f.family_name.clone(),
+                i64::from(f.active),
+                now
+            ],
+            "user_id = ?",
+            args![user],
+        )
 }
 
 /// A user's userName (or, on creation, the account) is already this org's: `uniqueness`.
@@ -362,7 +375,7 @@ async fn write(
             .in_org(org.as_str())
             .meta(meta),
     );
-    let batch = update_row(batch, user.as_str(), &next, now);
+    let batch = update_row(batch, user.as_str(), current.fields.active, &next, now);
     let batch = if next.active && !current.fields.active {
         provision(batch, org, user.as_str(), now)
     } else {
