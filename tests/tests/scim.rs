@@ -752,3 +752,15 @@ fn a_concurrent_update_never_brings_back_active_without_the_membership() {
         );
     }
 }
+
+#[test]
+fn the_orgs_audit_says_nothing_about_the_account_itself() {
+    let o = org();
+    let id = create_user(&o, &unique_email("scim-audit"), "audit")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ev = audited_by_key(&o, "scim_user.created", &id);
+    let meta = ev["metadata"].as_str().unwrap_or_default();
+    assert!(!meta.contains("account_created"), "{meta}");
+}

@@ -307,7 +307,7 @@ pub async fn create(
             .in_org(org.as_str())
             .meta(
                 json!({"user_name": f.user_name, "external_id": f.external_id,
-                "active": f.active, "account_created": created}),
+                "active": f.active}),
             ),
     );
     cx.commit(stmts, events).await.map_err(user_db_error)?;
