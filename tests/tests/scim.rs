@@ -764,3 +764,38 @@ fn the_orgs_audit_says_nothing_about_the_account_itself() {
     let meta = ev["metadata"].as_str().unwrap_or_default();
     assert!(!meta.contains("account_created"), "{meta}");
 }
+
+#[test]
+fn emptying_the_mapping_puts_scim_admins_back_to_member() {
+    let o = org();
+    let mapping = format!("/v1/orgs/{}/scim/group-roles", o.id);
+    let oc = o.owner.client();
+    oc.put(
+        &mapping,
+        &json!({"mappings": [{"group": "Admins", "role": "admin"}]}),
+    )
+    .expect(200);
+    let a = create_user(&o, &unique_email("scim-reset"), "reset")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    o.scim
+        .post(
+            "/scim/v2/Groups",
+            &json!({"schemas": [GROUP], "displayName": "Admins", "members": [{"value": a}]}),
+        )
+        .expect(201);
+    assert_eq!(member_role(&o, &a).as_deref(), Some("admin"));
+
+    oc.put(&mapping, &json!({"mappings": []})).expect(200);
+    assert_eq!(member_role(&o, &a).as_deref(), Some("member"));
+    assert_eq!(member_role(&o, &o.owner.user_id).as_deref(), Some("owner"));
+    let ev = audit_events("scim_group_roles.updated", &o.id);
+    assert!(
+        ev.last().unwrap()["metadata"]
+            .as_str()
+            .unwrap()
+            .contains("scim_admins_reset_to"),
+        "{ev:?}"
+    );
+}

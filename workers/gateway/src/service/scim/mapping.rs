@@ -1,6 +1,6 @@
 //! The owner's SCIM group → role mapping (`GET`/`PUT /v1/orgs/{org}/scim/group-roles`). A PUT
 //! replaces the whole mapping and re-applies it to the org's SCIM-managed members in the same
-//! audited batch.
+//! audited batch; an empty mapping puts the SCIM-managed admins back to `member`.
 
 use edgeplane_core::audit::{AuditAction, Event};
 use edgeplane_core::ids::{OrgId, TypedId};
@@ -60,9 +60,26 @@ pub async fn put(cx: &Cx<'_>, input: GroupRolesInput) -> Result<GroupRolesView, 
             "json_extract(value, '$.group'), json_extract(value, '$.role') FROM json_each(?)",
             args![rows],
         );
-    let event = Event::new(AuditAction::ScimGroupRolesUpdated, "org", org.as_str())
-        .meta(json!({"mappings": mappings}));
-    cx.commit(sync_roles(batch, &org), [event]).await?;
+    // With no mapping left the sync touches nothing, so the roles the old mapping granted would
+    // stay: SCIM-managed admins go back to `member` here, in the same batch (owners stay).
+    let emptied = mappings.is_empty();
+    let batch = if emptied {
+        batch.update(
+            "memberships",
+            "role = 'member'",
+            args![],
+            "role = 'admin' AND user_id IN (SELECT user_id FROM scim_users WHERE org_id = ?)",
+            args![org.as_str()],
+        )
+    } else {
+        sync_roles(batch, &org)
+    };
+    let mut meta = json!({"mappings": mappings});
+    if emptied {
+        meta["scim_admins_reset_to"] = json!("member");
+    }
+    let event = Event::new(AuditAction::ScimGroupRolesUpdated, "org", org.as_str()).meta(meta);
+    cx.commit(batch, [event]).await?;
     authn::forget_org_memberships(org.as_str());
     Ok(GroupRolesView { mappings })
 }
