@@ -799,3 +799,29 @@ fn emptying_the_mapping_puts_scim_admins_back_to_member() {
         "{ev:?}"
     );
 }
+
+#[test]
+fn the_longest_filter_chain_is_answered_and_a_longer_one_is_invalid() {
+    let o = org();
+    let email = unique_email("scim-chain");
+    let id = create_user(&o, &email, "chain")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let chain = |n: usize| {
+        let mut terms: Vec<String> = (1..n)
+            .map(|i| format!("userName eq \"n{i}@x.io\""))
+            .collect();
+        terms.push(format!("userName eq \"{email}\""));
+        terms.join(" or ")
+    };
+    let r = list(&o, &format!("filter={}", enc(&chain(50))));
+    assert_eq!(r["totalResults"], 1, "{r}");
+    assert_eq!(r["Resources"][0]["id"], id.as_str());
+    let pr = vec!["userName pr"; 51].join(" or ");
+    scim_error(
+        o.scim.get(&format!("/scim/v2/Users?filter={}", enc(&pr))),
+        400,
+        Some("invalidFilter"),
+    );
+}

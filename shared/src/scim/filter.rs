@@ -22,6 +22,10 @@ pub const MAX_DEPTH: usize = 16;
 /// Most bound values one filter yields (D1 binds at most 100 per statement, and the list query
 /// binds a few of its own).
 pub const MAX_ARGS: usize = 64;
+/// Most comparisons (and `pr` tests) one filter holds: IdPs look a person or a group up with one
+/// or a few; a long chain only costs the database (and `pr` binds nothing, so [`MAX_ARGS`] does
+/// not bound it).
+pub const MAX_TERMS: usize = 50;
 
 /// A resource's filterable attributes: each names one SQL expression of the list query.
 pub trait Attribute: Copy + std::fmt::Debug + PartialEq {
@@ -302,6 +306,12 @@ pub struct Condition {
 impl<A: Attribute> Filter<A> {
     /// The filter as a SQL condition over the attributes' columns.
     pub fn to_sql(&self) -> Result<Condition, ScimError> {
+        let terms = self.terms();
+        if terms > MAX_TERMS {
+            return Err(invalid(format!(
+                "filter has {terms} comparisons (at most {MAX_TERMS})"
+            )));
+        }
         let mut args = Vec::new();
         let sql = self.write(&mut args)?;
         if args.len() > MAX_ARGS {
@@ -312,10 +322,43 @@ impl<A: Attribute> Filter<A> {
         Ok(Condition { sql, args })
     }
 
+    /// The comparisons and presence tests in the filter.
+    fn terms(&self) -> usize {
+        match self {
+            Filter::And(a, b) | Filter::Or(a, b) => a.terms() + b.terms(),
+            Filter::Not(a) => a.terms(),
+            Filter::Present(_) | Filter::Compare(..) => 1,
+        }
+    }
+
+    /// The operands of a chain of the same connective (`a or b or c`), left to right, so the
+    /// chain becomes one flat n-ary `(a OR b OR c)` rather than a nesting per term.
+    fn chain<'f>(&'f self, and: bool, out: &mut Vec<&'f Filter<A>>) {
+        match self {
+            Filter::And(a, b) if and => {
+                a.chain(and, out);
+                b.chain(and, out);
+            }
+            Filter::Or(a, b) if !and => {
+                a.chain(and, out);
+                b.chain(and, out);
+            }
+            other => out.push(other),
+        }
+    }
+
     fn write(&self, args: &mut Vec<Value>) -> Result<String, ScimError> {
         Ok(match self {
-            Filter::And(a, b) => format!("({} AND {})", a.write(args)?, b.write(args)?),
-            Filter::Or(a, b) => format!("({} OR {})", a.write(args)?, b.write(args)?),
+            Filter::And(..) | Filter::Or(..) => {
+                let and = matches!(self, Filter::And(..));
+                let mut operands = Vec::new();
+                self.chain(and, &mut operands);
+                let parts = operands
+                    .into_iter()
+                    .map(|f| f.write(args))
+                    .collect::<Result<Vec<_>, _>>()?;
+                format!("({})", parts.join(if and { " AND " } else { " OR " }))
+            }
             Filter::Not(a) => format!("(NOT coalesce({}, 0))", a.write(args)?),
             Filter::Present(attr) => {
                 let c = attr.column();
@@ -541,6 +584,20 @@ mod tests {
                 "{bad}"
             );
         }
+        let chain = |n: usize| vec!["userName pr"; n].join(" or ");
+        let longest = parse::<T>(&chain(MAX_TERMS)).unwrap().to_sql().unwrap();
+        assert_eq!(
+            longest.sql.matches('(').count(),
+            MAX_TERMS + 1,
+            "one flat OR around the terms: {}",
+            longest.sql
+        );
+        assert_eq!(rows(&chain(MAX_TERMS)).unwrap(), [1, 2, 3]);
+        let e = rows(&chain(MAX_TERMS + 1)).unwrap_err();
+        assert_eq!(
+            (e.status, e.scim_type),
+            (400, Some(ScimType::InvalidFilter))
+        );
         let deep = format!("{}userName pr{}", "(".repeat(40), ")".repeat(40));
         assert!(parse::<T>(&deep).is_err());
         assert!(parse::<T>(&"a".repeat(MAX_FILTER_LEN + 1)).is_err());
