@@ -335,8 +335,10 @@ fn selected_members(f: &Filter<MemberValue>, out: &mut Vec<String>) -> Result<()
     }
 }
 
-/// Turns a group's PATCH into edits.
-pub fn group_edits(ops: &[Operation]) -> Result<Vec<GroupEdit>, ScimError> {
+/// Turns a PATCH of the group `own_id` into edits. Okta renames a group with a path-less
+/// `replace` whose value repeats the group's `id`: an `id` equal to `own_id` there changes
+/// nothing and is ignored; any other `id` is a `mutability` error.
+pub fn group_edits(ops: &[Operation], own_id: &str) -> Result<Vec<GroupEdit>, ScimError> {
     let mut edits = Vec::new();
     for op in ops {
         for (path, value) in expand(op)? {
@@ -376,6 +378,9 @@ pub fn group_edits(ops: &[Operation]) -> Result<Vec<GroupEdit>, ScimError> {
                 ("members", Some(_), _) => {
                     return Err(invalid_path("a member filter is only for remove"))
                 }
+                ("id", None, OpKind::Replace)
+                    if op.path.is_none()
+                        && value.as_ref().and_then(Value::as_str) == Some(own_id) => {}
                 ("id" | "meta", _, _) => {
                     return Err(ScimError::bad(
                         ScimType::Mutability,
@@ -513,7 +518,7 @@ mod tests {
         ])))
         .unwrap();
         assert_eq!(
-            group_edits(&ops).unwrap(),
+            group_edits(&ops, "grp_1").unwrap(),
             vec![
                 GroupEdit::AddMembers(vec!["usr_a".into(), "usr_b".into()]),
                 GroupEdit::RemoveMembers(vec!["usr_a".into()]),
@@ -542,12 +547,32 @@ mod tests {
                 json!([{"op": "remove", "path": "displayName"}]),
                 ScimType::Mutability,
             ),
+            (
+                json!([{"op": "replace", "value": {"id": "grp_2", "displayName": "X"}}]),
+                ScimType::Mutability,
+            ),
+            (
+                json!([{"op": "replace", "path": "id", "value": "grp_1"}]),
+                ScimType::Mutability,
+            ),
         ] {
             let e = parse(&patch(ops.clone()))
-                .and_then(|o| group_edits(&o))
+                .and_then(|o| group_edits(&o, "grp_1"))
                 .unwrap_err();
             assert_eq!(e.scim_type, Some(want), "{ops}");
         }
+    }
+
+    #[test]
+    fn oktas_rename_repeating_the_groups_own_id_is_a_rename() {
+        let ops = parse(&patch(json!([
+            {"op": "replace", "value": {"id": "grp_1", "displayName": "Renamed"}}
+        ])))
+        .unwrap();
+        assert_eq!(
+            group_edits(&ops, "grp_1").unwrap(),
+            vec![GroupEdit::SetDisplayName("Renamed".into())]
+        );
     }
 
     proptest::proptest! {

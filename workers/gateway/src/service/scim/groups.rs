@@ -259,7 +259,7 @@ pub async fn patch(
     body: &Value,
     base: &str,
 ) -> Result<Value, ScimError> {
-    let edits = patch::group_edits(&patch::parse(body)?)?;
+    let edits = patch::group_edits(&patch::parse(body)?, group.as_str())?;
     load(cx, org, group).await?;
     let g = group.as_str();
     let mut batch = touch(OrgBatch::new(org.as_str()), g, now_ms());
