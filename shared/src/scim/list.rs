@@ -160,6 +160,18 @@ impl Projection {
         p
     }
 
+    /// Whether the answer leaves the attribute `name` out entirely (so it need not be read).
+    pub fn drops(&self, name: &str) -> bool {
+        let name = name.to_ascii_lowercase();
+        if ALWAYS.contains(&name.as_str()) {
+            return false;
+        }
+        self.excluded.contains(&name)
+            || (!self.only.is_empty()
+                && !self.only.contains(&name)
+                && subs(&self.only, &name).is_empty())
+    }
+
     /// [`Projection::apply`] to each resource of a ListResponse.
     pub fn apply_list(&self, mut list: Value) -> Value {
         if let Some(Value::Array(items)) = list.get_mut("Resources") {
@@ -251,6 +263,13 @@ mod tests {
                 "emails": [{"value": "a@b.co", "primary": true}]})
         );
         assert_eq!(Projection::default().apply(user.clone()), user);
+        assert!(Projection::parse(&pairs("excludedAttributes", "Members")).drops("members"));
+        assert!(Projection::parse(&pairs("attributes", "displayName")).drops("members"));
+        assert!(!Projection::parse(&pairs("attributes", "members.value")).drops("members"));
+        assert!(
+            !Projection::parse(&pairs("excludedAttributes", "members.display")).drops("members")
+        );
+        assert!(!Projection::default().drops("members"));
         let (q, p) = search_request(&json!({"schemas": [SEARCH_SCHEMA], "filter": "userName pr",
             "startIndex": 2, "count": 5, "excludedAttributes": ["displayName"]}))
         .unwrap();

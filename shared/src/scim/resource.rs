@@ -326,6 +326,15 @@ impl GroupFields {
     }
 }
 
+/// The members of a page of groups (`org_id`, the group ids as a JSON array, then the cap per
+/// group): each group's first members by user id, at most the cap of each, so a large group
+/// never crowds the others of its page out.
+pub const GROUP_MEMBERS_SQL: &str = "SELECT group_id, user_id FROM (SELECT m.group_id, \
+     m.user_id, ROW_NUMBER() OVER (PARTITION BY m.group_id ORDER BY m.user_id) AS n \
+     FROM scim_group_members m \
+     WHERE m.org_id = ? AND m.group_id IN (SELECT value FROM json_each(?))) \
+     WHERE n <= ? ORDER BY group_id, user_id";
+
 /// A stored group as SCIM shows it; `members` are user ids. Members carry `value`, `$ref` and
 /// `type` only: `display` is optional (RFC 7643 §4.2), and a member list an IdP patched comes
 /// back exactly as it was sent.
@@ -362,6 +371,34 @@ impl GroupRecord {
 
 #[cfg(test)]
 mod tests {
+    /// The cap holds per group: with a cap of 2, each of two groups of 3 lists 2 (a cap across
+    /// the page would list the first group's 2 and none of the second's).
+    #[test]
+    fn group_members_are_capped_per_group() {
+        let db = rusqlite::Connection::open_in_memory().unwrap();
+        db.execute_batch(
+            "CREATE TABLE scim_group_members (org_id TEXT NOT NULL, group_id TEXT NOT NULL,
+               user_id TEXT NOT NULL, PRIMARY KEY (group_id, user_id));
+             INSERT INTO scim_group_members (org_id, group_id, user_id) VALUES
+               ('o1','g1','u1'),('o1','g1','u2'),('o1','g1','u3'),
+               ('o1','g2','u4'),('o1','g2','u5'),('o1','g2','u6'),('o2','g3','u7');",
+        )
+        .unwrap();
+        let mut stmt = db.prepare(super::GROUP_MEMBERS_SQL).unwrap();
+        let rows: Vec<(String, String)> = stmt
+            .query_map(rusqlite::params!["o1", r#"["g1","g2","g3"]"#, 2], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let pairs: Vec<(&str, &str)> = rows.iter().map(|(g, u)| (g.as_str(), u.as_str())).collect();
+        assert_eq!(
+            pairs,
+            [("g1", "u1"), ("g1", "u2"), ("g2", "u4"), ("g2", "u5")]
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -188,12 +188,15 @@ async fn run(id: Id, cx: &mut Cx<'_>) -> HttpResult2 {
         Id::ListGroups => {
             let pairs = cx.query()?;
             let q = ListQuery::parse(&pairs)?;
-            let listed = groups::list(cx, &org(cx)?, &q, &base).await?;
-            ok(&Projection::parse(&pairs).apply_list(listed))
+            let projection = Projection::parse(&pairs);
+            let with_members = !projection.drops("members");
+            let listed = groups::list(cx, &org(cx)?, &q, &base, with_members).await?;
+            ok(&projection.apply_list(listed))
         }
         Id::SearchGroups => {
             let (q, projection) = search_request(&json(cx).await?)?;
-            ok(&projection.apply_list(groups::list(cx, &org(cx)?, &q, &base).await?))
+            let with_members = !projection.drops("members");
+            ok(&projection.apply_list(groups::list(cx, &org(cx)?, &q, &base, with_members).await?))
         }
         Id::CreateGroup => {
             let body = json(cx).await?;
@@ -201,8 +204,10 @@ async fn run(id: Id, cx: &mut Cx<'_>) -> HttpResult2 {
                 .map_err(Into::into)
         }
         Id::GetGroup => {
-            let found = groups::get(cx, &org(cx)?, &group_id(cx)?, &base).await?;
-            ok(&Projection::parse(&cx.query()?).apply(found))
+            let projection = Projection::parse(&cx.query()?);
+            let with_members = !projection.drops("members");
+            let found = groups::get(cx, &org(cx)?, &group_id(cx)?, &base, with_members).await?;
+            ok(&projection.apply(found))
         }
         Id::ReplaceGroup => {
             let body = json(cx).await?;

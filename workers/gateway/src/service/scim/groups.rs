@@ -6,7 +6,7 @@ use edgeplane_core::audit::{AuditAction, Event};
 use edgeplane_core::ids::{OrgId, ScimGroupId};
 use edgeplane_core::scim::list::{self, ListQuery};
 use edgeplane_core::scim::patch::{self, GroupEdit};
-use edgeplane_core::scim::resource::{GroupAttr, GroupFields, GroupRecord};
+use edgeplane_core::scim::resource::{GroupAttr, GroupFields, GroupRecord, GROUP_MEMBERS_SQL};
 use edgeplane_core::scim::ScimError;
 use edgeplane_core::ApiError;
 use edgeplane_runtime::args;
@@ -19,8 +19,10 @@ use crate::authn;
 use crate::cx::Cx;
 use crate::http::ctx::now_ms;
 
-/// Most members a group's answer lists. An IdP manages membership by PATCH and never needs the
-/// whole list back; the cap keeps one answer's memory bounded whatever the group's size.
+/// Most members one group's answer lists (the cap holds per group, so no group of a page is
+/// cut short by the others). An IdP manages membership by PATCH and never needs the whole list
+/// back; the cap keeps one answer's memory bounded whatever the group's size, and an IdP that
+/// asks for `excludedAttributes=members` has no members read at all.
 const MAX_MEMBERS_SHOWN: i64 = 10_000;
 
 #[derive(Deserialize)]
@@ -45,22 +47,22 @@ const LISTING: Listing = Listing {
     order: "g.created_at_ms, g.id",
 };
 
-/// The members of `groups` (with their userName), in one read.
+/// The members of `groups`, at most [`MAX_MEMBERS_SHOWN`] of each, in one read; none when the
+/// answer leaves members out (`with_members` false).
 async fn members_of(
     cx: &Cx<'_>,
     org: &OrgId,
     groups: &[String],
+    with_members: bool,
 ) -> Result<Vec<MemberRow>, ScimError> {
-    if groups.is_empty() {
+    if groups.is_empty() || !with_members {
         return Ok(Vec::new());
     }
     let ids = serde_json::to_string(groups).map_err(|_| ScimError::internal())?;
     Ok(cx
         .db()
         .all(
-            "SELECT m.group_id, m.user_id FROM scim_group_members m \
-             WHERE m.org_id = ? AND m.group_id IN (SELECT value FROM json_each(?)) \
-             ORDER BY m.group_id, m.user_id LIMIT ?",
+            GROUP_MEMBERS_SQL,
             args![org.as_str(), ids, MAX_MEMBERS_SHOWN],
         )
         .await?)
@@ -97,24 +99,32 @@ async fn load(cx: &Cx<'_>, org: &OrgId, group: &ScimGroupId) -> Result<Row, Scim
         .ok_or_else(|| ScimError::not_found("group"))
 }
 
+/// The group's SCIM answer; `with_members` false leaves its member list unread (empty).
 pub async fn get(
     cx: &Cx<'_>,
     org: &OrgId,
     group: &ScimGroupId,
     base: &str,
+    with_members: bool,
 ) -> Result<Value, ScimError> {
     let row = load(cx, org, group).await?;
-    let members = members_of(cx, org, std::slice::from_ref(&row.id)).await?;
+    let members = members_of(cx, org, std::slice::from_ref(&row.id), with_members).await?;
     records(vec![row], members)
         .pop()
         .map(|g| g.to_json(base))
         .ok_or_else(ScimError::internal)
 }
 
-pub async fn list(cx: &Cx<'_>, org: &OrgId, q: &ListQuery, base: &str) -> Result<Value, ScimError> {
+pub async fn list(
+    cx: &Cx<'_>,
+    org: &OrgId,
+    q: &ListQuery,
+    base: &str,
+    with_members: bool,
+) -> Result<Value, ScimError> {
     let (total, rows) = page::<GroupAttr, Row>(cx, org, q, &LISTING).await?;
     let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
-    let members = members_of(cx, org, &ids).await?;
+    let members = members_of(cx, org, &ids, with_members).await?;
     let resources = records(rows, members)
         .iter()
         .map(|g| g.to_json(base))
@@ -213,7 +223,7 @@ pub async fn create(
     let event = Event::new(AuditAction::ScimGroupCreated, "scim_group", id.as_str())
         .meta(json!({"display_name": f.display_name, "members_added": f.members}));
     commit(cx, org, batch, event).await?;
-    get(cx, org, &id, base).await
+    get(cx, org, &id, base, true).await
 }
 
 fn touch(batch: OrgBatch, group: &str, now: i64) -> OrgBatch {
@@ -248,7 +258,7 @@ pub async fn replace(
     let event = Event::new(AuditAction::ScimGroupUpdated, "scim_group", g)
         .meta(json!({"display_name": f.display_name, "members_replaced": f.members}));
     commit(cx, org, batch, event).await?;
-    get(cx, org, group, base).await
+    get(cx, org, group, base, true).await
 }
 
 /// `PATCH /Groups/{id}`: the edits in the order the PATCH gave them, in one batch.
@@ -307,7 +317,7 @@ pub async fn patch(
     let event =
         Event::new(AuditAction::ScimGroupUpdated, "scim_group", g).meta(json!({"edits": summary}));
     commit(cx, org, batch, event).await?;
-    get(cx, org, group, base).await
+    get(cx, org, group, base, true).await
 }
 
 /// `DELETE /Groups/{id}`: the group and its memberships; roles follow.
