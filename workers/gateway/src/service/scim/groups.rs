@@ -178,8 +178,10 @@ fn remove_all_members(batch: OrgBatch, group: &str) -> OrgBatch {
 /// Commits a group change with its role sync, then drops this isolate's cached memberships of
 /// the org (the change may have moved several roles).
 async fn commit(cx: &Cx<'_>, org: &OrgId, batch: OrgBatch, event: Event) -> Result<(), ScimError> {
+    // The `OrgBatch` itself, not its statements: the commit then checks that the writes are
+    // the org's the facts name, and binds the batch's org to the change.
     let batch = sync_roles(batch, org);
-    cx.commit(batch.into_stmts(), [event.in_org(org.as_str())])
+    cx.commit(batch, [event.in_org(org.as_str())])
         .await
         .map_err(|e| {
             if e.is_unique_in("scim_groups") {

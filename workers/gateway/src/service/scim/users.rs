@@ -9,6 +9,14 @@
 //! removed with the guards of any removal (`members::removal_batch`: never the org's last
 //! owner); after the batch this isolate forgets the revoked sessions and the membership, so the
 //! person's next request to this org is refused.
+//!
+//! Why these batches are committed as plain statements (`Writes::Unscoped`) rather than as the
+//! `OrgBatch` (as groups are): a user's change may carry platform rows that belong to no org —
+//! the new account's `users` insert and the sign-out's `UPDATE sessions` (web sessions are not
+//! bound to an org) — and an `OrgBatch` only holds statements that name its org. The org's own
+//! rows are still built by `OrgBatch` (each statement binds the key's org), and SCIM requests
+//! carry no org in their facts, so nothing else could be bound; the events name the org's
+//! chain explicitly.
 
 use edgeplane_core::audit::{AuditAction, Event};
 use edgeplane_core::auth::Role;
