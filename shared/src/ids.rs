@@ -149,6 +149,7 @@ typed_ids! {
     DeliveryRowId => "whd", "webhook delivery";
     AuditEventId => "aud", "audit event";
     AuditExportJobId => "aex", "audit export job";
+    ScimGroupId => "scg", "group";
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ pub mod ids;
 pub mod queue;
 pub mod ratelimit;
 pub mod review;
+pub mod scim;
 pub mod store;
 pub mod time;
 pub mod validate;

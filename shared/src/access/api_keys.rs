@@ -15,6 +15,9 @@ pub fn grantable(requested: Scopes, creator: &OrgAccess) -> Result<Scopes, ApiEr
     if requested.is_empty() {
         return Err(ApiError::validation("scopes must name at least one scope"));
     }
+    requested
+        .validate_scim_only()
+        .map_err(ApiError::validation)?;
     if !creator.scopes.contains_all(requested) {
         let missing: Vec<&str> = requested
             .iter()
@@ -104,6 +107,13 @@ mod tests {
         assert_eq!(err.status(), 403);
         assert!(err.message.contains("org:owner"));
         assert!(grantable(Scopes::empty(), &admin).is_err());
+        // `scim`: owners only, and alone.
+        let owner = OrgAccess::for_member("o".into(), Role::Owner);
+        let scim = Scopes::from_iter([Scope::Scim]);
+        assert_eq!(grantable(scim, &owner).unwrap(), scim);
+        assert_eq!(grantable(scim, &admin).unwrap_err().status(), 403);
+        let mixed = Scopes::from_iter([Scope::Scim, Scope::RoundsRead]);
+        assert_eq!(grantable(mixed, &owner).unwrap_err().status(), 422);
     }
 
     #[test]

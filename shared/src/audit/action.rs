@@ -129,6 +129,18 @@ audit_actions! {
     ReviewRequeued => "review.requeued",
     ReviewPosted => "review.posted",
     ReviewFailed => "review.failed",
+
+    // SCIM provisioning (by the org's SCIM key) and its group → role mapping (by an owner).
+    ScimUserCreated => "scim_user.created",
+    ScimUserUpdated => "scim_user.updated",
+    /// `active` became false: membership removed, sessions revoked; the resource remains.
+    ScimUserDeactivated => "scim_user.deactivated",
+    ScimUserReactivated => "scim_user.reactivated",
+    ScimUserDeleted => "scim_user.deleted",
+    ScimGroupCreated => "scim_group.created",
+    ScimGroupUpdated => "scim_group.updated",
+    ScimGroupDeleted => "scim_group.deleted",
+    ScimGroupRolesUpdated => "scim_group_roles.updated",
 }
 
 impl std::fmt::Display for AuditAction {

@@ -28,6 +28,8 @@ pub enum Action {
     ManageIntegrations,
     ReadReviews,
     ManageReviews,
+    /// The SCIM group → role mapping decides who becomes admin: owners only.
+    ManageScimMapping,
 }
 
 impl Action {
@@ -53,6 +55,7 @@ impl Action {
             ManageIntegrations => Scope::IntegrationsWrite,
             ReadReviews => Scope::ReviewsRead,
             ManageReviews => Scope::ReviewsWrite,
+            ManageScimMapping => Scope::OrgOwner,
         }
     }
 }

@@ -59,7 +59,8 @@ impl Role {
         match self {
             Role::Member => member,
             Role::Admin => admin,
-            Role::Owner => admin.union(Scopes::from_iter([OrgOwner])),
+            // Only an owner may mint a SCIM key: provisioning can remove admins and owners.
+            Role::Owner => admin.union(Scopes::from_iter([OrgOwner, Scim])),
         }
     }
 }

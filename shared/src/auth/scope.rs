@@ -41,6 +41,9 @@ scopes! {
     IntegrationsWrite = "integrations:write",
     ReviewsRead = "reviews:read",
     ReviewsWrite = "reviews:write",
+    // Provisioning through `/scim/v2`, and nothing else: a key holding it serves only SCIM
+    // (see `Scopes::validate_scim_only`), and SCIM takes no other credential.
+    Scim = "scim",
 }
 
 /// A set of scopes as a bit set: cheap to copy, intersect and compare on every request.
@@ -72,6 +75,10 @@ impl Scopes {
         Scopes(self.0 & other.0)
     }
 
+    pub fn without(self, s: Scope) -> Scopes {
+        Scopes(self.0 & !(1 << s as u8))
+    }
+
     pub fn is_empty(self) -> bool {
         self.0 == 0
     }
@@ -99,6 +106,16 @@ impl Scopes {
     /// Space-separated, the form stored in D1 and used in OAuth `scope` fields.
     pub fn to_space_separated(self) -> String {
         self.iter().map(Scope::as_str).collect::<Vec<_>>().join(" ")
+    }
+
+    /// A key with `scim` holds nothing else: an IdP's credential is kept in another system
+    /// (the IdP's provisioning settings) and should open exactly one door.
+    pub fn validate_scim_only(self) -> Result<(), String> {
+        if self.contains(Scope::Scim) && self != Scopes::from_iter([Scope::Scim]) {
+            Err("the `scim` scope cannot be combined with other scopes".into())
+        } else {
+            Ok(())
+        }
     }
 
     pub fn names(self) -> Vec<&'static str> {
@@ -140,6 +157,19 @@ mod tests {
         assert_eq!(json, r#"["devices:write","rounds:read"]"#);
         assert_eq!(serde_json::from_str::<Scopes>(&json).unwrap(), s);
         assert!(serde_json::from_str::<Scopes>(r#"["nope"]"#).is_err());
+    }
+
+    #[test]
+    fn scim_stands_alone() {
+        assert!(Scopes::from_iter([Scope::Scim])
+            .validate_scim_only()
+            .is_ok());
+        assert!(Scopes::from_iter([Scope::RoundsRead])
+            .validate_scim_only()
+            .is_ok());
+        assert!(Scopes::from_iter([Scope::Scim, Scope::MembersRead])
+            .validate_scim_only()
+            .is_err());
     }
 
     #[test]

@@ -58,9 +58,15 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
     }
     // OAuth clients expect RFC 6749 error bodies from the OAuth endpoints, for every failure.
     let oauth = req.path().starts_with("/oauth/");
+    // SCIM clients (IdPs) expect RFC 7644 error bodies from /scim/v2, for every failure too.
+    let scim = routes::scim::serves(&req.path());
     let (mut resp, error_code) = match routes::dispatch(req, &env, &ctx, &mut rc).await {
         Ok(resp) => (resp, None),
         Err(err) if oauth => (respond::oauth_error(&err), Some(err.code.as_str())),
+        Err(err) if scim => (
+            respond::scim_error(&err.clone().into()),
+            Some(err.code.as_str()),
+        ),
         Err(err) => (
             respond::error(&err, &rc.request_id),
             Some(err.code.as_str()),

@@ -9,8 +9,8 @@ mod verified;
 pub use api_key::forget_api_key;
 pub use device::forget_device_facts;
 pub use session::{
-    email as session_email, find_membership, forget_memberships, forget_sessions,
-    forget_user_sessions, membership, read_memberships, Membership,
+    email as session_email, find_membership, forget_memberships, forget_org_memberships,
+    forget_sessions, forget_user_sessions, membership, read_memberships, Membership,
 };
 
 use std::rc::Rc;

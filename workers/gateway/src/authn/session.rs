@@ -84,6 +84,15 @@ pub fn forget_memberships(user_id: &str) {
     MEMBERSHIPS.with(|c| c.borrow_mut().remove(user_id));
 }
 
+/// Drops every cached membership list that includes `org_id`: for changes that may move many
+/// of one org's roles at once (SCIM group and mapping changes), without reading who they moved.
+pub fn forget_org_memberships(org_id: &str) {
+    MEMBERSHIPS.with(|c| {
+        c.borrow_mut()
+            .retain(|_, ms| !ms.iter().any(|m| m.org_id == org_id))
+    });
+}
+
 #[derive(Deserialize)]
 struct SessionRow {
     user_id: String,

@@ -1,5 +1,6 @@
 //! Building responses: JSON bodies, errors in the one documented shape, common headers.
 
+use edgeplane_core::scim::{ScimError, CONTENT_TYPE as SCIM_CONTENT_TYPE};
 use edgeplane_core::ApiError;
 use serde::Serialize;
 use worker::{Headers, Response, ResponseBuilder};
@@ -53,6 +54,29 @@ pub fn oauth_error(err: &ApiError) -> Response {
     }
     ResponseBuilder::new()
         .with_status(err.status())
+        .with_headers(headers)
+        .fixed(body)
+}
+
+/// A SCIM resource or message (`application/scim+json`).
+pub fn scim(status: u16, body: &serde_json::Value) -> HttpResult {
+    // A `Value` always serializes (its map keys are strings).
+    let bytes = serde_json::to_vec(body).map_err(|_| ApiError::internal())?;
+    let headers = Headers::new();
+    let _ = headers.set("content-type", SCIM_CONTENT_TYPE);
+    Ok(ResponseBuilder::new()
+        .with_status(status)
+        .with_headers(headers)
+        .fixed(bytes))
+}
+
+/// RFC 7644 §3.12's error body for the `/scim/v2` routes.
+pub fn scim_error(err: &ScimError) -> Response {
+    let body = serde_json::to_vec(&err.body()).unwrap_or_default();
+    let headers = Headers::new();
+    let _ = headers.set("content-type", SCIM_CONTENT_TYPE);
+    ResponseBuilder::new()
+        .with_status(err.status)
         .with_headers(headers)
         .fixed(body)
 }

@@ -9,8 +9,9 @@ pub mod core;
 pub mod federation;
 pub mod identity;
 pub mod review;
+pub mod scim;
 
-use edgeplane_core::auth::{authorize, Action, PrincipalKind};
+use edgeplane_core::auth::{authorize, Action, Principal, PrincipalKind, Scope};
 use edgeplane_core::http::{match_tables, BodyLimit, Method, RouteMatch, RouteSpec};
 use edgeplane_core::{ApiError, ErrorCode};
 use worker::{Context, Env, Request};
@@ -36,6 +37,9 @@ pub enum Access {
     /// A federated-learning device with a device access token (its own scopes are checked by the
     /// handler); every other principal is refused.
     Device,
+    /// SCIM provisioning: an org API key holding the `scim` scope, acting in the key's org.
+    /// Every other principal is refused, and such a key is refused everywhere else.
+    Scim,
 }
 
 /// A route's identity: the area it belongs to and the area's own id.
@@ -46,6 +50,7 @@ pub enum RouteId {
     Access(access::Id),
     Federation(federation::Id),
     Review(review::Id),
+    Scim(scim::Id),
 }
 
 pub type Route = RouteSpec<RouteId, Access>;
@@ -73,6 +78,7 @@ pub const TABLES: &[&[Route]] = &[
     access::ROUTES,
     federation::ROUTES,
     review::ROUTES,
+    scim::ROUTES,
 ];
 
 /// All routes, in matching order.
@@ -141,10 +147,20 @@ pub async fn dispatch(req: Request, env: &Env, ctx: &Context, rc: &mut RequestCt
         _ => authn::resolve(&db, &cfg, token.as_deref()).await?,
     };
     rc.principal_kind = principal.kind;
+    if is_scim_key(&principal) != (route.auth == Access::Scim) && !principal.is_anonymous() {
+        return Err(if route.auth == Access::Scim {
+            ApiError::new(
+                ErrorCode::InsufficientScope,
+                "SCIM takes an org API key with the `scim` scope",
+            )
+        } else {
+            ApiError::forbidden("a key with the `scim` scope serves only /scim/v2")
+        });
+    }
 
     let org = match route.auth {
         Access::Public | Access::SelfAuthenticated => None,
-        Access::Authenticated | Access::Org(_) | Access::Device
+        Access::Authenticated | Access::Org(_) | Access::Device | Access::Scim
             if principal.kind == PrincipalKind::Anonymous =>
         {
             return Err(ApiError::unauthenticated(
@@ -158,6 +174,12 @@ pub async fn dispatch(req: Request, env: &Env, ctx: &Context, rc: &mut RequestCt
             ));
         }
         Access::Device => None,
+        // The key's own org (dispatch checked above that it is a SCIM key); the handlers take
+        // it from the principal, and writes name it explicitly.
+        Access::Scim => {
+            rc.org_id = principal.bound.as_ref().map(|b| b.org_id.clone());
+            None
+        }
         Access::Org(action) => {
             let org_ref = params.get("org").ok_or_else(route_not_found)?;
             let access = authn::org_access(&db, &principal, org_ref).await?;
@@ -188,9 +210,18 @@ pub async fn dispatch(req: Request, env: &Env, ctx: &Context, rc: &mut RequestCt
         RouteId::Access(id) => access::handle(id, &mut cx).await,
         RouteId::Federation(id) => federation::handle(id, &mut cx).await,
         RouteId::Review(id) => review::handle(id, &mut cx).await,
+        RouteId::Scim(id) => scim::handle(id, &mut cx).await,
     };
     authn::run_followups(cx.db(), followups).await;
     result
+}
+
+/// An org API key holding the `scim` scope (which such a key holds alone).
+fn is_scim_key(p: &Principal) -> bool {
+    p.kind == PrincipalKind::ApiKey
+        && p.bound
+            .as_ref()
+            .is_some_and(|b| b.scopes.contains(Scope::Scim))
 }
 
 #[cfg(test)]

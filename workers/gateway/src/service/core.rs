@@ -4,7 +4,7 @@ use edgeplane_core::audit::checkpoint::origin;
 use edgeplane_core::audit::retention::RetentionDays;
 use edgeplane_core::audit::{Actor, AuditAction, Event, PLATFORM_CHAIN};
 use edgeplane_core::auth::credential::{mint, CredentialKind};
-use edgeplane_core::auth::{Role, Scopes};
+use edgeplane_core::auth::{Role, Scope, Scopes};
 use edgeplane_core::ids::{ApiKeyId, OrgId, ProbeId, TypedId, UserId};
 use edgeplane_core::queue::ReviewQueueMessage;
 use edgeplane_core::time::rfc3339_millis;
@@ -40,7 +40,8 @@ pub async fn setup(cx: &Cx<'_>, req: SetupRequest) -> Result<SetupView, ApiError
     let user_id = UserId::generate(now)?;
     let key_id = ApiKeyId::generate(now)?;
     let key = mint(CredentialKind::ApiKey)?;
-    let scopes = Scopes::all();
+    // Every scope but `scim`, which a key holds alone (`Scopes::validate_scim_only`).
+    let scopes = Scopes::all().without(Scope::Scim);
     let SetupRequest {
         org_name: name,
         org_slug: slug,

@@ -7,3 +7,4 @@ pub mod core;
 pub mod federation;
 pub mod identity;
 pub mod review;
+pub mod scim;

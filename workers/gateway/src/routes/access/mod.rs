@@ -6,6 +6,7 @@ mod api_keys;
 mod audit;
 mod invitations;
 mod members;
+mod scim_mapping;
 
 use edgeplane_core::auth::Action;
 use edgeplane_core::http::{BodyLimit, Method::*};
@@ -33,6 +34,8 @@ pub enum Id {
     CreateAuditExportJob,
     GetAuditExportJob,
     DownloadAuditExport,
+    GetScimGroupRoles,
+    PutScimGroupRoles,
 }
 
 const fn r(id: Id) -> RouteId {
@@ -45,6 +48,7 @@ const INVITATIONS: &str = "/v1/orgs/{org}/invitations";
 const INVITATION: &str = "/v1/orgs/{org}/invitations/{invitation}";
 const KEYS: &str = "/v1/orgs/{org}/api-keys";
 const KEY: &str = "/v1/orgs/{org}/api-keys/{key}";
+const SCIM_GROUP_ROLES: &str = "/v1/orgs/{org}/scim/group-roles";
 const KEY_ROTATE: &str = "/v1/orgs/{org}/api-keys/{key}/rotate";
 
 pub const ROUTES: &[Route] = &[
@@ -177,6 +181,21 @@ pub const ROUTES: &[Route] = &[
         BodyLimit::NONE,
         Access::SelfAuthenticated,
     ),
+    // Owners only: the mapping decides which IdP groups make admins.
+    route(
+        r(Id::GetScimGroupRoles),
+        Get,
+        SCIM_GROUP_ROLES,
+        BodyLimit::NONE,
+        Access::Org(Action::ManageScimMapping),
+    ),
+    route(
+        r(Id::PutScimGroupRoles),
+        Put,
+        SCIM_GROUP_ROLES,
+        BodyLimit::SMALL,
+        Access::Org(Action::ManageScimMapping),
+    ),
 ];
 
 pub async fn handle(id: Id, cx: &mut Cx<'_>) -> HttpResult {
@@ -199,5 +218,7 @@ pub async fn handle(id: Id, cx: &mut Cx<'_>) -> HttpResult {
         Id::CreateAuditExportJob => audit::create_job(cx).await,
         Id::GetAuditExportJob => audit::get_job(cx).await,
         Id::DownloadAuditExport => audit::download_job(cx).await,
+        Id::GetScimGroupRoles => scim_mapping::get(cx).await,
+        Id::PutScimGroupRoles => scim_mapping::put(cx).await,
     }
 }

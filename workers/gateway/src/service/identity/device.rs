@@ -4,7 +4,7 @@
 
 use edgeplane_core::audit::{AuditAction, Event};
 use edgeplane_core::auth::credential::{hash_presented, mint, CredentialKind};
-use edgeplane_core::auth::Scopes;
+use edgeplane_core::auth::{Scope, Scopes};
 use edgeplane_core::identity::device_code::{
     generate_user_code, normalize_user_code, poll, user_code_hash, DeviceGrant, DeviceStatus,
     PollOutcome, DEFAULT_INTERVAL_SECS,
@@ -314,7 +314,8 @@ pub async fn approve(
     if let Some(narrow) = narrow {
         scopes = scopes.intersect(narrow);
     }
-    scopes = scopes.intersect(role.scopes());
+    // A CLI token never holds `scim`: that scope is an IdP's key's, and opens only /scim/v2.
+    scopes = scopes.intersect(role.scopes()).without(Scope::Scim);
     if scopes.is_empty() {
         return Err(ApiError::validation(
             "none of the requested scopes is available to your role in this organization",

@@ -129,39 +129,104 @@ struct IdRow {
     id: String,
 }
 
-/// Signs `user` out everywhere: every session and CLI token — but `keep`, when given (the
-/// console's "sign out all other sessions" keeps the one it is used from).
+/// Which of a person's sessions a sign-out ends.
+#[derive(Debug, Clone, Copy)]
+pub enum SignOutScope<'a> {
+    /// Every session and CLI token, but `keep` when given (the console's "sign out all other
+    /// sessions" keeps the one it is used from).
+    Everywhere { keep: Option<&'a SessionId> },
+    /// What reaches one org: every web session (a web session is not bound to an org, so it
+    /// cannot be cut for one org only) and the CLI tokens of that org. An org's IdP
+    /// deprovisioning a person leaves the CLI tokens they hold for other orgs alone.
+    ReachingOrg(&'a OrgId),
+    /// Only the CLI tokens bound to one org. An org's IdP deprovisioning a person who is still
+    /// a member of another org must not sign them out of the web: removing the membership is
+    /// what cuts their web access to this org.
+    OrgTokens(&'a OrgId),
+}
+
+/// A sign-out planned, not yet committed: its statement and audit event go into the batch of
+/// the change that calls for it (a person's own sign-out, or SCIM deprovisioning with the
+/// membership's removal), and [`SignOut::forget`] runs once that batch has committed, so this
+/// isolate refuses the revoked access tokens from the very next request on.
+pub struct SignOut {
+    user: String,
+    ids: Vec<String>,
+    all_cached: bool,
+    pub stmt: Stmt,
+    pub event: Event,
+}
+
+impl SignOut {
+    /// Drops the revoked sessions from this isolate's caches.
+    pub fn forget(&self) {
+        if self.all_cached {
+            authn::forget_user_sessions(&self.user);
+        }
+        authn::forget_sessions(&self.ids);
+    }
+}
+
+/// Plans signing `user` out of the sessions `scope` names.
+pub async fn plan_sign_out(
+    cx: &Cx<'_>,
+    user: &str,
+    scope: SignOutScope<'_>,
+) -> Result<SignOut, ApiError> {
+    // A session id never equals the empty string: with no `keep` every session matches; with
+    // no org, `? IS NULL` lets every kind through; `web` says whether web sessions go too.
+    let (kept, org, web) = match scope {
+        SignOutScope::Everywhere { keep } => (keep.map_or("", |k| k.as_str()), None, 1i64),
+        SignOutScope::ReachingOrg(org) => ("", Some(org.as_str()), 1),
+        SignOutScope::OrgTokens(org) => ("", Some(org.as_str()), 0),
+    };
+    const WHICH: &str = "user_id = ? AND revoked_at_ms IS NULL AND id != ? \
+                         AND (? IS NULL OR (kind = 'web' AND ? = 1) OR org_id = ?)";
+    let live: Vec<IdRow> = cx
+        .db()
+        .all(
+            &format!("SELECT id FROM sessions WHERE {WHICH}"),
+            args![user, kept, org, web, org],
+        )
+        .await?;
+    let ids: Vec<String> = live.into_iter().map(|r| r.id).collect();
+    let stmt = Stmt::new(
+        format!(
+            "UPDATE sessions SET revoked_at_ms = ?, revoked_reason = 'signed_out_everywhere' \
+             WHERE {WHICH}"
+        ),
+        args![now_ms(), user, kept, org, web, org],
+    );
+    let mut meta = json!({"sessions": ids});
+    if let SignOutScope::Everywhere { keep: Some(k) } = scope {
+        meta["kept"] = json!(k.as_str());
+    }
+    if let Some(o) = org {
+        meta["org_id"] = json!(o);
+    }
+    if web == 0 {
+        meta["cli_only"] = json!(true);
+    }
+    Ok(SignOut {
+        user: user.to_owned(),
+        all_cached: kept.is_empty() && web == 1,
+        ids,
+        stmt,
+        event: Event::new(AuditAction::SessionRevokedAll, "user", user).meta(meta),
+    })
+}
+
+/// Signs `user` out everywhere: every session and CLI token — but `keep`, when given.
 pub async fn revoke_all(
     cx: &Cx<'_>,
     user: &str,
     keep: Option<&SessionId>,
 ) -> Result<RevokedCount, ApiError> {
-    // A session id never equals the empty string: with no `keep` every session matches.
-    let kept = keep.map_or("", |k| k.as_str());
-    let live: Vec<IdRow> = cx
-        .db()
-        .all(
-            "SELECT id FROM sessions WHERE user_id = ? AND revoked_at_ms IS NULL AND id != ?",
-            args![user, kept],
-        )
+    let plan = plan_sign_out(cx, user, SignOutScope::Everywhere { keep }).await?;
+    let changed = cx
+        .commit(vec![plan.stmt.clone()], [plan.event.clone()])
         .await?;
-    let ids: Vec<String> = live.into_iter().map(|r| r.id).collect();
-    let now = now_ms();
-    let stmts = vec![Stmt::new(
-        "UPDATE sessions SET revoked_at_ms = ?, revoked_reason = 'signed_out_everywhere' \
-         WHERE user_id = ? AND revoked_at_ms IS NULL AND id != ?",
-        args![now, user, kept],
-    )];
-    let mut meta = json!({"sessions": ids});
-    if let Some(k) = keep {
-        meta["kept"] = json!(k.as_str());
-    }
-    let event = Event::new(AuditAction::SessionRevokedAll, "user", user).meta(meta);
-    let changed = cx.commit(stmts, [event]).await?;
-    if keep.is_none() {
-        authn::forget_user_sessions(user);
-    }
-    authn::forget_sessions(&ids);
+    plan.forget();
     Ok(RevokedCount {
         revoked: changed.first().copied().unwrap_or(0),
     })

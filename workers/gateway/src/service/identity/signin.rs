@@ -46,7 +46,7 @@ pub async fn user_by_id(cx: &Cx<'_>, id: &str) -> Result<UserRow, ApiError> {
         .ok_or_else(ApiError::internal)
 }
 
-async fn user_by_email(cx: &Cx<'_>, email: &str) -> Result<Option<UserRow>, ApiError> {
+pub(crate) async fn user_by_email(cx: &Cx<'_>, email: &str) -> Result<Option<UserRow>, ApiError> {
     cx.db()
         .first(
             &format!("SELECT {USER_COLUMNS} FROM users WHERE email = ?"),
@@ -59,13 +59,22 @@ fn disabled() -> ApiError {
     ApiError::forbidden("this account is disabled")
 }
 
+/// Who creates an account: the person signing in (who has no credential yet), or the request's
+/// credential (an org's SCIM key provisioning the person).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CreatedBy {
+    Themselves,
+    Request,
+}
+
 /// The user for `email`: the existing one, or statements and an event creating it.
-fn existing_or_new(
+pub(crate) fn existing_or_new(
     existing: Option<UserRow>,
     email: &str,
     name: Option<&str>,
     via: &str,
     now: i64,
+    by: CreatedBy,
 ) -> Result<(UserRow, Vec<Stmt>, Vec<Event>, bool), ApiError> {
     if let Some(u) = existing {
         if u.disabled_at_ms.is_some() {
@@ -79,9 +88,12 @@ fn existing_or_new(
         "INSERT INTO users (id, email, display_name, created_at_ms) VALUES (?, ?, ?, ?)",
         args![&id, email, display_name.clone(), now],
     )];
-    let events = vec![Event::new(AuditAction::UserCreated, "user", &id)
-        .by(Actor::user(&id))
-        .meta(json!({"email": email, "via": via}))];
+    let created =
+        Event::new(AuditAction::UserCreated, "user", &id).meta(json!({"email": email, "via": via}));
+    let events = vec![match by {
+        CreatedBy::Themselves => created.by(Actor::user(&id)),
+        CreatedBy::Request => created,
+    }];
     let user = UserRow {
         id,
         email: email.to_owned(),
@@ -153,7 +165,8 @@ pub async fn by_email(
     for attempt in 0..2 {
         let now = now_ms();
         let existing = user_by_email(cx, email).await?;
-        let (user, stmts, events, new_user) = existing_or_new(existing, email, None, method, now)?;
+        let (user, stmts, events, new_user) =
+            existing_or_new(existing, email, None, method, now, CreatedBy::Themselves)?;
         let mut all = pre.clone();
         all.extend(stmts);
         match open_session(cx, user, all, events, method, new_user, now).await {
@@ -211,8 +224,14 @@ pub async fn by_identity(
                     )
                 })?;
             let existing = user_by_email(cx, &email).await?;
-            let (user, mut stmts, mut events, new_user) =
-                existing_or_new(existing, &email, id.name.as_deref(), &method, now)?;
+            let (user, mut stmts, mut events, new_user) = existing_or_new(
+                existing,
+                &email,
+                id.name.as_deref(),
+                &method,
+                now,
+                CreatedBy::Themselves,
+            )?;
             stmts.push(Stmt::new(
                 "INSERT INTO user_identities (provider, subject, user_id, email, created_at_ms, \
                  last_used_at_ms) VALUES (?, ?, ?, ?, ?, ?)",
