@@ -24,6 +24,11 @@ use crate::http::ctx::now_ms;
 /// back; the cap keeps one answer's memory bounded whatever the group's size, and an IdP that
 /// asks for `excludedAttributes=members` has no members read at all.
 const MAX_MEMBERS_SHOWN: i64 = 10_000;
+/// Most members one answer lists across all its groups: a page of 200 groups would otherwise
+/// read up to 2,000,000 member ids. A listing page shares this budget evenly between its
+/// groups (IdPs list groups with `excludedAttributes=members` and read members one group at a
+/// time, where a group gets the whole [`MAX_MEMBERS_SHOWN`]).
+const MAX_MEMBERS_PER_ANSWER: i64 = 20_000;
 
 #[derive(Deserialize)]
 struct Row {
@@ -47,8 +52,9 @@ const LISTING: Listing = Listing {
     order: "g.created_at_ms, g.id",
 };
 
-/// The members of `groups`, at most [`MAX_MEMBERS_SHOWN`] of each, in one read; none when the
-/// answer leaves members out (`with_members` false).
+/// The members of `groups`, at most [`MAX_MEMBERS_SHOWN`] of each and
+/// [`MAX_MEMBERS_PER_ANSWER`] in all, in one read; none when the answer leaves members out
+/// (`with_members` false).
 async fn members_of(
     cx: &Cx<'_>,
     org: &OrgId,
@@ -63,9 +69,15 @@ async fn members_of(
         .db()
         .all(
             GROUP_MEMBERS_SQL,
-            args![org.as_str(), ids, MAX_MEMBERS_SHOWN],
+            args![org.as_str(), ids, per_group_cap(groups.len())],
         )
         .await?)
+}
+
+/// Each group's share of the answer's member budget.
+fn per_group_cap(groups: usize) -> i64 {
+    let groups = i64::try_from(groups.max(1)).unwrap_or(i64::MAX);
+    (MAX_MEMBERS_PER_ANSWER / groups).clamp(1, MAX_MEMBERS_SHOWN)
 }
 
 fn records(rows: Vec<Row>, members: Vec<MemberRow>) -> Vec<GroupRecord> {
@@ -334,4 +346,24 @@ pub async fn delete(cx: &Cx<'_>, org: &OrgId, group: &ScimGroupId) -> Result<(),
     let event = Event::new(AuditAction::ScimGroupDeleted, "scim_group", g)
         .meta(json!({"display_name": name}));
     commit(cx, org, batch, event).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_answer_reads_a_bounded_number_of_members_however_many_groups_it_lists() {
+        assert_eq!(per_group_cap(1), MAX_MEMBERS_SHOWN);
+        assert_eq!(per_group_cap(0), MAX_MEMBERS_SHOWN);
+        for groups in [2usize, 3, 7, 200] {
+            let cap = per_group_cap(groups);
+            assert!((1..=MAX_MEMBERS_SHOWN).contains(&cap));
+            assert!(
+                cap * groups as i64 <= MAX_MEMBERS_PER_ANSWER,
+                "{groups} groups"
+            );
+        }
+        assert_eq!(per_group_cap(200), 100);
+    }
 }
